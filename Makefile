@@ -1,0 +1,33 @@
+# The two commands (see README):
+#   make run   set everything up from a fresh clone and run the main job (offline, local embeddings)
+#   make test  set everything up and run the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup run demo test lint bench bench-full clean
+
+$(STAMP): pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh "$(PYTHON)" "$(VENV)"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(BIN)/python examples/quickstart.py
+
+demo: setup
+	$(BIN)/python examples/quickstart.py
+
+test: setup
+	bash scripts/test.sh "$(VENV)"
+
+lint: setup
+	$(BIN)/ruff check sem_mem tests bench examples
+
+bench: setup
+	$(BIN)/python bench/recall_quality.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

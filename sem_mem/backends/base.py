@@ -1,0 +1,217 @@
+"""The storage-backend interface shared by the embedded (SQLite + HNSW) and the
+PostgreSQL + pgvector backends.
+
+A backend owns durable state for every namespace of one store: memories (text,
+metadata, source, timestamps, hit counts, content hash, embedding), their history,
+tombstones of forgotten memories, the embedding cache, the instructions, and the
+vector and lexical indexes over the active memories. It knows nothing about
+embedders, caches or chat: the core computes vectors and passes them in.
+
+Every write bumps a store-wide change sequence number (``seq``); ``changed_ids``
+lets a caller that remembers the last ``seq`` it saw learn which memories changed
+since (the core uses it to keep its L1 cache honest across processes).
+
+Both backends must pass ``tests/test_backend_conformance.py``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..types import HistoryEvent, Memory
+
+__all__ = ["NewMemory", "StoredMemory", "AddResult", "ListQuery", "StorageBackend"]
+
+
+@dataclass
+class NewMemory:
+    """A memory to add. The optional fields are kept on import (ids, timestamps, hits)."""
+
+    text: str
+    embedding: np.ndarray
+    content_hash: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    source: str = "manual"
+    id: str | None = None
+    created_at: float | None = None
+    updated_at: float | None = None
+    hit_count: int = 0
+    status: str = "active"
+
+
+@dataclass(frozen=True)
+class StoredMemory:
+    """A memory with its embedding (unit float32 vector)."""
+
+    memory: Memory
+    embedding: np.ndarray
+
+
+@dataclass(frozen=True)
+class AddResult:
+    id: str
+    created: bool  # False: an identical active memory existed and was refreshed
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    limit: int = 50
+    offset: int = 0
+    source: str | None = None
+    since: float | None = None  # created_at >= since (unix seconds)
+    until: float | None = None  # created_at < until
+    metadata: Mapping[str, Any] | None = None  # equality on top-level keys
+    include_superseded: bool = False
+    newest_first: bool = True
+
+
+class StorageBackend(ABC):
+    """Durable memories plus the indexes over them, for every namespace of a store."""
+
+    name: str = ""
+
+    # -- identity of the embedding space -------------------------------------------------
+    @abstractmethod
+    def embedding_space(self) -> tuple[str, int] | None:
+        """The (model_id, dimensions) the store was built with, or None if never set."""
+
+    @abstractmethod
+    def bind_embedding_space(self, model_id: str, dimensions: int) -> None:
+        """Record the embedding space, or raise EmbeddingMismatchError if another is recorded."""
+
+    # -- writes -------------------------------------------------------------------------
+    @abstractmethod
+    def add(
+        self,
+        namespace: str,
+        items: Sequence[NewMemory],
+        *,
+        dedupe: bool = True,
+        chunk_size: int = 1000,
+        on_commit: Callable[[int], None] | None = None,
+    ) -> list[AddResult]:
+        """Commit ``items`` (in transactions of ``chunk_size``) and index them.
+
+        With ``dedupe``, an item whose text and metadata equal an active memory's is not
+        added again: that memory is refreshed and its id returned. ``on_commit(n)`` is
+        called after each transaction with the number of items committed so far.
+        """
+
+    @abstractmethod
+    def update(
+        self,
+        namespace: str,
+        memory_id: str,
+        *,
+        text: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        embedding: np.ndarray | None = None,
+        content_hash: str | None = None,
+        event: str = "updated",
+    ) -> Memory:
+        """Change a memory's text (with its new embedding) and/or metadata; kept in history."""
+
+    @abstractmethod
+    def delete(self, namespace: str, memory_ids: Sequence[str]) -> int:
+        """Forget memories (text erased, history purged, a tombstone kept); returns how many."""
+
+    @abstractmethod
+    def supersede(self, namespace: str, old_id: str, new_id: str, reason: str = "") -> None:
+        """Retire ``old_id`` in favour of ``new_id``: it leaves recall but stays in history."""
+
+    @abstractmethod
+    def record_hits(self, namespace: str, hits: Mapping[str, int], at: float) -> None:
+        """Add recall hit counts (not a content change: does not bump ``seq``)."""
+
+    # -- reads --------------------------------------------------------------------------
+    @abstractmethod
+    def get_many(self, namespace: str, memory_ids: Sequence[str]) -> dict[str, StoredMemory]:
+        """Memories by id (any status); missing ids are absent from the result."""
+
+    @abstractmethod
+    def vector_search(
+        self, namespace: str, vector: np.ndarray, k: int, *, ef: int | None = None
+    ) -> list[tuple[str, float]]:
+        """Up to ``k`` active memories nearest to ``vector``: (id, cosine similarity)."""
+
+    @abstractmethod
+    def lexical_search(self, namespace: str, query: str, k: int) -> list[tuple[str, float]]:
+        """Up to ``k`` active memories by full-text relevance: (id, score, higher is better)."""
+
+    @abstractmethod
+    def list(self, namespace: str, query: ListQuery) -> list[Memory]:
+        """Memories page by page, filtered."""
+
+    @abstractmethod
+    def count(self, namespace: str) -> int:
+        """Active memories in the namespace."""
+
+    @abstractmethod
+    def history(self, namespace: str, memory_id: str) -> list[HistoryEvent]:
+        """Every recorded event of one memory, oldest first (NotFoundError if none)."""
+
+    @abstractmethod
+    def most_hit(self, namespace: str, n: int) -> list[StoredMemory]:
+        """The ``n`` active memories recalled most often (hit_count > 0)."""
+
+    @abstractmethod
+    def iter_memories(
+        self, namespace: str, *, batch: int = 1000, include_superseded: bool = True
+    ) -> Iterator[StoredMemory]:
+        """Every memory of the namespace, oldest first (export, re-embedding, migration)."""
+
+    @abstractmethod
+    def namespaces(self) -> list[str]:
+        """Namespaces that hold at least one memory."""
+
+    # -- change tracking ------------------------------------------------------------------
+    @abstractmethod
+    def refresh(self) -> int:
+        """Pick up commits made elsewhere (other processes); returns the current ``seq``."""
+
+    @abstractmethod
+    def changed_ids(self, namespace: str, since_seq: int) -> set[str]:
+        """Ids written or forgotten in the namespace after ``since_seq``."""
+
+    # -- embedding cache ------------------------------------------------------------------
+    @abstractmethod
+    def cached_embeddings(self, model_id: str, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        """Known embeddings of texts (by sha256) for ``model_id``."""
+
+    @abstractmethod
+    def cache_embeddings(self, model_id: str, items: Mapping[str, np.ndarray]) -> None:
+        """Remember embeddings of texts that are not stored as memories (queries)."""
+
+    # -- instructions ---------------------------------------------------------------------
+    @abstractmethod
+    def get_instructions(self, namespace: str) -> str: ...
+
+    @abstractmethod
+    def set_instructions(self, namespace: str, text: str) -> None: ...
+
+    # -- maintenance ----------------------------------------------------------------------
+    @abstractmethod
+    def replace_embeddings(
+        self,
+        model_id: str,
+        dimensions: int,
+        embed: Callable[[list[str]], np.ndarray],
+        *,
+        batch: int = 256,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Re-embed every memory of every namespace with a new model; returns the count."""
+
+    @abstractmethod
+    def stats(self, namespace: str) -> dict[str, Any]: ...
+
+    def flush(self) -> None:
+        """Persist derived data (e.g. index files); a no-op where nothing is derived."""
+
+    @abstractmethod
+    def close(self) -> None: ...

@@ -1,0 +1,946 @@
+"""The embedded backend: SQLite (WAL) is the source of truth, HNSW and FTS5 index it.
+
+One ``SQLiteBackend`` serves every namespace of a storage dir. Writers take a
+process-wide ``RLock`` and a file lock (``write.lock``), so threads and processes
+never interleave transactions or index saves. Every write transaction bumps the
+store's ``seq``; readers notice other processes' commits through SQLite's
+``PRAGMA data_version`` and replay them into their in-memory HNSW indexes before
+searching. See ``docs/storage.md`` for the on-disk format.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import (
+    ConfigurationError,
+    EmbeddingMismatchError,
+    NotFoundError,
+    StorageError,
+    ValidationError,
+)
+from ..types import HistoryEvent, Memory, to_datetime
+from .base import AddResult, ListQuery, NewMemory, StorageBackend, StoredMemory
+from .sqlite_schema import apply_migrations
+from .vector_index import HNSWIndex, HNSWParams
+
+__all__ = ["SQLiteBackend", "encode_vector", "decode_vector", "canonical_json"]
+
+log = logging.getLogger("sem_mem.store")
+
+DB_NAME = "memory.sqlite3"
+INDEX_DIR = "index"
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_WORD = re.compile(r"\w+", re.UNICODE)
+# Words too common to help full-text ranking; dropping them also keeps FTS5 from
+# walking huge posting lists on big stores.
+_STOPWORDS = frozenset(
+    """a an and are as at be been but by can could did do does doing for from had has have
+    he her hers him his how i if in into is it its me my of on or our she should so than that
+    the their them then there these they this those to was we were what when where which who
+    whom why will with would you your yours""".split()
+)
+_MEMORY_COLUMNS = (
+    "id, text, metadata, namespace, source, created_at, updated_at, hit_count, "
+    "last_accessed, status, superseded_by, embedding_model"
+)
+
+
+def encode_vector(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+def decode_vector(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype="<f4")
+
+
+def canonical_json(value: Mapping[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def _row_to_memory(row: Sequence[Any]) -> Memory:
+    return Memory(
+        id=row[0],
+        text=row[1],
+        metadata=json.loads(row[2]),
+        namespace=row[3],
+        source=row[4],
+        created_at=to_datetime(row[5]),  # type: ignore[arg-type]
+        updated_at=to_datetime(row[6]),  # type: ignore[arg-type]
+        hit_count=row[7],
+        last_accessed=to_datetime(row[8]),
+        status=row[9],
+        superseded_by=row[10],
+        embedding_model=row[11],
+    )
+
+
+def fts_query(text: str) -> str | None:
+    """An FTS5 OR-query of the distinct content words of ``text`` (None if there are none)."""
+    words = []
+    for word in _WORD.findall(text.lower()):
+        if word not in _STOPWORDS and word not in words:
+            words.append(word)
+    if not words:
+        return None
+    return " OR ".join(f'"{w}"' for w in words[:64])
+
+
+class SQLiteBackend(StorageBackend):
+    """SQLite + FTS5 + per-namespace hnswlib indexes in one directory."""
+
+    name = "sqlite"
+
+    def __init__(
+        self,
+        storage_dir: str | os.PathLike[str],
+        *,
+        hnsw: HNSWParams | None = None,
+        durability: str = "full",
+        save_every: int = 10_000,
+        save_interval: float = 60.0,
+        lock_timeout: float = 60.0,
+    ) -> None:
+        self.root = Path(storage_dir)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create storage dir {self.root}: {exc}") from exc
+        self.hnsw = hnsw or HNSWParams()
+        self.save_every = save_every
+        self.save_interval = save_interval
+        self._lock = threading.RLock()
+        self._file_lock = _file_lock(self.root / "write.lock", lock_timeout)
+        self._indexes: dict[str, HNSWIndex] = {}
+        self._last_save = time.monotonic()
+        self._closed = False
+        try:
+            self._conn = sqlite3.connect(
+                self.root / DB_NAME, check_same_thread=False, isolation_level=None, timeout=30.0
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            with self._file_lock:
+                apply_migrations(self._conn)
+                self._init_meta()
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"cannot open the store at {self.root / DB_NAME}: {exc}") from exc
+        self._data_version = self._pragma_data_version()
+        self._seq = self._read_seq()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _init_meta(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            for key, value in (
+                ("store_id", uuid.uuid4().hex),
+                ("seq", "0"),
+                ("created_at", repr(time.time())),
+            ):
+                self._conn.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value)
+                )
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self.store_id = self._meta("store_id")
+
+    def _meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _read_seq(self) -> int:
+        return int(self._meta("seq") or 0)
+
+    def _pragma_data_version(self) -> int:
+        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError("this memory store is closed")
+
+    @contextmanager
+    def _write(self) -> Iterator[int]:
+        """One write transaction under both locks; yields the new ``seq``.
+
+        After the commit the loaded indexes replay the change, so a search right
+        after a write sees it.
+        """
+        with self._lock:
+            self._check_open()
+            with self._file_lock:
+                try:
+                    self._conn.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    raise StorageError(f"the store is busy or unwritable: {exc}") from exc
+                try:
+                    seq = self._read_seq() + 1
+                    self._conn.execute("UPDATE meta SET value = ? WHERE key = 'seq'", (str(seq),))
+                    yield seq
+                    self._conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    self._rollback()
+                    raise StorageError(f"write to the store failed: {exc}") from exc
+                except BaseException:
+                    self._rollback()
+                    raise
+                self._sync_after_write()
+
+    def _rollback(self) -> None:
+        try:
+            self._conn.execute("ROLLBACK")
+        except sqlite3.Error:  # the transaction may already be gone (e.g. disk full)
+            pass
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._check_open()
+            yield self._conn
+
+    # ------------------------------------------------------------------ embedding space
+
+    def embedding_space(self) -> tuple[str, int] | None:
+        with self._read():
+            model, dim = self._meta("embedding_model"), self._meta("embedding_dim")
+        return (model, int(dim)) if model and dim else None
+
+    def bind_embedding_space(self, model_id: str, dimensions: int) -> None:
+        current = self.embedding_space()
+        if current is None:
+            with self._lock, self._file_lock:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for key, value in (("embedding_model", model_id), ("embedding_dim", dimensions)):
+                        self._conn.execute(
+                            "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+                            (key, str(value)),
+                        )
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    self._rollback()
+                    raise
+            current = self.embedding_space()
+        if current != (model_id, dimensions):
+            raise EmbeddingMismatchError(
+                f"the store at {self.root} was built with embedding model {current[0]!r} "  # type: ignore[index]
+                f"({current[1]} dimensions), but this memory uses {model_id!r} "  # type: ignore[index]
+                f"({dimensions} dimensions). Open it with the original embedder, or convert it "
+                f"with memory.reembed(new_embedder) (CLI: sem-mem reembed)."
+            )
+
+    # ------------------------------------------------------------------ writes
+
+    def add(
+        self,
+        namespace: str,
+        items: Sequence[NewMemory],
+        *,
+        dedupe: bool = True,
+        chunk_size: int = 1000,
+        on_commit: Callable[[int], None] | None = None,
+    ) -> list[AddResult]:
+        results: list[AddResult] = []
+        for start in range(0, len(items), chunk_size):
+            chunk = items[start : start + chunk_size]
+            with self._write() as seq:
+                results.extend(self._insert(namespace, chunk, seq, dedupe))
+            if on_commit is not None:
+                on_commit(len(results))
+        return results
+
+    def _insert(
+        self, namespace: str, items: Sequence[NewMemory], seq: int, dedupe: bool
+    ) -> list[AddResult]:
+        now = time.time()
+        out: list[AddResult] = []
+        rows = []
+        history = []
+        for item in items:
+            meta_json = canonical_json(item.metadata)
+            if dedupe:
+                existing = self._conn.execute(
+                    "SELECT id FROM memories WHERE content_hash = ? AND namespace = ? "
+                    "AND status = 'active' AND metadata = ? LIMIT 1",
+                    (item.content_hash, namespace, meta_json),
+                ).fetchone()
+                if existing is None and rows:
+                    existing = next(
+                        ((r[0],) for r in rows if r[6] == item.content_hash and r[3] == meta_json),
+                        None,
+                    )
+                if existing is not None:
+                    self._conn.execute(
+                        "UPDATE memories SET updated_at = ? WHERE id = ?", (now, existing[0])
+                    )
+                    history.append((existing[0], namespace, "refreshed", None, None, now, None))
+                    out.append(AddResult(existing[0], False))
+                    continue
+            memory_id = item.id or str(uuid.uuid4())
+            created = item.created_at if item.created_at is not None else now
+            updated = item.updated_at if item.updated_at is not None else created
+            rows.append(
+                (
+                    memory_id, namespace, item.text, meta_json, item.source, item.status,
+                    item.content_hash, encode_vector(item.embedding), self._model_id(),
+                    created, updated, item.hit_count, seq,
+                )
+            )
+            event = "imported" if item.id else "created"
+            history.append((memory_id, namespace, event, item.text, meta_json, now, item.source))
+            out.append(AddResult(memory_id, True))
+        try:
+            self._conn.executemany(
+                "INSERT INTO memories (id, namespace, text, metadata, source, status, "
+                "content_hash, embedding, embedding_model, created_at, updated_at, hit_count, seq) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        except sqlite3.IntegrityError as exc:
+            raise StorageError(f"could not add memories: {exc}") from exc
+        self._conn.executemany(
+            "INSERT INTO history (memory_id, namespace, event, text, metadata, at, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            history,
+        )
+        return out
+
+    def _model_id(self) -> str:
+        model = self._meta("embedding_model")
+        if not model:
+            raise StorageError("bind_embedding_space must be called before adding memories")
+        return model
+
+    def update(
+        self,
+        namespace: str,
+        memory_id: str,
+        *,
+        text: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        embedding: np.ndarray | None = None,
+        content_hash: str | None = None,
+        event: str = "updated",
+    ) -> Memory:
+        with self._write() as seq:
+            row = self._conn.execute(
+                "SELECT text, metadata FROM memories WHERE id = ? AND namespace = ?",
+                (memory_id, namespace),
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(f"no memory {memory_id!r} in namespace {namespace!r}")
+            now = time.time()
+            sets, args = ["updated_at = ?", "seq = ?"], [now, seq]
+            if text is not None:
+                if embedding is None or content_hash is None:
+                    raise StorageError("a new text needs its embedding and content hash")
+                sets += ["text = ?", "embedding = ?", "content_hash = ?"]
+                args += [text, encode_vector(embedding), content_hash]
+            meta_json = canonical_json(metadata) if metadata is not None else row[1]
+            if metadata is not None:
+                sets.append("metadata = ?")
+                args.append(meta_json)
+            self._conn.execute(
+                f"UPDATE memories SET {', '.join(sets)} WHERE id = ?", (*args, memory_id)
+            )
+            self._conn.execute(
+                "INSERT INTO history (memory_id, namespace, event, text, metadata, at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (memory_id, namespace, event, text if text is not None else row[0], meta_json, now),
+            )
+        return self.get_many(namespace, [memory_id])[memory_id].memory
+
+    def delete(self, namespace: str, memory_ids: Sequence[str]) -> int:
+        if not memory_ids:
+            return 0
+        with self._write() as seq:
+            now = time.time()
+            found = self._conn.execute(
+                f"SELECT label, id FROM memories WHERE namespace = ? AND id IN "
+                f"({','.join('?' * len(memory_ids))})",
+                (namespace, *memory_ids),
+            ).fetchall()
+            for label, memory_id in found:
+                self._conn.execute("DELETE FROM memories WHERE label = ?", (label,))
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO tombstones (label, id, namespace, deleted_at, seq) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (label, memory_id, namespace, now, seq),
+                )
+                # Forgetting erases the text everywhere, history included.
+                self._conn.execute("DELETE FROM history WHERE memory_id = ?", (memory_id,))
+                self._conn.execute(
+                    "INSERT INTO history (memory_id, namespace, event, at) "
+                    "VALUES (?, ?, 'forgotten', ?)",
+                    (memory_id, namespace, now),
+                )
+        return len(found)
+
+    def supersede(self, namespace: str, old_id: str, new_id: str, reason: str = "") -> None:
+        with self._write() as seq:
+            now = time.time()
+            cur = self._conn.execute(
+                "UPDATE memories SET status = 'superseded', superseded_by = ?, updated_at = ?, "
+                "seq = ? WHERE id = ? AND namespace = ? AND status = 'active'",
+                (new_id, now, seq, old_id, namespace),
+            )
+            if cur.rowcount == 0:
+                raise NotFoundError(f"no active memory {old_id!r} in namespace {namespace!r}")
+            self._conn.execute(
+                "INSERT INTO history (memory_id, namespace, event, at, detail) "
+                "VALUES (?, ?, 'superseded', ?, ?)",
+                (old_id, namespace, now, json.dumps({"by": new_id, "reason": reason})),
+            )
+
+    def record_hits(self, namespace: str, hits: Mapping[str, int], at: float) -> None:
+        if not hits:
+            return
+        with self._lock:
+            self._check_open()
+            with self._file_lock:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._conn.executemany(
+                        "UPDATE memories SET hit_count = hit_count + ?, last_accessed = ? "
+                        "WHERE id = ? AND namespace = ?",
+                        [(n, at, memory_id, namespace) for memory_id, n in hits.items()],
+                    )
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    self._rollback()
+                    raise
+
+    # ------------------------------------------------------------------ reads
+
+    def get_many(self, namespace: str, memory_ids: Sequence[str]) -> dict[str, StoredMemory]:
+        if not memory_ids:
+            return {}
+        out: dict[str, StoredMemory] = {}
+        with self._read() as conn:
+            for start in range(0, len(memory_ids), 500):
+                part = memory_ids[start : start + 500]
+                for row in conn.execute(
+                    f"SELECT {_MEMORY_COLUMNS}, embedding FROM memories "
+                    f"WHERE namespace = ? AND id IN ({','.join('?' * len(part))})",
+                    (namespace, *part),
+                ):
+                    out[row[0]] = StoredMemory(_row_to_memory(row), decode_vector(row[12]))
+        return out
+
+    def vector_search(
+        self, namespace: str, vector: np.ndarray, k: int, *, ef: int | None = None
+    ) -> list[tuple[str, float]]:
+        with self._read() as conn:
+            index = self._index_for(namespace)
+            hits = index.search(vector, k, ef=ef)
+            if not hits:
+                return []
+            labels = [label for label, _ in hits]
+            ids = dict(
+                conn.execute(
+                    f"SELECT label, id FROM memories WHERE status = 'active' AND label IN "
+                    f"({','.join('?' * len(labels))})",
+                    labels,
+                ).fetchall()
+            )
+        return [(ids[label], sim) for label, sim in hits if label in ids]
+
+    def lexical_search(self, namespace: str, query: str, k: int) -> list[tuple[str, float]]:
+        match = fts_query(query)
+        if match is None or k <= 0:
+            return []
+        with self._read() as conn:
+            try:
+                rows = conn.execute(
+                    "SELECT m.id, bm25(memories_fts) AS rank FROM memories_fts "
+                    "JOIN memories m ON m.label = memories_fts.rowid "
+                    "WHERE memories_fts MATCH ? AND m.namespace = ? AND m.status = 'active' "
+                    "ORDER BY rank LIMIT ?",
+                    (match, namespace, k),
+                ).fetchall()
+            except sqlite3.OperationalError as exc:
+                raise StorageError(f"full-text search failed: {exc}") from exc
+        # bm25() is negative, lower is better: flip so that higher is better
+        return [(memory_id, -rank) for memory_id, rank in rows]
+
+    def list(self, namespace: str, query: ListQuery) -> list[Memory]:
+        where, args = ["namespace = ?"], [namespace]
+        if not query.include_superseded:
+            where.append("status = 'active'")
+        if query.source:
+            where.append("source = ?")
+            args.append(query.source)
+        if query.since is not None:
+            where.append("created_at >= ?")
+            args.append(query.since)
+        if query.until is not None:
+            where.append("created_at < ?")
+            args.append(query.until)
+        for key, value in (query.metadata or {}).items():
+            where.append("json_extract(metadata, ?) = ?")
+            args += [_json_path(key), _sql_value(value)]
+        order = "DESC" if query.newest_first else "ASC"
+        sql = (
+            f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE {' AND '.join(where)} "
+            f"ORDER BY created_at {order}, label {order} LIMIT ? OFFSET ?"
+        )
+        with self._read() as conn:
+            rows = conn.execute(sql, (*args, query.limit, query.offset)).fetchall()
+        return [_row_to_memory(row) for row in rows]
+
+    def count(self, namespace: str) -> int:
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT active FROM namespace_stats WHERE namespace = ?", (namespace,)
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def history(self, namespace: str, memory_id: str) -> list[HistoryEvent]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT memory_id, event, text, metadata, at, detail FROM history "
+                "WHERE memory_id = ? AND namespace = ? ORDER BY event_id",
+                (memory_id, namespace),
+            ).fetchall()
+        if not rows:
+            raise NotFoundError(f"no memory {memory_id!r} in namespace {namespace!r}")
+        return [
+            HistoryEvent(
+                memory_id=r[0],
+                event=r[1],
+                text=r[2],
+                metadata=json.loads(r[3]) if r[3] else None,
+                at=to_datetime(r[4]),  # type: ignore[arg-type]
+                detail=r[5],
+            )
+            for r in rows
+        ]
+
+    def most_hit(self, namespace: str, n: int) -> list[StoredMemory]:
+        if n <= 0:
+            return []
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {_MEMORY_COLUMNS}, embedding FROM memories "
+                "WHERE namespace = ? AND hit_count > 0 AND status = 'active' "
+                "ORDER BY hit_count DESC LIMIT ?",
+                (namespace, n),
+            ).fetchall()
+        return [StoredMemory(_row_to_memory(r), decode_vector(r[12])) for r in rows]
+
+    def iter_memories(
+        self, namespace: str, *, batch: int = 1000, include_superseded: bool = True
+    ) -> Iterator[StoredMemory]:
+        status = "" if include_superseded else "AND status = 'active'"
+        last = 0
+        while True:
+            with self._read() as conn:
+                rows = conn.execute(
+                    f"SELECT {_MEMORY_COLUMNS}, embedding, label FROM memories "
+                    f"WHERE namespace = ? AND label > ? {status} ORDER BY label LIMIT ?",
+                    (namespace, last, batch),
+                ).fetchall()
+            if not rows:
+                return
+            for r in rows:
+                yield StoredMemory(_row_to_memory(r), decode_vector(r[12]))
+            last = rows[-1][13]
+
+    def namespaces(self) -> list[str]:
+        with self._read() as conn:
+            return [
+                r[0]
+                for r in conn.execute(
+                    "SELECT DISTINCT namespace FROM memories ORDER BY namespace"
+                ).fetchall()
+            ]
+
+    # ------------------------------------------------------------------ change tracking
+
+    def refresh(self) -> int:
+        with self._lock:
+            self._check_open()
+            version = self._pragma_data_version()
+            if version != self._data_version:
+                self._data_version = version
+                self._sync_indexes()
+            return self._seq
+
+    def changed_ids(self, namespace: str, since_seq: int) -> set[str]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT id FROM memories WHERE seq > ? AND namespace = ? "
+                "UNION SELECT id FROM tombstones WHERE seq > ? AND namespace = ?",
+                (since_seq, namespace, since_seq, namespace),
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    def _sync_after_write(self) -> None:
+        self._data_version = self._pragma_data_version()
+        self._sync_indexes()
+        self._maybe_save()
+
+    def _sync_indexes(self) -> None:
+        """Replay every change after each loaded index's ``applied_seq``."""
+        self._conn.execute("BEGIN")  # one read snapshot for rows, tombstones and counts
+        try:
+            self._seq = self._read_seq()
+            for namespace, index in self._indexes.items():
+                if index.applied_seq < self._seq:
+                    self._replay(namespace, index, self._seq)
+        finally:
+            self._conn.execute("COMMIT")
+
+    def _replay(self, namespace: str, index: HNSWIndex, upto: int) -> None:
+        since = index.applied_seq
+        upsert_labels, upsert_vectors, dead = [], [], []
+        for label, status, blob in self._conn.execute(
+            "SELECT label, status, embedding FROM memories WHERE seq > ? AND namespace = ?",
+            (since, namespace),
+        ):
+            if status == "active":
+                upsert_labels.append(label)
+                upsert_vectors.append(decode_vector(blob))
+            else:
+                dead.append(label)
+        dead += [
+            r[0]
+            for r in self._conn.execute(
+                "SELECT label FROM tombstones WHERE seq > ? AND namespace = ?", (since, namespace)
+            )
+        ]
+        if upsert_labels:
+            index.upsert(np.asarray(upsert_labels), np.vstack(upsert_vectors))
+        index.delete(dead)
+        index.applied_seq = upto
+        row = self._conn.execute(
+            "SELECT active FROM namespace_stats WHERE namespace = ?", (namespace,)
+        ).fetchone()
+        index.active = int(row[0]) if row else 0
+
+    # ------------------------------------------------------------------ HNSW files
+
+    def _index_path(self, namespace: str) -> Path:
+        name = namespace if _SAFE_NAME.match(namespace) else "h-" + _hash_name(namespace)
+        return self.root / INDEX_DIR / f"ns-{name}.hnsw"
+
+    def _index_for(self, namespace: str) -> HNSWIndex:
+        """The namespace's index, loaded (and caught up) or rebuilt on first use."""
+        index = self._indexes.get(namespace)
+        if index is not None:
+            return index
+        space = self.embedding_space()
+        if space is None:
+            raise StorageError("the store has no embedding space yet")
+        expect = {"store_id": self.store_id, "namespace": namespace, "model": space[0]}
+        path = self._index_path(namespace)
+        started = time.perf_counter()
+        index = HNSWIndex.load(path, self.hnsw, expect)
+        if index is not None and index.applied_seq > self._read_seq():
+            log.warning("index %s is ahead of the store (restored backup?); rebuilding", path)
+            index = None
+        if index is None:
+            index = self._rebuild(namespace, space[1])
+            log.info(
+                "rebuilt the HNSW index of namespace %r from SQLite: %d memories in %.2f s",
+                namespace, index.active, time.perf_counter() - started,
+            )
+        self._indexes[namespace] = index
+        self._conn.execute("BEGIN")
+        try:
+            self._replay(namespace, index, self._read_seq())
+        finally:
+            self._conn.execute("COMMIT")
+        return index
+
+    def _rebuild(self, namespace: str, dim: int) -> HNSWIndex:
+        self._conn.execute("BEGIN")
+        try:
+            seq = self._read_seq()
+            total = self.count(namespace)
+            index = HNSWIndex(dim, self.hnsw, capacity=max(1024, total + total // 4))
+            last = 0
+            while True:
+                rows = self._conn.execute(
+                    "SELECT label, embedding FROM memories WHERE namespace = ? AND label > ? "
+                    "AND status = 'active' ORDER BY label LIMIT 20000",
+                    (namespace, last),
+                ).fetchall()
+                if not rows:
+                    break
+                index.upsert(
+                    np.asarray([r[0] for r in rows]), np.vstack([decode_vector(r[1]) for r in rows])
+                )
+                last = rows[-1][0]
+            index.applied_seq = seq
+        finally:
+            self._conn.execute("COMMIT")
+        index.dirty = max(index.dirty, 1)  # persist the rebuilt file at the next save
+        return index
+
+    def _maybe_save(self, force: bool = False) -> None:
+        due = time.monotonic() - self._last_save >= self.save_interval
+        for namespace, index in self._indexes.items():
+            if index.dirty and (force or due or index.dirty >= self.save_every):
+                index.save(
+                    self._index_path(namespace),
+                    {
+                        "store_id": self.store_id,
+                        "namespace": namespace,
+                        "model": self._meta("embedding_model"),
+                    },
+                )
+        if force or due:
+            self._last_save = time.monotonic()
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            with self._file_lock:
+                self._maybe_save(force=True)
+
+    def ensure_index(self, namespace: str) -> None:
+        """Load (or rebuild) the namespace's index now rather than at the first search."""
+        with self._read():
+            if self.embedding_space() is not None:
+                self._index_for(namespace)
+
+    # ------------------------------------------------------------------ embedding cache
+
+    def cached_embeddings(self, model_id: str, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        if not text_hashes:
+            return {}
+        out: dict[str, np.ndarray] = {}
+        with self._read() as conn:
+            for start in range(0, len(text_hashes), 500):
+                part = list(text_hashes[start : start + 500])
+                marks = ",".join("?" * len(part))
+                for h, blob in conn.execute(
+                    f"SELECT text_hash, vector FROM embedding_cache WHERE model = ? "
+                    f"AND text_hash IN ({marks})",
+                    (model_id, *part),
+                ):
+                    out[h] = decode_vector(blob)
+                missing = [h for h in part if h not in out]
+                if missing:
+                    for h, blob in conn.execute(
+                        f"SELECT content_hash, embedding FROM memories WHERE embedding_model = ? "
+                        f"AND content_hash IN ({','.join('?' * len(missing))})",
+                        (model_id, *missing),
+                    ):
+                        out.setdefault(h, decode_vector(blob))
+        return out
+
+    def cache_embeddings(self, model_id: str, items: Mapping[str, np.ndarray]) -> None:
+        if not items:
+            return
+        now = time.time()
+        with self._lock:
+            self._check_open()
+            with self._file_lock:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._conn.executemany(
+                        "INSERT OR REPLACE INTO embedding_cache (model, text_hash, vector, used_at) "
+                        "VALUES (?, ?, ?, ?)",
+                        [(model_id, h, encode_vector(v), now) for h, v in items.items()],
+                    )
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    self._rollback()
+                    raise
+
+    # ------------------------------------------------------------------ instructions
+
+    def _instructions_path(self, namespace: str) -> Path:
+        if namespace == "default":
+            return self.root / "instructions.txt"
+        name = namespace if _SAFE_NAME.match(namespace) else "h-" + _hash_name(namespace)
+        return self.root / "instructions" / f"{name}.txt"
+
+    def get_instructions(self, namespace: str) -> str:
+        path = self._instructions_path(namespace)
+        try:
+            return path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return ""
+        except OSError as exc:
+            raise StorageError(f"cannot read instructions {path}: {exc}") from exc
+
+    def set_instructions(self, namespace: str, text: str) -> None:
+        path = self._instructions_path(namespace)
+        with self._lock, self._file_lock:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text(text, encoding="utf-8")
+                os.replace(tmp, path)
+            except OSError as exc:
+                raise StorageError(f"cannot write instructions {path}: {exc}") from exc
+
+    # ------------------------------------------------------------------ maintenance
+
+    def replace_embeddings(
+        self,
+        model_id: str,
+        dimensions: int,
+        embed: Callable[[list[str]], np.ndarray],
+        *,
+        batch: int = 256,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Re-embed everything while holding the writer lock, then swap in one transaction.
+
+        New vectors go to a staging table first; a crash before the final swap leaves
+        the store exactly as it was (the staging table is cleared on the next run).
+        """
+        with self._lock, self._file_lock:
+            self._check_open()
+            conn = self._conn
+            conn.execute("DROP TABLE IF EXISTS reembed_staging")
+            conn.execute("CREATE TABLE reembed_staging (label INTEGER PRIMARY KEY, vector BLOB)")
+            total = conn.execute("SELECT COUNT(*) FROM memories").fetchone()[0]
+            done, last = 0, 0
+            while True:
+                rows = conn.execute(
+                    "SELECT label, text FROM memories WHERE label > ? ORDER BY label LIMIT ?",
+                    (last, batch),
+                ).fetchall()
+                if not rows:
+                    break
+                vectors = embed([r[1] for r in rows])
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(
+                    "INSERT INTO reembed_staging (label, vector) VALUES (?, ?)",
+                    [(r[0], encode_vector(v)) for r, v in zip(rows, vectors, strict=True)],
+                )
+                conn.execute("COMMIT")
+                done += len(rows)
+                last = rows[-1][0]
+                if progress is not None:
+                    progress(done, total)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                seq = self._read_seq() + 1
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'seq'", (str(seq),))
+                conn.execute(
+                    "UPDATE memories SET embedding = s.vector, embedding_model = ?, seq = ? "
+                    "FROM reembed_staging AS s WHERE memories.label = s.label",
+                    (model_id, seq),
+                )
+                for key, value in (("embedding_model", model_id), ("embedding_dim", dimensions)):
+                    conn.execute(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(value))
+                    )
+                conn.execute("DROP TABLE reembed_staging")
+                conn.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+            self._indexes.clear()
+            for path in (self.root / INDEX_DIR).glob("ns-*"):
+                path.unlink(missing_ok=True)
+            self._data_version = self._pragma_data_version()
+            self._seq = seq
+        return done
+
+    def stats(self, namespace: str) -> dict[str, Any]:
+        space = self.embedding_space()
+        with self._read() as conn:
+            by_source = dict(
+                conn.execute(
+                    "SELECT source, COUNT(*) FROM memories WHERE namespace = ? "
+                    "AND status = 'active' GROUP BY source",
+                    (namespace,),
+                ).fetchall()
+            )
+            superseded = conn.execute(
+                "SELECT COUNT(*) FROM memories WHERE namespace = ? AND status = 'superseded'",
+                (namespace,),
+            ).fetchone()[0]
+            index = self._indexes.get(namespace)
+        db_bytes = sum(
+            p.stat().st_size for p in self.root.glob(DB_NAME + "*") if p.is_file()
+        )
+        index_path = self._index_path(namespace)
+        return {
+            "backend": self.name,
+            "storage_dir": str(self.root),
+            "total_memories": self.count(namespace),
+            "by_source": by_source,
+            "superseded": superseded,
+            "embedding_model": space[0] if space else None,
+            "dimensions": space[1] if space else None,
+            "index": {
+                "type": "hnsw",
+                "M": self.hnsw.m,
+                "ef_construction": self.hnsw.ef_construction,
+                "ef": self.hnsw.ef,
+                "loaded": index is not None,
+                "elements": index.element_count if index else None,
+                "file_bytes": index_path.stat().st_size if index_path.exists() else 0,
+            },
+            "db_bytes": db_bytes,
+            "seq": self._seq,
+        }
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                with self._file_lock:
+                    self._maybe_save(force=True)
+            finally:
+                self._closed = True
+                self._indexes.clear()
+                self._conn.close()
+
+
+def _hash_name(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+
+
+def _json_path(key: str) -> str:
+    if not isinstance(key, str) or not key or '"' in key or "\\" in key:
+        raise ValidationError(f"metadata filter key must be a plain string, got {key!r}")
+    return f'$."{key}"'
+
+
+def _sql_value(value: Any) -> Any:
+    if isinstance(value, bool):
+        return int(value)
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    raise ValidationError(
+        f"metadata filter values must be strings, numbers or booleans, got {type(value).__name__}"
+    )
+
+
+def _file_lock(path: Path, timeout: float) -> Any:
+    try:
+        from filelock import FileLock
+    except ImportError as exc:  # pragma: no cover - a core dependency
+        raise ConfigurationError("filelock is required: pip install filelock") from exc
+    # thread_local=False: our own RLock already serialises threads; the file lock
+    # only has to exclude other processes.
+    return FileLock(os.fspath(path), timeout=timeout, thread_local=False)

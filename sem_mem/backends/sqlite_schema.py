@@ -1,0 +1,153 @@
+"""Numbered schema migrations of the embedded store (see docs/storage.md).
+
+Each migration runs in one transaction together with its row in
+``schema_migrations``, so a store is always at exactly one version. Never edit a
+released migration: add the next number.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+__all__ = ["MIGRATIONS", "apply_migrations", "split_statements"]
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "initial schema",
+        """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+CREATE TABLE memories (
+    label           INTEGER PRIMARY KEY AUTOINCREMENT,  -- HNSW label; never reused
+    id              TEXT NOT NULL UNIQUE,               -- public id (UUID)
+    namespace       TEXT NOT NULL,
+    text            TEXT NOT NULL,
+    metadata        TEXT NOT NULL DEFAULT '{}',         -- canonical JSON object
+    source          TEXT NOT NULL,
+    status          TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'superseded')),
+    superseded_by   TEXT,
+    content_hash    TEXT NOT NULL,                      -- sha256 of text
+    embedding       BLOB NOT NULL,                      -- little-endian float32, unit length
+    embedding_model TEXT NOT NULL,
+    created_at      REAL NOT NULL,                      -- unix seconds, UTC
+    updated_at      REAL NOT NULL,
+    hit_count       INTEGER NOT NULL DEFAULT 0,
+    last_accessed   REAL,
+    seq             INTEGER NOT NULL                    -- store-wide change sequence
+);
+CREATE INDEX memories_ns_created ON memories (namespace, status, created_at);
+CREATE INDEX memories_hash ON memories (content_hash);
+CREATE INDEX memories_seq ON memories (seq);
+CREATE INDEX memories_hits ON memories (namespace, hit_count DESC) WHERE hit_count > 0;
+
+CREATE TABLE tombstones (
+    label      INTEGER PRIMARY KEY,
+    id         TEXT NOT NULL,
+    namespace  TEXT NOT NULL,
+    deleted_at REAL NOT NULL,
+    seq        INTEGER NOT NULL
+);
+CREATE INDEX tombstones_seq ON tombstones (seq);
+
+CREATE TABLE history (
+    event_id  INTEGER PRIMARY KEY AUTOINCREMENT,
+    memory_id TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    event     TEXT NOT NULL,   -- created | refreshed | updated | superseded | forgotten | imported
+    text      TEXT,
+    metadata  TEXT,
+    at        REAL NOT NULL,
+    detail    TEXT
+);
+CREATE INDEX history_memory ON history (memory_id);
+
+CREATE TABLE namespace_stats (
+    namespace TEXT PRIMARY KEY,
+    active    INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE embedding_cache (
+    model     TEXT NOT NULL,
+    text_hash TEXT NOT NULL,
+    vector    BLOB NOT NULL,
+    used_at   REAL NOT NULL,
+    PRIMARY KEY (model, text_hash)
+) WITHOUT ROWID;
+
+CREATE VIRTUAL TABLE memories_fts USING fts5(
+    text, content='memories', content_rowid='label',
+    tokenize='porter unicode61 remove_diacritics 2'
+);
+
+CREATE TRIGGER memories_after_insert AFTER INSERT ON memories BEGIN
+    INSERT INTO memories_fts (rowid, text) VALUES (new.label, new.text);
+    INSERT INTO namespace_stats (namespace, active) VALUES (new.namespace, new.status = 'active')
+        ON CONFLICT (namespace) DO UPDATE SET active = active + (new.status = 'active');
+END;
+
+CREATE TRIGGER memories_after_delete AFTER DELETE ON memories BEGIN
+    INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', old.label, old.text);
+    UPDATE namespace_stats SET active = active - (old.status = 'active')
+        WHERE namespace = old.namespace;
+END;
+
+CREATE TRIGGER memories_after_update_text AFTER UPDATE OF text ON memories BEGIN
+    INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', old.label, old.text);
+    INSERT INTO memories_fts (rowid, text) VALUES (new.label, new.text);
+END;
+
+CREATE TRIGGER memories_after_update_status AFTER UPDATE OF status ON memories BEGIN
+    UPDATE namespace_stats
+        SET active = active - (old.status = 'active') + (new.status = 'active')
+        WHERE namespace = new.namespace;
+END;
+""",
+    ),
+]
+
+
+def split_statements(script: str) -> list[str]:
+    """Split a script into complete statements (trigger bodies contain semicolons)."""
+    statements: list[str] = []
+    current = ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            if current.strip():
+                statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements
+
+
+def apply_migrations(conn: sqlite3.Connection) -> list[int]:
+    """Apply every pending migration; returns the versions applied.
+
+    The caller holds the store's writer lock. ``conn`` is in autocommit mode.
+    """
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+    )
+    done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    applied = []
+    for version, name, script in MIGRATIONS:
+        if version in done:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in split_statements(script):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (version, name, time.time()),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        applied.append(version)
+    return applied

@@ -1,0 +1,225 @@
+"""HNSWIndex: the L2 vector index of one namespace, derived from the SQLite store.
+
+The index is an hnswlib graph (cosine space) whose labels are the store's integer
+``label`` column. It is never the source of truth: the store records a change
+sequence number (``seq``) with every write, and the index remembers the highest
+``seq`` it reflects (``applied_seq``). Loading it from disk and replaying what was
+committed after that point (``apply``) brings it up to date; if the file is
+missing, unreadable or belongs to another store it is rebuilt from the store.
+
+Files, in the storage dir's ``index/`` folder::
+
+    <name>.hnsw        hnswlib's own binary format
+    <name>.json        sidecar: store id, namespace, model, dim, parameters, applied_seq
+
+The sidecar is written after the index file, so a crash between the two leaves a
+sidecar with an *older* ``applied_seq``; replaying changes is idempotent, so that
+is harmless. Saves happen under the store's writer lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigurationError, StorageError
+
+__all__ = ["HNSWParams", "HNSWIndex"]
+
+log = logging.getLogger("sem_mem.index")
+
+
+@dataclass(frozen=True)
+class HNSWParams:
+    m: int = 16
+    ef_construction: int = 200
+    ef: int = 64
+    threads: int = 2
+
+
+def _hnswlib() -> Any:
+    try:
+        import hnswlib
+    except ImportError as exc:  # pragma: no cover - a core dependency
+        raise ConfigurationError("hnswlib is required: pip install hnswlib") from exc
+    return hnswlib
+
+
+def _fingerprint(path: Path, span: int = 1 << 16) -> str:
+    """Size plus a hash of the file's head and tail: cheap even for a 1.5 GB index."""
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with path.open("rb") as fh:
+        digest.update(fh.read(span))
+        if size > span:
+            fh.seek(max(span, size - span))
+            digest.update(fh.read(span))
+    return digest.hexdigest()
+
+
+class HNSWIndex:
+    """A growable hnswlib index with upsert, delete and a persisted ``applied_seq``."""
+
+    def __init__(self, dim: int, params: HNSWParams, *, capacity: int = 1024) -> None:
+        self.dim = dim
+        self.params = params
+        self.applied_seq = 0
+        self.active = 0  # live (not deleted) elements, kept in step by the owner
+        self.dirty = 0  # changes since the last save
+        self._index = _hnswlib().Index(space="cosine", dim=dim)
+        self._index.init_index(
+            max_elements=max(capacity, 16),
+            ef_construction=params.ef_construction,
+            M=params.m,
+            allow_replace_deleted=False,
+        )
+        self._index.set_ef(params.ef)
+        self._index.set_num_threads(params.threads)
+
+    # -- building ---------------------------------------------------------------
+
+    def _reserve(self, extra: int) -> None:
+        needed = self._index.element_count + extra
+        capacity = self._index.get_max_elements()
+        if needed > capacity:
+            self._index.resize_index(max(needed, capacity * 2))
+
+    def upsert(self, labels: np.ndarray, vectors: np.ndarray) -> None:
+        """Add or replace vectors (a deleted label is revived by hnswlib)."""
+        if len(labels) == 0:
+            return
+        self._reserve(len(labels))
+        self._index.add_items(
+            np.ascontiguousarray(vectors, dtype=np.float32),
+            np.asarray(labels, dtype=np.int64),
+            num_threads=self.params.threads,
+        )
+        self.dirty += len(labels)
+
+    def delete(self, labels: list[int]) -> None:
+        """Mark labels deleted; unknown or already deleted labels are ignored (idempotent)."""
+        for label in labels:
+            try:
+                self._index.mark_deleted(int(label))
+            except RuntimeError:
+                continue
+            self.dirty += 1
+
+    # -- searching --------------------------------------------------------------
+
+    def search(self, vector: np.ndarray, k: int, *, ef: int | None = None) -> list[tuple[int, float]]:
+        """Up to ``k`` nearest (label, cosine similarity), best first."""
+        k = min(k, self.active)
+        if k <= 0:
+            return []
+        self._index.set_ef(max(ef or self.params.ef, k))
+        query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        try:
+            labels, distances = self._index.knn_query(query, k=k, num_threads=1)
+        except RuntimeError:
+            # hnswlib cannot always fill k slots when many elements are deleted;
+            # ask for fewer rather than fail the recall.
+            return self._search_fewer(query, k)
+        return [(int(lb), float(1.0 - d)) for lb, d in zip(labels[0], distances[0], strict=True)]
+
+    def _search_fewer(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+        while k > 1:
+            k //= 2
+            try:
+                labels, distances = self._index.knn_query(query, k=k, num_threads=1)
+            except RuntimeError:
+                continue
+            return [(int(lb), float(1.0 - d)) for lb, d in zip(labels[0], distances[0], strict=True)]
+        return []
+
+    def __len__(self) -> int:
+        return self.active
+
+    @property
+    def element_count(self) -> int:
+        return int(self._index.element_count)
+
+    # -- persistence --------------------------------------------------------------
+
+    def save(self, path: Path, sidecar: dict[str, Any]) -> None:
+        """Write ``path`` atomically, then its sidecar (see the module docstring)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            self._index.save_index(tmp)
+            os.replace(tmp, path)
+        except Exception as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise StorageError(f"could not save the HNSW index to {path}: {exc}") from exc
+        meta = dict(sidecar)
+        meta.update(
+            params=asdict(self.params),
+            applied_seq=self.applied_seq,
+            dim=self.dim,
+            fingerprint=_fingerprint(path),
+        )
+        side = path.with_suffix(".json")
+        tmp_side = side.with_suffix(".json.tmp")
+        tmp_side.write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        os.replace(tmp_side, side)
+        self.dirty = 0
+
+    @classmethod
+    def load(cls, path: Path, params: HNSWParams, expect: dict[str, Any]) -> HNSWIndex | None:
+        """Load ``path`` if it exists and its sidecar matches ``expect``; else None.
+
+        Returns None (and logs why) for a missing, unreadable or foreign file, so the
+        caller rebuilds from the store.
+        """
+        side = path.with_suffix(".json")
+        if not path.exists() or not side.exists():
+            if path.exists() or side.exists():
+                log.warning("index %s is incomplete (file or sidecar missing); rebuilding", path)
+            return None
+        try:
+            meta = json.loads(side.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            log.warning("index sidecar %s is unreadable (%s); rebuilding", side, exc)
+            return None
+        for key, value in expect.items():
+            if meta.get(key) != value:
+                log.warning(
+                    "index %s is stale (%s is %r, the store has %r); rebuilding",
+                    path, key, meta.get(key), value,
+                )
+                return None
+        stored = meta.get("params", {})
+        if stored.get("m") != params.m or stored.get("ef_construction") != params.ef_construction:
+            log.warning("index %s was built with other HNSW parameters; rebuilding", path)
+            return None
+        if meta.get("fingerprint") != _fingerprint(path):
+            # hnswlib may crash outright on a damaged file, so check before loading it
+            log.warning("index %s does not match its sidecar (truncated or damaged); rebuilding", path)
+            return None
+        self = cls.__new__(cls)
+        self.dim = int(meta["dim"])
+        self.params = params
+        self.applied_seq = int(meta.get("applied_seq", 0))
+        self.active = 0
+        self.dirty = 0
+        self._index = _hnswlib().Index(space="cosine", dim=self.dim)
+        try:
+            self._index.load_index(os.fspath(path))
+        except Exception as exc:  # hnswlib raises RuntimeError or worse on garbage
+            log.warning("index %s is corrupt (%s); rebuilding", path, exc)
+            return None
+        if self._index.element_count > 0 and self._index.dim != self.dim:
+            log.warning("index %s has the wrong dimension; rebuilding", path)
+            return None
+        self._index.set_ef(params.ef)
+        self._index.set_num_threads(params.threads)
+        return self

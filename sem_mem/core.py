@@ -1,0 +1,699 @@
+"""SemanticMemory: the public engine. Orchestrates backend, L1 cache, embedder and fusion.
+
+Data path of a ``recall``: embed the query (RAM cache, then the store's embedding
+cache, then the embedder) → pick up other processes' commits → vector and lexical
+candidates from the backend (L2) → reciprocal-rank fusion → hydrate the winners
+from L1 (RAM) where they are hot, else from the store → record hits.
+
+The L1 rule: **L2 always decides the ranking; L1 only serves records.** A memory in
+the SmartCache is returned from RAM (``tier="L1"``) when the full index ranks it
+among the results, so the cache can never hide a better L2 answer. Repeating a
+query while the store is unchanged is answered from a small result cache without
+touching the index at all (same results: the store has not changed since).
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import logging
+import math
+import threading
+import time
+import weakref
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+import numpy as np
+
+from .backends.base import ListQuery, NewMemory, StorageBackend, StoredMemory
+from .cache import SmartCache
+from .config import Settings, resolve_settings
+from .embedders.base import Embedder
+from .errors import LimitExceededError, NotFoundError, ValidationError
+from .retrieval import reciprocal_rank_fusion
+from .types import SOURCES, HistoryEvent, Memory, Recollection
+
+__all__ = ["SemanticMemory", "RecallMode", "PROTECTED_HITS"]
+
+log = logging.getLogger("sem_mem")
+
+RecallMode = Literal["hybrid", "vector", "lexical"]
+#: the seed's "6+ hits" rule: memories recalled this often are warmed into protected L1
+PROTECTED_HITS = 6
+MAX_RECALL_LIMIT = 1000
+
+_open_memories: weakref.WeakSet[SemanticMemory] = weakref.WeakSet()
+_atexit_registered = False
+
+
+def _close_all_at_exit() -> None:
+    for memory in list(_open_memories):
+        try:
+            memory.close()
+        except Exception:  # interpreter shutdown: best effort, SQLite already holds the data
+            log.debug("close at exit failed", exc_info=True)
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class SemanticMemory:
+    """Tiered semantic memory: L1 SmartCache (RAM) over an L2 store with HNSW + FTS5.
+
+    Settings come from keyword arguments, then the environment, ``.env`` and
+    ``.streamlit/secrets.toml`` (see :mod:`sem_mem.config`). With no OpenAI key the
+    embedder is the local MiniLM model and everything runs offline.
+    """
+
+    def __init__(
+        self,
+        storage_dir: str | None = None,
+        *,
+        namespace: str | None = None,
+        embedder: Embedder | str | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        chat_model: Any = None,
+        reasoning_effort: str | None = None,
+        cache_size: int | None = None,
+        auto_memory: bool | None = None,
+        web_search: bool | None = None,
+        database_url: str | None = None,
+        backend: StorageBackend | None = None,
+        settings: Settings | None = None,
+        **overrides: Any,
+    ) -> None:
+        if settings is None:
+            settings = resolve_settings(
+                storage_dir=storage_dir,
+                namespace=namespace,
+                openai_api_key=api_key,
+                openai_base_url=base_url,
+                embedder=embedder if isinstance(embedder, str) else None,
+                chat_model=chat_model if isinstance(chat_model, str) else None,
+                reasoning_effort=reasoning_effort,
+                cache_size=cache_size,
+                auto_memory=auto_memory,
+                web_search=web_search,
+                database_url=database_url,
+                **overrides,
+            )
+        self.settings = settings
+        self.namespace = settings.namespace
+        self._owns_backend = backend is None
+        self.backend = backend if backend is not None else _create_backend(settings)
+        try:
+            if isinstance(embedder, Embedder):
+                self.embedder = embedder
+            else:
+                from .embedders.factory import create_embedder
+
+                space = self.backend.embedding_space()
+                self.embedder = create_embedder(
+                    settings, recorded_model=space[0] if space else None
+                )
+            self.backend.bind_embedding_space(self.embedder.model_id, self.embedder.dimensions)
+        except BaseException:
+            if self._owns_backend:
+                self.backend.close()
+            raise
+        self._chat_model_override = chat_model if not isinstance(chat_model, str) else None
+        self._lock = threading.RLock()
+        self.cache: SmartCache[StoredMemory] = SmartCache(settings.cache_size)
+        self._results: OrderedDict[tuple[Any, ...], list[tuple[str, float, float]]] = OrderedDict()
+        self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._pending_query_vectors: dict[str, np.ndarray] = {}
+        self._pending_hits: Counter[str] = Counter()
+        self._last_hit_flush = time.monotonic()
+        self._closed = False
+        self._seen_seq = self.backend.refresh()
+        self._warm_cache()
+        _register_for_exit(self)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> SemanticMemory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Persist hit counts and index files, then release the store."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                self._flush_pending()
+            finally:
+                self._closed = True
+                _open_memories.discard(self)
+                if self._owns_backend:
+                    self.backend.close()
+
+    def flush(self) -> None:
+        """Write pending hit counts and save index files now (also done on close)."""
+        with self._lock:
+            self._flush_pending()
+            self.backend.flush()
+
+    def __repr__(self) -> str:
+        return (
+            f"SemanticMemory(storage={self.backend.name}:{self.settings.storage_dir!r}, "
+            f"namespace={self.namespace!r}, embedder={self.embedder.model_id!r})"
+        )
+
+    # ------------------------------------------------------------------ validation
+
+    def _clean_text(self, text: object, field: str = "text") -> str:
+        if not isinstance(text, str):
+            raise ValidationError(f"{field} must be a string, got {type(text).__name__}")
+        cleaned = text.strip()
+        if not cleaned:
+            raise ValidationError(f"{field} is empty (or only whitespace)")
+        limit = self.settings.max_text_chars
+        if len(cleaned) > limit:
+            raise LimitExceededError(
+                f"{field} has {len(cleaned):,} characters; the limit is {limit:,} "
+                f"(max_text_chars)",
+                limit="max_text_chars",
+                maximum=limit,
+                actual=len(cleaned),
+            )
+        return cleaned
+
+    def _clean_metadata(self, metadata: object) -> dict[str, Any]:
+        if metadata is None:
+            return {}
+        if not isinstance(metadata, Mapping):
+            raise ValidationError(f"metadata must be a dict, got {type(metadata).__name__}")
+        for key in metadata:
+            if not isinstance(key, str):
+                raise ValidationError(
+                    f"metadata keys must be strings, got {key!r} ({type(key).__name__})"
+                )
+        try:
+            encoded = json.dumps(dict(metadata), allow_nan=False, ensure_ascii=False)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(f"metadata must be JSON-serialisable: {exc}") from exc
+        limit = self.settings.max_metadata_bytes
+        size = len(encoded.encode("utf-8"))
+        if size > limit:
+            raise LimitExceededError(
+                f"metadata is {size:,} bytes as JSON; the limit is {limit:,} (max_metadata_bytes)",
+                limit="max_metadata_bytes",
+                maximum=limit,
+                actual=size,
+            )
+        return json.loads(encoded)
+
+    @staticmethod
+    def _clean_source(source: str) -> str:
+        if source not in SOURCES:
+            raise ValidationError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
+        return source
+
+    def _check_open(self) -> None:
+        if self._closed:
+            from .errors import StorageError
+
+            raise StorageError("this SemanticMemory is closed")
+
+    # ------------------------------------------------------------------ embeddings
+
+    def _embed_texts(
+        self, texts: Sequence[str], progress: Callable[[int, int], None] | None = None
+    ) -> np.ndarray:
+        """Vectors for ``texts``, reusing any embedding the store already has."""
+        hashes = [text_hash(t) for t in texts]
+        known = self.backend.cached_embeddings(self.embedder.model_id, list(dict.fromkeys(hashes)))
+        missing = [i for i, h in enumerate(hashes) if h not in known]
+        out = np.empty((len(texts), self.embedder.dimensions), dtype=np.float32)
+        if missing:
+            unique: dict[str, int] = {}
+            for i in missing:
+                unique.setdefault(hashes[i], i)
+            order = list(unique.values())
+            fresh = self.embedder.encode([texts[i] for i in order], progress=progress)
+            for i, vec in zip(order, fresh, strict=True):
+                known[hashes[i]] = vec
+        for i, h in enumerate(hashes):
+            out[i] = known[h]
+        return out
+
+    def _query_vector(self, query: str) -> np.ndarray:
+        key = text_hash(query)
+        with self._lock:
+            vec = self._query_vectors.get(key)
+            if vec is not None:
+                self._query_vectors.move_to_end(key)
+                return vec
+        vec = self.backend.cached_embeddings(self.embedder.model_id, [key]).get(key)
+        if vec is None:
+            vec = self.embedder.encode([query])[0]
+            with self._lock:
+                self._pending_query_vectors[key] = vec
+        with self._lock:
+            self._query_vectors[key] = vec
+            while len(self._query_vectors) > 4096:
+                self._query_vectors.popitem(last=False)
+        return vec
+
+    # ------------------------------------------------------------------ writes
+
+    def remember(
+        self,
+        text: str,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        source: str = "manual",
+        dedupe: bool = True,
+    ) -> str:
+        """Store one memory; committed to disk before this returns. Returns its id.
+
+        With ``dedupe`` (the default) remembering the same text with the same metadata
+        again refreshes the existing memory and returns its id instead of adding a copy.
+        """
+        return self.remember_batch([text], metadata, source=source, dedupe=dedupe)[0]
+
+    def remember_batch(
+        self,
+        texts: Sequence[str],
+        metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
+        *,
+        source: str = "manual",
+        dedupe: bool = True,
+        progress: Callable[[int, int], None] | None = None,
+        chunk_size: int = 1000,
+    ) -> list[str]:
+        """Store many memories, embedding them in batches; returns their ids in order.
+
+        ``metadata`` is one dict for all or a list with one dict (or None) per text.
+        Memories are committed in transactions of ``chunk_size``: if the process dies
+        midway, every chunk committed before is kept. ``progress(done, total)`` is
+        called as texts are embedded and then as they are committed.
+        """
+        self._check_open()
+        if isinstance(texts, str):
+            raise ValidationError("remember_batch takes a list of texts, not a single string")
+        cleaned = [self._clean_text(t, f"texts[{i}]") for i, t in enumerate(texts)]
+        if isinstance(metadata, Sequence) and not isinstance(metadata, (str, bytes)):
+            if len(metadata) != len(cleaned):
+                raise ValidationError(
+                    f"metadata has {len(metadata)} entries for {len(cleaned)} texts"
+                )
+            metas = [self._clean_metadata(m) for m in metadata]
+        else:
+            one = self._clean_metadata(metadata)
+            metas = [one] * len(cleaned)
+        source = self._clean_source(source)
+        if not cleaned:
+            return []
+        total = len(cleaned)
+        embed_progress = (lambda done, _t: progress(done, total)) if progress else None
+        vectors = self._embed_texts(cleaned, embed_progress)
+        items = [
+            NewMemory(text=t, embedding=v, content_hash=text_hash(t), metadata=m, source=source)
+            for t, v, m in zip(cleaned, vectors, metas, strict=True)
+        ]
+        results = self.backend.add(
+            self.namespace,
+            items,
+            dedupe=dedupe,
+            chunk_size=chunk_size,
+            on_commit=(lambda n: progress(n, total)) if progress else None,
+        )
+        self._after_write([r.id for r in results if not r.created])
+        return [r.id for r in results]
+
+    def update(
+        self,
+        memory_id: str,
+        *,
+        text: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Memory:
+        """Change a memory's text and/or metadata (re-embedded; the old version stays in history)."""
+        self._check_open()
+        if text is None and metadata is None:
+            raise ValidationError("update needs a new text, new metadata, or both")
+        kwargs: dict[str, Any] = {}
+        if text is not None:
+            cleaned = self._clean_text(text)
+            kwargs.update(
+                text=cleaned,
+                embedding=self._embed_texts([cleaned])[0],
+                content_hash=text_hash(cleaned),
+            )
+        if metadata is not None:
+            kwargs["metadata"] = self._clean_metadata(metadata)
+        memory = self.backend.update(self.namespace, memory_id, **kwargs)
+        self._after_write([memory_id])
+        return memory
+
+    def forget(self, memory_id: str) -> None:
+        """Delete a memory for good: text, vector and history (a tombstone records the id)."""
+        self._check_open()
+        if self.backend.delete(self.namespace, [memory_id]) == 0:
+            raise NotFoundError(f"no memory {memory_id!r} in namespace {self.namespace!r}")
+        self._after_write([memory_id])
+
+    def supersede(self, old_id: str, new_id: str, reason: str = "") -> None:
+        """Retire ``old_id`` in favour of ``new_id``: out of recall, kept in history."""
+        self._check_open()
+        self.backend.supersede(self.namespace, old_id, new_id, reason)
+        self._after_write([old_id])
+
+    def _after_write(self, touched: Sequence[str]) -> None:
+        with self._lock:
+            self.cache.discard_many(touched)
+            self._results.clear()
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, memory_id: str) -> Memory:
+        """The memory with this id (NotFoundError if there is none in this namespace)."""
+        self._check_open()
+        found = self.backend.get_many(self.namespace, [memory_id]).get(memory_id)
+        if found is None:
+            raise NotFoundError(f"no memory {memory_id!r} in namespace {self.namespace!r}")
+        return found.memory
+
+    def list(
+        self,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        source: str | None = None,
+        since: datetime | float | None = None,
+        until: datetime | float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        include_superseded: bool = False,
+        newest_first: bool = True,
+    ) -> list[Memory]:
+        """Memories page by page, newest first, optionally filtered."""
+        self._check_open()
+        if not 1 <= limit <= 10_000:
+            raise ValidationError(f"limit must be between 1 and 10000, got {limit}")
+        if offset < 0:
+            raise ValidationError(f"offset must be >= 0, got {offset}")
+        if source is not None:
+            self._clean_source(source)
+        return self.backend.list(
+            self.namespace,
+            ListQuery(
+                limit=limit,
+                offset=offset,
+                source=source,
+                since=_timestamp(since),
+                until=_timestamp(until),
+                metadata=metadata,
+                include_superseded=include_superseded,
+                newest_first=newest_first,
+            ),
+        )
+
+    def history(self, memory_id: str) -> list[HistoryEvent]:
+        """Every change of one memory, oldest first."""
+        self._check_open()
+        return self.backend.history(self.namespace, memory_id)
+
+    def __len__(self) -> int:
+        return self.backend.count(self.namespace)
+
+    def recall(
+        self,
+        query: str,
+        limit: int = 5,
+        *,
+        threshold: float | None = None,
+        mode: RecallMode = "hybrid",
+        candidates: int | None = None,
+    ) -> list[Recollection]:
+        """The memories most relevant to ``query``, best first.
+
+        ``mode``: ``"hybrid"`` (default) fuses vector and full-text candidates,
+        ``"vector"`` is pure cosine similarity, ``"lexical"`` pure full-text.
+        ``threshold`` drops results whose cosine similarity is below it.
+        ``candidates`` is how many each retriever proposes (default ``max(50, 2*limit)``).
+        """
+        self._check_open()
+        query = self._clean_text(query, "query")
+        if not 1 <= limit <= MAX_RECALL_LIMIT:
+            raise ValidationError(f"limit must be between 1 and {MAX_RECALL_LIMIT}, got {limit}")
+        if mode not in ("hybrid", "vector", "lexical"):
+            raise ValidationError(f"mode must be hybrid, vector or lexical, got {mode!r}")
+        pool = max(candidates or 0, 50, 2 * limit)
+        self._sync()
+        key = (text_hash(query), limit, threshold, mode, pool)
+        with self._lock:
+            ranked = self._results.get(key)
+            if ranked is not None:
+                self._results.move_to_end(key)
+        if ranked is None:
+            vector = self._query_vector(query)
+            ranked = self._rank(query, vector, mode, limit, pool, threshold)
+            with self._lock:
+                self._results[key] = ranked
+                while len(self._results) > 256:
+                    self._results.popitem(last=False)
+        results = self._hydrate(ranked)
+        self._record_hits([r.id for r in results])
+        return results
+
+    def _rank(
+        self,
+        query: str,
+        vector: np.ndarray,
+        mode: RecallMode,
+        limit: int,
+        pool: int,
+        threshold: float | None,
+    ) -> list[tuple[str, float, float]]:
+        """(id, score, similarity) of the winners, decided by the full L2 store."""
+        vector_hits = (
+            self.backend.vector_search(self.namespace, vector, pool, ef=max(pool, 64))
+            if mode in ("hybrid", "vector")
+            else []
+        )
+        lexical_hits = (
+            self.backend.lexical_search(self.namespace, query, pool)
+            if mode in ("hybrid", "lexical")
+            else []
+        )
+        similarity = dict(vector_hits)
+        if mode == "vector":
+            fused = vector_hits
+        elif mode == "lexical":
+            top = lexical_hits[0][1] if lexical_hits else 1.0
+            fused = [(i, s / top if top > 0 else 0.0) for i, s in lexical_hits]
+        else:
+            fused = reciprocal_rank_fusion(
+                [[i for i, _ in vector_hits], [i for i, _ in lexical_hits]]
+            )
+        missing = [i for i, _ in fused if i not in similarity]
+        if missing:
+            # lexical-only candidates: their cosine similarity comes from the stored vectors
+            for memory_id, stored in self.backend.get_many(self.namespace, missing).items():
+                similarity[memory_id] = float(np.dot(stored.embedding, vector))
+        ranked = []
+        for memory_id, score in fused:
+            sim = similarity.get(memory_id)
+            if sim is None or (threshold is not None and sim < threshold):
+                continue
+            ranked.append((memory_id, float(score), sim))
+            if len(ranked) == limit:
+                break
+        return ranked
+
+    def _hydrate(self, ranked: list[tuple[str, float, float]]) -> list[Recollection]:
+        records: dict[str, tuple[StoredMemory, str]] = {}
+        misses = []
+        for memory_id, _, _ in ranked:
+            hot = self.cache.get(memory_id)
+            if hot is not None:
+                records[memory_id] = (hot, "L1")
+            else:
+                misses.append(memory_id)
+        if misses:
+            for memory_id, stored in self.backend.get_many(self.namespace, misses).items():
+                records[memory_id] = (stored, "L2")
+        out = []
+        for memory_id, score, sim in ranked:
+            found = records.get(memory_id)
+            if found is None:  # forgotten between ranking and hydration
+                continue
+            stored, tier = found
+            self.cache.touch(memory_id, stored)
+            m = stored.memory
+            out.append(
+                Recollection(
+                    id=m.id,
+                    text=m.text,
+                    score=score,
+                    similarity=sim,
+                    metadata=m.metadata,
+                    tier=tier,  # type: ignore[arg-type]
+                    created_at=m.created_at,
+                    source=m.source,
+                )
+            )
+        return out
+
+    def _sync(self) -> None:
+        """Pick up commits from other processes and drop what they changed from L1."""
+        seq = self.backend.refresh()
+        with self._lock:
+            if seq == self._seen_seq:
+                return
+            changed = self.backend.changed_ids(self.namespace, self._seen_seq)
+            self.cache.discard_many(changed)
+            self._results.clear()
+            self._seen_seq = seq
+
+    # ------------------------------------------------------------------ hits and L1
+
+    def _record_hits(self, ids: Sequence[str]) -> None:
+        with self._lock:
+            self._pending_hits.update(ids)
+            due = time.monotonic() - self._last_hit_flush > 10.0
+            if len(self._pending_hits) >= 64 or due:
+                self._flush_pending()
+
+    def _flush_pending(self) -> None:
+        """Persist batched hit counts and new query embeddings (one transaction each)."""
+        hits, self._pending_hits = self._pending_hits, Counter()
+        vectors, self._pending_query_vectors = self._pending_query_vectors, {}
+        self._last_hit_flush = time.monotonic()
+        if hits:
+            self.backend.record_hits(self.namespace, dict(hits), time.time())
+        if vectors:
+            self.backend.cache_embeddings(self.embedder.model_id, vectors)
+
+    def _warm_cache(self) -> None:
+        """Fill L1 from the most recalled memories (protected from PROTECTED_HITS on)."""
+        hot = self.backend.most_hit(self.namespace, self.cache.capacity)
+        for stored in reversed(hot):  # least hit first, so the most hit end up most recent
+            self.cache.admit(
+                stored.memory.id, stored, protected=stored.memory.hit_count >= PROTECTED_HITS
+            )
+
+    def cache_state(self) -> dict[str, list[dict[str, Any]]]:
+        """The L1 tiers, most recently used first: ``{"protected": [...], "probation": [...]}``."""
+        snap = self.cache.snapshot()
+        return {
+            tier: [
+                {"id": key, "text": value.memory.text, "hit_count": value.memory.hit_count}
+                for key, value in entries
+            ]
+            for tier, entries in snap.items()
+        }
+
+    # ------------------------------------------------------------------ instructions
+
+    @property
+    def instructions(self) -> str:
+        """The persistent instructions (``instructions.txt``)."""
+        return self.backend.get_instructions(self.namespace)
+
+    def set_instructions(self, text: str) -> None:
+        """Replace the persistent instructions."""
+        if not isinstance(text, str):
+            raise ValidationError("instructions must be a string")
+        if len(text) > self.settings.max_text_chars:
+            raise LimitExceededError(
+                f"instructions have {len(text):,} characters; the limit is "
+                f"{self.settings.max_text_chars:,} (max_text_chars)",
+                limit="max_text_chars",
+                maximum=self.settings.max_text_chars,
+                actual=len(text),
+            )
+        self.backend.set_instructions(self.namespace, text.strip() + "\n" if text.strip() else "")
+
+    def add_instruction(self, text: str) -> None:
+        """Append one instruction line (an identical line is not added twice)."""
+        line = self._clean_text(text, "instruction")
+        current = self.instructions
+        if line in (existing.strip() for existing in current.splitlines()):
+            return
+        self.set_instructions((current.rstrip("\n") + "\n" + line) if current.strip() else line)
+
+    # ------------------------------------------------------------------ maintenance
+
+    def stats(self) -> dict[str, Any]:
+        """Counts, L1 cache figures, index parameters and the embedder in use."""
+        self._check_open()
+        out = self.backend.stats(self.namespace)
+        out["namespace"] = self.namespace
+        out["l1"] = self.cache.stats()
+        out["embedder"] = {
+            "model_id": self.embedder.model_id,
+            "dimensions": self.embedder.dimensions,
+            "class": type(self.embedder).__name__,
+        }
+        return out
+
+    def reembed(
+        self, new_embedder: Embedder, *, progress: Callable[[int, int], None] | None = None
+    ) -> int:
+        """Re-embed every memory of the store with ``new_embedder`` and switch to it.
+
+        All namespaces of the store move together (they share one embedding space).
+        The swap is one transaction: a crash midway leaves the old embeddings intact.
+        """
+        self._check_open()
+        with self._lock:
+            count = self.backend.replace_embeddings(
+                new_embedder.model_id,
+                new_embedder.dimensions,
+                lambda texts: new_embedder.encode(texts),
+                progress=progress,
+            )
+            self.embedder = new_embedder
+            self.cache.clear()
+            self._results.clear()
+            self._query_vectors.clear()
+            self._pending_query_vectors.clear()
+            self._seen_seq = self.backend.refresh()
+        return count
+
+
+def _timestamp(value: datetime | float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return float(value)
+    raise ValidationError(f"expected a datetime or unix seconds, got {value!r}")
+
+
+def _create_backend(settings: Settings) -> StorageBackend:
+    """Choose the storage backend in one place."""
+    if settings.database_url:
+        from .backends.postgres import PostgresBackend  # type: ignore[import-not-found]
+
+        return PostgresBackend(settings.database_url, settings=settings)  # type: ignore[no-any-return]
+    from .backends.sqlite import SQLiteBackend
+    from .backends.vector_index import HNSWParams
+
+    return SQLiteBackend(
+        settings.storage_dir,
+        hnsw=HNSWParams(
+            m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction, ef=settings.hnsw_ef
+        ),
+        durability=settings.durability,
+    )
+
+
+def _register_for_exit(memory: SemanticMemory) -> None:
+    global _atexit_registered
+    _open_memories.add(memory)
+    if not _atexit_registered:
+        atexit.register(_close_all_at_exit)
+        _atexit_registered = True

@@ -1,0 +1,66 @@
+"""Choose the embedder in one place.
+
+``SEMMEM_EMBEDDER`` / ``embedder=``: ``local`` (MiniLM through onnxruntime, the
+default when no OpenAI key is set), ``openai`` (``text-embedding-3-small`` or
+``EMBEDDING_MODEL``; with ``OPENAI_BASE_URL`` any OpenAI-compatible server), or
+``auto``: the model a store was built with if it has one, else ``openai`` when a
+key is set and ``local`` otherwise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import Settings
+from ..errors import ConfigurationError
+from .base import Embedder
+
+__all__ = ["create_embedder", "DEFAULT_LOCAL_MODEL", "DEFAULT_OPENAI_MODEL"]
+
+DEFAULT_LOCAL_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_OPENAI_MODEL = "text-embedding-3-small"
+
+
+def _local(settings: Settings, model: str | None) -> Embedder:
+    from .local import LocalEmbedder
+
+    if model in (None, "", DEFAULT_LOCAL_MODEL, "all-MiniLM-L6-v2"):
+        model = None
+    return LocalEmbedder(model, cache_dir=Path(settings.storage_dir) / "models")
+
+
+def _openai(settings: Settings, model: str | None) -> Embedder:
+    from .openai import OpenAIEmbedder
+
+    if not settings.openai_api_key and not settings.openai_base_url:
+        raise ConfigurationError(
+            "the OpenAI embedder needs OPENAI_API_KEY (or OPENAI_BASE_URL for a compatible server)"
+        )
+    return OpenAIEmbedder(
+        model or DEFAULT_OPENAI_MODEL,
+        api_key=settings.openai_api_key,
+        base_url=settings.openai_base_url,
+    )
+
+
+def create_embedder(settings: Settings, *, recorded_model: str | None = None) -> Embedder:
+    """Build the embedder the settings ask for.
+
+    ``recorded_model`` is the model id a store was built with; in ``auto`` mode it
+    wins, so reopening a store never silently switches embedding spaces.
+    """
+    kind = settings.embedder
+    model = settings.embedding_model
+    if kind == "auto" and recorded_model:
+        prefix, _, name = recorded_model.partition(":")
+        if prefix == "local":
+            return _local(settings, name)
+        if prefix.startswith("openai"):
+            return _openai(settings, model or name.split("@")[0])
+    if kind == "auto":
+        kind = "openai" if settings.openai_api_key else "local"
+    if kind == "local":
+        return _local(settings, model if model != DEFAULT_OPENAI_MODEL else None)
+    if kind == "openai":
+        return _openai(settings, model)
+    raise ConfigurationError(f"unknown embedder {kind!r}: choose local, openai or auto")

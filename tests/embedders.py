@@ -1,0 +1,54 @@
+"""Small, deterministic, honest test embedders (real Embedder subclasses)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from sem_mem.embedders.base import Embedder
+
+_WORD = re.compile(r"\w+")
+
+
+class HashingEmbedder(Embedder):
+    """Bag-of-words feature hashing: texts sharing words get similar vectors."""
+
+    batch_size = 128
+
+    def __init__(self, dimensions: int = 64, *, name: str = "hashing") -> None:
+        self.dimensions = dimensions
+        self.model_id = f"test:{name}-{dimensions}"
+        self.calls = 0
+        self.texts_embedded = 0
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls += 1
+        self.texts_embedded += len(texts)
+        out = np.zeros((len(texts), self.dimensions), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in _WORD.findall(text.lower()):
+                digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+                h = int.from_bytes(digest, "little")
+                out[row, h % self.dimensions] += 1.0 if (h >> 32) & 1 else -1.0
+            out[row, -1] += 0.01  # never all-zero
+        return out
+
+
+class BrokenEmbedder(HashingEmbedder):
+    """Returns NaN, or vectors of the wrong size, on demand."""
+
+    def __init__(self, dimensions: int = 64, *, fault: str = "nan") -> None:
+        super().__init__(dimensions, name="hashing")  # same space as HashingEmbedder
+        self.fault = fault
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        out = super().embed_batch(texts)
+        if self.fault == "nan":
+            out[0, 0] = np.nan
+            return out
+        if self.fault == "dims":
+            return out[:, :-1]
+        return out
