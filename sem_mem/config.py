@@ -21,7 +21,7 @@ from typing import Any
 
 from .errors import ConfigurationError
 
-__all__ = ["Settings", "resolve_settings", "ENV_NAMES"]
+__all__ = ["ENV_NAMES", "Settings", "resolve_settings"]
 
 
 @dataclass(frozen=True)

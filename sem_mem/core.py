@@ -37,7 +37,7 @@ from .errors import LimitExceededError, NotFoundError, ValidationError
 from .retrieval import reciprocal_rank_fusion
 from .types import SOURCES, HistoryEvent, Memory, Recollection
 
-__all__ = ["SemanticMemory", "RecallMode", "PROTECTED_HITS"]
+__all__ = ["PROTECTED_HITS", "RecallMode", "SemanticMemory"]
 
 log = logging.getLogger("sem_mem")
 
@@ -179,8 +179,7 @@ class SemanticMemory:
         limit = self.settings.max_text_chars
         if len(cleaned) > limit:
             raise LimitExceededError(
-                f"{field} has {len(cleaned):,} characters; the limit is {limit:,} "
-                f"(max_text_chars)",
+                f"{field} has {len(cleaned):,} characters; the limit is {limit:,} (max_text_chars)",
                 limit="max_text_chars",
                 maximum=limit,
                 actual=len(cleaned),
@@ -338,7 +337,7 @@ class SemanticMemory:
         text: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> Memory:
-        """Change a memory's text and/or metadata (re-embedded; the old version stays in history)."""
+        """Change a memory's text and/or metadata; the old version stays in history."""
         self._check_open()
         if text is None and metadata is None:
             raise ValidationError("update needs a new text, new metadata, or both")

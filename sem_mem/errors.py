@@ -25,20 +25,20 @@ classes to their own status codes; they never match on message text.
 from __future__ import annotations
 
 __all__ = [
-    "SemMemError",
-    "ConfigurationError",
-    "ValidationError",
-    "LimitExceededError",
-    "NotFoundError",
-    "ConflictError",
-    "EmbeddingMismatchError",
-    "StorageError",
-    "EmbeddingError",
-    "LLMError",
     "AuthenticationError",
+    "ConfigurationError",
+    "ConflictError",
+    "EmbeddingError",
+    "EmbeddingMismatchError",
+    "LLMError",
+    "LimitExceededError",
     "ModelNotFoundError",
-    "RateLimitError",
+    "NotFoundError",
     "ProviderUnavailableError",
+    "RateLimitError",
+    "SemMemError",
+    "StorageError",
+    "ValidationError",
 ]
 
 

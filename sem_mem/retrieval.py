@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["reciprocal_rank_fusion", "RRF_K"]
+__all__ = ["RRF_K", "reciprocal_rank_fusion"]
 
 RRF_K = 60
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-__all__ = ["Memory", "Recollection", "HistoryEvent", "Source", "SOURCES", "Tier", "to_datetime"]
+__all__ = ["SOURCES", "HistoryEvent", "Memory", "Recollection", "Source", "Tier", "to_datetime"]
 
 Source = Literal["manual", "auto", "pdf", "document", "thread", "import"]
 SOURCES: tuple[str, ...] = ("manual", "auto", "pdf", "document", "thread", "import")
@@ -15,7 +15,7 @@ Tier = Literal["L1", "L2"]
 
 def to_datetime(ts: float | None) -> datetime | None:
     """Unix seconds (as stored) to an aware UTC datetime."""
-    return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
+    return None if ts is None else datetime.fromtimestamp(ts, tz=UTC)
 
 
 @dataclass(frozen=True)

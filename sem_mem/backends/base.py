@@ -25,7 +25,7 @@ import numpy as np
 
 from ..types import HistoryEvent, Memory
 
-__all__ = ["NewMemory", "StoredMemory", "AddResult", "ListQuery", "StorageBackend"]
+__all__ = ["AddResult", "ListQuery", "NewMemory", "StorageBackend", "StoredMemory"]
 
 
 @dataclass
@@ -210,7 +210,7 @@ class StorageBackend(ABC):
     @abstractmethod
     def stats(self, namespace: str) -> dict[str, Any]: ...
 
-    def flush(self) -> None:
+    def flush(self) -> None:  # noqa: B027 - optional hook, deliberately not abstract
         """Persist derived data (e.g. index files); a no-op where nothing is derived."""
 
     @abstractmethod

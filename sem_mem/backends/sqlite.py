@@ -35,9 +35,9 @@ from ..errors import (
 from ..types import HistoryEvent, Memory, to_datetime
 from .base import AddResult, ListQuery, NewMemory, StorageBackend, StoredMemory
 from .sqlite_schema import apply_migrations
-from .vector_index import HNSWIndex, HNSWParams
+from .vector_index import EXACT_SEARCH_MAX, HNSWIndex, HNSWParams
 
-__all__ = ["SQLiteBackend", "encode_vector", "decode_vector", "canonical_json"]
+__all__ = ["SQLiteBackend", "canonical_json", "decode_vector", "encode_vector"]
 
 log = logging.getLogger("sem_mem.store")
 
@@ -47,12 +47,16 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Words too common to help full-text ranking; dropping them also keeps FTS5 from
 # walking huge posting lists on big stores.
-_STOPWORDS = frozenset(
-    """a an and are as at be been but by can could did do does doing for from had has have
-    he her hers him his how i if in into is it its me my of on or our she should so than that
-    the their them then there these they this those to was we were what when where which who
-    whom why will with would you your yours""".split()
-)
+# fmt: off
+_STOPWORDS = frozenset((
+    "a", "an", "and", "are", "as", "at", "be", "been", "but", "by", "can", "could", "did", "do",
+    "does", "doing", "for", "from", "had", "has", "have", "he", "her", "hers", "him", "his",
+    "how", "i", "if", "in", "into", "is", "it", "its", "me", "my", "of", "on", "or", "our",
+    "she", "should", "so", "than", "that", "the", "their", "them", "then", "there", "these",
+    "they", "this", "those", "to", "was", "we", "were", "what", "when", "where", "which", "who",
+    "whom", "why", "will", "with", "would", "you", "your", "yours",
+))
+# fmt: on
 _MEMORY_COLUMNS = (
     "id, text, metadata, namespace, source, created_at, updated_at, hit_count, "
     "last_accessed, status, superseded_by, embedding_model"
@@ -176,14 +180,15 @@ class SQLiteBackend(StorageBackend):
             raise StorageError("this memory store is closed")
 
     @contextmanager
-    def _write(self) -> Iterator[int]:
+    def _write(self, namespace: str) -> Iterator[int]:
         """One write transaction under both locks; yields the new ``seq``.
 
-        After the commit the loaded indexes replay the change, so a search right
-        after a write sees it.
+        The namespace's index is loaded first, so that after the commit it replays
+        the change (a search right after a write sees it, and close() saves it).
         """
         with self._lock:
             self._check_open()
+            self._index_for(namespace)
             with self._file_lock:
                 try:
                     self._conn.execute("BEGIN IMMEDIATE")
@@ -227,7 +232,10 @@ class SQLiteBackend(StorageBackend):
             with self._lock, self._file_lock:
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
-                    for key, value in (("embedding_model", model_id), ("embedding_dim", dimensions)):
+                    for key, value in (
+                        ("embedding_model", model_id),
+                        ("embedding_dim", dimensions),
+                    ):
                         self._conn.execute(
                             "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
                             (key, str(value)),
@@ -259,7 +267,7 @@ class SQLiteBackend(StorageBackend):
         results: list[AddResult] = []
         for start in range(0, len(items), chunk_size):
             chunk = items[start : start + chunk_size]
-            with self._write() as seq:
+            with self._write(namespace) as seq:
                 results.extend(self._insert(namespace, chunk, seq, dedupe))
             if on_commit is not None:
                 on_commit(len(results))
@@ -268,7 +276,7 @@ class SQLiteBackend(StorageBackend):
     def _insert(
         self, namespace: str, items: Sequence[NewMemory], seq: int, dedupe: bool
     ) -> list[AddResult]:
-        now = time.time()
+        now = _now()
         out: list[AddResult] = []
         rows = []
         history = []
@@ -297,9 +305,19 @@ class SQLiteBackend(StorageBackend):
             updated = item.updated_at if item.updated_at is not None else created
             rows.append(
                 (
-                    memory_id, namespace, item.text, meta_json, item.source, item.status,
-                    item.content_hash, encode_vector(item.embedding), self._model_id(),
-                    created, updated, item.hit_count, seq,
+                    memory_id,
+                    namespace,
+                    item.text,
+                    meta_json,
+                    item.source,
+                    item.status,
+                    item.content_hash,
+                    encode_vector(item.embedding),
+                    self._model_id(),
+                    created,
+                    updated,
+                    item.hit_count,
+                    seq,
                 )
             )
             event = "imported" if item.id else "created"
@@ -338,14 +356,14 @@ class SQLiteBackend(StorageBackend):
         content_hash: str | None = None,
         event: str = "updated",
     ) -> Memory:
-        with self._write() as seq:
+        with self._write(namespace) as seq:
             row = self._conn.execute(
                 "SELECT text, metadata FROM memories WHERE id = ? AND namespace = ?",
                 (memory_id, namespace),
             ).fetchone()
             if row is None:
                 raise NotFoundError(f"no memory {memory_id!r} in namespace {namespace!r}")
-            now = time.time()
+            now = _now()
             sets, args = ["updated_at = ?", "seq = ?"], [now, seq]
             if text is not None:
                 if embedding is None or content_hash is None:
@@ -369,8 +387,8 @@ class SQLiteBackend(StorageBackend):
     def delete(self, namespace: str, memory_ids: Sequence[str]) -> int:
         if not memory_ids:
             return 0
-        with self._write() as seq:
-            now = time.time()
+        with self._write(namespace) as seq:
+            now = _now()
             found = self._conn.execute(
                 f"SELECT label, id FROM memories WHERE namespace = ? AND id IN "
                 f"({','.join('?' * len(memory_ids))})",
@@ -393,8 +411,8 @@ class SQLiteBackend(StorageBackend):
         return len(found)
 
     def supersede(self, namespace: str, old_id: str, new_id: str, reason: str = "") -> None:
-        with self._write() as seq:
-            now = time.time()
+        with self._write(namespace) as seq:
+            now = _now()
             cur = self._conn.execute(
                 "UPDATE memories SET status = 'superseded', superseded_by = ?, updated_at = ?, "
                 "seq = ? WHERE id = ? AND namespace = ? AND status = 'active'",
@@ -488,10 +506,10 @@ class SQLiteBackend(StorageBackend):
             args.append(query.source)
         if query.since is not None:
             where.append("created_at >= ?")
-            args.append(query.since)
+            args.append(query.since - _TIME_EPSILON)
         if query.until is not None:
             where.append("created_at < ?")
-            args.append(query.until)
+            args.append(query.until - _TIME_EPSILON)
         for key, value in (query.metadata or {}).items():
             where.append("json_extract(metadata, ?) = ?")
             args += [_json_path(key), _sql_value(value)]
@@ -659,11 +677,23 @@ class SQLiteBackend(StorageBackend):
             index = self._rebuild(namespace, space[1])
             log.info(
                 "rebuilt the HNSW index of namespace %r from SQLite: %d memories in %.2f s",
-                namespace, index.active, time.perf_counter() - started,
+                namespace,
+                index.active,
+                time.perf_counter() - started,
             )
         self._indexes[namespace] = index
         self._conn.execute("BEGIN")
         try:
+            if not index.exact and self.count(namespace) <= EXACT_SEARCH_MAX:
+                rows = self._conn.execute(
+                    "SELECT label, embedding FROM memories WHERE namespace = ? "
+                    "AND status = 'active' AND seq <= ?",
+                    (namespace, index.applied_seq),
+                ).fetchall()
+                index.mirror(
+                    np.asarray([r[0] for r in rows], dtype=np.int64),
+                    np.asarray([decode_vector(r[1]) for r in rows]).reshape(len(rows), -1),
+                )
             self._replay(namespace, index, self._read_seq())
         finally:
             self._conn.execute("COMMIT")
@@ -695,17 +725,25 @@ class SQLiteBackend(StorageBackend):
         return index
 
     def _maybe_save(self, force: bool = False) -> None:
+        """Save dirty indexes when enough changed or enough time passed.
+
+        A failed save (e.g. a full disk) is logged, not raised: the memories are
+        already committed to SQLite, and the index is caught up from it on next open.
+        """
         due = time.monotonic() - self._last_save >= self.save_interval
         for namespace, index in self._indexes.items():
             if index.dirty and (force or due or index.dirty >= self.save_every):
-                index.save(
-                    self._index_path(namespace),
-                    {
-                        "store_id": self.store_id,
-                        "namespace": namespace,
-                        "model": self._meta("embedding_model"),
-                    },
-                )
+                try:
+                    index.save(
+                        self._index_path(namespace),
+                        {
+                            "store_id": self.store_id,
+                            "namespace": namespace,
+                            "model": self._meta("embedding_model"),
+                        },
+                    )
+                except StorageError as exc:
+                    log.warning("%s; it will be caught up from SQLite on next open", exc)
         if force or due:
             self._last_save = time.monotonic()
 
@@ -758,8 +796,8 @@ class SQLiteBackend(StorageBackend):
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
                     self._conn.executemany(
-                        "INSERT OR REPLACE INTO embedding_cache (model, text_hash, vector, used_at) "
-                        "VALUES (?, ?, ?, ?)",
+                        "INSERT OR REPLACE INTO embedding_cache "
+                        "(model, text_hash, vector, used_at) VALUES (?, ?, ?, ?)",
                         [(model_id, h, encode_vector(v), now) for h, v in items.items()],
                     )
                     self._conn.execute("COMMIT")
@@ -864,6 +902,8 @@ class SQLiteBackend(StorageBackend):
     def stats(self, namespace: str) -> dict[str, Any]:
         space = self.embedding_space()
         with self._read() as conn:
+            if space is not None:
+                self._index_for(namespace)
             by_source = dict(
                 conn.execute(
                     "SELECT source, COUNT(*) FROM memories WHERE namespace = ? "
@@ -876,9 +916,7 @@ class SQLiteBackend(StorageBackend):
                 (namespace,),
             ).fetchone()[0]
             index = self._indexes.get(namespace)
-        db_bytes = sum(
-            p.stat().st_size for p in self.root.glob(DB_NAME + "*") if p.is_file()
-        )
+        db_bytes = sum(p.stat().st_size for p in self.root.glob(DB_NAME + "*") if p.is_file())
         index_path = self._index_path(namespace)
         return {
             "backend": self.name,
@@ -912,6 +950,15 @@ class SQLiteBackend(StorageBackend):
                 self._closed = True
                 self._indexes.clear()
                 self._conn.close()
+
+
+# Timestamps are stored rounded to microseconds, the resolution of datetime, so
+# that a memory's own created_at (as a datetime) finds it again in since/until.
+_TIME_EPSILON = 5e-7
+
+
+def _now() -> float:
+    return round(time.time(), 6)
 
 
 def _hash_name(text: str) -> str:

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import ConfigurationError, StorageError
 
-__all__ = ["HNSWParams", "HNSWIndex"]
+__all__ = ["HNSWIndex", "HNSWParams"]
 
 log = logging.getLogger("sem_mem.index")
 
@@ -65,8 +65,18 @@ def _fingerprint(path: Path, span: int = 1 << 16) -> str:
     return digest.hexdigest()
 
 
+#: Up to this many live vectors a namespace is searched exactly (a numpy scan of at
+#: most ~0.1 ms). HNSW graphs lose recall on small sets with many identical vectors
+#: (the same text stored with different metadata), and small stores are the common case.
+EXACT_SEARCH_MAX = 2048
+
+
 class HNSWIndex:
-    """A growable hnswlib index with upsert, delete and a persisted ``applied_seq``."""
+    """A growable hnswlib index with upsert, delete and a persisted ``applied_seq``.
+
+    While the namespace is small, an exact in-RAM mirror answers searches instead
+    of the graph (see ``EXACT_SEARCH_MAX``); the graph is always maintained.
+    """
 
     def __init__(self, dim: int, params: HNSWParams, *, capacity: int = 1024) -> None:
         self.dim = dim
@@ -74,6 +84,8 @@ class HNSWIndex:
         self.applied_seq = 0
         self.active = 0  # live (not deleted) elements, kept in step by the owner
         self.dirty = 0  # changes since the last save
+        self._exact: dict[int, np.ndarray] | None = {}
+        self._matrix: tuple[np.ndarray, np.ndarray] | None = None
         self._index = _hnswlib().Index(space="cosine", dim=dim)
         self._index.init_index(
             max_elements=max(capacity, 16),
@@ -103,23 +115,49 @@ class HNSWIndex:
             num_threads=self.params.threads,
         )
         self.dirty += len(labels)
+        if self._exact is not None:
+            self._matrix = None
+            for label, vector in zip(labels, vectors, strict=True):
+                self._exact[int(label)] = np.asarray(vector, dtype=np.float32)
+            if len(self._exact) > EXACT_SEARCH_MAX:
+                self._exact = None  # large enough for the graph alone
 
     def delete(self, labels: list[int]) -> None:
         """Mark labels deleted; unknown or already deleted labels are ignored (idempotent)."""
         for label in labels:
+            if self._exact is not None and self._exact.pop(int(label), None) is not None:
+                self._matrix = None
             try:
                 self._index.mark_deleted(int(label))
             except RuntimeError:
                 continue
             self.dirty += 1
 
+    def mirror(self, labels: np.ndarray, vectors: np.ndarray) -> None:
+        """Seed the exact mirror of a small index loaded from disk (vectors from the store)."""
+        if len(labels) > EXACT_SEARCH_MAX:
+            self._exact = None
+            return
+        self._exact = {
+            int(lb): np.asarray(v, dtype=np.float32) for lb, v in zip(labels, vectors, strict=True)
+        }
+        self._matrix = None
+
+    @property
+    def exact(self) -> bool:
+        return self._exact is not None
+
     # -- searching --------------------------------------------------------------
 
-    def search(self, vector: np.ndarray, k: int, *, ef: int | None = None) -> list[tuple[int, float]]:
+    def search(
+        self, vector: np.ndarray, k: int, *, ef: int | None = None
+    ) -> list[tuple[int, float]]:
         """Up to ``k`` nearest (label, cosine similarity), best first."""
         k = min(k, self.active)
         if k <= 0:
             return []
+        if self._exact is not None:
+            return self._search_exact(vector, k)
         self._index.set_ef(max(ef or self.params.ef, k))
         query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
         try:
@@ -130,6 +168,28 @@ class HNSWIndex:
             return self._search_fewer(query, k)
         return [(int(lb), float(1.0 - d)) for lb, d in zip(labels[0], distances[0], strict=True)]
 
+    def _search_exact(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        if self._matrix is None:
+            labels = np.fromiter(self._exact, dtype=np.int64, count=len(self._exact))  # type: ignore[arg-type]
+            vectors = (
+                np.vstack(list(self._exact.values()))
+                if labels.size
+                else np.zeros((0, self.dim), np.float32)
+            )  # type: ignore[union-attr]
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            norms[norms == 0] = 1.0
+            self._matrix = (labels, vectors / norms)
+        labels, matrix = self._matrix
+        if labels.size == 0:
+            return []
+        query = np.asarray(vector, dtype=np.float32)
+        query = query / (np.linalg.norm(query) or 1.0)
+        sims = matrix @ query
+        k = min(k, labels.size)
+        top = np.argpartition(-sims, k - 1)[:k]
+        top = top[np.argsort(-sims[top], kind="stable")]
+        return [(int(labels[i]), float(sims[i])) for i in top]
+
     def _search_fewer(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
         while k > 1:
             k //= 2
@@ -137,7 +197,9 @@ class HNSWIndex:
                 labels, distances = self._index.knn_query(query, k=k, num_threads=1)
             except RuntimeError:
                 continue
-            return [(int(lb), float(1.0 - d)) for lb, d in zip(labels[0], distances[0], strict=True)]
+            return [
+                (int(lb), float(1.0 - d)) for lb, d in zip(labels[0], distances[0], strict=True)
+            ]
         return []
 
     def __len__(self) -> int:
@@ -169,8 +231,12 @@ class HNSWIndex:
         )
         side = path.with_suffix(".json")
         tmp_side = side.with_suffix(".json.tmp")
-        tmp_side.write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        os.replace(tmp_side, side)
+        try:
+            tmp_side.write_text(json.dumps(meta, indent=1), encoding="utf-8")
+            os.replace(tmp_side, side)
+        except OSError as exc:
+            tmp_side.unlink(missing_ok=True)
+            raise StorageError(f"could not save the index sidecar {side}: {exc}") from exc
         self.dirty = 0
 
     @classmethod
@@ -194,7 +260,10 @@ class HNSWIndex:
             if meta.get(key) != value:
                 log.warning(
                     "index %s is stale (%s is %r, the store has %r); rebuilding",
-                    path, key, meta.get(key), value,
+                    path,
+                    key,
+                    meta.get(key),
+                    value,
                 )
                 return None
         stored = meta.get("params", {})
@@ -203,7 +272,9 @@ class HNSWIndex:
             return None
         if meta.get("fingerprint") != _fingerprint(path):
             # hnswlib may crash outright on a damaged file, so check before loading it
-            log.warning("index %s does not match its sidecar (truncated or damaged); rebuilding", path)
+            log.warning(
+                "index %s does not match its sidecar (truncated or damaged); rebuilding", path
+            )
             return None
         self = cls.__new__(cls)
         self.dim = int(meta["dim"])
@@ -211,6 +282,8 @@ class HNSWIndex:
         self.applied_seq = int(meta.get("applied_seq", 0))
         self.active = 0
         self.dirty = 0
+        self._exact = None  # the owner seeds it with mirror() for small namespaces
+        self._matrix = None
         self._index = _hnswlib().Index(space="cosine", dim=self.dim)
         try:
             self._index.load_index(os.fspath(path))

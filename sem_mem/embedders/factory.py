@@ -15,7 +15,7 @@ from ..config import Settings
 from ..errors import ConfigurationError
 from .base import Embedder
 
-__all__ = ["create_embedder", "DEFAULT_LOCAL_MODEL", "DEFAULT_OPENAI_MODEL"]
+__all__ = ["DEFAULT_LOCAL_MODEL", "DEFAULT_OPENAI_MODEL", "create_embedder"]
 
 DEFAULT_LOCAL_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_OPENAI_MODEL = "text-embedding-3-small"
@@ -29,7 +29,7 @@ def _local(settings: Settings, model: str | None) -> Embedder:
     return LocalEmbedder(model, cache_dir=Path(settings.storage_dir) / "models")
 
 
-def _openai(settings: Settings, model: str | None) -> Embedder:
+def _openai(settings: Settings, model: str | None, dimensions: int | None = None) -> Embedder:
     from .openai import OpenAIEmbedder
 
     if not settings.openai_api_key and not settings.openai_base_url:
@@ -40,6 +40,7 @@ def _openai(settings: Settings, model: str | None) -> Embedder:
         model or DEFAULT_OPENAI_MODEL,
         api_key=settings.openai_api_key,
         base_url=settings.openai_base_url,
+        dimensions=dimensions,
     )
 
 
@@ -55,8 +56,10 @@ def create_embedder(settings: Settings, *, recorded_model: str | None = None) ->
         prefix, _, name = recorded_model.partition(":")
         if prefix == "local":
             return _local(settings, name)
-        if prefix.startswith("openai"):
-            return _openai(settings, model or name.split("@")[0])
+        if prefix in ("openai", "openai-compatible"):
+            # "openai:text-embedding-3-small?dimensions=512" (see embedders/openai.py)
+            name, _, query = name.partition("?dimensions=")
+            return _openai(settings, name, int(query) if query.isdigit() else None)
     if kind == "auto":
         kind = "openai" if settings.openai_api_key else "local"
     if kind == "local":

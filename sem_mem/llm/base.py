@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["ChatMessage", "ChatResult", "ChatModel", "is_reasoning_model"]
+__all__ = ["ChatMessage", "ChatModel", "ChatResult", "is_reasoning_model"]
 
 Role = Literal["user", "assistant"]
 
@@ -24,7 +24,7 @@ _REASONING_MODEL = re.compile(r"^(o\d|gpt-5)", re.IGNORECASE)
 
 
 def is_reasoning_model(model: str) -> bool:
-    """True for models that take ``reasoning.effort`` instead of ``temperature`` (o1, o3, gpt-5.x)."""
+    """True for models taking ``reasoning.effort`` rather than ``temperature`` (o1, o3, gpt-5.x)."""
     return bool(_REASONING_MODEL.match(model.split("/")[-1]))
 
 

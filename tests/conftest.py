@@ -1,0 +1,70 @@
+"""Shared fixtures: real SQLite stores in tmp_path with a small deterministic embedder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from embedders import HashingEmbedder
+
+from sem_mem import SemanticMemory
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Tests never read the developer's real configuration.
+for _name in (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "SEMMEM_EMBEDDER",
+    "EMBEDDING_MODEL",
+    "MEMORY_STORAGE_DIR",
+    "SEMMEM_API_URL",
+    "SEMMEM_DATABASE_URL",
+    "CHAT_MODEL",
+):
+    os.environ.pop(_name, None)
+
+
+@pytest.fixture
+def make_memory(tmp_path: Path) -> Iterator[Callable[..., SemanticMemory]]:
+    """Open SemanticMemory objects on tmp stores; all are closed after the test."""
+    opened: list[SemanticMemory] = []
+
+    def make(storage: Path | str | None = None, **kwargs: object) -> SemanticMemory:
+        kwargs.setdefault("embedder", HashingEmbedder())
+        memory = SemanticMemory(str(storage or tmp_path / "store"), **kwargs)  # type: ignore[arg-type]
+        opened.append(memory)
+        return memory
+
+    yield make
+    for memory in opened:
+        memory.close()
+
+
+@pytest.fixture
+def memory(make_memory: Callable[..., SemanticMemory]) -> SemanticMemory:
+    return make_memory()
+
+
+def run_python(
+    code: str, *, timeout: float = 120, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter with the package and tests importable."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests")])
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"subprocess failed ({proc.returncode}):\n{proc.stderr}")
+    return proc
+
+
+def python_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests")])
+    return env
