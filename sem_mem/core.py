@@ -19,13 +19,14 @@ import hashlib
 import json
 import logging
 import math
+import os
 import threading
 import time
 import weakref
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -35,7 +36,11 @@ from .config import Settings, resolve_settings
 from .embedders.base import Embedder
 from .errors import LimitExceededError, NotFoundError, ValidationError
 from .retrieval import reciprocal_rank_fusion
-from .types import SOURCES, HistoryEvent, Memory, Recollection
+from .types import SOURCES, HistoryEvent, IngestResult, Memory, Recollection
+
+if TYPE_CHECKING:
+    from .llm.base import ChatModel
+    from .transfer import ImportReport
 
 __all__ = ["PROTECTED_HITS", "RecallMode", "SemanticMemory"]
 
@@ -433,6 +438,8 @@ class SemanticMemory:
         threshold: float | None = None,
         mode: RecallMode = "hybrid",
         candidates: int | None = None,
+        expand_query: bool = False,
+        logs: list[str] | None = None,
     ) -> list[Recollection]:
         """The memories most relevant to ``query``, best first.
 
@@ -440,6 +447,9 @@ class SemanticMemory:
         ``"vector"`` is pure cosine similarity, ``"lexical"`` pure full-text.
         ``threshold`` drops results whose cosine similarity is below it.
         ``candidates`` is how many each retriever proposes (default ``max(50, 2*limit)``).
+        ``expand_query`` also searches LLM-written rephrasings of the query and fuses
+        the results (skipped when no chat model is configured). ``logs``, if given,
+        receives one line per step (expansions, L1/L2 hits) for a UI to show.
         """
         self._check_open()
         query = self._clean_text(query, "query")
@@ -449,21 +459,51 @@ class SemanticMemory:
             raise ValidationError(f"mode must be hybrid, vector or lexical, got {mode!r}")
         pool = max(candidates or 0, 50, 2 * limit)
         self._sync()
+        queries = [query]
+        if expand_query:
+            from .expansion import expand_query as expand
+
+            alternatives = expand(self, query)
+            queries += alternatives
+            if logs is not None:
+                logs.append(
+                    f"query expansion: {len(alternatives)} alternative(s)"
+                    + "".join(f"\n  - {q}" for q in alternatives)
+                )
+        rankings = [self._ranked(q, mode, limit, pool, threshold) for q in queries]
+        if len(rankings) == 1:
+            ranked = rankings[0]
+        else:
+            best = {}
+            for ranking in rankings:
+                for memory_id, _, sim in ranking:
+                    best[memory_id] = max(sim, best.get(memory_id, -1.0))
+            fused = reciprocal_rank_fusion([[i for i, _, _ in r] for r in rankings])
+            ranked = [(i, score, best[i]) for i, score in fused[:limit]]
+        results = self._hydrate(ranked)
+        self._record_hits([r.id for r in results])
+        if logs is not None:
+            l1 = sum(r.tier == "L1" for r in results)
+            logs.append(f"recall ({mode}): {l1} from L1, {len(results) - l1} from L2")
+        return results
+
+    def _ranked(
+        self, query: str, mode: RecallMode, limit: int, pool: int, threshold: float | None
+    ) -> list[tuple[str, float, float]]:
+        """The ranking for one query, from the result cache while the store is unchanged."""
         key = (text_hash(query), limit, threshold, mode, pool)
         with self._lock:
             ranked = self._results.get(key)
             if ranked is not None:
                 self._results.move_to_end(key)
-        if ranked is None:
-            vector = self._query_vector(query)
-            ranked = self._rank(query, vector, mode, limit, pool, threshold)
-            with self._lock:
-                self._results[key] = ranked
-                while len(self._results) > 256:
-                    self._results.popitem(last=False)
-        results = self._hydrate(ranked)
-        self._record_hits([r.id for r in results])
-        return results
+                return ranked
+        vector = self._query_vector(query)
+        ranked = self._rank(query, vector, mode, limit, pool, threshold)
+        with self._lock:
+            self._results[key] = ranked
+            while len(self._results) > 256:
+                self._results.popitem(last=False)
+        return ranked
 
     def _rank(
         self,
@@ -544,6 +584,11 @@ class SemanticMemory:
             )
         return out
 
+    def refresh(self) -> None:
+        """Pick up commits made by other processes now (recall does this by itself)."""
+        self._check_open()
+        self._sync()
+
     def _sync(self) -> None:
         """Pick up commits from other processes and drop what they changed from L1."""
         seq = self.backend.refresh()
@@ -621,6 +666,97 @@ class SemanticMemory:
         if line in (existing.strip() for existing in current.splitlines()):
             return
         self.set_instructions((current.rstrip("\n") + "\n" + line) if current.strip() else line)
+
+    # ------------------------------------------------------------------ documents
+
+    def ingest_pdf(
+        self,
+        source: str | os.PathLike[str] | bytes | IO[bytes],
+        *,
+        name: str | None = None,
+        chunk_chars: int = 1000,
+        overlap_chars: int = 150,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> IngestResult:
+        """Read a PDF (or a text or Markdown file) and store it as chunks (``source="pdf"``).
+
+        Chunks follow paragraphs and sentences with a small overlap and carry the file
+        name, page numbers and chunk index in their metadata. The same file (by
+        content hash) is stored once: ingesting it again stores nothing new.
+        """
+        from .ingest import chunk_document, read_document
+
+        self._check_open()
+        doc = read_document(source, name=name)
+        chunks = chunk_document(doc, chunk_chars=chunk_chars, overlap_chars=overlap_chars)
+        if not chunks:
+            note = "0 chunks: the PDF has no text layer" if not doc.has_text else "0 chunks: empty"
+            return IngestResult(
+                doc.name, doc.kind, len(doc.pages), 0, 0, has_text=doc.has_text, note=note
+            )
+        if self.list(metadata={"doc_sha256": doc.sha256}, limit=1):
+            return IngestResult(
+                doc.name,
+                doc.kind,
+                len(doc.pages),
+                len(chunks),
+                0,
+                already_ingested=True,
+                note="already ingested (same content)",
+            )
+        source_name = "pdf" if doc.kind == "pdf" else "document"
+        before = len(self)
+        self.remember_batch(
+            [c.text for c in chunks],
+            [c.metadata for c in chunks],
+            source=source_name,
+            progress=progress,
+        )
+        stored = len(self) - before
+        return IngestResult(doc.name, doc.kind, len(doc.pages), len(chunks), stored)
+
+    ingest_file = ingest_pdf
+
+    # ------------------------------------------------------------------ export / import
+
+    def export_jsonl(self, *, include_embeddings: bool = True) -> Iterator[str]:
+        """This namespace as JSON Lines, streamed (see :mod:`sem_mem.transfer`)."""
+        from .transfer import export_lines
+
+        self._check_open()
+        return export_lines(self, include_embeddings=include_embeddings)
+
+    def import_jsonl(self, lines: Iterable[str | bytes]) -> ImportReport:
+        """Import JSON Lines written by :meth:`export_jsonl`, keeping ids and timestamps."""
+        from .transfer import import_lines
+
+        self._check_open()
+        report = import_lines(self, lines)
+        self._after_write([])
+        return report
+
+    # ------------------------------------------------------------------ chat
+
+    @property
+    def chat_model(self) -> ChatModel | None:
+        """The configured chat model, or None in memory-only mode (no key, no base URL)."""
+        if self._chat_model_override is None:
+            from .llm.factory import create_chat_model
+
+            self._chat_model_override = create_chat_model(self.settings)
+        return self._chat_model_override
+
+    def chat_with_memory(
+        self, query: str, **kwargs: Any
+    ) -> tuple[str, str | None, list[Recollection], list[str]]:
+        """Answer ``query`` with retrieved memories and instructions as context.
+
+        Returns ``(response, response_id, memories, logs)``; see :mod:`sem_mem.chat`.
+        """
+        from .chat import chat_with_memory
+
+        self._check_open()
+        return chat_with_memory(self, query, **kwargs)
 
     # ------------------------------------------------------------------ maintenance
 

@@ -105,3 +105,29 @@ class HistoryEvent:
             "at": self.at.isoformat(),
             "detail": self.detail,
         }
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What :meth:`SemanticMemory.ingest_pdf` did with one document."""
+
+    filename: str
+    kind: str  # "pdf", "text" or "markdown"
+    pages: int
+    chunks_created: int  # chunks the document was cut into
+    chunks_stored: int  # chunks newly stored (0 when the same file was ingested before)
+    already_ingested: bool = False
+    has_text: bool = True
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "filename": self.filename,
+            "kind": self.kind,
+            "pages": self.pages,
+            "chunks_created": self.chunks_created,
+            "chunks_stored": self.chunks_stored,
+            "already_ingested": self.already_ingested,
+            "has_text": self.has_text,
+            "note": self.note,
+        }

@@ -42,6 +42,7 @@ class NewMemory:
     updated_at: float | None = None
     hit_count: int = 0
     status: str = "active"
+    superseded_by: str | None = None
 
 
 @dataclass(frozen=True)

@@ -290,7 +290,7 @@ class SQLiteBackend(StorageBackend):
                 ).fetchone()
                 if existing is None and rows:
                     existing = next(
-                        ((r[0],) for r in rows if r[6] == item.content_hash and r[3] == meta_json),
+                        ((r[0],) for r in rows if r[7] == item.content_hash and r[3] == meta_json),
                         None,
                     )
                 if existing is not None:
@@ -311,6 +311,7 @@ class SQLiteBackend(StorageBackend):
                     meta_json,
                     item.source,
                     item.status,
+                    item.superseded_by,
                     item.content_hash,
                     encode_vector(item.embedding),
                     self._model_id(),
@@ -326,8 +327,8 @@ class SQLiteBackend(StorageBackend):
         try:
             self._conn.executemany(
                 "INSERT INTO memories (id, namespace, text, metadata, source, status, "
-                "content_hash, embedding, embedding_model, created_at, updated_at, hit_count, seq) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "superseded_by, content_hash, embedding, embedding_model, created_at, updated_at, "
+                "hit_count, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
         except sqlite3.IntegrityError as exc:
