@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,6 +15,11 @@ from embedders import HashingEmbedder
 from sem_mem import SemanticMemory
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The local model's ONNX graph is built once per test session, not in the user's cache.
+os.environ.setdefault(
+    "SEMMEM_MODEL_CACHE", os.path.join(tempfile.gettempdir(), f"sem-mem-test-models-{os.getuid()}")
+)
 
 # Tests never read the developer's real configuration.
 for _name in (

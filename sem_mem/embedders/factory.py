@@ -9,8 +9,6 @@ key is set and ``local`` otherwise.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..config import Settings
 from ..errors import ConfigurationError
 from .base import Embedder
@@ -26,7 +24,9 @@ def _local(settings: Settings, model: str | None) -> Embedder:
 
     if model in (None, "", DEFAULT_LOCAL_MODEL, "all-MiniLM-L6-v2"):
         model = None
-    return LocalEmbedder(model, cache_dir=Path(settings.storage_dir) / "models")
+    # the ONNX graph is cached per machine (SEMMEM_MODEL_CACHE, else ~/.cache/sem-mem),
+    # not per store: it is ~90 MB and the same for every store
+    return LocalEmbedder(model)
 
 
 def _openai(settings: Settings, model: str | None, dimensions: int | None = None) -> Embedder:
