@@ -283,7 +283,8 @@ class SemanticMemory:
         With ``dedupe`` (the default) remembering the same text with the same metadata
         again refreshes the existing memory and returns its id instead of adding a copy.
         """
-        return self.remember_batch([text], metadata, source=source, dedupe=dedupe)[0]
+        cleaned = self._clean_text(text)  # so errors name "text", not "texts[0]"
+        return self.remember_batch([cleaned], metadata, source=source, dedupe=dedupe)[0]
 
     def remember_batch(
         self,
