@@ -441,6 +441,7 @@ class SemanticMemory:
         candidates: int | None = None,
         expand_query: bool = False,
         logs: list[str] | None = None,
+        record_hits: bool = True,
     ) -> list[Recollection]:
         """The memories most relevant to ``query``, best first.
 
@@ -451,6 +452,8 @@ class SemanticMemory:
         ``expand_query`` also searches LLM-written rephrasings of the query and fuses
         the results (skipped when no chat model is configured). ``logs``, if given,
         receives one line per step (expansions, L1/L2 hits) for a UI to show.
+        ``record_hits=False`` is for internal lookups (e.g. duplicate checks): they
+        neither count as hits nor move memories into L1.
         """
         self._check_open()
         query = self._clean_text(query, "query")
@@ -471,7 +474,8 @@ class SemanticMemory:
                     f"query expansion: {len(alternatives)} alternative(s)"
                     + "".join(f"\n  - {q}" for q in alternatives)
                 )
-        rankings = [self._ranked(q, mode, limit, pool, threshold) for q in queries]
+        fetched: dict[str, StoredMemory] = {}
+        rankings = [self._ranked(q, mode, limit, pool, threshold, fetched) for q in queries]
         if len(rankings) == 1:
             ranked = rankings[0]
         else:
@@ -481,15 +485,22 @@ class SemanticMemory:
                     best[memory_id] = max(sim, best.get(memory_id, -1.0))
             fused = reciprocal_rank_fusion([[i for i, _, _ in r] for r in rankings])
             ranked = [(i, score, best[i]) for i, score in fused[:limit]]
-        results = self._hydrate(ranked)
-        self._record_hits([r.id for r in results])
+        results = self._hydrate(ranked, fetched, touch=record_hits)
+        if record_hits:
+            self._record_hits([r.id for r in results])
         if logs is not None:
             l1 = sum(r.tier == "L1" for r in results)
             logs.append(f"recall ({mode}): {l1} from L1, {len(results) - l1} from L2")
         return results
 
     def _ranked(
-        self, query: str, mode: RecallMode, limit: int, pool: int, threshold: float | None
+        self,
+        query: str,
+        mode: RecallMode,
+        limit: int,
+        pool: int,
+        threshold: float | None,
+        fetched: dict[str, StoredMemory],
     ) -> list[tuple[str, float, float]]:
         """The ranking for one query, from the result cache while the store is unchanged."""
         key = (text_hash(query), limit, threshold, mode, pool)
@@ -499,7 +510,7 @@ class SemanticMemory:
                 self._results.move_to_end(key)
                 return ranked
         vector = self._query_vector(query)
-        ranked = self._rank(query, vector, mode, limit, pool, threshold)
+        ranked = self._rank(query, vector, mode, limit, pool, threshold, fetched)
         with self._lock:
             self._results[key] = ranked
             while len(self._results) > 256:
@@ -514,8 +525,12 @@ class SemanticMemory:
         limit: int,
         pool: int,
         threshold: float | None,
+        fetched: dict[str, StoredMemory],
     ) -> list[tuple[str, float, float]]:
-        """(id, score, similarity) of the winners, decided by the full L2 store."""
+        """(id, score, similarity) of the winners, decided by the full L2 store.
+
+        Records read from the store on the way are left in ``fetched`` for hydration.
+        """
         vector_hits = (
             self.backend.vector_search(self.namespace, vector, pool, ef=max(pool, 64))
             if mode in ("hybrid", "vector")
@@ -536,28 +551,42 @@ class SemanticMemory:
             fused = reciprocal_rank_fusion(
                 [[i for i, _ in vector_hits], [i for i, _ in lexical_hits]]
             )
-        missing = [i for i, _ in fused if i not in similarity]
-        if missing:
-            # lexical-only candidates: their cosine similarity comes from the stored vectors
-            for memory_id, stored in self.backend.get_many(self.namespace, missing).items():
-                similarity[memory_id] = float(np.dot(stored.embedding, vector))
-        ranked = []
-        for memory_id, score in fused:
-            sim = similarity.get(memory_id)
-            if sim is None or (threshold is not None and sim < threshold):
-                continue
-            ranked.append((memory_id, float(score), sim))
-            if len(ranked) == limit:
-                break
+        # Lexical-only candidates need their cosine similarity from the stored vectors;
+        # fetch them a window at a time, only as far down the list as the results reach.
+        ranked: list[tuple[str, float, float]] = []
+        position = 0
+        while position < len(fused) and len(ranked) < limit:
+            window = fused[position : position + max(limit, 8)]
+            position += len(window)
+            missing = [i for i, _ in window if i not in similarity]
+            if missing:
+                for memory_id, stored in self.backend.get_many(self.namespace, missing).items():
+                    similarity[memory_id] = float(np.dot(stored.embedding, vector))
+                    fetched[memory_id] = stored
+            for memory_id, score in window:
+                sim = similarity.get(memory_id)
+                if sim is None or (threshold is not None and sim < threshold):
+                    continue
+                ranked.append((memory_id, float(score), sim))
+                if len(ranked) == limit:
+                    break
         return ranked
 
-    def _hydrate(self, ranked: list[tuple[str, float, float]]) -> list[Recollection]:
+    def _hydrate(
+        self,
+        ranked: list[tuple[str, float, float]],
+        fetched: dict[str, StoredMemory],
+        *,
+        touch: bool = True,
+    ) -> list[Recollection]:
         records: dict[str, tuple[StoredMemory, str]] = {}
         misses = []
         for memory_id, _, _ in ranked:
-            hot = self.cache.get(memory_id)
+            hot = self.cache.get(memory_id) if touch else self.cache.peek(memory_id)
             if hot is not None:
                 records[memory_id] = (hot, "L1")
+            elif memory_id in fetched:
+                records[memory_id] = (fetched[memory_id], "L2")
             else:
                 misses.append(memory_id)
         if misses:
@@ -569,7 +598,8 @@ class SemanticMemory:
             if found is None:  # forgotten between ranking and hydration
                 continue
             stored, tier = found
-            self.cache.touch(memory_id, stored)
+            if touch:
+                self.cache.touch(memory_id, stored)
             m = stored.memory
             out.append(
                 Recollection(

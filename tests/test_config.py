@@ -14,8 +14,10 @@ def _files(tmp_path: Path, dotenv: str, secrets: str) -> dict[str, Path]:
     (tmp_path / ".env").write_text(dotenv)
     (tmp_path / ".streamlit").mkdir()
     (tmp_path / ".streamlit" / "secrets.toml").write_text(secrets)
-    return {"dotenv_path": tmp_path / ".env",
-            "secrets_path": tmp_path / ".streamlit" / "secrets.toml"}
+    return {
+        "dotenv_path": tmp_path / ".env",
+        "secrets_path": tmp_path / ".streamlit" / "secrets.toml",
+    }
 
 
 def test_priority_order(tmp_path: Path) -> None:
@@ -37,7 +39,12 @@ def test_priority_order(tmp_path: Path) -> None:
 def test_defaults_with_nothing_configured() -> None:
     s = resolve_settings(env={}, dotenv_path=None, secrets_path=None)
     assert (s.storage_dir, s.cache_size, s.embedder, s.hnsw_m, s.hnsw_ef_construction) == (
-        "./local_memory", 20, "auto", 16, 200)
+        "./local_memory",
+        20,
+        "auto",
+        16,
+        200,
+    )
     assert s.auto_memory is True and s.web_search is False
 
 

@@ -23,9 +23,12 @@ def test_no_key_means_local_minilm_offline(tmp_path: Path) -> None:
 
 
 def test_a_key_selects_openai_embeddings_over_http(tmp_path: Path) -> None:
-    with FakeOpenAI(api_key="sk-test") as server, SemanticMemory(
-        str(tmp_path / "o"), api_key="sk-test", base_url=server.base_url, embedder="openai"
-    ) as memory:
+    with (
+        FakeOpenAI(api_key="sk-test") as server,
+        SemanticMemory(
+            str(tmp_path / "o"), api_key="sk-test", base_url=server.base_url, embedder="openai"
+        ) as memory,
+    ):
         assert memory.embedder.dimensions == 1536
         memory.remember_batch(["Sam lives in Boston", "Sam is a cardiology fellow"])
         hits = memory.recall("Boston", mode="vector", limit=1)
@@ -38,8 +41,9 @@ def test_a_key_selects_openai_embeddings_over_http(tmp_path: Path) -> None:
 def test_reopening_uses_the_stores_own_model(tmp_path: Path) -> None:
     store = tmp_path / "s"
     with FakeOpenAI(api_key="sk-test") as server:
-        with SemanticMemory(str(store), api_key="sk-test", base_url=server.base_url,
-                            embedder="openai") as memory:
+        with SemanticMemory(
+            str(store), api_key="sk-test", base_url=server.base_url, embedder="openai"
+        ) as memory:
             memory.remember("Sam lives in Boston")
         # auto mode: the store says it was built with OpenAI embeddings, so it keeps them
         with SemanticMemory(str(store), api_key="sk-test", base_url=server.base_url) as again:

@@ -136,7 +136,8 @@ class SQLiteBackend(StorageBackend):
                 self.root / DB_NAME, check_same_thread=False, isolation_level=None, timeout=30.0
             )
             self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
+            self._synchronous = "FULL" if durability == "full" else "NORMAL"
+            self._conn.execute(f"PRAGMA synchronous={self._synchronous}")
             self._conn.execute("PRAGMA foreign_keys=ON")
             with self._file_lock:
                 apply_migrations(self._conn)
@@ -430,20 +431,37 @@ class SQLiteBackend(StorageBackend):
     def record_hits(self, namespace: str, hits: Mapping[str, int], at: float) -> None:
         if not hits:
             return
+        with self._light_write() as conn:
+            conn.executemany(
+                "UPDATE memories SET hit_count = hit_count + ?, last_accessed = ? "
+                "WHERE id = ? AND namespace = ?",
+                [(n, at, memory_id, namespace) for memory_id, n in hits.items()],
+            )
+
+    @contextmanager
+    def _light_write(self) -> Iterator[sqlite3.Connection]:
+        """A write that need not survive a power cut (hit counts, the query cache).
+
+        It skips the fsync of ``synchronous=FULL``; the next memory commit's fsync
+        makes it durable anyway. It does not bump ``seq``: no memory changed.
+        """
         with self._lock:
             self._check_open()
             with self._file_lock:
-                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
                 try:
-                    self._conn.executemany(
-                        "UPDATE memories SET hit_count = hit_count + ?, last_accessed = ? "
-                        "WHERE id = ? AND namespace = ?",
-                        [(n, at, memory_id, namespace) for memory_id, n in hits.items()],
-                    )
-                    self._conn.execute("COMMIT")
-                except BaseException:
-                    self._rollback()
-                    raise
+                    self._conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield self._conn
+                        self._conn.execute("COMMIT")
+                    except sqlite3.Error as exc:
+                        self._rollback()
+                        raise StorageError(f"write to the store failed: {exc}") from exc
+                    except BaseException:
+                        self._rollback()
+                        raise
+                finally:
+                    self._conn.execute(f"PRAGMA synchronous={self._synchronous}")
 
     # ------------------------------------------------------------------ reads
 
@@ -791,20 +809,12 @@ class SQLiteBackend(StorageBackend):
         if not items:
             return
         now = time.time()
-        with self._lock:
-            self._check_open()
-            with self._file_lock:
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    self._conn.executemany(
-                        "INSERT OR REPLACE INTO embedding_cache "
-                        "(model, text_hash, vector, used_at) VALUES (?, ?, ?, ?)",
-                        [(model_id, h, encode_vector(v), now) for h, v in items.items()],
-                    )
-                    self._conn.execute("COMMIT")
-                except BaseException:
-                    self._rollback()
-                    raise
+        with self._light_write() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO embedding_cache "
+                "(model, text_hash, vector, used_at) VALUES (?, ?, ?, ?)",
+                [(model_id, h, encode_vector(v), now) for h, v in items.items()],
+            )
 
     # ------------------------------------------------------------------ instructions
 
