@@ -29,6 +29,7 @@ from .types import HistoryEvent, Memory, Recollection
 if TYPE_CHECKING:
     from .cache import SmartCache
     from .core import SemanticMemory
+    from .decorators import MemoryChat, with_memory, with_rag
     from .embedders.base import Embedder
     from .migrate import migrate_lsh_to_hnsw, migrate_original_sem_mem
 
@@ -41,6 +42,9 @@ _LAZY = {
     "Embedder": ("embedders.base", "Embedder"),
     "migrate_lsh_to_hnsw": ("migrate", "migrate_lsh_to_hnsw"),
     "migrate_original_sem_mem": ("migrate", "migrate_original_sem_mem"),
+    "MemoryChat": ("decorators", "MemoryChat"),
+    "with_memory": ("decorators", "with_memory"),
+    "with_rag": ("decorators", "with_rag"),
 }
 
 __all__ = [
@@ -54,6 +58,7 @@ __all__ = [
     "LLMError",
     "LimitExceededError",
     "Memory",
+    "MemoryChat",
     "ModelNotFoundError",
     "NotFoundError",
     "ProviderUnavailableError",
@@ -66,6 +71,8 @@ __all__ = [
     "ValidationError",
     "migrate_lsh_to_hnsw",
     "migrate_original_sem_mem",
+    "with_memory",
+    "with_rag",
 ]
 
 
