@@ -1,0 +1,582 @@
+"""The ``sem-mem`` command line (Typer): a thin edge over :class:`SemanticMemory`.
+
+Every command takes ``--storage-dir`` and ``--namespace`` (defaults: the configured
+``MEMORY_STORAGE_DIR`` / ``SEMMEM_NAMESPACE``) and ``--help``. Errors are printed as one
+line on stderr, with an exit code chosen by error class (see :data:`EXIT_CODES`).
+
+Tests (and embedding applications) can pass ``obj={"embedder": ...}`` to Typer's
+runner to choose the embedder; ``obj={"new_embedder": ...}`` is used by ``reembed``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from .errors import ConfigurationError, NotFoundError, SemMemError, ValidationError
+
+__all__ = ["EXIT_CODES", "app", "main"]
+
+#: exit code by error class (first match wins); Typer's own usage errors exit with 2
+EXIT_CODES: list[tuple[type[SemMemError], int]] = [
+    (NotFoundError, 3),
+    (ValidationError, 2),
+    (ConfigurationError, 4),
+    (SemMemError, 1),
+]
+
+app = typer.Typer(
+    name="sem-mem",
+    help="Sem-Mem: tiered semantic memory for AI agents.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@functools.cache
+def _out() -> Console:
+    return Console(soft_wrap=True)
+
+
+@functools.cache
+def _err() -> Console:
+    return Console(stderr=True, soft_wrap=True)
+
+
+StorageDir = Annotated[
+    str | None,
+    typer.Option(
+        "--storage-dir",
+        "-d",
+        help="Memory directory (default: MEMORY_STORAGE_DIR or ./local_memory)",
+    ),
+]
+Namespace = Annotated[
+    str | None,
+    typer.Option("--namespace", "-n", help="Namespace (default: SEMMEM_NAMESPACE or 'default')"),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    _err().print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Print a SemMemError as one line and exit with its class's code."""
+    try:
+        yield
+    except SemMemError as exc:
+        code = next(c for cls, c in EXIT_CODES if isinstance(exc, cls))
+        raise _fail(str(exc).replace("[", r"\["), code) from None
+
+
+@contextmanager
+def _memory(ctx: typer.Context, storage_dir: str | None, namespace: str | None) -> Iterator[Any]:
+    """Open the memory (errors handled), yield it, close it."""
+    from .core import SemanticMemory
+
+    obj = ctx.obj or {}
+    with _errors():
+        memory = SemanticMemory(storage_dir, namespace=namespace, embedder=obj.get("embedder"))
+        try:
+            yield memory
+        finally:
+            memory.close()
+
+
+def _json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def _parse_metadata(raw: str | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ValidationError(f"--metadata must be a JSON object: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ValidationError('--metadata must be a JSON object, e.g. {"topic": "cardio"}')
+    return value
+
+
+def _short(text: str, width: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+# --------------------------------------------------------------------------- memories
+
+
+@app.command()
+def remember(
+    ctx: typer.Context,
+    text: Annotated[str, typer.Argument(help="The fact to store")],
+    metadata: Annotated[
+        str | None, typer.Option("--metadata", "-m", help="JSON object stored with it")
+    ] = None,
+    storage_dir: StorageDir = None,
+    namespace: Namespace = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Store one memory and print its id."""
+    with _memory(ctx, storage_dir, namespace) as memory:
+        memory_id = memory.remember(text, _parse_metadata(metadata))
+    if as_json:
+        _json({"id": memory_id})
+    else:
+        _out().print(memory_id, highlight=False)
+
+
+@app.command()
+def recall(
+    ctx: typer.Context,
+    query: Annotated[str, typer.Argument(help="What to look for")],
+    limit: Annotated[int, typer.Option("--limit", "-k", help="How many results")] = 5,
+    threshold: Annotated[
+        float | None, typer.Option(help="Drop results below this cosine similarity")
+    ] = None,
+    mode: Annotated[str, typer.Option(help="hybrid, vector or lexical")] = "hybrid",
+    storage_dir: StorageDir = None,
+    namespace: Namespace = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Print the memories most relevant to QUERY, best first."""
+    with _memory(ctx, storage_dir, namespace) as memory:
+        results = memory.recall(query, limit, threshold=threshold, mode=mode)  # type: ignore[arg-type]
+    if as_json:
+        _json([r.to_dict() for r in results])
+        return
+    if not results:
+        _out().print("no memories found")
+        return
+    table = Table("#", "score", "sim", "tier", "id", "text")
+    for rank, r in enumerate(results, start=1):
+        table.add_row(
+            str(rank), f"{r.score:.3f}", f"{r.similarity:.3f}", r.tier, r.id[:8], _short(r.text)
+        )
+    _out().print(table)
+
+
+@app.command()
+def forget(
+    ctx: typer.Context,
+    memory_ids: Annotated[list[str], typer.Argument(help="Ids of the memories to delete")],
+    storage_dir: StorageDir = None,
+    namespace: Namespace = None,
+) -> None:
+    """Delete memories for good."""
+    with _memory(ctx, storage_dir, namespace) as memory:
+        for memory_id in memory_ids:
+            memory.forget(memory_id)
+            _out().print(f"forgot {memory_id}", highlight=False)
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit", "-k")] = 20,
+    offset: int = 0,
+    source: Annotated[str | None, typer.Option(help="manual, auto, pdf, document, ...")] = None,
+    metadata: Annotated[
+        str | None, typer.Option("--metadata", "-m", help="JSON object to match")
+    ] = None,
+    since: Annotated[datetime | None, typer.Option(help="Created at or after")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Created before")] = None,
+    include_superseded: bool = False,
+    storage_dir: StorageDir = None,
+    namespace: Namespace = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List memories, newest first."""
+    with _memory(ctx, storage_dir, namespace) as memory:
+        page = memory.list(
+            limit=limit,
+            offset=offset,
+            source=source,
+            since=since,
+            until=until,
+            metadata=_parse_metadata(metadata),
+            include_superseded=include_superseded,
+        )
+    if as_json:
+        _json([m.to_dict() for m in page])
+        return
+    table = Table("id", "created", "source", "hits", "text")
+    for m in page:
+        table.add_row(
+            m.id, f"{m.created_at:%Y-%m-%d %H:%M}", m.source, str(m.hit_count), _short(m.text, 60)
+        )
+    _out().print(table)
+
+
+# --------------------------------------------------------------------------- chat
+
+
+@app.command()
+def chat(
+    ctx: typer.Context,
+    model: Annotated[str | None, typer.Option(help="Chat model (default: CHAT_MODEL)")] = None,
+    reasoning_effort: Annotated[str | None, typer.Option(help="none … high")] = None,
+    web_search: Annotated[bool | None, typer.Option("--web-search/--no-web-search")] = None,
+    auto_remember: Annotated[
+        bool | None, typer.Option("--auto-remember/--no-auto-remember")
+    ] = None,
+    show_memories: Annotated[bool, typer.Option(help="Print the memories used")] = False,
+    storage_dir: StorageDir = None,
+    namespace: Namespace = None,
+) -> None:
+    """Interactive chat with memory. Type `remember: <fact>`, `instruct: <rule>` or `exit`."""
+    kwargs: dict[str, Any] = {"model": model, "reasoning_effort": reasoning_effort}
+    if web_search is not None:
+        kwargs["web_search"] = web_search
+    if auto_remember is not None:
+        kwargs["auto_remember"] = auto_remember
+    with _memory(ctx, storage_dir, namespace) as memory:
+        _out().print("sem-mem chat — `remember: …`, `instruct: …`, `exit` to quit")
+        previous: str | None = None
+        for line in sys.stdin if not sys.stdin.isatty() else _prompt_lines():
+            line = line.strip()
+            if not line:
+                continue
+            if line.lower() in ("exit", "quit", ":q"):
+                break
+            command, sep, rest = line.partition(":")
+            with _errors_inline():
+                if sep and command.strip().lower() == "remember":
+                    _out().print(f"remembered {memory.remember(rest.strip())}", highlight=False)
+                elif sep and command.strip().lower() == "instruct":
+                    memory.add_instruction(rest.strip())
+                    _out().print("instruction added")
+                else:
+                    answer, previous, memories, _ = memory.chat_with_memory(
+                        line, previous_response_id=previous, **kwargs
+                    )
+                    _out().print(answer, highlight=False, markup=False)
+                    if show_memories:
+                        for m in memories:
+                            _out().print(f"  · {_short(m.text)}", style="dim", markup=False)
+
+
+def _prompt_lines() -> Iterator[str]:
+    while True:
+        try:
+            yield input("you> ")
+        except EOFError:
+            return
+
+
+@contextmanager
+def _errors_inline() -> Iterator[None]:
+    """In the REPL an error is printed and the session goes on."""
+    try:
+        yield
+    except SemMemError as exc:
+        _err().print(f"error: {exc}", markup=False, highlight=False)
+
+
+# --------------------------------------------------------------------------- documents
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(help="PDF, text or Markdown files")],
+    chunk_chars: Annotated[int, typer.Option(help="Maximum characters per chunk")] = 1000,
+    overlap_chars: Annotated[int, typer.Option(help="Sentence overlap between chunks")] = 150,
+    storage_dir: StorageDir = None,
+    namespace: Namespace = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Read documents and store them as chunks (the same file twice stores nothing new)."""
+    results = []
+    with (
+        _memory(ctx, storage_dir, namespace) as memory,
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=_err(),
+            disable=as_json,
+        ) as progress,
+    ):
+        for path in files:
+            task = progress.add_task(path.name, total=None)
+
+            def report(done: int, total: int, task: Any = task) -> None:
+                progress.update(task, completed=done, total=total)
+
+            result = memory.ingest_pdf(
+                path, chunk_chars=chunk_chars, overlap_chars=overlap_chars, progress=report
+            )
+            progress.update(task, completed=result.chunks_created, total=result.chunks_created)
+            results.append(result)
+    if as_json:
+        _json([r.to_dict() for r in results])
+        return
+    table = Table("file", "kind", "pages", "chunks", "stored", "note")
+    for r in results:
+        table.add_row(
+            r.filename, r.kind, str(r.pages), str(r.chunks_created), str(r.chunks_stored), r.note
+        )
+    _out().print(table)
+
+
+# --------------------------------------------------------------------------- maintenance
+
+
+@app.command()
+def stats(
+    ctx: typer.Context,
+    storage_dir: StorageDir = None,
+    namespace: Namespace = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Counts, L1 cache figures, index parameters and the embedder."""
+    with _memory(ctx, storage_dir, namespace) as memory:
+        figures = memory.stats()
+    if as_json:
+        _json(figures)
+    else:
+        _out().print_json(data=figures, default=str)
+
+
+@app.command("export")
+def export_(
+    ctx: typer.Context,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default: stdout)")
+    ] = None,
+    embeddings: Annotated[bool, typer.Option(help="Include the vectors")] = True,
+    storage_dir: StorageDir = None,
+    namespace: Namespace = None,
+) -> None:
+    """Write the namespace as JSON Lines (lossless; `import` reads it back)."""
+    with _memory(ctx, storage_dir, namespace) as memory:
+        memory.flush()
+        lines = memory.export_jsonl(include_embeddings=embeddings)
+        if output is None:
+            for line in lines:
+                sys.stdout.write(line)
+            return
+        count = 0
+        with _open_output(output) as fp:
+            for line in lines:
+                fp.write(line)
+                count += line.startswith('{"type":"memory"')
+        _err().print(f"exported {count} memories to {output}", highlight=False)
+
+
+@contextmanager
+def _open_output(path: Path) -> Iterator[Any]:
+    try:
+        fp = path.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise ValidationError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    with fp:
+        yield fp
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    file: Annotated[str, typer.Argument(help="JSON Lines file written by `export` ('-': stdin)")],
+    storage_dir: StorageDir = None,
+    namespace: Namespace = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Import JSON Lines (ids, timestamps and hit counts are kept)."""
+    with _memory(ctx, storage_dir, namespace) as memory:
+        if file == "-":
+            report = memory.import_jsonl(sys.stdin)
+        else:
+            try:
+                fp = open(file, encoding="utf-8")  # noqa: SIM115 - closed below
+            except OSError as exc:
+                raise ValidationError(f"cannot read {file}: {exc.strerror or exc}") from exc
+            with fp:
+                report = memory.import_jsonl(fp)
+    if as_json:
+        _json(report.to_dict())
+    else:
+        _out().print(
+            f"imported {report.imported}, skipped {report.skipped_existing} already present, "
+            f"re-embedded {report.reembedded}",
+            highlight=False,
+        )
+
+
+@app.command()
+def reembed(
+    ctx: typer.Context,
+    embedder: Annotated[str, typer.Option(help="local or openai")] = "local",
+    model: Annotated[str | None, typer.Option(help="Embedding model name")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
+    storage_dir: StorageDir = None,
+    namespace: Namespace = None,
+) -> None:
+    """Re-embed every memory of the store with another embedding model (all namespaces)."""
+    with _memory(ctx, storage_dir, namespace) as memory:
+        new = (ctx.obj or {}).get("new_embedder")
+        if new is None:
+            from .embedders.factory import create_embedder
+
+            new = create_embedder(
+                memory.settings.with_overrides(embedder=embedder, embedding_model=model)
+            )
+        if not yes and not typer.confirm(
+            f"re-embed every memory with {new.model_id}?", default=False
+        ):
+            raise typer.Exit(1)
+        with Progress(console=_err()) as progress:
+            task = progress.add_task("re-embedding", total=None)
+            count = memory.reembed(
+                new, progress=lambda done, total: progress.update(task, completed=done, total=total)
+            )
+    _out().print(f"re-embedded {count} memories with {new.model_id}", highlight=False)
+
+
+@app.command()
+def migrate(
+    ctx: typer.Context,
+    from_lsh: Annotated[
+        Path | None, typer.Option(help="Directory of old LSH bucket_*.json files")
+    ] = None,
+    from_original: Annotated[
+        Path | None, typer.Option(help="Directory of the original sem-mem (hnsw_metadata.json)")
+    ] = None,
+    to: Annotated[
+        str | None, typer.Option(help="Target store URL (postgresql://…); default: storage dir")
+    ] = None,
+    embedding_model: Annotated[
+        str | None, typer.Option(help="Model the old vectors were made with")
+    ] = None,
+    reuse_vectors: Annotated[bool, typer.Option(help="Reuse stored vectors when possible")] = True,
+    storage_dir: StorageDir = None,
+    namespace: Namespace = None,
+) -> None:
+    """Import memories from an older format into the store."""
+    from . import migrate as migrations
+
+    if (from_lsh is None) == (from_original is None):
+        raise _fail("give exactly one of --from-lsh DIR or --from-original DIR", 2)
+    if to is not None:
+        raise _fail("--to is not supported yet: migrate into --storage-dir", 2)
+    source = from_lsh or from_original
+    run = migrations.migrate_lsh_to_hnsw if from_lsh else migrations.migrate_original_sem_mem
+    with _memory(ctx, storage_dir, namespace) as memory:
+        created = run(
+            source,  # type: ignore[arg-type]
+            memory,
+            embedding_model=embedding_model,
+            reuse_vectors=reuse_vectors,
+        )
+    _out().print(f"migrated {created} memories from {source}", highlight=False)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: any free port)")] = 8000,
+    allow_unauthenticated: Annotated[
+        bool,
+        typer.Option(
+            help="Allow a non-loopback --host without SEMMEM_API_KEYS (anyone can read and write)"
+        ),
+    ] = False,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    storage_dir: StorageDir = None,
+    namespace: Namespace = None,
+) -> None:
+    """Run the HTTP API (docs at /docs). Without API keys only 127.0.0.1 is allowed."""
+    import uvicorn
+
+    from .config import resolve_settings
+    from .server import ServerConfig, create_app
+    from .server.auth import NamespaceRegistry, is_loopback
+    from .server.factory import auth_banner
+
+    with _errors():
+        settings = resolve_settings(storage_dir=storage_dir, namespace=namespace)
+        config = ServerConfig.from_env(allow_unauthenticated=allow_unauthenticated or None)
+        has_keys = bool(NamespaceRegistry(settings).api_keys)
+        if not has_keys and not is_loopback(host) and not config.allow_unauthenticated:
+            raise _fail(
+                f"refusing to listen on {host} without API keys: set SEMMEM_API_KEYS "
+                "(key:namespace,...) or pass --allow-unauthenticated",
+                2,
+            )
+        _err().print(
+            f"sem-mem: {auth_banner(NamespaceRegistry(settings), config)}", highlight=False
+        )
+        uvicorn.run(create_app(settings, config=config), host=host, port=port, log_level=log_level)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def ui(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 8501,
+    api_url: Annotated[
+        str | None, typer.Option(help="Use this API server instead of an in-process memory")
+    ] = None,
+    storage_dir: StorageDir = None,
+) -> None:
+    """Open the Streamlit app (chat, memory browser, Memory Atlas). Extra args go to streamlit."""
+    from .ui.launch import launch
+
+    raise typer.Exit(
+        launch(list(ctx.args), host=host, port=port, api_url=api_url, storage_dir=storage_dir)
+    )
+
+
+@app.command()
+def mcp(
+    http: Annotated[
+        bool, typer.Option("--http", help="Serve streamable HTTP at http://HOST:PORT/mcp")
+    ] = False,
+    host: Annotated[str, typer.Option(help="HTTP bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port")] = 8765,
+    allow_unauthenticated: Annotated[
+        bool, typer.Option(help="Allow a non-loopback --host (MCP over HTTP has no auth)")
+    ] = False,
+    storage_dir: StorageDir = None,
+    namespace: Namespace = None,
+) -> None:
+    """Run the MCP server for agent clients (stdio by default; --http for streamable HTTP)."""
+    from .mcp_server import main as mcp_main
+
+    argv = ["--host", host, "--port", str(port)]
+    if storage_dir is not None:
+        argv += ["--storage-dir", storage_dir]
+    if namespace is not None:
+        argv += ["--namespace", namespace]
+    if http:
+        argv.append("--http")
+    if allow_unauthenticated:
+        argv.append("--allow-unauthenticated")
+    raise typer.Exit(mcp_main(argv))  # nothing may reach stdout first: it is the protocol
+
+
+def main() -> None:
+    """Entry point of the ``sem-mem`` script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
