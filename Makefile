@@ -1,5 +1,5 @@
 # The two commands (see README):
-#   make run   set everything up from a fresh clone and run the main job (offline, local embeddings)
+#   make run   set everything up from a fresh clone and open the app (offline, local embeddings)
 #   make test  set everything up and run the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml scripts/setup.sh
 setup: $(STAMP)
 
 run: setup
-	$(BIN)/python examples/quickstart.py
+	$(BIN)/sem-mem ui
 
 demo: setup
 	$(BIN)/python examples/quickstart.py

@@ -1,0 +1,635 @@
+"""The small interface the UI talks to, with an in-process and an HTTP implementation.
+
+:class:`MemoryClient` lists every operation the Streamlit app needs, with plain,
+JSON-shaped results (the API server's response shapes), so the app has one code path:
+
+* :class:`LocalClient` wraps a :class:`~sem_mem.SemanticMemory` in this process (the
+  standalone app). :func:`local_session_factory` gives each browser session its own
+  ``SemanticMemory`` over one shared backend and embedder: L2 shared, L1 per session,
+  as the seed's "Multi-Session Behavior" says.
+* :class:`HttpClient` talks to the API server (``sem_mem.server``) with httpx; L1 and L2
+  live in the server and are shared by every client.
+
+Nothing here imports Streamlit.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+import weakref
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..atlas import DEFAULT_MAX_POINTS, Atlas, AtlasItem, build_atlas, build_atlas_from_items
+from ..errors import (
+    ConfigurationError,
+    ConflictError,
+    NotFoundError,
+    SemMemError,
+    ValidationError,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ..core import SemanticMemory
+    from ..decorators import MemoryChat
+
+__all__ = [
+    "ApiError",
+    "ChatReply",
+    "HttpClient",
+    "LocalClient",
+    "MemoryClient",
+    "ModelInfo",
+    "local_session_factory",
+    "session_memory",
+]
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The chat model in use; ``chat_enabled`` is False in memory-only mode."""
+
+    model: str
+    reasoning_effort: str
+    chat_enabled: bool
+    #: True when a per-request temperature is honoured (in-process only)
+    supports_temperature: bool = False
+    #: why chat is unavailable, when it is
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    """One chat turn, in the shape of the server's ``POST /chat`` answer."""
+
+    response: str
+    response_id: str | None
+    memories: list[dict[str, Any]]
+    logs: list[str] = field(default_factory=list)
+
+    @property
+    def auto_memory(self) -> list[str]:
+        """What auto-memory did this turn (the ``auto-memory: …`` log lines)."""
+        return [line for line in self.logs if line.startswith("auto-memory:")]
+
+
+class ApiError(SemMemError):
+    """The API server answered with an error, or could not be reached (``status`` 0)."""
+
+    def __init__(self, message: str, *, status: int, error: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+
+
+class MemoryClient(ABC):
+    """Every operation the UI needs; results are plain dicts shaped like the API's JSON."""
+
+    #: ``"local"`` (in-process memory) or ``"api"`` (HTTP client of the server)
+    kind: str = ""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """One line saying where the memories live (shown in the sidebar)."""
+
+    @abstractmethod
+    def model_info(self) -> ModelInfo:
+        """The configured chat model, or memory-only mode."""
+
+    @abstractmethod
+    def chat(
+        self,
+        query: str,
+        *,
+        previous_response_id: str | None = None,
+        thread: Sequence[Mapping[str, str]] = (),
+        model: str | None = None,
+        reasoning_effort: str | None = None,
+        temperature: float | None = None,
+        web_search: bool | None = None,
+        auto_remember: bool | None = None,
+    ) -> ChatReply:
+        """Answer with memories as context; ``thread`` is the conversation so far."""
+
+    @abstractmethod
+    def remember(self, text: str, metadata: Mapping[str, Any] | None = None) -> str:
+        """Store one memory; returns its id."""
+
+    @abstractmethod
+    def recall(
+        self, query: str, *, limit: int = 5, threshold: float | None = None
+    ) -> list[dict[str, Any]]:
+        """The most relevant memories, best first (``tier`` says L1 or L2)."""
+
+    @abstractmethod
+    def instructions(self) -> str:
+        """The persistent instructions."""
+
+    @abstractmethod
+    def set_instructions(self, text: str) -> str:
+        """Replace the instructions; returns them as stored."""
+
+    @abstractmethod
+    def add_instruction(self, text: str) -> str:
+        """Append one instruction line; returns all instructions."""
+
+    @abstractmethod
+    def cache_state(self) -> dict[str, list[dict[str, Any]]]:
+        """The L1 tiers: ``{"protected": [...], "probation": [...]}``."""
+
+    @abstractmethod
+    def stats(self) -> dict[str, Any]:
+        """Counts, L1 figures, index parameters and the embedder."""
+
+    @abstractmethod
+    def ingest(self, data: bytes, name: str, progress: Progress | None = None) -> dict[str, Any]:
+        """Store a PDF, text or Markdown file as chunks (``POST /upload/pdf`` shape)."""
+
+    @abstractmethod
+    def save_thread(self, messages: Sequence[Mapping[str, str]], *, title: str) -> list[str]:
+        """Store a conversation (``role``/``content`` dicts) in L2; returns the ids."""
+
+    @abstractmethod
+    def list_memories(
+        self,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        source: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        """Memories page by page, newest first, filtered by source and creation time."""
+
+    @abstractmethod
+    def get(self, memory_id: str) -> dict[str, Any]:
+        """One memory (NotFoundError if there is none)."""
+
+    @abstractmethod
+    def update(
+        self, memory_id: str, *, text: str | None = None, metadata: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Change text and/or metadata; the old version stays in the history."""
+
+    @abstractmethod
+    def forget(self, memory_id: str) -> None:
+        """Delete a memory for good."""
+
+    @abstractmethod
+    def history(self, memory_id: str) -> list[dict[str, Any]]:
+        """Every change of one memory, oldest first."""
+
+    @abstractmethod
+    def export_jsonl(self) -> Iterator[bytes]:
+        """The namespace as JSON Lines (with embeddings), streamed."""
+
+    @abstractmethod
+    def import_jsonl(self, data: bytes) -> dict[str, Any]:
+        """Import JSON Lines written by :meth:`export_jsonl`; returns the report."""
+
+    @abstractmethod
+    def atlas(
+        self, *, max_points: int = DEFAULT_MAX_POINTS, clusters: int | None = None
+    ) -> Atlas | None:
+        """The memories projected to 2D (``None`` when there are none)."""
+
+    @abstractmethod
+    def query_vector(self, query: str) -> np.ndarray | None:
+        """The query's embedding, or ``None`` when the client cannot compute it."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what the client holds."""
+
+
+# --------------------------------------------------------------------------- in-process
+
+
+def session_memory(shared: SemanticMemory) -> SemanticMemory:
+    """A new ``SemanticMemory`` with its own L1 over ``shared``'s backend and embedder."""
+    from ..core import SemanticMemory
+
+    return SemanticMemory(
+        backend=shared.backend, embedder=shared.embedder, settings=shared.settings
+    )
+
+
+def local_session_factory(shared: Callable[[], SemanticMemory]) -> Callable[[], LocalClient]:
+    """A factory of per-session clients: L2 (backend, embedder) shared, L1 per session.
+
+    ``shared`` returns the one memory per storage dir (the app caches it with
+    ``st.cache_resource``); every call of the factory opens a session memory over it.
+    """
+
+    def make() -> LocalClient:
+        return LocalClient(session_memory(shared()), owns_memory=True)
+
+    return make
+
+
+def _close_quietly(memory: SemanticMemory) -> None:
+    try:
+        memory.close()
+    except SemMemError:  # the shared store may be closed already at shutdown
+        pass
+
+
+class LocalClient(MemoryClient):
+    """The UI's operations on a :class:`~sem_mem.SemanticMemory` in this process.
+
+    With ``owns_memory`` the memory is closed (hit counts flushed; a shared backend
+    is left open) when the client is closed or garbage-collected with its session.
+    """
+
+    kind = "local"
+
+    def __init__(self, memory: SemanticMemory, *, owns_memory: bool = False) -> None:
+        self.memory = memory
+        self._threads: dict[str, MemoryChat] = {}
+        self._finalizer = weakref.finalize(self, _close_quietly, memory) if owns_memory else None
+
+    def describe(self) -> str:
+        return (
+            f"local store {self.memory.settings.storage_dir} "
+            f"(namespace {self.memory.namespace}, L1 per browser session)"
+        )
+
+    def model_info(self) -> ModelInfo:
+        settings = self.memory.settings
+        try:
+            chat_model = self.memory.chat_model
+            reason = "" if chat_model is not None else "no OPENAI_API_KEY or OPENAI_BASE_URL"
+        except ConfigurationError as exc:
+            chat_model, reason = None, str(exc)
+        return ModelInfo(
+            model=(chat_model.model if chat_model is not None else "") or settings.chat_model,
+            reasoning_effort=settings.reasoning_effort,
+            chat_enabled=chat_model is not None,
+            supports_temperature=True,
+            reason=reason,
+        )
+
+    def chat(
+        self,
+        query: str,
+        *,
+        previous_response_id: str | None = None,
+        thread: Sequence[Mapping[str, str]] = (),
+        model: str | None = None,
+        reasoning_effort: str | None = None,
+        temperature: float | None = None,
+        web_search: bool | None = None,
+        auto_remember: bool | None = None,
+    ) -> ChatReply:
+        from ..llm.base import ChatMessage
+
+        response, response_id, memories, logs = self.memory.chat_with_memory(
+            query,
+            previous_response_id=previous_response_id,
+            thread=[ChatMessage(m["role"], m["content"]) for m in thread],  # type: ignore[arg-type]
+            model=model,
+            reasoning_effort=reasoning_effort,
+            temperature=temperature,
+            web_search=web_search,
+            auto_remember=auto_remember,
+        )
+        return ChatReply(response, response_id, [m.to_dict() for m in memories], list(logs))
+
+    def remember(self, text: str, metadata: Mapping[str, Any] | None = None) -> str:
+        return self.memory.remember(text, metadata)
+
+    def recall(
+        self, query: str, *, limit: int = 5, threshold: float | None = None
+    ) -> list[dict[str, Any]]:
+        return [r.to_dict() for r in self.memory.recall(query, limit, threshold=threshold)]
+
+    def instructions(self) -> str:
+        return self.memory.instructions
+
+    def set_instructions(self, text: str) -> str:
+        self.memory.set_instructions(text)
+        return self.memory.instructions
+
+    def add_instruction(self, text: str) -> str:
+        self.memory.add_instruction(text)
+        return self.memory.instructions
+
+    def cache_state(self) -> dict[str, list[dict[str, Any]]]:
+        return self.memory.cache_state()
+
+    def stats(self) -> dict[str, Any]:
+        return self.memory.stats()
+
+    def ingest(self, data: bytes, name: str, progress: Progress | None = None) -> dict[str, Any]:
+        return self.memory.ingest_pdf(data, name=name, progress=progress).to_dict()
+
+    def save_thread(self, messages: Sequence[Mapping[str, str]], *, title: str) -> list[str]:
+        from ..decorators import MemoryChat
+        from ..llm.base import ChatMessage
+
+        chat = self._threads.get(title)
+        if chat is None:
+            chat = self._threads[title] = MemoryChat(self.memory)
+            chat.thread_id = title
+        chat.thread = [ChatMessage(m["role"], m["content"]) for m in messages]  # type: ignore[arg-type]
+        return chat.save_thread()
+
+    def list_memories(
+        self,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        source: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        page = self.memory.list(limit=limit, offset=offset, source=source, since=since, until=until)
+        return [m.to_dict() for m in page]
+
+    def get(self, memory_id: str) -> dict[str, Any]:
+        return self.memory.get(memory_id).to_dict()
+
+    def update(
+        self, memory_id: str, *, text: str | None = None, metadata: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        return self.memory.update(memory_id, text=text, metadata=metadata).to_dict()
+
+    def forget(self, memory_id: str) -> None:
+        self.memory.forget(memory_id)
+
+    def history(self, memory_id: str) -> list[dict[str, Any]]:
+        return [e.to_dict() for e in self.memory.history(memory_id)]
+
+    def export_jsonl(self) -> Iterator[bytes]:
+        return (line.encode("utf-8") for line in self.memory.export_jsonl())
+
+    def import_jsonl(self, data: bytes) -> dict[str, Any]:
+        return self.memory.import_jsonl(data.splitlines()).to_dict()
+
+    def atlas(
+        self, *, max_points: int = DEFAULT_MAX_POINTS, clusters: int | None = None
+    ) -> Atlas | None:
+        self.memory.refresh()
+        return build_atlas(self.memory, max_points=max_points, clusters=clusters)
+
+    def query_vector(self, query: str) -> np.ndarray | None:
+        if not query.strip():
+            return None
+        return np.asarray(self.memory.embedder.encode([query])[0])
+
+    def close(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer()
+
+
+# --------------------------------------------------------------------------- HTTP
+
+#: error bodies' ``error`` codes / statuses → the core's exception classes
+_STATUS_ERRORS: dict[int, type[SemMemError]] = {
+    404: NotFoundError,
+    409: ConflictError,
+    413: ValidationError,
+    422: ValidationError,
+}
+
+
+class HttpClient(MemoryClient):
+    """The UI's operations over the API server's HTTP endpoints.
+
+    ``api_key`` is sent as ``Authorization: Bearer <key>``. ``http`` replaces the
+    httpx client (tests pass Starlette's ``TestClient``, which is one).
+    """
+
+    kind = "api"
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 120.0,
+        http: httpx.Client | None = None,
+    ) -> None:
+        try:
+            import httpx
+        except ImportError as exc:  # pragma: no cover - httpx is in the app extra
+            raise ConfigurationError(
+                "the API client needs httpx: pip install 'sem-mem[app]'"
+            ) from exc
+        self.base_url = base_url.rstrip("/")
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        if http is None:
+            http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+        else:
+            http.headers.update(headers)
+        self.http = http
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        import httpx
+
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ApiError(
+                f"cannot reach the API server at {self.base_url}: {exc}", status=0
+            ) from exc
+        if response.status_code >= 400:
+            raise self._error(response)
+        return response
+
+    def _error(self, response: httpx.Response) -> SemMemError:
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if not isinstance(body, dict):
+            body = {}
+        detail = body.get("detail") or response.text or response.reason_phrase
+        if not isinstance(detail, str):
+            detail = json.dumps(detail)
+        status = response.status_code
+        message = f"API {status}: {detail}"
+        error_class = _STATUS_ERRORS.get(status)
+        if error_class is not None:
+            return error_class(message)
+        return ApiError(message, status=status, error=str(body.get("error", "")))
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._request(method, path, **kwargs).json()
+
+    # -- operations -------------------------------------------------------------------
+
+    def describe(self) -> str:
+        return f"API server {self.base_url} (L1 and L2 shared by every client)"
+
+    def model_info(self) -> ModelInfo:
+        body = self._json("GET", "/model")
+        enabled = bool(body.get("chat_enabled"))
+        return ModelInfo(
+            model=body.get("model") or "",
+            reasoning_effort=body.get("reasoning_effort") or "low",
+            chat_enabled=enabled,
+            supports_temperature=False,
+            reason="" if enabled else "the API server has no OPENAI_API_KEY or OPENAI_BASE_URL",
+        )
+
+    def chat(
+        self,
+        query: str,
+        *,
+        previous_response_id: str | None = None,
+        thread: Sequence[Mapping[str, str]] = (),
+        model: str | None = None,
+        reasoning_effort: str | None = None,
+        temperature: float | None = None,
+        web_search: bool | None = None,
+        auto_remember: bool | None = None,
+    ) -> ChatReply:
+        # the server keeps the conversation through previous_response_id and takes no
+        # thread or temperature per request
+        body = {
+            "query": query,
+            "previous_response_id": previous_response_id,
+            "model": model,
+            "reasoning_effort": reasoning_effort,
+            "web_search": web_search,
+            "auto_remember": auto_remember,
+        }
+        out = self._json("POST", "/chat", json=body)
+        return ChatReply(out["response"], out.get("response_id"), out["memories"], out["logs"])
+
+    def remember(self, text: str, metadata: Mapping[str, Any] | None = None) -> str:
+        body = {"text": text, "metadata": dict(metadata) if metadata else None}
+        return str(self._json("POST", "/remember", json=body)["id"])
+
+    def recall(
+        self, query: str, *, limit: int = 5, threshold: float | None = None
+    ) -> list[dict[str, Any]]:
+        body = {"query": query, "limit": limit, "threshold": threshold}
+        return list(self._json("POST", "/recall", json=body)["memories"])
+
+    def instructions(self) -> str:
+        return str(self._json("GET", "/instructions")["instructions"])
+
+    def set_instructions(self, text: str) -> str:
+        return str(self._json("PUT", "/instructions", json={"text": text})["instructions"])
+
+    def add_instruction(self, text: str) -> str:
+        return str(self._json("POST", "/instructions", json={"text": text})["instructions"])
+
+    def cache_state(self) -> dict[str, list[dict[str, Any]]]:
+        return dict(self._json("GET", "/cache"))
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self._json("GET", "/stats"))
+
+    def ingest(self, data: bytes, name: str, progress: Progress | None = None) -> dict[str, Any]:
+        if progress is not None:
+            progress(0, 1)
+        mime = "application/pdf" if name.lower().endswith(".pdf") else "text/plain"
+        out = dict(self._json("POST", "/upload/pdf", files={"file": (name, data, mime)}))
+        if progress is not None:
+            progress(1, 1)
+        return out
+
+    def save_thread(self, messages: Sequence[Mapping[str, str]], *, title: str) -> list[str]:
+        body = {
+            "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
+            "title": title[:200],
+        }
+        return list(self._json("POST", "/threads/save", json=body)["ids"])
+
+    def list_memories(
+        self,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        source: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if source:
+            params["source"] = source
+        if since is not None:
+            params["since"] = since.isoformat()
+        if until is not None:
+            params["until"] = until.isoformat()
+        return list(self._json("GET", "/memories", params=params)["memories"])
+
+    def get(self, memory_id: str) -> dict[str, Any]:
+        return dict(self._json("GET", f"/memories/{memory_id}"))
+
+    def update(
+        self, memory_id: str, *, text: str | None = None, metadata: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        body = {"text": text, "metadata": metadata}
+        return dict(self._json("PATCH", f"/memories/{memory_id}", json=body))
+
+    def forget(self, memory_id: str) -> None:
+        self._request("DELETE", f"/memories/{memory_id}")
+
+    def history(self, memory_id: str) -> list[dict[str, Any]]:
+        return list(self._json("GET", f"/memories/{memory_id}/history")["events"])
+
+    def export_jsonl(self) -> Iterator[bytes]:
+        response = self._request("GET", "/export", params={"include_embeddings": "true"})
+        return iter(response.content.splitlines(keepends=True))
+
+    def import_jsonl(self, data: bytes) -> dict[str, Any]:
+        headers = {"Content-Type": "application/x-ndjson"}
+        return dict(self._json("POST", "/import", content=data, headers=headers))
+
+    def atlas(
+        self, *, max_points: int = DEFAULT_MAX_POINTS, clusters: int | None = None
+    ) -> Atlas | None:
+        """Built from ``GET /export`` (which carries the embeddings), streamed line by line."""
+        with self.http.stream("GET", "/export", params={"include_embeddings": "true"}) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise self._error(response)
+            items = _atlas_items(response.iter_lines())
+            return build_atlas_from_items(items, max_points=max_points, clusters=clusters)
+
+    def query_vector(self, query: str) -> np.ndarray | None:
+        return None  # the server has no embedding endpoint: the UI places the query by neighbours
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def _atlas_items(lines: Iterator[str]) -> Iterator[AtlasItem]:
+    """Active memories with embeddings from export JSON Lines (see :mod:`sem_mem.transfer`)."""
+    for line in lines:
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        if record.get("type") != "memory" or record.get("status", "active") != "active":
+            continue
+        blob = record.get("embedding")
+        if not blob:
+            continue
+        yield AtlasItem(
+            id=record["id"],
+            text=record["text"],
+            source=record.get("source", "manual"),
+            created_at=float(record.get("created_at") or 0.0),
+            vector=np.frombuffer(base64.b64decode(blob), dtype="<f4"),
+        )
+
+
+def new_thread_title() -> str:
+    """A fresh thread id (used as the title a saved thread is filed under)."""
+    return f"ui-{uuid.uuid4().hex[:12]}"
