@@ -755,6 +755,8 @@ class SemanticMemory:
         from .transfer import export_lines
 
         self._check_open()
+        with self._lock:
+            self._flush_pending()  # so the export carries every hit count
         return export_lines(self, include_embeddings=include_embeddings)
 
     def import_jsonl(self, lines: Iterable[str | bytes]) -> ImportReport:

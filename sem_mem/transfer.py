@@ -170,7 +170,13 @@ def _to_new_memory(
         if blob and record.get("embedding_model") == model:
             vector = np.frombuffer(base64.b64decode(blob), dtype="<f4")
             if vector.size == dims and np.all(np.isfinite(vector)):
-                embedding = normalize_rows(vector.reshape(1, -1))[0]
+                # exported vectors are already unit length: keep them bit for bit
+                norm = float(np.linalg.norm(vector))
+                embedding = (
+                    vector.copy()
+                    if abs(norm - 1.0) <= 1e-6
+                    else normalize_rows(vector.reshape(1, -1))[0]
+                )
         return NewMemory(
             text=text,
             embedding=embedding,

@@ -99,7 +99,8 @@ class StorageBackend(ABC):
         """Commit ``items`` (in transactions of ``chunk_size``) and index them.
 
         With ``dedupe``, an item whose text and metadata equal an active memory's is not
-        added again: that memory is refreshed and its id returned. ``on_commit(n)`` is
+        added again: that memory is refreshed and its id returned. An item carrying an
+        ``id`` that the store already uses (in any namespace) is added with a fresh id. ``on_commit(n)`` is
         called after each transaction with the number of items committed so far.
         """
 

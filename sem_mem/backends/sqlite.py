@@ -281,6 +281,7 @@ class SQLiteBackend(StorageBackend):
         out: list[AddResult] = []
         rows = []
         history = []
+        taken = self._taken_ids([item.id for item in items if item.id])
         for item in items:
             meta_json = canonical_json(item.metadata)
             if dedupe:
@@ -301,7 +302,9 @@ class SQLiteBackend(StorageBackend):
                     history.append((existing[0], namespace, "refreshed", None, None, now, None))
                     out.append(AddResult(existing[0], False))
                     continue
-            memory_id = item.id or str(uuid.uuid4())
+            # an imported id already used (in any namespace) gets a fresh one
+            memory_id = item.id if item.id and item.id not in taken else str(uuid.uuid4())
+            taken.add(memory_id)
             created = item.created_at if item.created_at is not None else now
             updated = item.updated_at if item.updated_at is not None else created
             rows.append(
@@ -340,6 +343,18 @@ class SQLiteBackend(StorageBackend):
             history,
         )
         return out
+
+    def _taken_ids(self, ids: Sequence[str]) -> set[str]:
+        taken: set[str] = set()
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            taken.update(
+                r[0]
+                for r in self._conn.execute(
+                    f"SELECT id FROM memories WHERE id IN ({','.join('?' * len(part))})", part
+                )
+            )
+        return taken
 
     def _model_id(self) -> str:
         model = self._meta("embedding_model")
