@@ -141,6 +141,7 @@ class AsyncSemanticMemory:
     history = _threaded(SemanticMemory.history)
     recall = _threaded(SemanticMemory.recall)
     cache_state = _threaded(SemanticMemory.cache_state)
+    validate_batch = _threaded(SemanticMemory.validate_batch)
     set_instructions = _threaded(SemanticMemory.set_instructions)
     add_instruction = _threaded(SemanticMemory.add_instruction)
     ingest_pdf = _threaded(SemanticMemory.ingest_pdf)
@@ -188,7 +189,7 @@ class AsyncSemanticMemory:
             # let the engine raise its usual ValidationError
             return await asyncio.to_thread(call, texts, metadata, progress=progress)
         # validate everything first, so a bad text in a late slice stores nothing at all
-        await asyncio.to_thread(_validate_batch, self.sync, texts, metas, per_text, source)
+        await asyncio.to_thread(self.sync.validate_batch, texts, metas, source)
         semaphore = asyncio.Semaphore(self.max_concurrency)
         done = [0] * len(slices)
         total = len(texts)
@@ -250,17 +251,6 @@ class AsyncSemanticMemory:
                 yield item
 
         return await asyncio.to_thread(self.sync.import_jsonl, pull())
-
-
-def _validate_batch(
-    memory: SemanticMemory, texts: Sequence[str], metas: Any, per_text: bool, source: str
-) -> None:
-    """The engine's own input checks (the ones ``remember_batch`` runs before storing)."""
-    for i, text in enumerate(texts):
-        memory._clean_text(text, f"texts[{i}]")
-    for meta in metas if per_text else [metas]:
-        memory._clean_metadata(meta)
-    memory._clean_source(source)
 
 
 async def _next_or_end(iterator: AsyncIterator[Any]) -> Any:

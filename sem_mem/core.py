@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import atexit
 import hashlib
-import json
 import logging
 import math
 import os
@@ -36,7 +35,8 @@ from .config import Settings, resolve_settings
 from .embedders.base import Embedder
 from .errors import LimitExceededError, NotFoundError, ValidationError
 from .retrieval import reciprocal_rank_fusion
-from .types import SOURCES, HistoryEvent, IngestResult, Memory, Recollection
+from .types import HistoryEvent, IngestResult, Memory, Recollection
+from .validation import clean_batch, clean_metadata, clean_source, clean_text
 
 if TYPE_CHECKING:
     from .llm.base import ChatModel
@@ -176,51 +176,26 @@ class SemanticMemory:
     # ------------------------------------------------------------------ validation
 
     def _clean_text(self, text: object, field: str = "text") -> str:
-        if not isinstance(text, str):
-            raise ValidationError(f"{field} must be a string, got {type(text).__name__}")
-        cleaned = text.strip()
-        if not cleaned:
-            raise ValidationError(f"{field} is empty (or only whitespace)")
-        limit = self.settings.max_text_chars
-        if len(cleaned) > limit:
-            raise LimitExceededError(
-                f"{field} has {len(cleaned):,} characters; the limit is {limit:,} (max_text_chars)",
-                limit="max_text_chars",
-                maximum=limit,
-                actual=len(cleaned),
-            )
-        return cleaned
+        return clean_text(text, field=field, max_chars=self.settings.max_text_chars)
 
     def _clean_metadata(self, metadata: object) -> dict[str, Any]:
-        if metadata is None:
-            return {}
-        if not isinstance(metadata, Mapping):
-            raise ValidationError(f"metadata must be a dict, got {type(metadata).__name__}")
-        for key in metadata:
-            if not isinstance(key, str):
-                raise ValidationError(
-                    f"metadata keys must be strings, got {key!r} ({type(key).__name__})"
-                )
-        try:
-            encoded = json.dumps(dict(metadata), allow_nan=False, ensure_ascii=False)
-        except (TypeError, ValueError) as exc:
-            raise ValidationError(f"metadata must be JSON-serialisable: {exc}") from exc
-        limit = self.settings.max_metadata_bytes
-        size = len(encoded.encode("utf-8"))
-        if size > limit:
-            raise LimitExceededError(
-                f"metadata is {size:,} bytes as JSON; the limit is {limit:,} (max_metadata_bytes)",
-                limit="max_metadata_bytes",
-                maximum=limit,
-                actual=size,
-            )
-        return json.loads(encoded)
+        return clean_metadata(metadata, max_bytes=self.settings.max_metadata_bytes)
 
-    @staticmethod
-    def _clean_source(source: str) -> str:
-        if source not in SOURCES:
-            raise ValidationError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
-        return source
+    def validate_batch(
+        self,
+        texts: Sequence[str],
+        metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
+        source: str = "manual",
+    ) -> tuple[list[str], list[dict[str, Any]]]:
+        """The checks ``remember_batch`` runs before storing anything: cleaned texts and
+        one metadata dict per text. Raises ValidationError naming the field and limit."""
+        clean_source(source)
+        return clean_batch(
+            texts,
+            metadata,
+            max_chars=self.settings.max_text_chars,
+            max_bytes=self.settings.max_metadata_bytes,
+        )
 
     def _check_open(self) -> None:
         if self._closed:
@@ -304,19 +279,7 @@ class SemanticMemory:
         called as texts are embedded and then as they are committed.
         """
         self._check_open()
-        if isinstance(texts, str):
-            raise ValidationError("remember_batch takes a list of texts, not a single string")
-        cleaned = [self._clean_text(t, f"texts[{i}]") for i, t in enumerate(texts)]
-        if isinstance(metadata, Sequence) and not isinstance(metadata, (str, bytes)):
-            if len(metadata) != len(cleaned):
-                raise ValidationError(
-                    f"metadata has {len(metadata)} entries for {len(cleaned)} texts"
-                )
-            metas = [self._clean_metadata(m) for m in metadata]
-        else:
-            one = self._clean_metadata(metadata)
-            metas = [one] * len(cleaned)
-        source = self._clean_source(source)
+        cleaned, metas = self.validate_batch(texts, metadata, source)
         if not cleaned:
             return []
         total = len(cleaned)
@@ -408,7 +371,7 @@ class SemanticMemory:
         if offset < 0:
             raise ValidationError(f"offset must be >= 0, got {offset}")
         if source is not None:
-            self._clean_source(source)
+            clean_source(source)
         return self.backend.list(
             self.namespace,
             ListQuery(

@@ -30,6 +30,7 @@ from .backends.base import NewMemory
 from .embedders.base import normalize_rows
 from .errors import ValidationError
 from .types import SOURCES
+from .validation import clean_metadata, clean_text
 
 if TYPE_CHECKING:
     from .core import SemanticMemory
@@ -157,8 +158,14 @@ def _to_new_memory(
     from .core import text_hash
 
     try:
-        text = memory._clean_text(record.get("text"), f"line {number}: text")
-        metadata = memory._clean_metadata(record.get("metadata") or {})
+        text = clean_text(
+            record.get("text"),
+            field=f"line {number}: text",
+            max_chars=memory.settings.max_text_chars,
+        )
+        metadata = clean_metadata(
+            record.get("metadata") or {}, max_bytes=memory.settings.max_metadata_bytes
+        )
         source = str(record.get("source") or "import")
         if source not in SOURCES:
             raise ValidationError(f"line {number}: unknown source {source!r}")

@@ -100,8 +100,9 @@ class StorageBackend(ABC):
 
         With ``dedupe``, an item whose text and metadata equal an active memory's is not
         added again: that memory is refreshed and its id returned. An item carrying an
-        ``id`` that the store already uses (in any namespace) is added with a fresh id. ``on_commit(n)`` is
-        called after each transaction with the number of items committed so far.
+        ``id`` that the store already uses (in any namespace) is added with a fresh id.
+        ``on_commit(n)`` is called after each transaction with the number of items
+        committed so far.
         """
 
     @abstractmethod
