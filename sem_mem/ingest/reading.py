@@ -1,0 +1,202 @@
+"""Reading a document (a path, bytes or a binary file) into a :class:`Document` of pages.
+
+PDFs are detected by their ``%PDF-`` header and their text layer is extracted with pypdf (the
+``pdf`` extra, imported only when a PDF is read). Anything else must decode as text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import io
+import os
+from pathlib import Path
+from types import ModuleType
+from typing import BinaryIO
+
+from sem_mem.errors import ConfigurationError, LimitExceededError, SemMemError, ValidationError
+
+from .documents import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_PAGES,
+    SUPPORTED_SUFFIXES,
+    Document,
+    DocumentError,
+    DocumentKind,
+    Page,
+    _check_positive_int,
+)
+from .text import _mark_pdf_paragraphs, normalize_text
+
+__all__ = ["read_document"]
+
+_MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
+_PDF_MAGIC = b"%PDF-"
+_PDF_EXTRA_HINT = 'install the PDF extra: pip install "sem-mem[pdf]"'
+
+
+def read_document(
+    source: str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO,
+    *,
+    name: str | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pages: int = DEFAULT_MAX_PAGES,
+) -> Document:
+    """Read a PDF, text or Markdown document from a path, raw bytes or a binary file object.
+
+    A ``str`` is always a *path*, never document text. ``name`` (default: the file's name, or
+    ``"document"`` for bytes) is used in metadata and error messages, and its ending chooses
+    Markdown over plain text.
+
+    Raises:
+        LimitExceededError: the input is over ``max_bytes`` (``limit="max_upload_bytes"``) or
+            the PDF has more than ``max_pages`` pages (``limit="max_pdf_pages"``).
+        DocumentError: the file is missing, damaged, encrypted, or neither PDF nor text.
+        ConfigurationError: a PDF was given but pypdf (the ``pdf`` extra) is not installed.
+    """
+    _check_positive_int("max_bytes", max_bytes)
+    _check_positive_int("max_pages", max_pages)
+    data, default_name = _read_bytes(source, name=name, max_bytes=max_bytes)
+    name = name or default_name
+    _check_size(len(data), max_bytes, name)
+    sha256 = hashlib.sha256(data).hexdigest()
+    suffix = Path(name).suffix.lower()
+
+    if _looks_like_pdf(data, suffix):
+        texts = _extract_pdf_pages(data, name=name, max_pages=max_pages)
+        pages = tuple(
+            Page(number, _mark_pdf_paragraphs(normalize_text(text)))
+            for number, text in enumerate(texts, start=1)
+        )
+        return Document(name=name, kind="pdf", pages=pages, sha256=sha256)
+    if suffix == ".pdf":
+        raise DocumentError(
+            f"{name!r} is named .pdf but is not a PDF (no %PDF- header)",
+            file=name,
+            reason="unsupported",
+        )
+    text = _decode_text(data, name=name)
+    kind: DocumentKind = "markdown" if suffix in _MARKDOWN_SUFFIXES else "text"
+    return Document(name=name, kind=kind, pages=(Page(1, normalize_text(text)),), sha256=sha256)
+
+
+def _read_bytes(source: object, *, name: str | None, max_bytes: int) -> tuple[bytes, str]:
+    """Read at most ``max_bytes + 1`` bytes (enough to notice an oversized input)."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        return bytes(source), "document"
+    if isinstance(source, str | os.PathLike):
+        path = Path(source)
+        label = name or path.name
+        try:
+            with path.open("rb") as handle:
+                _check_size(os.fstat(handle.fileno()).st_size, max_bytes, label)
+                return handle.read(max_bytes + 1), path.name
+        except FileNotFoundError as exc:
+            raise DocumentError(
+                f"no file at {str(path)!r} (read_document takes a path, bytes or a binary "
+                "file, not document text)",
+                file=label,
+                reason="unreadable",
+            ) from exc
+        except OSError as exc:
+            raise DocumentError(
+                f"cannot read {str(path)!r}: {exc.strerror or exc}",
+                file=label,
+                reason="unreadable",
+            ) from exc
+    read = getattr(source, "read", None)
+    if callable(read):
+        raw_name = getattr(source, "name", None)
+        default = Path(raw_name).name if isinstance(raw_name, str) and raw_name else "document"
+        data = read(max_bytes + 1)
+        if not isinstance(data, bytes | bytearray):
+            raise ValidationError("source: file objects must be opened in binary mode ('rb')")
+        return bytes(data), default
+    raise ValidationError(
+        f"source: expected a path, bytes or a binary file object, got {type(source).__name__}"
+    )
+
+
+def _check_size(size: int, max_bytes: int, name: str) -> None:
+    if size > max_bytes:
+        raise LimitExceededError(
+            f"{name!r} is larger than the upload limit of {max_bytes} bytes",
+            limit="max_upload_bytes",
+            maximum=max_bytes,
+            actual=size,
+        )
+
+
+def _looks_like_pdf(data: bytes, suffix: str) -> bool:
+    """A PDF starts with ``%PDF-``; readers tolerate junk before it within the first 1 KiB."""
+    if data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(_PDF_MAGIC):
+        return True
+    return suffix == ".pdf" and _PDF_MAGIC in data[:1024]
+
+
+def _import_pypdf() -> ModuleType:
+    """Import pypdf only when a PDF is read (it is an optional extra)."""
+    try:
+        return importlib.import_module("pypdf")
+    except ImportError as exc:
+        raise ConfigurationError(f"reading PDFs needs pypdf; {_PDF_EXTRA_HINT}") from exc
+
+
+def _extract_pdf_pages(data: bytes, *, name: str, max_pages: int) -> list[str]:
+    """The raw text layer of each page (``""`` for a page without one)."""
+    pypdf = _import_pypdf()
+    try:
+        reader = pypdf.PdfReader(io.BytesIO(data))
+        # Many PDFs are "encrypted" only to restrict printing or copying, with an empty user
+        # password; pypdf opens those with decrypt("").
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise DocumentError(
+                f"PDF is encrypted: {name!r} needs a password; remove the password "
+                "(e.g. print it to a new PDF) and upload it again",
+                file=name,
+                reason="encrypted",
+            )
+        page_count = len(reader.pages)
+        if page_count > max_pages:
+            raise LimitExceededError(
+                f"{name!r} has {page_count} pages, more than the limit of {max_pages}",
+                limit="max_pdf_pages",
+                maximum=max_pages,
+                actual=page_count,
+            )
+        return [page.extract_text() or "" for page in reader.pages]
+    except SemMemError:
+        raise
+    except pypdf.errors.DependencyError as exc:
+        raise ConfigurationError(
+            f"{name!r} uses AES encryption, which pypdf can only open with the cryptography "
+            f"package; {_PDF_EXTRA_HINT}"
+        ) from exc
+    except Exception as exc:  # pypdf raises many types on malformed input
+        raise DocumentError(
+            f"cannot read PDF {name!r}: the file is damaged or truncated "
+            f"({type(exc).__name__}: {exc})",
+            file=name,
+            reason="corrupt",
+        ) from exc
+
+
+def _decode_text(data: bytes, *, name: str) -> str:
+    """Decode UTF-8 (BOM optional) or BOM-marked UTF-16; refuse anything binary."""
+    try:
+        if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+            return data.decode("utf-16")
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DocumentError(
+            f"{name!r} is neither a PDF nor UTF-8 text; supported: {', '.join(SUPPORTED_SUFFIXES)}",
+            file=name,
+            reason="unsupported",
+        ) from exc
+    if "\x00" in text:
+        raise DocumentError(
+            f"{name!r} looks like a binary file (it contains NUL bytes), not a PDF or text",
+            file=name,
+            reason="unsupported",
+        )
+    return text
