@@ -34,7 +34,7 @@ from .cache import SmartCache
 from .config import Settings, resolve_settings
 from .embedders.base import Embedder
 from .errors import LimitExceededError, NotFoundError, ValidationError
-from .retrieval import reciprocal_rank_fusion
+from .retrieval import FusionConfig, fuse_candidates, neighbours_within, reciprocal_rank_fusion
 from .types import HistoryEvent, IngestResult, Memory, Recollection
 from .validation import clean_batch, clean_metadata, clean_source, clean_text
 
@@ -130,6 +130,8 @@ class SemanticMemory:
         self._chat_model_override = chat_model if not isinstance(chat_model, str) else None
         self._lock = threading.RLock()
         self.cache: SmartCache[StoredMemory] = SmartCache(settings.cache_size)
+        #: how hybrid recall fuses vector and full-text candidates (see retrieval.py)
+        self.fusion = FusionConfig()
         self._results: OrderedDict[tuple[Any, ...], list[tuple[str, float, float]]] = OrderedDict()
         self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._pending_query_vectors: dict[str, np.ndarray] = {}
@@ -511,9 +513,17 @@ class SemanticMemory:
             top = lexical_hits[0][1] if lexical_hits else 1.0
             fused = [(i, s / top if top > 0 else 0.0) for i, s in lexical_hits]
         else:
-            fused = reciprocal_rank_fusion(
-                [[i for i, _ in vector_hits], [i for i, _ in lexical_hits]]
-            )
+            neighbours = None
+            if self.fusion.uses_neighbours:
+                seeds = list(dict.fromkeys(i for i, _ in (*vector_hits, *lexical_hits)))
+                window = self.fusion.neighbour_window
+                neighbours = neighbours_within(
+                    self.backend.positions(
+                        self.namespace, seeds, window, self.fusion.neighbour_sources
+                    ),
+                    window,
+                )
+            fused = fuse_candidates(vector_hits, lexical_hits, self.fusion, neighbours=neighbours)
         # Lexical-only candidates need their cosine similarity from the stored vectors;
         # fetch them a window at a time, only as far down the list as the results reach.
         ranked: list[tuple[str, float, float]] = []

@@ -146,6 +146,18 @@ class StorageBackend(ABC):
     def lexical_search(self, namespace: str, query: str, k: int) -> list[tuple[str, float]]:
         """Up to ``k`` active memories by full-text relevance: (id, score, higher is better)."""
 
+    def positions(
+        self,
+        namespace: str,
+        ids: Sequence[str],
+        window: int,
+        sources: Sequence[str] = (),
+    ) -> dict[str, int]:
+        """Insertion positions of ``ids`` and of the active memories stored within
+        ``window`` places of them, limited to ``sources`` if given (for neighbour-aware
+        recall). The default knows no order: no neighbours."""
+        return {}
+
     @abstractmethod
     def list(self, namespace: str, query: ListQuery) -> list[Memory]:
         """Memories page by page, filtered."""

@@ -531,6 +531,39 @@ class SQLiteBackend(StorageBackend):
         # bm25() is negative, lower is better: flip so that higher is better
         return [(memory_id, -rank) for memory_id, rank in rows]
 
+    def positions(
+        self,
+        namespace: str,
+        ids: Sequence[str],
+        window: int,
+        sources: Sequence[str] = (),
+    ) -> dict[str, int]:
+        if not ids or window <= 0:
+            return {}
+        only = f" AND source IN ({','.join('?' * len(sources))})" if sources else ""
+        with self._read() as conn:
+            labels: set[int] = set()
+            for start in range(0, len(ids), 500):
+                part = ids[start : start + 500]
+                for (label,) in conn.execute(
+                    f"SELECT label FROM memories WHERE id IN ({','.join('?' * len(part))})"
+                    f"{only}",
+                    (*part, *sources),
+                ):
+                    labels.update(range(label - window, label + window + 1))
+            wanted = sorted(labels)
+            out: dict[str, int] = {}
+            for start in range(0, len(wanted), 500):
+                part_labels = wanted[start : start + 500]
+                out.update(
+                    conn.execute(
+                        "SELECT id, label FROM memories WHERE namespace = ? AND status = 'active' "
+                        f"AND label IN ({','.join('?' * len(part_labels))}){only}",
+                        (namespace, *part_labels, *sources),
+                    ).fetchall()
+                )
+        return out
+
     def list(self, namespace: str, query: ListQuery) -> list[Memory]:
         where, args = ["namespace = ?"], [namespace]
         if not query.include_superseded:
