@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -30,80 +29,41 @@ from ..errors import (
     EmbeddingMismatchError,
     NotFoundError,
     StorageError,
-    ValidationError,
 )
 from ..types import HistoryEvent, Memory, to_datetime
 from .base import AddResult, ListQuery, NewMemory, StorageBackend, StoredMemory
+from .sqlite_index import INDEX_DIR, IndexManagerMixin
+from .sqlite_rows import (
+    MEMORY_COLUMNS,
+    STOPWORDS,
+    TIME_EPSILON,
+    WORD,
+    canonical_json,
+    decode_vector,
+    encode_vector,
+    file_name,
+    fts_query,
+    json_path,
+    row_to_memory,
+    sql_value,
+)
+from .sqlite_rows import (
+    now as utc_now,
+)
 from .sqlite_schema import apply_migrations
-from .vector_index import EXACT_SEARCH_MAX, HNSWIndex, HNSWParams
+from .vector_index import HNSWIndex, HNSWParams
+
+# old private names, still imported by the PostgreSQL backend
+_STOPWORDS, _WORD, _json_path, _sql_value = STOPWORDS, WORD, json_path, sql_value
 
 __all__ = ["SQLiteBackend", "canonical_json", "decode_vector", "encode_vector"]
 
 log = logging.getLogger("sem_mem.store")
 
 DB_NAME = "memory.sqlite3"
-INDEX_DIR = "index"
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_WORD = re.compile(r"\w+", re.UNICODE)
-# Words too common to help full-text ranking; dropping them also keeps FTS5 from
-# walking huge posting lists on big stores.
-# fmt: off
-_STOPWORDS = frozenset((
-    "a", "an", "and", "are", "as", "at", "be", "been", "but", "by", "can", "could", "did", "do",
-    "does", "doing", "for", "from", "had", "has", "have", "he", "her", "hers", "him", "his",
-    "how", "i", "if", "in", "into", "is", "it", "its", "me", "my", "of", "on", "or", "our",
-    "she", "should", "so", "than", "that", "the", "their", "them", "then", "there", "these",
-    "they", "this", "those", "to", "was", "we", "were", "what", "when", "where", "which", "who",
-    "whom", "why", "will", "with", "would", "you", "your", "yours",
-))
-# fmt: on
-_MEMORY_COLUMNS = (
-    "id, text, metadata, namespace, source, created_at, updated_at, hit_count, "
-    "last_accessed, status, superseded_by, embedding_model"
-)
 
 
-def encode_vector(vector: np.ndarray) -> bytes:
-    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
-
-
-def decode_vector(blob: bytes) -> np.ndarray:
-    return np.frombuffer(blob, dtype="<f4")
-
-
-def canonical_json(value: Mapping[str, Any]) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-
-
-def _row_to_memory(row: Sequence[Any]) -> Memory:
-    return Memory(
-        id=row[0],
-        text=row[1],
-        metadata=json.loads(row[2]),
-        namespace=row[3],
-        source=row[4],
-        created_at=to_datetime(row[5]),  # type: ignore[arg-type]
-        updated_at=to_datetime(row[6]),  # type: ignore[arg-type]
-        hit_count=row[7],
-        last_accessed=to_datetime(row[8]),
-        status=row[9],
-        superseded_by=row[10],
-        embedding_model=row[11],
-    )
-
-
-def fts_query(text: str) -> str | None:
-    """An FTS5 OR-query of the distinct content words of ``text`` (None if there are none)."""
-    words = []
-    for word in _WORD.findall(text.lower()):
-        if word not in _STOPWORDS and word not in words:
-            words.append(word)
-    if not words:
-        return None
-    return " OR ".join(f'"{w}"' for w in words[:64])
-
-
-class SQLiteBackend(StorageBackend):
+class SQLiteBackend(IndexManagerMixin, StorageBackend):
     """SQLite + FTS5 + per-namespace hnswlib indexes in one directory."""
 
     name = "sqlite"
@@ -277,7 +237,7 @@ class SQLiteBackend(StorageBackend):
     def _insert(
         self, namespace: str, items: Sequence[NewMemory], seq: int, dedupe: bool
     ) -> list[AddResult]:
-        now = _now()
+        now = utc_now()
         out: list[AddResult] = []
         rows = []
         history = []
@@ -380,7 +340,7 @@ class SQLiteBackend(StorageBackend):
             ).fetchone()
             if row is None:
                 raise NotFoundError(f"no memory {memory_id!r} in namespace {namespace!r}")
-            now = _now()
+            now = utc_now()
             sets, args = ["updated_at = ?", "seq = ?"], [now, seq]
             if text is not None:
                 if embedding is None or content_hash is None:
@@ -405,7 +365,7 @@ class SQLiteBackend(StorageBackend):
         if not memory_ids:
             return 0
         with self._write(namespace) as seq:
-            now = _now()
+            now = utc_now()
             found = self._conn.execute(
                 f"SELECT label, id FROM memories WHERE namespace = ? AND id IN "
                 f"({','.join('?' * len(memory_ids))})",
@@ -429,7 +389,7 @@ class SQLiteBackend(StorageBackend):
 
     def supersede(self, namespace: str, old_id: str, new_id: str, reason: str = "") -> None:
         with self._write(namespace) as seq:
-            now = _now()
+            now = utc_now()
             cur = self._conn.execute(
                 "UPDATE memories SET status = 'superseded', superseded_by = ?, updated_at = ?, "
                 "seq = ? WHERE id = ? AND namespace = ? AND status = 'active'",
@@ -488,11 +448,11 @@ class SQLiteBackend(StorageBackend):
             for start in range(0, len(memory_ids), 500):
                 part = memory_ids[start : start + 500]
                 for row in conn.execute(
-                    f"SELECT {_MEMORY_COLUMNS}, embedding FROM memories "
+                    f"SELECT {MEMORY_COLUMNS}, embedding FROM memories "
                     f"WHERE namespace = ? AND id IN ({','.join('?' * len(part))})",
                     (namespace, *part),
                 ):
-                    out[row[0]] = StoredMemory(_row_to_memory(row), decode_vector(row[12]))
+                    out[row[0]] = StoredMemory(row_to_memory(row), decode_vector(row[12]))
         return out
 
     def vector_search(
@@ -546,8 +506,7 @@ class SQLiteBackend(StorageBackend):
             for start in range(0, len(ids), 500):
                 part = ids[start : start + 500]
                 for (label,) in conn.execute(
-                    f"SELECT label FROM memories WHERE id IN ({','.join('?' * len(part))})"
-                    f"{only}",
+                    f"SELECT label FROM memories WHERE id IN ({','.join('?' * len(part))}){only}",
                     (*part, *sources),
                 ):
                     labels.update(range(label - window, label + window + 1))
@@ -573,21 +532,21 @@ class SQLiteBackend(StorageBackend):
             args.append(query.source)
         if query.since is not None:
             where.append("created_at >= ?")
-            args.append(query.since - _TIME_EPSILON)
+            args.append(query.since - TIME_EPSILON)
         if query.until is not None:
             where.append("created_at < ?")
-            args.append(query.until - _TIME_EPSILON)
+            args.append(query.until - TIME_EPSILON)
         for key, value in (query.metadata or {}).items():
             where.append("json_extract(metadata, ?) = ?")
-            args += [_json_path(key), _sql_value(value)]
+            args += [json_path(key), sql_value(value)]
         order = "DESC" if query.newest_first else "ASC"
         sql = (
-            f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE {' AND '.join(where)} "
+            f"SELECT {MEMORY_COLUMNS} FROM memories WHERE {' AND '.join(where)} "
             f"ORDER BY created_at {order}, label {order} LIMIT ? OFFSET ?"
         )
         with self._read() as conn:
             rows = conn.execute(sql, (*args, query.limit, query.offset)).fetchall()
-        return [_row_to_memory(row) for row in rows]
+        return [row_to_memory(row) for row in rows]
 
     def count(self, namespace: str) -> int:
         with self._read() as conn:
@@ -622,12 +581,12 @@ class SQLiteBackend(StorageBackend):
             return []
         with self._read() as conn:
             rows = conn.execute(
-                f"SELECT {_MEMORY_COLUMNS}, embedding FROM memories "
+                f"SELECT {MEMORY_COLUMNS}, embedding FROM memories "
                 "WHERE namespace = ? AND hit_count > 0 AND status = 'active' "
                 "ORDER BY hit_count DESC LIMIT ?",
                 (namespace, n),
             ).fetchall()
-        return [StoredMemory(_row_to_memory(r), decode_vector(r[12])) for r in rows]
+        return [StoredMemory(row_to_memory(r), decode_vector(r[12])) for r in rows]
 
     def iter_memories(
         self, namespace: str, *, batch: int = 1000, include_superseded: bool = True
@@ -637,14 +596,14 @@ class SQLiteBackend(StorageBackend):
         while True:
             with self._read() as conn:
                 rows = conn.execute(
-                    f"SELECT {_MEMORY_COLUMNS}, embedding, label FROM memories "
+                    f"SELECT {MEMORY_COLUMNS}, embedding, label FROM memories "
                     f"WHERE namespace = ? AND label > ? {status} ORDER BY label LIMIT ?",
                     (namespace, last, batch),
                 ).fetchall()
             if not rows:
                 return
             for r in rows:
-                yield StoredMemory(_row_to_memory(r), decode_vector(r[12]))
+                yield StoredMemory(row_to_memory(r), decode_vector(r[12]))
             last = rows[-1][13]
 
     def namespaces(self) -> list[str]:
@@ -675,157 +634,6 @@ class SQLiteBackend(StorageBackend):
                 (since_seq, namespace, since_seq, namespace),
             ).fetchall()
         return {r[0] for r in rows}
-
-    def _sync_after_write(self) -> None:
-        self._data_version = self._pragma_data_version()
-        self._sync_indexes()
-        self._maybe_save()
-
-    def _sync_indexes(self) -> None:
-        """Replay every change after each loaded index's ``applied_seq``."""
-        self._conn.execute("BEGIN")  # one read snapshot for rows, tombstones and counts
-        try:
-            self._seq = self._read_seq()
-            for namespace, index in self._indexes.items():
-                if index.applied_seq < self._seq:
-                    self._replay(namespace, index, self._seq)
-        finally:
-            self._conn.execute("COMMIT")
-
-    def _replay(self, namespace: str, index: HNSWIndex, upto: int) -> None:
-        since = index.applied_seq
-        upsert_labels, upsert_vectors, dead = [], [], []
-        for label, status, blob in self._conn.execute(
-            "SELECT label, status, embedding FROM memories WHERE seq > ? AND namespace = ?",
-            (since, namespace),
-        ):
-            if status == "active":
-                upsert_labels.append(label)
-                upsert_vectors.append(decode_vector(blob))
-            else:
-                dead.append(label)
-        dead += [
-            r[0]
-            for r in self._conn.execute(
-                "SELECT label FROM tombstones WHERE seq > ? AND namespace = ?", (since, namespace)
-            )
-        ]
-        if upsert_labels:
-            index.upsert(np.asarray(upsert_labels), np.vstack(upsert_vectors))
-        index.delete(dead)
-        index.applied_seq = upto
-        row = self._conn.execute(
-            "SELECT active FROM namespace_stats WHERE namespace = ?", (namespace,)
-        ).fetchone()
-        index.active = int(row[0]) if row else 0
-
-    # ------------------------------------------------------------------ HNSW files
-
-    def _index_path(self, namespace: str) -> Path:
-        name = namespace if _SAFE_NAME.match(namespace) else "h-" + _hash_name(namespace)
-        return self.root / INDEX_DIR / f"ns-{name}.hnsw"
-
-    def _index_for(self, namespace: str) -> HNSWIndex:
-        """The namespace's index, loaded (and caught up) or rebuilt on first use."""
-        index = self._indexes.get(namespace)
-        if index is not None:
-            return index
-        space = self.embedding_space()
-        if space is None:
-            raise StorageError("the store has no embedding space yet")
-        expect = {"store_id": self.store_id, "namespace": namespace, "model": space[0]}
-        path = self._index_path(namespace)
-        started = time.perf_counter()
-        index = HNSWIndex.load(path, self.hnsw, expect)
-        if index is not None and index.applied_seq > self._read_seq():
-            log.warning("index %s is ahead of the store (restored backup?); rebuilding", path)
-            index = None
-        if index is None:
-            index = self._rebuild(namespace, space[1])
-            log.info(
-                "rebuilt the HNSW index of namespace %r from SQLite: %d memories in %.2f s",
-                namespace,
-                index.active,
-                time.perf_counter() - started,
-            )
-        self._indexes[namespace] = index
-        self._conn.execute("BEGIN")
-        try:
-            if not index.exact and self.count(namespace) <= EXACT_SEARCH_MAX:
-                rows = self._conn.execute(
-                    "SELECT label, embedding FROM memories WHERE namespace = ? "
-                    "AND status = 'active' AND seq <= ?",
-                    (namespace, index.applied_seq),
-                ).fetchall()
-                index.mirror(
-                    np.asarray([r[0] for r in rows], dtype=np.int64),
-                    np.asarray([decode_vector(r[1]) for r in rows]).reshape(len(rows), -1),
-                )
-            self._replay(namespace, index, self._read_seq())
-        finally:
-            self._conn.execute("COMMIT")
-        return index
-
-    def _rebuild(self, namespace: str, dim: int) -> HNSWIndex:
-        self._conn.execute("BEGIN")
-        try:
-            seq = self._read_seq()
-            total = self.count(namespace)
-            index = HNSWIndex(dim, self.hnsw, capacity=max(1024, total + total // 4))
-            last = 0
-            while True:
-                rows = self._conn.execute(
-                    "SELECT label, embedding FROM memories WHERE namespace = ? AND label > ? "
-                    "AND status = 'active' ORDER BY label LIMIT 20000",
-                    (namespace, last),
-                ).fetchall()
-                if not rows:
-                    break
-                index.upsert(
-                    np.asarray([r[0] for r in rows]), np.vstack([decode_vector(r[1]) for r in rows])
-                )
-                last = rows[-1][0]
-            index.applied_seq = seq
-        finally:
-            self._conn.execute("COMMIT")
-        index.dirty = max(index.dirty, 1)  # persist the rebuilt file at the next save
-        return index
-
-    def _maybe_save(self, force: bool = False) -> None:
-        """Save dirty indexes when enough changed or enough time passed.
-
-        A failed save (e.g. a full disk) is logged, not raised: the memories are
-        already committed to SQLite, and the index is caught up from it on next open.
-        """
-        due = time.monotonic() - self._last_save >= self.save_interval
-        for namespace, index in self._indexes.items():
-            if index.dirty and (force or due or index.dirty >= self.save_every):
-                try:
-                    index.save(
-                        self._index_path(namespace),
-                        {
-                            "store_id": self.store_id,
-                            "namespace": namespace,
-                            "model": self._meta("embedding_model"),
-                        },
-                    )
-                except StorageError as exc:
-                    log.warning("%s; it will be caught up from SQLite on next open", exc)
-        if force or due:
-            self._last_save = time.monotonic()
-
-    def flush(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            with self._file_lock:
-                self._maybe_save(force=True)
-
-    def ensure_index(self, namespace: str) -> None:
-        """Load (or rebuild) the namespace's index now rather than at the first search."""
-        with self._read():
-            if self.embedding_space() is not None:
-                self._index_for(namespace)
 
     # ------------------------------------------------------------------ embedding cache
 
@@ -869,8 +677,7 @@ class SQLiteBackend(StorageBackend):
     def _instructions_path(self, namespace: str) -> Path:
         if namespace == "default":
             return self.root / "instructions.txt"
-        name = namespace if _SAFE_NAME.match(namespace) else "h-" + _hash_name(namespace)
-        return self.root / "instructions" / f"{name}.txt"
+        return self.root / "instructions" / f"{file_name(namespace)}.txt"
 
     def get_instructions(self, namespace: str) -> str:
         path = self._instructions_path(namespace)
@@ -1009,37 +816,6 @@ class SQLiteBackend(StorageBackend):
                 self._closed = True
                 self._indexes.clear()
                 self._conn.close()
-
-
-# Timestamps are stored rounded to microseconds, the resolution of datetime, so
-# that a memory's own created_at (as a datetime) finds it again in since/until.
-_TIME_EPSILON = 5e-7
-
-
-def _now() -> float:
-    return round(time.time(), 6)
-
-
-def _hash_name(text: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
-
-
-def _json_path(key: str) -> str:
-    if not isinstance(key, str) or not key or '"' in key or "\\" in key:
-        raise ValidationError(f"metadata filter key must be a plain string, got {key!r}")
-    return f'$."{key}"'
-
-
-def _sql_value(value: Any) -> Any:
-    if isinstance(value, bool):
-        return int(value)
-    if value is None or isinstance(value, (str, int, float)):
-        return value
-    raise ValidationError(
-        f"metadata filter values must be strings, numbers or booleans, got {type(value).__name__}"
-    )
 
 
 def _file_lock(path: Path, timeout: float) -> Any:

@@ -1,0 +1,204 @@
+"""The derived HNSW indexes of the embedded store: load, catch up, rebuild, save.
+
+Mixed into :class:`~sem_mem.backends.sqlite.SQLiteBackend`, whose connection, locks
+and meta table it uses. Each namespace's index remembers the store ``seq`` it
+reflects; everything committed after it is replayed from SQLite (see
+``docs/storage.md``), so the index can always be caught up or rebuilt.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import StorageError
+from .sqlite_rows import decode_vector, file_name
+from .vector_index import EXACT_SEARCH_MAX, HNSWIndex, HNSWParams
+
+__all__ = ["INDEX_DIR", "IndexManagerMixin"]
+
+log = logging.getLogger("sem_mem.store")
+
+INDEX_DIR = "index"
+
+
+class IndexManagerMixin:
+    """Per-namespace hnswlib indexes kept in step with the store."""
+
+    root: Path
+    hnsw: HNSWParams
+    store_id: str | None
+    save_every: int
+    save_interval: float
+    _conn: sqlite3.Connection
+    _lock: threading.RLock
+    _file_lock: Any
+    _indexes: dict[str, HNSWIndex]
+    _last_save: float
+    _closed: bool
+    _seq: int
+    _data_version: int
+
+    if TYPE_CHECKING:  # provided by the backend this is mixed into
+
+        def _meta(self, key: str) -> str | None: ...
+        def _read_seq(self) -> int: ...
+        def _pragma_data_version(self) -> int: ...
+        def count(self, namespace: str) -> int: ...
+        def embedding_space(self) -> tuple[str, int] | None: ...
+
+    def _sync_after_write(self) -> None:
+        self._data_version = self._pragma_data_version()
+        self._sync_indexes()
+        self._maybe_save()
+
+    def _sync_indexes(self) -> None:
+        """Replay every change after each loaded index's ``applied_seq``."""
+        self._conn.execute("BEGIN")  # one read snapshot for rows, tombstones and counts
+        try:
+            self._seq = self._read_seq()
+            for namespace, index in self._indexes.items():
+                if index.applied_seq < self._seq:
+                    self._replay(namespace, index, self._seq)
+        finally:
+            self._conn.execute("COMMIT")
+
+    def _replay(self, namespace: str, index: HNSWIndex, upto: int) -> None:
+        since = index.applied_seq
+        upsert_labels, upsert_vectors, dead = [], [], []
+        for label, status, blob in self._conn.execute(
+            "SELECT label, status, embedding FROM memories WHERE seq > ? AND namespace = ?",
+            (since, namespace),
+        ):
+            if status == "active":
+                upsert_labels.append(label)
+                upsert_vectors.append(decode_vector(blob))
+            else:
+                dead.append(label)
+        dead += [
+            r[0]
+            for r in self._conn.execute(
+                "SELECT label FROM tombstones WHERE seq > ? AND namespace = ?", (since, namespace)
+            )
+        ]
+        if upsert_labels:
+            index.upsert(np.asarray(upsert_labels), np.vstack(upsert_vectors))
+        index.delete(dead)
+        index.applied_seq = upto
+        row = self._conn.execute(
+            "SELECT active FROM namespace_stats WHERE namespace = ?", (namespace,)
+        ).fetchone()
+        index.active = int(row[0]) if row else 0
+
+    # ------------------------------------------------------------------ HNSW files
+
+    def _index_path(self, namespace: str) -> Path:
+        return self.root / INDEX_DIR / f"ns-{file_name(namespace)}.hnsw"
+
+    def _index_for(self, namespace: str) -> HNSWIndex:
+        """The namespace's index, loaded (and caught up) or rebuilt on first use."""
+        index = self._indexes.get(namespace)
+        if index is not None:
+            return index
+        space = self.embedding_space()
+        if space is None:
+            raise StorageError("the store has no embedding space yet")
+        expect = {"store_id": self.store_id, "namespace": namespace, "model": space[0]}
+        path = self._index_path(namespace)
+        started = time.perf_counter()
+        index = HNSWIndex.load(path, self.hnsw, expect)
+        if index is not None and index.applied_seq > self._read_seq():
+            log.warning("index %s is ahead of the store (restored backup?); rebuilding", path)
+            index = None
+        if index is None:
+            index = self._rebuild(namespace, space[1])
+            log.info(
+                "rebuilt the HNSW index of namespace %r from SQLite: %d memories in %.2f s",
+                namespace,
+                index.active,
+                time.perf_counter() - started,
+            )
+        self._indexes[namespace] = index
+        self._conn.execute("BEGIN")
+        try:
+            if not index.exact and self.count(namespace) <= EXACT_SEARCH_MAX:
+                rows = self._conn.execute(
+                    "SELECT label, embedding FROM memories WHERE namespace = ? "
+                    "AND status = 'active' AND seq <= ?",
+                    (namespace, index.applied_seq),
+                ).fetchall()
+                index.mirror(
+                    np.asarray([r[0] for r in rows], dtype=np.int64),
+                    np.asarray([decode_vector(r[1]) for r in rows]).reshape(len(rows), -1),
+                )
+            self._replay(namespace, index, self._read_seq())
+        finally:
+            self._conn.execute("COMMIT")
+        return index
+
+    def _rebuild(self, namespace: str, dim: int) -> HNSWIndex:
+        self._conn.execute("BEGIN")
+        try:
+            seq = self._read_seq()
+            total = self.count(namespace)
+            index = HNSWIndex(dim, self.hnsw, capacity=max(1024, total + total // 4))
+            last = 0
+            while True:
+                rows = self._conn.execute(
+                    "SELECT label, embedding FROM memories WHERE namespace = ? AND label > ? "
+                    "AND status = 'active' ORDER BY label LIMIT 20000",
+                    (namespace, last),
+                ).fetchall()
+                if not rows:
+                    break
+                index.upsert(
+                    np.asarray([r[0] for r in rows]), np.vstack([decode_vector(r[1]) for r in rows])
+                )
+                last = rows[-1][0]
+            index.applied_seq = seq
+        finally:
+            self._conn.execute("COMMIT")
+        index.dirty = max(index.dirty, 1)  # persist the rebuilt file at the next save
+        return index
+
+    def _maybe_save(self, force: bool = False) -> None:
+        """Save dirty indexes when enough changed or enough time passed.
+
+        A failed save (e.g. a full disk) is logged, not raised: the memories are
+        already committed to SQLite, and the index is caught up from it on next open.
+        """
+        due = time.monotonic() - self._last_save >= self.save_interval
+        for namespace, index in self._indexes.items():
+            if index.dirty and (force or due or index.dirty >= self.save_every):
+                try:
+                    index.save(
+                        self._index_path(namespace),
+                        {
+                            "store_id": self.store_id,
+                            "namespace": namespace,
+                            "model": self._meta("embedding_model"),
+                        },
+                    )
+                except StorageError as exc:
+                    log.warning("%s; it will be caught up from SQLite on next open", exc)
+        if force or due:
+            self._last_save = time.monotonic()
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            with self._file_lock:
+                self._maybe_save(force=True)
+
+    def ensure_index(self, namespace: str) -> None:
+        """Load (or rebuild) the namespace's index now rather than at the first search."""
+        with self._read():
+            if self.embedding_space() is not None:
+                self._index_for(namespace)
