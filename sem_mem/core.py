@@ -609,8 +609,10 @@ class SemanticMemory:
     def _record_hits(self, ids: Sequence[str]) -> None:
         with self._lock:
             self._pending_hits.update(ids)
-            due = time.monotonic() - self._last_hit_flush > 10.0
-            if len(self._pending_hits) >= 64 or due:
+            # a flush is a write transaction: batch them (hit counts are statistics; a
+            # crash loses at most the last 30 s of them, never a memory)
+            due = time.monotonic() - self._last_hit_flush > 30.0
+            if len(self._pending_hits) >= 512 or due:
                 self._flush_pending()
 
     def _flush_pending(self) -> None:

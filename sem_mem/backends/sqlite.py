@@ -99,6 +99,9 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
             self._synchronous = "FULL" if durability == "full" else "NORMAL"
             self._conn.execute(f"PRAGMA synchronous={self._synchronous}")
             self._conn.execute("PRAGMA foreign_keys=ON")
+            # big stores: let SQLite map the file and keep more pages in RAM
+            self._conn.execute("PRAGMA mmap_size=268435456")
+            self._conn.execute("PRAGMA cache_size=-65536")
             with self._file_lock:
                 apply_migrations(self._conn)
                 self._init_meta()
@@ -238,6 +241,7 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
         self, namespace: str, items: Sequence[NewMemory], seq: int, dedupe: bool
     ) -> list[AddResult]:
         now = utc_now()
+        model = self._model_id()
         out: list[AddResult] = []
         rows = []
         history = []
@@ -246,7 +250,7 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
             meta_json = canonical_json(item.metadata)
             if dedupe:
                 existing = self._conn.execute(
-                    "SELECT id FROM memories WHERE content_hash = ? AND namespace = ? "
+                    "SELECT id FROM memories WHERE content_hash = ? AND +namespace = ? "
                     "AND status = 'active' AND metadata = ? LIMIT 1",
                     (item.content_hash, namespace, meta_json),
                 ).fetchone()
@@ -278,7 +282,7 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
                     item.superseded_by,
                     item.content_hash,
                     encode_vector(item.embedding),
-                    self._model_id(),
+                    model,
                     created,
                     updated,
                     item.hit_count,
@@ -367,7 +371,7 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
         with self._write(namespace) as seq:
             now = utc_now()
             found = self._conn.execute(
-                f"SELECT label, id FROM memories WHERE namespace = ? AND id IN "
+                f"SELECT label, id FROM memories WHERE +namespace = ? AND id IN "
                 f"({','.join('?' * len(memory_ids))})",
                 (namespace, *memory_ids),
             ).fetchall()
@@ -449,7 +453,7 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
                 part = memory_ids[start : start + 500]
                 for row in conn.execute(
                     f"SELECT {MEMORY_COLUMNS}, embedding FROM memories "
-                    f"WHERE namespace = ? AND id IN ({','.join('?' * len(part))})",
+                    f"WHERE +namespace = ? AND id IN ({','.join('?' * len(part))})",
                     (namespace, *part),
                 ):
                     out[row[0]] = StoredMemory(row_to_memory(row), decode_vector(row[12]))
@@ -516,7 +520,7 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
                 part_labels = wanted[start : start + 500]
                 out.update(
                     conn.execute(
-                        "SELECT id, label FROM memories WHERE namespace = ? AND status = 'active' "
+                        "SELECT id, label FROM memories WHERE +namespace = ? AND status = 'active' "
                         f"AND label IN ({','.join('?' * len(part_labels))}){only}",
                         (namespace, *part_labels, *sources),
                     ).fetchall()
@@ -597,8 +601,8 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
             with self._read() as conn:
                 rows = conn.execute(
                     f"SELECT {MEMORY_COLUMNS}, embedding, label FROM memories "
-                    f"WHERE namespace = ? AND label > ? {status} ORDER BY label LIMIT ?",
-                    (namespace, last, batch),
+                    f"WHERE label > ? AND +namespace = ? {status} ORDER BY label LIMIT ?",
+                    (last, namespace, batch),
                 ).fetchall()
             if not rows:
                 return
@@ -629,7 +633,7 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
     def changed_ids(self, namespace: str, since_seq: int) -> set[str]:
         with self._read() as conn:
             rows = conn.execute(
-                "SELECT id FROM memories WHERE seq > ? AND namespace = ? "
+                "SELECT id FROM memories WHERE seq > ? AND +namespace = ? "
                 "UNION SELECT id FROM tombstones WHERE seq > ? AND namespace = ?",
                 (since_seq, namespace, since_seq, namespace),
             ).fetchall()

@@ -73,7 +73,7 @@ class IndexManagerMixin:
         since = index.applied_seq
         upsert_labels, upsert_vectors, dead = [], [], []
         for label, status, blob in self._conn.execute(
-            "SELECT label, status, embedding FROM memories WHERE seq > ? AND namespace = ?",
+            "SELECT label, status, embedding FROM memories WHERE seq > ? AND +namespace = ?",
             (since, namespace),
         ):
             if status == "active":
@@ -151,9 +151,9 @@ class IndexManagerMixin:
             last = 0
             while True:
                 rows = self._conn.execute(
-                    "SELECT label, embedding FROM memories WHERE namespace = ? AND label > ? "
+                    "SELECT label, embedding FROM memories WHERE label > ? AND +namespace = ? "
                     "AND status = 'active' ORDER BY label LIMIT 20000",
-                    (namespace, last),
+                    (last, namespace),
                 ).fetchall()
                 if not rows:
                     break
@@ -175,7 +175,9 @@ class IndexManagerMixin:
         """
         due = time.monotonic() - self._last_save >= self.save_interval
         for namespace, index in self._indexes.items():
-            if index.dirty and (force or due or index.dirty >= self.save_every):
+            # rewriting the whole file is O(N): save after a share of the index changed
+            threshold = max(self.save_every, index.active // 4)
+            if index.dirty and (force or due or index.dirty >= threshold):
                 try:
                     index.save(
                         self._index_path(namespace),
