@@ -27,7 +27,14 @@ lint: setup
 	$(BIN)/ruff check sem_mem tests bench examples
 
 bench: setup
-	$(BIN)/python bench/recall_quality.py
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python -m bench.recall_quality
+	$(BIN)/python -m bench.speed --quick
+
+bench-full: setup
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python -m bench.recall_quality --ablation
+	$(BIN)/python -m bench.speed --full
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
