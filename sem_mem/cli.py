@@ -467,16 +467,30 @@ def migrate(
         str | None, typer.Option(help="Model the old vectors were made with")
     ] = None,
     reuse_vectors: Annotated[bool, typer.Option(help="Reuse stored vectors when possible")] = True,
+    from_url: Annotated[
+        str | None, typer.Option(help="Copy from this PostgreSQL URL into --to (a directory)")
+    ] = None,
     storage_dir: StorageDir = None,
     namespace: Namespace = None,
 ) -> None:
-    """Import memories from an older format into the store."""
+    """Import memories from an older format, or copy the store to/from PostgreSQL.
+
+    `sem-mem migrate --to postgresql://...` copies the embedded store (--storage-dir)
+    into PostgreSQL; `--to DIR --from-url postgresql://...` copies it back.
+    """
     from . import migrate as migrations
 
+    if to is not None or from_url is not None:
+        if from_lsh is not None or from_original is not None:
+            raise _fail(
+                "--from-lsh/--from-original import into --storage-dir; --to copies a "
+                "whole store: use one or the other",
+                2,
+            )
+        _copy_store(storage_dir, to, from_url)
+        return
     if (from_lsh is None) == (from_original is None):
-        raise _fail("give exactly one of --from-lsh DIR or --from-original DIR", 2)
-    if to is not None:
-        raise _fail("--to is not supported yet: migrate into --storage-dir", 2)
+        raise _fail("give exactly one of --from-lsh DIR, --from-original DIR or --to URL", 2)
     source = from_lsh or from_original
     run = migrations.migrate_lsh_to_hnsw if from_lsh else migrations.migrate_original_sem_mem
     with _memory(ctx, storage_dir, namespace) as memory:
@@ -487,6 +501,40 @@ def migrate(
             reuse_vectors=reuse_vectors,
         )
     _out().print(f"migrated {created} memories from {source}", highlight=False)
+
+
+def _copy_store(storage_dir: str | None, to: str | None, from_url: str | None) -> None:
+    """Copy every namespace between the embedded store and PostgreSQL, then verify."""
+    from .backends.copy import copy_store
+    from .backends.postgres import PostgresBackend
+    from .backends.sqlite import SQLiteBackend
+    from .config import resolve_settings
+
+    def is_url(value: str | None) -> bool:
+        return bool(value) and value.startswith(("postgres://", "postgresql://"))  # type: ignore[union-attr]
+
+    with _errors():
+        settings = resolve_settings(storage_dir=storage_dir)
+        if from_url is not None:
+            if not is_url(from_url) or to is None or is_url(to):
+                raise _fail("--from-url needs a postgresql:// URL and --to a directory", 2)
+            src: Any = PostgresBackend(from_url, settings=settings)
+            dst: Any = SQLiteBackend(to)
+        else:
+            if not is_url(to):
+                raise _fail("--to must be a postgresql:// URL (or use --from-url to copy back)", 2)
+            src = SQLiteBackend(settings.storage_dir)
+            dst = PostgresBackend(to, settings=settings)  # type: ignore[arg-type]
+        try:
+            with Progress(console=_err()) as progress:
+                task = progress.add_task("copying", total=None)
+                report = copy_store(
+                    src, dst, progress=lambda d, t: progress.update(task, completed=d, total=t)
+                )
+        finally:
+            src.close()
+            dst.close()
+    _json(report)
 
 
 @app.command()

@@ -93,20 +93,24 @@ class SemanticMemory:
         settings: Settings | None = None,
         **overrides: Any,
     ) -> None:
+        explicit = {
+            "storage_dir": storage_dir,
+            "namespace": namespace,
+            "openai_api_key": api_key,
+            "openai_base_url": base_url,
+            "embedder": embedder if isinstance(embedder, str) else None,
+            "chat_model": chat_model if isinstance(chat_model, str) else None,
+            "reasoning_effort": reasoning_effort,
+            "cache_size": cache_size,
+            "auto_memory": auto_memory,
+            "web_search": web_search,
+            "database_url": database_url,
+        }
         if settings is None:
-            settings = resolve_settings(
-                storage_dir=storage_dir,
-                namespace=namespace,
-                openai_api_key=api_key,
-                openai_base_url=base_url,
-                embedder=embedder if isinstance(embedder, str) else None,
-                chat_model=chat_model if isinstance(chat_model, str) else None,
-                reasoning_effort=reasoning_effort,
-                cache_size=cache_size,
-                auto_memory=auto_memory,
-                web_search=web_search,
-                database_url=database_url,
-                **overrides,
+            settings = resolve_settings(**explicit, **overrides)
+        else:  # explicit arguments still win over a prepared Settings object
+            settings = settings.with_overrides(
+                **{k: v for k, v in {**explicit, **overrides}.items() if v is not None}
             )
         self.settings = settings
         self.namespace = settings.namespace
@@ -171,7 +175,7 @@ class SemanticMemory:
 
     def __repr__(self) -> str:
         return (
-            f"SemanticMemory(storage={self.backend.name}:{self.settings.storage_dir!r}, "
+            f"SemanticMemory(backend={self.backend!r}, "
             f"namespace={self.namespace!r}, embedder={self.embedder.model_id!r})"
         )
 

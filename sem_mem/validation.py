@@ -24,6 +24,8 @@ def clean_text(text: object, *, field: str = "text", max_chars: int) -> str:
     cleaned = text.strip()
     if not cleaned:
         raise ValidationError(f"{field} is empty (or only whitespace)")
+    if "\x00" in cleaned:
+        raise ValidationError(f"{field} contains a NUL character (\\x00), which cannot be stored")
     if len(cleaned) > max_chars:
         raise LimitExceededError(
             f"{field} has {len(cleaned):,} characters; the limit is {max_chars:,} (max_text_chars)",

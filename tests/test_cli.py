@@ -175,7 +175,7 @@ def test_migrate_from_original_and_lsh(cli, tmp_path: Path) -> None:  # type: ig
     assert "legacy fact" in texts
     cli("migrate", code=2)
     assert (
-        "not supported yet"
+        "use one or the other"
         in cli("migrate", "--from-lsh", str(lsh), "--to", "postgresql://x", code=2).stderr
     )
 

@@ -35,9 +35,7 @@ from .base import AddResult, ListQuery, NewMemory, StorageBackend, StoredMemory
 from .sqlite_index import INDEX_DIR, IndexManagerMixin
 from .sqlite_rows import (
     MEMORY_COLUMNS,
-    STOPWORDS,
     TIME_EPSILON,
-    WORD,
     canonical_json,
     decode_vector,
     encode_vector,
@@ -52,9 +50,6 @@ from .sqlite_rows import (
 )
 from .sqlite_schema import apply_migrations
 from .vector_index import HNSWIndex, HNSWParams
-
-# old private names, still imported by the PostgreSQL backend
-_STOPWORDS, _WORD, _json_path, _sql_value = STOPWORDS, WORD, json_path, sql_value
 
 __all__ = ["SQLiteBackend", "canonical_json", "decode_vector", "encode_vector"]
 
@@ -808,6 +803,9 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
             "db_bytes": db_bytes,
             "seq": self._seq,
         }
+
+    def __repr__(self) -> str:
+        return f"SQLiteBackend({str(self.root)!r})"
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,224 @@
+"""Numbered schema migrations of the PostgreSQL + pgvector store (see docs/storage.md).
+
+Each migration runs in one transaction together with its row in
+``schema_migrations``, under a transaction-scoped advisory lock, so that several
+processes opening the same database at once apply it exactly once. Never edit a
+released migration: add the next number.
+
+The vector column is created untyped (``vector``): its dimension is only known when
+the store is bound to an embedding space (:func:`vector_index_statements`), which
+then types the column and builds the HNSW index.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+__all__ = [
+    "HNSW_INDEX",
+    "HNSW_MAX_DIMENSIONS",
+    "MIGRATIONS",
+    "MIGRATION_LOCK",
+    "apply_migrations",
+    "vector_index_statements",
+]
+
+#: advisory-lock key under which migrations and embedding-space changes run ("semmem" in hex)
+MIGRATION_LOCK = 0x73656D6D656D
+HNSW_INDEX = "memories_embedding_hnsw"
+#: pgvector's HNSW index handles vectors of up to 2,000 dimensions; larger ones are searched exactly
+HNSW_MAX_DIMENSIONS = 2000
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "initial schema",
+        """
+CREATE EXTENSION IF NOT EXISTS vector;
+
+CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL);
+
+-- The store-wide change sequence. Every write transaction increments it first, so
+-- the row lock serialises writers and commit order equals seq order.
+CREATE TABLE store_seq (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    seq       bigint NOT NULL
+);
+INSERT INTO store_seq (singleton, seq) VALUES (true, 0);
+
+CREATE TABLE memories (
+    label           bigint GENERATED ALWAYS AS IDENTITY,   -- insertion order
+    id              text PRIMARY KEY,                      -- public id (UUID)
+    namespace       text NOT NULL,
+    text            text NOT NULL,
+    metadata        jsonb NOT NULL DEFAULT '{}',
+    source          text NOT NULL,
+    status          text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'superseded')),
+    superseded_by   text,
+    content_hash    text NOT NULL,                         -- sha256 of text
+    embedding       vector NOT NULL,                       -- vector(dim) once bound, unit length
+    embedding_model text NOT NULL,
+    created_at      double precision NOT NULL,             -- unix seconds, UTC, microseconds
+    updated_at      double precision NOT NULL,
+    seq             bigint NOT NULL,                       -- store-wide change sequence
+    tsv             tsvector GENERATED ALWAYS AS (to_tsvector('english', text)) STORED
+);
+CREATE UNIQUE INDEX memories_label ON memories (label);
+CREATE INDEX memories_ns_created ON memories (namespace, status, created_at);
+CREATE INDEX memories_hash ON memories (content_hash);
+CREATE INDEX memories_seq ON memories (seq);
+CREATE INDEX memories_tsv ON memories USING gin (tsv);
+
+-- Recall hit counters live apart from the memories: updating a column of ``memories``
+-- writes a new row version into every index, the HNSW graph included (expensive).
+CREATE TABLE memory_hits (
+    id            text PRIMARY KEY REFERENCES memories (id) ON DELETE CASCADE,
+    namespace     text NOT NULL,
+    hit_count     bigint NOT NULL DEFAULT 0,
+    last_accessed double precision
+);
+CREATE INDEX memory_hits_top ON memory_hits (namespace, hit_count DESC);
+
+CREATE TABLE tombstones (
+    id         text PRIMARY KEY,
+    namespace  text NOT NULL,
+    deleted_at double precision NOT NULL,
+    seq        bigint NOT NULL
+);
+CREATE INDEX tombstones_seq ON tombstones (seq);
+
+CREATE TABLE history (
+    event_id  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    memory_id text NOT NULL,
+    namespace text NOT NULL,
+    event     text NOT NULL,  -- created | refreshed | updated | superseded | forgotten | imported
+    text      text,
+    metadata  jsonb,
+    at        double precision NOT NULL,
+    detail    text
+);
+CREATE INDEX history_memory ON history (memory_id);
+CREATE INDEX history_namespace ON history (namespace, event_id);
+
+CREATE TABLE namespace_stats (
+    namespace text PRIMARY KEY,
+    active    bigint NOT NULL DEFAULT 0,  -- memories with status 'active'
+    total     bigint NOT NULL DEFAULT 0   -- all memories, superseded included
+);
+
+CREATE TABLE embedding_cache (
+    model     text NOT NULL,
+    text_hash text NOT NULL,
+    vector    vector NOT NULL,
+    used_at   double precision NOT NULL,
+    PRIMARY KEY (model, text_hash)
+);
+
+CREATE TABLE instructions (
+    namespace  text PRIMARY KEY,
+    text       text NOT NULL,
+    updated_at double precision NOT NULL
+);
+
+-- namespace_stats follows every insert, delete and status change (statement-level
+-- triggers with transition tables: one row per statement, not per memory).
+CREATE FUNCTION semmem_stats_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO namespace_stats AS s (namespace, active, total)
+        SELECT namespace, count(*) FILTER (WHERE status = 'active'), count(*)
+        FROM new_rows GROUP BY namespace
+    ON CONFLICT (namespace) DO UPDATE
+        SET active = s.active + excluded.active, total = s.total + excluded.total;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION semmem_stats_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE namespace_stats AS s
+        SET active = s.active - d.active, total = s.total - d.total
+        FROM (SELECT namespace, count(*) FILTER (WHERE status = 'active') AS active,
+                     count(*) AS total
+              FROM old_rows GROUP BY namespace) AS d
+        WHERE s.namespace = d.namespace;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION semmem_stats_status() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE namespace_stats
+        SET active = active - (OLD.status = 'active')::int + (NEW.status = 'active')::int
+        WHERE namespace = NEW.namespace;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER memories_stats_insert AFTER INSERT ON memories
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION semmem_stats_insert();
+CREATE TRIGGER memories_stats_delete AFTER DELETE ON memories
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION semmem_stats_delete();
+CREATE TRIGGER memories_stats_status AFTER UPDATE OF status ON memories
+    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION semmem_stats_status();
+""",
+    ),
+]
+
+
+def vector_index_statements(dimensions: int, m: int, ef_construction: int) -> list[str]:
+    """Type the vector column for ``dimensions`` and build the HNSW index over active rows.
+
+    Run inside a transaction holding :data:`MIGRATION_LOCK`. Above
+    :data:`HNSW_MAX_DIMENSIONS` no index is built and searches are exact scans.
+    """
+    statements = [
+        f"DROP INDEX IF EXISTS {HNSW_INDEX}",
+        f"ALTER TABLE memories ALTER COLUMN embedding TYPE vector({int(dimensions)})",
+    ]
+    if dimensions <= HNSW_MAX_DIMENSIONS:
+        statements.append(
+            f"CREATE INDEX IF NOT EXISTS {HNSW_INDEX} ON memories "
+            "USING hnsw (embedding vector_cosine_ops) "
+            f"WITH (m = {int(m)}, ef_construction = {int(ef_construction)}) "
+            "WHERE status = 'active'"
+        )
+    return statements
+
+
+def _current_version(conn: Any) -> int:
+    row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    if not row[0]:
+        return 0
+    return int(
+        conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0]
+    )
+
+
+def apply_migrations(conn: Any) -> list[int]:
+    """Apply every pending migration; returns the versions applied.
+
+    ``conn`` is a psycopg connection in autocommit mode. A database that is already
+    up to date costs one query and takes no lock.
+    """
+    latest = MIGRATIONS[-1][0]
+    if _current_version(conn) >= latest:
+        return []
+    applied = []
+    for version, name, script in MIGRATIONS:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
+                "name text NOT NULL, applied_at double precision NOT NULL)"
+            )
+            done = conn.execute(
+                "SELECT 1 FROM schema_migrations WHERE version = %s", (version,)
+            ).fetchone()
+            if done:
+                continue
+            conn.execute(script)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (%s, %s, %s)",
+                (version, name, time.time()),
+            )
+        applied.append(version)
+    return applied

@@ -1,0 +1,702 @@
+"""One behaviour suite for every storage backend, so that they cannot drift apart.
+
+Each test runs against the embedded backend (SQLite + hnswlib in ``tmp_path``) and the
+PostgreSQL + pgvector backend (a fresh database on the real server that
+``pg_server`` starts once per session). A "process" is one backend object: for
+PostgreSQL that is its own connection pool, exactly what another API server has.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import run_python
+from embedders import HashingEmbedder
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pg_server import cluster_or_skip
+
+from sem_mem import (
+    EmbeddingMismatchError,
+    NotFoundError,
+    SemanticMemory,
+    ValidationError,
+)
+from sem_mem.backends.base import NewMemory, StorageBackend
+
+FACTS = [
+    "The patient is allergic to penicillin",
+    "Sam is a cardiology fellow",
+    "Sam lives in Boston",
+    "The clinic opens at 8am on weekdays",
+    "Metformin is first-line therapy for type 2 diabetes",
+    "Dr. Okafor prefers morning appointments",
+    "The hospital parking garage is on Elm Street",
+    "Warfarin interacts with many antibiotics",
+]
+
+
+@dataclass
+class Store:
+    """One store of one backend kind; every ``backend()`` is another "process" on it."""
+
+    kind: str
+    target: str  # storage dir or database URL
+    open_backend: Callable[[], StorageBackend]
+    sibling_factory: Callable[[], Store]
+    opened: list[Any] = field(default_factory=list)
+
+    def backend(self) -> StorageBackend:
+        backend = self.open_backend()
+        self.opened.append(backend)
+        return backend
+
+    def memory(self, **kwargs: Any) -> SemanticMemory:
+        """A SemanticMemory on a new backend object (its own connections and L1)."""
+        kwargs.setdefault("embedder", HashingEmbedder())
+        memory = SemanticMemory(backend=self.backend(), **kwargs)
+        self.opened.append(memory)
+        return memory
+
+    def sibling(self) -> Store:
+        """Another, empty store of the same kind."""
+        other = self.sibling_factory()
+        self.opened.append(other)
+        return other
+
+    def close(self) -> None:
+        for thing in reversed(self.opened):
+            thing.close()
+        self.opened.clear()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A fresh store of each backend kind."""
+    if request.param == "sqlite":
+        from sem_mem.backends.sqlite import SQLiteBackend
+
+        counter = iter(range(1, 1000))
+
+        def make_sqlite() -> Store:
+            path = tmp_path / f"store{next(counter)}"
+            return Store("sqlite", str(path), lambda: SQLiteBackend(path), make_sqlite)
+
+        made = make_sqlite()
+        yield made
+        made.close()
+        return
+    from sem_mem.backends.postgres import PostgresBackend
+
+    cluster = cluster_or_skip()
+    names: list[str] = []
+
+    def make_pg() -> Store:
+        name, url = cluster.create()
+        names.append(name)
+        return Store("postgres", url, lambda: PostgresBackend(url), make_pg)
+
+    made = make_pg()
+    try:
+        yield made
+    finally:
+        made.close()
+        for name in names:
+            cluster.drop(name)
+
+
+@pytest.fixture
+def memory(store: Store) -> SemanticMemory:
+    return store.memory()
+
+
+# -- the basics ------------------------------------------------------------------------------
+
+
+def test_remember_recall_get_update_forget(memory: SemanticMemory) -> None:
+    mid = memory.remember("The patient is allergic to penicillin", metadata={"source": "chart"})
+    ids = memory.remember_batch(["Sam is a cardiology fellow", "Sam lives in Boston"])
+    hits = memory.recall("What is the patient allergic to?", limit=5)
+    top = hits[0]
+    assert (top.id, top.text, top.metadata, top.tier) == (
+        mid,
+        "The patient is allergic to penicillin",
+        {"source": "chart"},
+        "L2",
+    )
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert all(-1.0 <= h.similarity <= 1.0 for h in hits) and top.created_at.tzinfo is not None
+    assert memory.get(mid).text == "The patient is allergic to penicillin"
+    updated = memory.update(mid, text="The patient is allergic to amoxicillin", metadata={"v": 2})
+    assert (updated.text, updated.metadata) == ("The patient is allergic to amoxicillin", {"v": 2})
+    assert memory.recall("amoxicillin", limit=1)[0].id == mid
+    memory.forget(ids[0])
+    assert len(memory) == 2
+    with pytest.raises(NotFoundError):
+        memory.get(ids[0])
+    for call in (memory.get, memory.forget, memory.history):
+        with pytest.raises(NotFoundError, match="no memory 'nope'"):
+            call("nope")
+    with pytest.raises(NotFoundError):
+        memory.update("nope", text="x")
+
+
+def test_stats_have_the_same_keys(memory: SemanticMemory) -> None:
+    memory.remember_batch(FACTS)
+    memory.remember("from a pdf", source="pdf")
+    stats = memory.stats()
+    assert stats["total_memories"] == len(FACTS) + 1
+    assert stats["by_source"] == {"manual": len(FACTS), "pdf": 1}
+    assert stats["superseded"] == 0
+    assert (stats["embedding_model"], stats["dimensions"]) == ("test:hashing-64", 64)
+    assert stats["index"]["M"] == 16 and stats["index"]["ef_construction"] == 200
+    assert stats["index"]["elements"] == len(FACTS) + 1
+    assert {"backend", "db_bytes", "seq", "l1", "embedder", "namespace"} <= set(stats)
+
+
+def test_remembering_the_same_fact_twice_keeps_one_copy(memory: SemanticMemory) -> None:
+    first = memory.remember("Sam lives in Boston", metadata={"who": "sam", "n": 1})
+    again = memory.remember("  Sam lives in Boston ", metadata={"n": 1, "who": "sam"})
+    other = memory.remember("Sam lives in Boston", metadata={"who": "someone else"})
+    assert first == again != other
+    assert len(memory) == 2
+    assert [e.event for e in memory.history(first)] == ["created", "refreshed"]
+    batch = memory.remember_batch(["fact A", "fact A", "fact B"])
+    assert batch[0] == batch[1] != batch[2]
+    assert memory.remember_batch(["fact A"], dedupe=False)[0] != batch[0]
+
+
+def test_history_keeps_old_versions_and_forget_erases_the_text(memory: SemanticMemory) -> None:
+    mid = memory.remember("The clinic opens at 8am", metadata={"v": 1})
+    memory.update(mid, text="The clinic opens at 9am")
+    memory.update(mid, metadata={"v": 2})
+    assert [(e.event, e.text, e.metadata) for e in memory.history(mid)] == [
+        ("created", "The clinic opens at 8am", {"v": 1}),
+        ("updated", "The clinic opens at 9am", {"v": 1}),
+        ("updated", "The clinic opens at 9am", {"v": 2}),
+    ]
+    memory.forget(mid)
+    events = memory.history(mid)
+    assert [e.event for e in events] == ["forgotten"] and events[0].text is None
+    with pytest.raises(NotFoundError):
+        memory.get(mid)
+
+
+def test_superseded_memories_leave_recall_but_stay_in_history(memory: SemanticMemory) -> None:
+    old = memory.remember("Sam lives in Boston")
+    new = memory.remember("Sam lives in Chicago")
+    memory.supersede(old, new, "user moved")
+    assert old not in {h.id for h in memory.recall("Sam lives", limit=5)}
+    assert old not in {h.id for h in memory.recall("Sam lives in Boston", limit=5, mode="vector")}
+    assert len(memory) == 1 and memory.stats()["superseded"] == 1
+    assert memory.get(old).status == "superseded" and memory.get(old).superseded_by == new
+    last = memory.history(old)[-1]
+    assert last.event == "superseded" and json.loads(last.detail or "{}")["by"] == new
+    assert [m.id for m in memory.list(include_superseded=True)] == [new, old]
+    assert [m.id for m in memory.list()] == [new]
+    with pytest.raises(NotFoundError):
+        memory.supersede(old, new)  # already superseded
+
+
+def test_list_filters_and_order(memory: SemanticMemory) -> None:
+    memory.remember("from the chart", metadata={"kind": "chart", "n": 1, "ok": True})
+    memory.remember("from a pdf", source="pdf", metadata={"kind": "doc"})
+    memory.remember("auto fact", source="auto")
+    assert [m.text for m in memory.list(source="pdf")] == ["from a pdf"]
+    assert [m.text for m in memory.list(metadata={"kind": "chart", "n": 1})] == ["from the chart"]
+    assert [m.text for m in memory.list(metadata={"ok": True})] == ["from the chart"]
+    assert memory.list(metadata={"kind": "nothing"}) == []
+    assert len(memory.list(limit=2)) == 2 and len(memory.list(limit=2, offset=2)) == 1
+    newest = memory.list()[0].created_at
+    assert memory.list(since=newest)[0].text == "auto fact"
+    assert memory.list(until=newest.timestamp() - 3600) == []
+    assert memory.list(newest_first=False)[0].text == "from the chart"
+    batch = memory.remember_batch([f"batch item {i}" for i in range(5)])
+    assert [m.id for m in memory.list(limit=5)] == batch[::-1]  # same timestamp: insertion order
+    with pytest.raises(ValidationError, match="source"):
+        memory.list(source="bogus")
+    with pytest.raises(ValidationError):
+        memory.list(metadata={"kind": ["a", "list"]})
+
+
+def test_modes_threshold_and_hybrid_finds_a_rare_token(memory: SemanticMemory) -> None:
+    memory.remember_batch([*FACTS, "Order ZX-4471 shipped on Tuesday"])
+    lexical = memory.recall("ZX-4471", mode="lexical", limit=3)
+    assert [h.text for h in lexical] == ["Order ZX-4471 shipped on Tuesday"]
+    assert lexical[0].score == 1.0
+    vector = memory.recall("Sam lives in Boston", mode="vector", limit=3)
+    assert vector[0].text == "Sam lives in Boston"
+    assert vector[0].score == pytest.approx(vector[0].similarity)
+    hybrid = memory.recall("ZX-4471 Boston", limit=3)
+    assert {"Order ZX-4471 shipped on Tuesday", "Sam lives in Boston"} <= {h.text for h in hybrid}
+    strict = memory.recall("Sam lives in Boston", limit=8, threshold=0.9)
+    assert [h.text for h in strict] == ["Sam lives in Boston"]
+    assert memory.recall("the and of", mode="lexical") == []  # only stopwords
+
+
+def test_lexical_search_ors_the_query_words(store: Store) -> None:
+    memory = store.memory()
+    ids = memory.remember_batch(["alpha beta gamma", "beta delta", "epsilon"])
+    hits = memory.backend.lexical_search(memory.namespace, "alpha beta nothing", 10)
+    assert [i for i, _ in hits][:1] == [ids[0]]  # both words beat one
+    assert {i for i, _ in hits} == {ids[0], ids[1]}
+    assert all(score > 0 for _, score in hits)
+    quoted = memory.backend.lexical_search(memory.namespace, 'it\'s "beta" (delta) | !', 10)
+    assert quoted[0][0] == ids[1]
+
+
+def test_namespaces_never_cross(store: Store) -> None:
+    alice = store.memory(namespace="alice")
+    bob = store.memory(namespace="bob")
+    a_id = alice.remember("Alice's locker code is 4471")
+    b_id = bob.remember("Bob's locker code is 9902")
+    assert [h.id for h in alice.recall("locker code", limit=10)] == [a_id]
+    assert [h.id for h in bob.recall("locker code 4471", limit=10)] == [b_id]
+    assert len(alice) == len(bob) == 1
+    assert [m.id for m in alice.list()] == [a_id]
+    for call in (alice.get, alice.forget, alice.history):
+        with pytest.raises(NotFoundError):
+            call(b_id)
+    with pytest.raises(NotFoundError):
+        alice.update(b_id, text="hijacked")
+    assert bob.get(b_id).text == "Bob's locker code is 9902"
+    alice.add_instruction("Call me Al")
+    alice.add_instruction("Call me Al")  # not added twice
+    assert alice.instructions.strip() == "Call me Al" and bob.instructions == ""
+    assert store.backend().namespaces() == ["alice", "bob"]
+    alice.forget(a_id)
+    assert store.backend().namespaces() == ["bob"]
+
+
+# -- several processes on one store ---------------------------------------------------------
+
+
+def test_a_second_process_sees_writes_at_once(store: Store) -> None:
+    writer = store.memory()
+    reader = store.memory()
+    seq0 = reader.backend.refresh()
+    ids = writer.remember_batch(FACTS)
+    assert len(reader) == len(FACTS)
+    assert reader.recall("penicillin allergy", limit=1)[0].id == ids[0]  # no reopen, no wait
+    for _ in range(3):
+        reader.recall("Sam lives in Boston", limit=1)
+    assert reader.recall("Sam lives in Boston", limit=1)[0].tier == "L1"
+    writer.update(ids[2], text="Sam moved to Chicago")
+    writer.forget(ids[0])
+    seq1 = reader.backend.refresh()
+    assert seq1 > seq0
+    assert reader.backend.changed_ids("default", seq0) == set(ids)
+    assert reader.backend.changed_ids("default", seq1) == set()
+    assert reader.backend.changed_ids("other", seq0) == set()
+    top = reader.recall("Sam lives in Boston", limit=1)[0]
+    assert (top.id, top.text) == (ids[2], "Sam moved to Chicago")  # not the stale L1 copy
+    assert ids[0] not in {h.id for h in reader.recall("penicillin allergy", limit=8)}
+    assert ids[0] not in json.dumps(reader.cache_state())
+
+
+def test_hit_counts_do_not_bump_seq_and_persist(store: Store) -> None:
+    first = store.memory()
+    ids = first.remember_batch(FACTS)
+    seq = first.backend.refresh()
+    for _ in range(7):
+        first.recall("penicillin allergy", limit=1)
+    first.recall("Boston", limit=1)
+    first.flush()
+    assert first.backend.refresh() == seq  # hits are not content changes
+    second = store.memory()
+    assert second.get(ids[0]).hit_count == 7
+    assert second.get(ids[0]).last_accessed is not None
+    state = second.cache_state()
+    assert [e["id"] for e in state["protected"]] == [ids[0]]  # the 6+ hits rule
+    assert ids[2] in [e["id"] for e in state["probation"]]
+    assert second.recall("penicillin allergy", limit=1)[0].tier == "L1"
+
+
+def test_concurrent_writers_lose_nothing(store: Store) -> None:
+    writers = [store.memory() for _ in range(3)]
+    seq0 = writers[0].backend.refresh()
+    results: dict[int, list[str]] = {}
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            results[n] = [writers[n].remember(f"writer {n} fact {i}") for i in range(15)]
+            writers[n].recall(f"writer {n} fact", limit=3)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    every = {i for ids in results.values() for i in ids}
+    reader = store.memory()
+    assert len(every) == len(reader) == 45
+    assert reader.backend.refresh() == seq0 + 45  # one seq per write transaction
+    assert reader.backend.changed_ids("default", seq0) == every
+
+
+def test_a_write_in_another_os_process_is_visible(store: Store) -> None:
+    memory = store.memory()
+    memory.remember("kept before")
+    assert memory.recall("kept before", limit=1)[0].text == "kept before"
+    opener = (
+        f"SQLiteBackend({store.target!r})"
+        if store.kind == "sqlite"
+        else f"PostgresBackend({store.target!r})"
+    )
+    run_python(
+        "from embedders import HashingEmbedder\nfrom sem_mem import SemanticMemory\n"
+        "from sem_mem.backends.sqlite import SQLiteBackend\n"
+        "from sem_mem.backends.postgres import PostgresBackend\n"
+        f"b = {opener}\n"
+        "m = SemanticMemory(backend=b, embedder=HashingEmbedder())\n"
+        "m.remember('Written by the other process about zebras')\n"
+        "m.close(); b.close()"
+    )
+    assert memory.recall("zebras", limit=1)[0].text == "Written by the other process about zebras"
+    assert len(memory) == 2
+
+
+# -- embedding spaces and caches -----------------------------------------------------------
+
+
+def test_opening_with_another_embedding_model_is_a_clear_error(store: Store) -> None:
+    store.memory().remember_batch(FACTS)
+    with pytest.raises(EmbeddingMismatchError) as info:
+        store.memory(embedder=HashingEmbedder(32))
+    message = str(info.value)
+    assert "test:hashing-64" in message and "test:hashing-32" in message
+    assert "reembed" in message
+
+
+def test_reembed_moves_every_namespace_to_a_new_model(store: Store) -> None:
+    memory = store.memory()
+    memory.remember_batch(FACTS)
+    other = store.memory(namespace="other")
+    other_id = other.remember("Other namespace fact about penicillin")
+    seq = memory.backend.refresh()
+    assert memory.reembed(HashingEmbedder(32)) == len(FACTS) + 1
+    assert memory.recall("penicillin allergy", limit=1)[0].text == FACTS[0]
+    assert memory.backend.changed_ids("other", seq) == {other_id}
+    reopened = store.memory(embedder=HashingEmbedder(32))
+    assert reopened.recall("Sam Boston", limit=1)[0].text == "Sam lives in Boston"
+    assert {m.embedding_model for m in reopened.list(limit=100)} == {"test:hashing-32"}
+    with pytest.raises(EmbeddingMismatchError):
+        store.memory()
+
+
+def test_texts_are_not_embedded_twice(store: Store) -> None:
+    embedder = HashingEmbedder()
+    memory = store.memory(embedder=embedder)
+    memory.remember_batch(FACTS)
+    assert embedder.texts_embedded == len(FACTS)
+    store.memory(embedder=embedder, namespace="b").remember_batch(FACTS)  # from stored memories
+    memory.recall("what is the query", limit=2)
+    memory.recall("what is the query", limit=2)
+    assert embedder.texts_embedded == len(FACTS) + 1
+    memory.flush()
+    store.memory(embedder=embedder).recall("what is the query", limit=2)  # persistent cache
+    assert embedder.texts_embedded == len(FACTS) + 1
+
+
+# -- export / import -------------------------------------------------------------------------
+
+
+def test_export_import_round_trip(store: Store) -> None:
+    memory = store.memory()
+    ids = memory.remember_batch(FACTS, [{"i": i} for i in range(len(FACTS))])
+    memory.supersede(ids[1], ids[2], "merged")
+    for _ in range(2):
+        memory.recall("penicillin allergy", limit=1)
+    memory.set_instructions("Be brief")
+    memory.flush()
+    dump = "".join(memory.export_jsonl())
+    target = store.sibling().memory()
+    report = target.import_jsonl(io.StringIO(dump))
+    assert (report.imported, report.skipped_existing, report.reembedded) == (len(FACTS), 0, 0)
+    assert report.instructions and target.instructions.strip() == "Be brief"
+    before = {m.id: m for m in memory.list(include_superseded=True, limit=100)}
+    after = {m.id: m for m in target.list(include_superseded=True, limit=100)}
+    assert set(before) == set(after)
+    for mid, m in before.items():
+        n = after[mid]
+        assert (n.text, n.metadata, n.status, n.superseded_by, n.hit_count) == (
+            m.text,
+            m.metadata,
+            m.status,
+            m.superseded_by,
+            m.hit_count,
+        )
+        assert n.created_at == m.created_at
+    assert target.recall("penicillin allergy", limit=1)[0].id == ids[0]
+    again = target.import_jsonl(io.StringIO(dump))
+    assert (again.imported, again.skipped_existing) == (0, len(FACTS))
+
+
+# -- vector search on a store with several namespaces -----------------------------------------
+
+
+def test_vector_search_is_right_in_big_and_small_namespaces(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A namespace that is a small share of the store still gets k results of its own
+    (PostgreSQL filters after the HNSW scan: it must raise ef_search or scan exactly)."""
+    if store.kind == "postgres":
+        import sem_mem.backends.postgres as pg
+
+        monkeypatch.setattr(pg, "EXACT_SEARCH_MAX", 50)  # exercise the index path at test size
+    backend = store.backend()
+    backend.bind_embedding_space("test:random-16", 16)
+    rng = np.random.default_rng(3)
+    sizes = {"big": 1200, "mid": 240, "tiny": 12}
+    vectors = {}
+    for namespace, size in sizes.items():
+        vecs = rng.normal(size=(size, 16)).astype(np.float32)
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        vectors[namespace] = vecs
+        backend.add(
+            namespace,
+            [
+                NewMemory(text=f"{namespace} {i}", embedding=v, content_hash=f"{namespace}-{i}")
+                for i, v in enumerate(vecs)
+            ],
+            chunk_size=500,
+        )
+    ids = {ns: {f"{ns} {i}" for i in range(n)} for ns, n in sizes.items()}
+    for namespace, vecs in vectors.items():
+        texts = {i: m.memory.text for i, m in _by_id(backend, namespace).items()}  # id -> text
+        for q in rng.normal(size=(5, 16)).astype(np.float32):
+            q /= np.linalg.norm(q)
+            hits = backend.vector_search(namespace, q, 10, ef=64)
+            assert len(hits) == 10, namespace
+            found = [texts[i] for i, _ in hits]
+            assert set(found) <= ids[namespace]
+            exact = np.argsort(-(vecs @ q))[:10]
+            expected = [f"{namespace} {i}" for i in exact]
+            assert found[0] == expected[0]
+            assert len(set(found) & set(expected)) >= 8
+            sims = [s for _, s in hits]
+            assert sims == sorted(sims, reverse=True)
+            assert sims[0] == pytest.approx(float(vecs[exact[0]] @ q), abs=1e-5)
+
+
+def _by_id(backend: StorageBackend, namespace: str) -> dict[str, Any]:
+    return {m.memory.id: m for m in backend.iter_memories(namespace)}
+
+
+# -- properties ------------------------------------------------------------------------------
+
+texts_strategy = st.lists(
+    st.text(alphabet=st.characters(categories=["L", "N", "Zs"]), min_size=1, max_size=60)
+    .map(str.strip)
+    .filter(bool),
+    min_size=1,
+    max_size=20,
+    unique=True,
+)
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(texts=texts_strategy)
+def test_what_is_remembered_can_be_recalled(store: Store, texts: list[str]) -> None:
+    namespace = f"prop-{abs(hash(tuple(texts)))}"  # each example in a namespace of its own
+    memory = store.memory(namespace=namespace)
+    try:
+        ids = memory.remember_batch(texts, dedupe=False)
+        assert len(set(ids)) == len(memory) == len(texts)
+        for text, mid in zip(texts, ids, strict=True):
+            hits = memory.recall(text, limit=len(texts), mode="vector")
+            assert mid in {h.id for h in hits}
+            assert memory.get(mid).text == text
+    finally:
+        memory.backend.delete(namespace, [m.id for m in memory.list(limit=100)])
+
+
+# -- PostgreSQL only -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    with cluster_or_skip().database() as url:
+        yield url
+
+
+@pytest.mark.postgres
+def test_pg_migrations_are_applied_once_by_concurrent_openers(pg_url: str) -> None:
+    import psycopg
+
+    from sem_mem.backends.postgres import PostgresBackend
+
+    opened: list[PostgresBackend] = []
+    errors: list[BaseException] = []
+
+    def open_one() -> None:
+        try:
+            opened.append(PostgresBackend(pg_url, pool_size=1))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(opened) == 4
+    assert len({b.store_id for b in opened}) == 1
+    with psycopg.connect(pg_url) as conn:
+        versions = conn.execute("SELECT version FROM schema_migrations").fetchall()
+    assert versions == [(1,)]
+    for b in opened:
+        b.close()
+
+
+@pytest.mark.postgres
+def test_pg_uses_the_hnsw_index_and_refuses_nul(pg_url: str) -> None:
+    import psycopg
+    from pgvector.psycopg import register_vector
+
+    from sem_mem.backends.postgres import PostgresBackend, redact_url
+
+    memory = SemanticMemory(backend=PostgresBackend(pg_url), embedder=HashingEmbedder())
+    memory.remember_batch(FACTS)
+    with pytest.raises(ValidationError, match="NUL"):
+        memory.remember("bad \x00 text")
+    assert len(memory) == len(FACTS)
+    with psycopg.connect(pg_url) as conn:
+        register_vector(conn)
+        conn.execute("SET enable_seqscan = off")
+        plan = conn.execute(
+            "EXPLAIN SELECT id, embedding <=> %s AS distance FROM memories "
+            "WHERE namespace = 'default' AND status = 'active' ORDER BY distance LIMIT 5",
+            (np.ones(64, dtype=np.float32),),
+        ).fetchall()
+    assert "memories_embedding_hnsw" in " ".join(r[0] for r in plan)
+    assert redact_url("postgresql://u:secret@h/db") == "postgresql://u:***@h/db"
+    assert "secret" not in json.dumps(memory.stats(), default=str)
+    memory.close()
+    memory.backend.close()
+
+
+_API_SERVER = """
+import socket, sys
+import uvicorn
+from embedders import HashingEmbedder
+from sem_mem.config import resolve_settings
+from sem_mem.server import ServerConfig, create_app
+
+sock = socket.socket(fileno=int(sys.argv[1]))
+settings = resolve_settings(
+    env={}, dotenv_path=None, secrets_path=None, database_url=sys.argv[2], storage_dir=sys.argv[3]
+)
+app = create_app(settings, embedder=HashingEmbedder(), config=ServerConfig())
+uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on")).run(sockets=[sock])
+"""
+
+
+@pytest.mark.postgres
+def test_two_api_server_processes_share_one_database(pg_url: str, tmp_path: Path) -> None:
+    """Two uvicorn processes on 127.0.0.1 (a load balancer's view): a memory written
+    through one is recalled through the other at once, and an update made through one
+    is not hidden by the other's L1 cache."""
+    import socket
+    import subprocess
+    import sys
+
+    httpx = pytest.importorskip("httpx")
+    pytest.importorskip("uvicorn")
+    from conftest import python_env
+
+    servers: list[subprocess.Popen[bytes]] = []
+    urls: list[str] = []
+    try:
+        for n in range(2):
+            # bound and listening before the process starts: clients connect at once and
+            # wait in the backlog until uvicorn accepts (no sleeping, no port guessing)
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            sock.listen(64)
+            urls.append(f"http://127.0.0.1:{sock.getsockname()[1]}")
+            servers.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-c",
+                        _API_SERVER,
+                        str(sock.fileno()),
+                        pg_url,
+                        str(tmp_path / f"unused{n}"),
+                    ],
+                    pass_fds=[sock.fileno()],
+                    env=python_env(),
+                )
+            )
+            sock.close()
+        a, b = (httpx.Client(base_url=url, timeout=60) for url in urls)
+        with a, b:
+            mid = a.post("/remember", json={"text": "The shared locker code is 5521"}).json()["id"]
+            found = b.post("/recall", json={"query": "locker code", "limit": 3}).json()
+            assert [m["id"] for m in found["memories"]] == [mid]
+            for _ in range(3):  # hot in b's L1
+                b.post("/recall", json={"query": "locker code", "limit": 1})
+            assert a.patch(f"/memories/{mid}", json={"text": "The locker code is 7788"}).is_success
+            found = b.post("/recall", json={"query": "locker code", "limit": 1}).json()
+            assert found["memories"][0]["text"] == "The locker code is 7788"
+            assert b.delete(f"/memories/{mid}").status_code == 204
+            assert a.get(f"/memories/{mid}").status_code == 404
+            assert a.post("/recall", json={"query": "locker code"}).json()["memories"] == []
+    finally:
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            server.wait(timeout=30)
+
+
+@pytest.mark.postgres
+def test_pg_bulk_load_builds_the_index_once_and_a_lost_index_is_rebuilt(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psycopg
+
+    import sem_mem.backends.postgres as pg
+
+    def index_exists() -> bool:
+        with psycopg.connect(pg_url) as conn:
+            return (
+                conn.execute("SELECT to_regclass(%s)", (pg.HNSW_INDEX,)).fetchone()[0] is not None
+            )
+
+    monkeypatch.setattr(pg, "BULK_LOAD_MIN", 100)
+    monkeypatch.setattr(pg, "EXACT_SEARCH_MAX", 10)
+    backend = pg.PostgresBackend(pg_url)
+    memory = SemanticMemory(backend=backend, embedder=HashingEmbedder())
+    memory.remember("a first fact")
+    built: list[bool] = []
+    texts = [f"bulk fact number {i} about topic {i % 7}" for i in range(300)]
+    ids = memory.remember_batch(
+        texts, chunk_size=100, progress=lambda d, t: built.append(index_exists())
+    )
+    assert built[-3:] == [False, False, False]  # loaded without the index...
+    assert index_exists()  # ...which is built once at the end
+    assert len(memory) == 301
+    assert memory.recall(texts[123], limit=1, mode="vector")[0].id == ids[123]
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # as if a load had crashed midway
+        conn.execute(f"DROP INDEX {pg.HNSW_INDEX}")
+    assert memory.recall(texts[42], limit=1, mode="vector")[0].id == ids[42]  # exact meanwhile
+    reopened = pg.PostgresBackend(pg_url)
+    assert index_exists()
+    reopened.close()
+    memory.close()
+    backend.close()
