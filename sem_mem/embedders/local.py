@@ -180,6 +180,9 @@ class LocalEmbedder(Embedder):
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # idle worker threads sleep instead of spinning: spinning starved the event
+        # loop and the other requests of a server on a 2-core machine
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # errors only: no fusion chatter on stderr
         session = ort.InferenceSession(
             os.fspath(self.onnx_path), options, providers=["CPUExecutionProvider"]
