@@ -150,23 +150,26 @@ def call_with_retries(
 class SDKChatModel(ChatModel):
     """What both SDK-backed chat models share: the client, retries and error mapping."""
 
+    #: the model used when the constructor is not given one (set by each subclass)
+    default_model: str = ""
+
     def __init__(
         self,
-        model: str,
+        model: str | None = None,
         *,
-        api_key: str | None,
-        base_url: str | None,
-        timeout: float,
-        max_retries: int,
-        default_reasoning_effort: str,
-        default_temperature: float,
-        backoff_base: float,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 3,
+        default_reasoning_effort: str = "low",
+        default_temperature: float = 0.7,
+        backoff_base: float = 0.5,
     ) -> None:
         if max_retries < 0:
             raise ConfigurationError(f"max_retries must be >= 0, got {max_retries}")
         if timeout <= 0:
             raise ConfigurationError(f"timeout must be > 0 seconds, got {timeout}")
-        self.model = model
+        self.model = model or self.default_model
         self.timeout = timeout
         self.max_retries = max_retries
         self.default_reasoning_effort = default_reasoning_effort

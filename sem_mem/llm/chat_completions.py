@@ -40,29 +40,7 @@ class ChatCompletionsModel(SDKChatModel):
 
     supports_previous_response_id = False
     supports_web_search = False
-
-    def __init__(
-        self,
-        model: str = "gpt-4.1",
-        *,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        timeout: float = 60.0,
-        max_retries: int = 3,
-        default_reasoning_effort: str = "low",
-        default_temperature: float = 0.7,
-        backoff_base: float = 0.5,
-    ) -> None:
-        super().__init__(
-            model,
-            api_key=api_key,
-            base_url=base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            default_reasoning_effort=default_reasoning_effort,
-            default_temperature=default_temperature,
-            backoff_base=backoff_base,
-        )
+    default_model = "gpt-4.1"
 
     def build_request(
         self,

@@ -51,29 +51,7 @@ class ResponsesChatModel(SDKChatModel):
 
     supports_previous_response_id = True
     supports_web_search = True
-
-    def __init__(
-        self,
-        model: str = "gpt-5.1",
-        *,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        timeout: float = 60.0,
-        max_retries: int = 3,
-        default_reasoning_effort: str = "low",
-        default_temperature: float = 0.7,
-        backoff_base: float = 0.5,
-    ) -> None:
-        super().__init__(
-            model,
-            api_key=api_key,
-            base_url=base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            default_reasoning_effort=default_reasoning_effort,
-            default_temperature=default_temperature,
-            backoff_base=backoff_base,
-        )
+    default_model = "gpt-5.1"
 
     def build_request(
         self,
