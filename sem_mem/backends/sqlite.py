@@ -56,6 +56,7 @@ __all__ = ["SQLiteBackend", "canonical_json", "decode_vector", "encode_vector"]
 log = logging.getLogger("sem_mem.store")
 
 DB_NAME = "memory.sqlite3"
+LABEL_CACHE_MAX = 200_000  # ~30 MB of label -> id entries
 
 
 class SQLiteBackend(IndexManagerMixin, StorageBackend):
@@ -84,6 +85,7 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
         self._lock = threading.RLock()
         self._file_lock = _file_lock(self.root / "write.lock", lock_timeout)
         self._indexes: dict[str, HNSWIndex] = {}
+        self._label_ids: dict[int, str] = {}  # HNSW label -> memory id (see vector_search)
         self._last_save = time.monotonic()
         self._closed = False
         try:
@@ -462,14 +464,21 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
             hits = index.search(vector, k, ef=ef)
             if not hits:
                 return []
-            labels = [label for label, _ in hits]
-            ids = dict(
-                conn.execute(
-                    f"SELECT label, id FROM memories WHERE status = 'active' AND label IN "
-                    f"({','.join('?' * len(labels))})",
-                    labels,
-                ).fetchall()
-            )
+            # Labels are never reused and a memory's id never changes, so the mapping
+            # can be cached; the index itself no longer returns forgotten or
+            # superseded labels (they are marked deleted when the change is replayed).
+            missing = [label for label, _ in hits if label not in self._label_ids]
+            if missing:
+                if len(self._label_ids) > LABEL_CACHE_MAX:
+                    self._label_ids.clear()
+                self._label_ids.update(
+                    conn.execute(
+                        f"SELECT label, id FROM memories WHERE status = 'active' AND label IN "
+                        f"({','.join('?' * len(missing))})",
+                        missing,
+                    ).fetchall()
+                )
+            ids = self._label_ids
         return [(ids[label], sim) for label, sim in hits if label in ids]
 
     def lexical_search(self, namespace: str, query: str, k: int) -> list[tuple[str, float]]:
