@@ -131,7 +131,8 @@ class SemanticMemory:
             if self._owns_backend:
                 self.backend.close()
             raise
-        self._chat_model_override = chat_model if not isinstance(chat_model, str) else None
+        # a ChatModel object given by the caller, else built on first use from settings
+        self._chat_model = chat_model if not isinstance(chat_model, str) else None
         self._lock = threading.RLock()
         self.cache: SmartCache[StoredMemory] = SmartCache(settings.cache_size)
         #: how hybrid recall fuses vector and full-text candidates (see retrieval.py)
@@ -752,11 +753,11 @@ class SemanticMemory:
     @property
     def chat_model(self) -> ChatModel | None:
         """The configured chat model, or None in memory-only mode (no key, no base URL)."""
-        if self._chat_model_override is None:
+        if self._chat_model is None:
             from .llm.factory import create_chat_model
 
-            self._chat_model_override = create_chat_model(self.settings)
-        return self._chat_model_override
+            self._chat_model = create_chat_model(self.settings)
+        return self._chat_model
 
     def chat_with_memory(
         self, query: str, **kwargs: Any

@@ -22,7 +22,7 @@ import base64
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -214,11 +214,3 @@ def _number(value: Any, number: int, field: str) -> float | None:
 def _dump(record: dict[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
 
-
-def dump_to(memory: SemanticMemory, fp: IO[str], **kwargs: Any) -> int:
-    """Write the export to a text file object; returns the number of memory lines."""
-    count = 0
-    for line in export_lines(memory, **kwargs):
-        fp.write(line)
-        count += line.startswith('{"type":"memory"')
-    return count

@@ -198,9 +198,3 @@ class IndexManagerMixin:
                 return
             with self._file_lock:
                 self._maybe_save(force=True)
-
-    def ensure_index(self, namespace: str) -> None:
-        """Load (or rebuild) the namespace's index now rather than at the first search."""
-        with self._read():
-            if self.embedding_space() is not None:
-                self._index_for(namespace)
