@@ -444,6 +444,22 @@ def test_export_import_round_trip(store: Store) -> None:
     assert (again.imported, again.skipped_existing) == (0, len(FACTS))
 
 
+def test_forgotten_then_reimported_memory_is_found_under_its_old_id(store: Store) -> None:
+    # The re-imported row keeps its id but not its old row: lookups cached by the
+    # first recall must not point at the gone row.
+    memory = store.memory()
+    ids = memory.remember_batch(FACTS)
+    assert memory.recall("penicillin allergy", limit=1, mode="vector")[0].id == ids[0]
+    dump = [line for line in memory.export_jsonl() if ids[0] in line]
+    memory.forget(ids[0])
+    with pytest.raises(NotFoundError):
+        memory.get(ids[0])
+    assert memory.import_jsonl(dump).imported == 1
+    assert memory.get(ids[0]).text == FACTS[0]
+    hit = memory.recall("penicillin allergy", limit=1, mode="vector")[0]
+    assert (hit.id, hit.text) == (ids[0], FACTS[0])
+
+
 # -- vector search on a store with several namespaces -----------------------------------------
 
 

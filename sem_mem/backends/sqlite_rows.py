@@ -70,7 +70,7 @@ def row_to_memory(row: Sequence[Any]) -> Memory:
     return Memory(
         id=row[0],
         text=row[1],
-        metadata=json.loads(row[2]),
+        metadata={} if row[2] == "{}" else json.loads(row[2]),  # most rows: skip the parser
         namespace=row[3],
         source=row[4],
         created_at=to_datetime(row[5]),  # type: ignore[arg-type]

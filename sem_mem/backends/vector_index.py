@@ -94,6 +94,7 @@ class HNSWIndex:
             allow_replace_deleted=False,
         )
         self._index.set_ef(params.ef)
+        self._ef = params.ef
         self._index.set_num_threads(params.threads)
 
     # -- building ---------------------------------------------------------------
@@ -158,7 +159,10 @@ class HNSWIndex:
             return []
         if self._exact is not None:
             return self._search_exact(vector, k)
-        self._index.set_ef(max(ef or self.params.ef, k))
+        ef = max(ef or self.params.ef, k)
+        if ef != self._ef:  # skip the call (and its lock) when unchanged
+            self._index.set_ef(ef)
+            self._ef = ef
         query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
         try:
             labels, distances = self._index.knn_query(query, k=k, num_threads=1)
@@ -166,7 +170,7 @@ class HNSWIndex:
             # hnswlib cannot always fill k slots when many elements are deleted;
             # ask for fewer rather than fail the recall.
             return self._search_fewer(query, k)
-        return [(int(lb), float(1.0 - d)) for lb, d in zip(labels[0], distances[0], strict=True)]
+        return list(zip(labels[0].tolist(), (1.0 - distances[0]).tolist(), strict=True))
 
     def _search_exact(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         if self._matrix is None:
@@ -295,5 +299,6 @@ class HNSWIndex:
             log.warning("index %s has the wrong dimension; rebuilding", path)
             return None
         self._index.set_ef(params.ef)
+        self._ef = params.ef
         self._index.set_num_threads(params.threads)
         return self
