@@ -17,7 +17,7 @@ with the big namespace, see ``sem_mem/backends/postgres.py``).
 
 PostgreSQL runs in a temp folder through the ``pgserver`` wheel (``--database-url`` to
 use another server: the database must be empty). HNSW parameters are the library's
-defaults (M 16, ef_construction 200, ef 64) for both backends unless overridden.
+defaults (M 16, ef_construction 100, ef 64) for both backends unless overridden.
 
     python -m bench.backends [--quick] [--n N] [--backends sqlite,postgres]
 

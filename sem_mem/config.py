@@ -40,7 +40,7 @@ class Settings:
     web_search: bool = False
     cache_size: int = 20
     hnsw_m: int = 16
-    hnsw_ef_construction: int = 200
+    hnsw_ef_construction: int = 100
     hnsw_ef: int = 64
     max_text_chars: int = 100_000
     max_metadata_bytes: int = 65_536

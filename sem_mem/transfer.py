@@ -213,4 +213,3 @@ def _number(value: Any, number: int, field: str) -> float | None:
 
 def _dump(record: dict[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
-

@@ -157,7 +157,7 @@ def test_stats_have_the_same_keys(memory: SemanticMemory) -> None:
     assert stats["by_source"] == {"manual": len(FACTS), "pdf": 1}
     assert stats["superseded"] == 0
     assert (stats["embedding_model"], stats["dimensions"]) == ("test:hashing-64", 64)
-    assert stats["index"]["M"] == 16 and stats["index"]["ef_construction"] == 200
+    assert stats["index"]["M"] == 16 and stats["index"]["ef_construction"] == 100
     assert stats["index"]["elements"] == len(FACTS) + 1
     assert {"backend", "db_bytes", "seq", "l1", "embedder", "namespace"} <= set(stats)
 

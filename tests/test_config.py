@@ -43,7 +43,7 @@ def test_defaults_with_nothing_configured() -> None:
         20,
         "auto",
         16,
-        200,
+        100,
     )
     assert s.auto_memory is True and s.web_search is False
 

@@ -60,7 +60,7 @@ def test_the_issue_snippet_works(tmp_path: Path) -> None:
         assert len(memory) == 2
         stats = memory.stats()
         assert stats["total_memories"] == 2 and stats["index"]["M"] == 16
-        assert stats["index"]["ef_construction"] == 200 and "hit_rate" in stats["l1"]
+        assert stats["index"]["ef_construction"] == 100 and "hit_rate" in stats["l1"]
         assert stats["embedder"]["model_id"] == "test:hashing-64"
         memory.add_instruction("I am an informatics physician")
         assert memory.instructions.strip() == "I am an informatics physician"
@@ -351,6 +351,23 @@ def test_damaged_index_is_rebuilt_from_sqlite(
     assert reopened.recall("penicillin allergy", mode="vector", limit=1)[0].text == FACTS[0]
     assert "rebuilt the HNSW index" in caplog.text
     assert reopened.stats()["index"]["elements"] == len(FACTS)
+
+
+def test_index_is_rebuilt_for_another_m_but_kept_for_another_ef_construction(
+    make_memory: MakeMemory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # ef_construction only changes how hard the graph was built: a store made with the
+    # old default must not pay a rebuild on its next open.
+    store = tmp_path / "params"
+    with make_memory(store, hnsw_ef_construction=200) as memory:
+        memory.remember_batch(FACTS)
+    caplog.set_level(logging.INFO, logger="sem_mem")
+    with make_memory(store) as memory:
+        assert memory.recall("penicillin allergy", mode="vector", limit=1)[0].text == FACTS[0]
+    assert "rebuilt the HNSW index" not in caplog.text
+    with make_memory(store, hnsw_m=32) as memory:
+        assert memory.recall("penicillin allergy", mode="vector", limit=1)[0].text == FACTS[0]
+    assert "rebuilt the HNSW index" in caplog.text
 
 
 def test_stale_index_is_caught_up_from_sqlite(make_memory: MakeMemory, tmp_path: Path) -> None:

@@ -275,7 +275,7 @@ class PostgresBackend(StorageBackend):
         # SQLAlchemy-style URLs (postgresql+psycopg://) name a driver psycopg does not need
         self.url = re.sub(r"^postgres(ql)?\+\w+://", "postgresql://", database_url)
         self.hnsw_m = int(getattr(settings, "hnsw_m", 16))
-        self.hnsw_ef_construction = int(getattr(settings, "hnsw_ef_construction", 200))
+        self.hnsw_ef_construction = int(getattr(settings, "hnsw_ef_construction", 100))
         self.hnsw_ef = int(getattr(settings, "hnsw_ef", 64))
         self._error = psycopg.Error
         self._register_vector = register_vector
