@@ -772,7 +772,8 @@ def tables(results: dict[str, Any], args: argparse.Namespace) -> list[Table]:
         "End to end: a LoCoMo question never seen before, embedded by the local embedder "
         "(MiniLM via onnxruntime), then recalled; recall@10 is not defined for those.",
         f"chromadb with the same HNSW parameters (space cosine, M={M}, "
-        f"ef_construction={EF_CONSTRUCTION}, ef_search={EF}); numpy exact: one matrix-vector product + argpartition (the "
+        f"ef_construction={EF_CONSTRUCTION}, ef_search={EF}); numpy exact: one "
+        "matrix-vector product + argpartition (the "
         "physical baseline, and the ground truth of recall@10).",
     ]
     out.append(t)
