@@ -6,6 +6,7 @@ import json
 import logging
 import random
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -368,6 +369,50 @@ def test_index_is_rebuilt_for_another_m_but_kept_for_another_ef_construction(
     with make_memory(store, hnsw_m=32) as memory:
         assert memory.recall("penicillin allergy", mode="vector", limit=1)[0].text == FACTS[0]
     assert "rebuilt the HNSW index" in caplog.text
+
+
+def _spot_check(memory: SemanticMemory, texts: list[str]) -> None:
+    for text in (texts[0], texts[len(texts) // 2], texts[-1]):
+        assert memory.recall(text, mode="vector", limit=1)[0].text == text
+
+
+def test_multi_chunk_batch_indexes_every_chunk(make_memory: MakeMemory, tmp_path: Path) -> None:
+    # each chunk's HNSW insert runs while the next chunk is written to SQLite
+    texts = [f"note {i} about topic {i % 37} and item {i * 7919 % 10007}" for i in range(2600)]
+    memory = make_memory(tmp_path / "chunks")
+    memory.remember_batch(texts, chunk_size=500)
+    assert memory.stats()["index"]["elements"] == len(texts) == len(memory)
+    _spot_check(memory, texts)
+    memory.close()
+    _spot_check(make_memory(tmp_path / "chunks"), texts)
+
+
+def test_failed_background_index_update_is_caught_up_from_sqlite(
+    make_memory: MakeMemory,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sem_mem.backends.vector_index import HNSWIndex
+
+    real_upsert = HNSWIndex.upsert
+    failures = []
+
+    def flaky_upsert(self: HNSWIndex, labels: np.ndarray, vectors: np.ndarray) -> None:
+        if threading.current_thread().name == "sem-mem-index" and not failures:
+            failures.append(len(labels))
+            raise RuntimeError("simulated hnswlib failure")
+        real_upsert(self, labels, vectors)
+
+    monkeypatch.setattr(HNSWIndex, "upsert", flaky_upsert)
+    caplog.set_level(logging.INFO, logger="sem_mem")
+    texts = [f"entry {i} on subject {i % 41} with code {i * 104729 % 9973}" for i in range(2600)]
+    memory = make_memory(tmp_path / "flaky")
+    ids = memory.remember_batch(texts, chunk_size=500)
+    assert failures == [500] and len(set(ids)) == len(texts) == len(memory)
+    assert "caught up from SQLite" in caplog.text
+    assert memory.stats()["index"]["elements"] == len(texts)
+    _spot_check(memory, texts)
 
 
 def test_stale_index_is_caught_up_from_sqlite(make_memory: MakeMemory, tmp_path: Path) -> None:

@@ -142,15 +142,17 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
             raise StorageError("this memory store is closed")
 
     @contextmanager
-    def _write(self, namespace: str) -> Iterator[int]:
+    def _write(self, namespace: str, *, background: bool = False) -> Iterator[int]:
         """One write transaction under both locks; yields the new ``seq``.
 
         The namespace's index is loaded first, so that after the commit it replays
         the change (a search right after a write sees it, and close() saves it).
+        ``background``: that replay may run on while the caller writes its next chunk.
         """
         with self._lock:
             self._check_open()
-            self._index_for(namespace)
+            if namespace not in self._indexes:  # (a loaded one may still be building)
+                self._index_for(namespace)
             with self._file_lock:
                 try:
                     self._conn.execute("BEGIN IMMEDIATE")
@@ -167,7 +169,7 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
                 except BaseException:
                     self._rollback()
                     raise
-                self._sync_after_write()
+                self._sync_after_write(background)
 
     def _rollback(self) -> None:
         try:
@@ -227,12 +229,19 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
         on_commit: Callable[[int], None] | None = None,
     ) -> list[AddResult]:
         results: list[AddResult] = []
-        for start in range(0, len(items), chunk_size):
-            chunk = items[start : start + chunk_size]
-            with self._write(namespace) as seq:
-                results.extend(self._insert(namespace, chunk, seq, dedupe))
-            if on_commit is not None:
-                on_commit(len(results))
+        # Several chunks: each chunk's HNSW insert overlaps the next chunk's SQLite write.
+        background = len(items) > chunk_size
+        try:
+            for start in range(0, len(items), chunk_size):
+                chunk = items[start : start + chunk_size]
+                with self._write(namespace, background=background) as seq:
+                    results.extend(self._insert(namespace, chunk, seq, dedupe))
+                if on_commit is not None:
+                    on_commit(len(results))
+        finally:
+            if background:
+                with self._lock:
+                    self._await_index_job()
         return results
 
     def _insert(
@@ -783,6 +792,7 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
             except BaseException:
                 self._rollback()
                 raise
+            self._await_index_job()
             self._indexes.clear()
             for path in (self.root / INDEX_DIR).glob("ns-*"):
                 path.unlink(missing_ok=True)
@@ -838,6 +848,7 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
             if self._closed:
                 return
             try:
+                self._await_index_job()
                 with self._file_lock:
                     self._maybe_save(force=True)
             finally:

@@ -44,6 +44,10 @@ class IndexManagerMixin:
     _closed: bool
     _seq: int
     _data_version: int
+    # At most one index update runs in the background while the next chunk of a
+    # multi-chunk add is written to SQLite (see _replay); every use of an index
+    # waits for it first (_await_index_job).
+    _index_job: tuple[threading.Thread, str, list[BaseException]] | None = None
 
     if TYPE_CHECKING:  # provided by the backend this is mixed into
 
@@ -53,23 +57,46 @@ class IndexManagerMixin:
         def count(self, namespace: str) -> int: ...
         def embedding_space(self) -> tuple[str, int] | None: ...
 
-    def _sync_after_write(self) -> None:
+    def _sync_after_write(self, background: bool = False) -> None:
         self._data_version = self._pragma_data_version()
-        self._sync_indexes()
+        self._sync_indexes(background)
         self._maybe_save()
 
-    def _sync_indexes(self) -> None:
+    def _sync_indexes(self, background: bool = False) -> None:
         """Replay every change after each loaded index's ``applied_seq``."""
+        self._await_index_job()
         self._conn.execute("BEGIN")  # one read snapshot for rows, tombstones and counts
         try:
             self._seq = self._read_seq()
             for namespace, index in self._indexes.items():
                 if index.applied_seq < self._seq:
-                    self._replay(namespace, index, self._seq)
+                    self._replay(namespace, index, self._seq, background)
         finally:
             self._conn.execute("COMMIT")
 
-    def _replay(self, namespace: str, index: HNSWIndex, upto: int) -> None:
+    def _await_index_job(self) -> None:
+        """Wait for the background index update, if any.
+
+        If it failed, the memories are still committed to SQLite: the index is
+        dropped (with a log line) and caught up from SQLite when next used.
+        """
+        job, self._index_job = self._index_job, None
+        if job is None:
+            return
+        thread, namespace, errors = job
+        thread.join()
+        if errors:
+            log.warning(
+                "updating the HNSW index of namespace %r failed (%s); it will be caught "
+                "up from SQLite",
+                namespace,
+                errors[0],
+            )
+            self._indexes.pop(namespace, None)
+
+    def _replay(
+        self, namespace: str, index: HNSWIndex, upto: int, background: bool = False
+    ) -> None:
         since = index.applied_seq
         upsert_labels, upsert_vectors, dead = [], [], []
         for label, status, blob in self._conn.execute(
@@ -87,7 +114,22 @@ class IndexManagerMixin:
                 "SELECT label FROM tombstones WHERE seq > ? AND namespace = ?", (since, namespace)
             )
         ]
-        if upsert_labels:
+        if upsert_labels and background and not dead:
+            # hnswlib releases the GIL while it builds, so the caller's next SQLite
+            # chunk is written meanwhile (~1.5x the rate of a large remember_batch).
+            labels, vectors = np.asarray(upsert_labels), np.vstack(upsert_vectors)
+            errors: list[BaseException] = []
+
+            def build() -> None:
+                try:
+                    index.upsert(labels, vectors)
+                except BaseException as exc:  # reported by _await_index_job
+                    errors.append(exc)
+
+            thread = threading.Thread(target=build, name="sem-mem-index", daemon=True)
+            self._index_job = (thread, namespace, errors)
+            thread.start()
+        elif upsert_labels:
             index.upsert(np.asarray(upsert_labels), np.vstack(upsert_vectors))
         index.delete(dead)
         index.applied_seq = upto
@@ -103,6 +145,7 @@ class IndexManagerMixin:
 
     def _index_for(self, namespace: str) -> HNSWIndex:
         """The namespace's index, loaded (and caught up) or rebuilt on first use."""
+        self._await_index_job()
         index = self._indexes.get(namespace)
         if index is not None:
             return index
@@ -174,10 +217,13 @@ class IndexManagerMixin:
         already committed to SQLite, and the index is caught up from it on next open.
         """
         due = time.monotonic() - self._last_save >= self.save_interval
-        for namespace, index in self._indexes.items():
+        for namespace, index in list(self._indexes.items()):
             # rewriting the whole file is O(N): save after a share of the index changed
             threshold = max(self.save_every, index.active // 4)
             if index.dirty and (force or due or index.dirty >= threshold):
+                self._await_index_job()
+                if namespace not in self._indexes:  # its update failed: nothing to save
+                    continue
                 try:
                     index.save(
                         self._index_path(namespace),
