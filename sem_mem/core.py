@@ -618,17 +618,17 @@ class SemanticMemory:
             # crash loses at most the last 30 s of them, never a memory)
             due = time.monotonic() - self._last_hit_flush > 30.0
             if len(self._pending_hits) >= 512 or due:
-                self._flush_pending()
+                self._flush_pending(wait=False)  # not on this recall's latency
 
-    def _flush_pending(self) -> None:
+    def _flush_pending(self, *, wait: bool = True) -> None:
         """Persist batched hit counts and new query embeddings (one transaction each)."""
         hits, self._pending_hits = self._pending_hits, Counter()
         vectors, self._pending_query_vectors = self._pending_query_vectors, {}
         self._last_hit_flush = time.monotonic()
         if hits:
-            self.backend.record_hits(self.namespace, dict(hits), time.time())
+            self.backend.record_hits(self.namespace, dict(hits), time.time(), wait=wait)
         if vectors:
-            self.backend.cache_embeddings(self.embedder.model_id, vectors)
+            self.backend.cache_embeddings(self.embedder.model_id, vectors, wait=wait)
 
     def _warm_cache(self) -> None:
         """Fill L1 from the most recalled memories (protected from PROTECTED_HITS on)."""

@@ -6,6 +6,7 @@ import json
 import logging
 import random
 import shutil
+import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -286,6 +287,47 @@ def test_hit_counts_persist_and_warm_l1_on_open(make_memory: MakeMemory, tmp_pat
     assert [e["id"] for e in state["protected"]] == [ids[0]]  # the 6+ hits rule
     assert ids[2] in [e["id"] for e in state["probation"]]
     assert second.recall("penicillin allergy", limit=1)[0].tier == "L1"
+
+
+def test_hit_batches_written_in_the_background_are_all_kept(
+    make_memory: MakeMemory, tmp_path: Path
+) -> None:
+    store = tmp_path / "hits"
+    memory = make_memory(store)
+    texts = [f"fact {i} about item {i}" for i in range(40)]
+    memory.remember_batch(texts)
+    for i in range(130):  # 1,300 hits: two batches of 512 go to the background writer
+        memory.recall(texts[i % 40], limit=10, mode="vector")
+    memory.close()
+    reopened = make_memory(store)
+    assert sum(m.hit_count for m in reopened.list(limit=100)) == 1300
+
+
+def test_failing_hit_batch_is_logged_and_recall_still_answers(
+    make_memory: MakeMemory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = tmp_path / "hits-fail"
+    memory = make_memory(store)
+    texts = [f"fact {i} about item {i}" for i in range(40)]
+    memory.remember_batch(texts)
+    other = sqlite3.connect(store / "memory.sqlite3")
+    other.execute(
+        "CREATE TRIGGER no_hits BEFORE UPDATE OF hit_count ON memories "
+        "BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END"
+    )
+    other.commit()
+    caplog.set_level(logging.WARNING, logger="sem_mem")
+    for i in range(60):  # tips one batch of 512 hits, which fails in the background
+        assert len(memory.recall(texts[i % 40], limit=10, mode="vector")) == 10
+    memory.flush()
+    assert "simulated write failure" in caplog.text
+    other.execute("DROP TRIGGER no_hits")
+    other.commit()
+    other.close()
+    memory.remember("written after the failure")  # the store is still writable
+    assert (
+        memory.recall("written after the failure", limit=1)[0].text == "written after the failure"
+    )
 
 
 # -- namespaces ----------------------------------------------------------------------------

@@ -287,3 +287,49 @@ def test_non_bert_model_rejected(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({**config, "model_type": "gpt2"}))
     with pytest.raises(ConfigurationError, match="gpt2"):
         LocalEmbedder(tmp_path)
+
+
+# --- the int8 variant ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def int8_embedder(cache_dir: Path) -> LocalEmbedder:
+    emb = LocalEmbedder(cache_dir=cache_dir, int8=True)
+    emb.load()
+    return emb
+
+
+def test_int8_is_its_own_embedding_space_with_its_own_graph(
+    embedder: LocalEmbedder, int8_embedder: LocalEmbedder
+) -> None:
+    assert int8_embedder.model_id == embedder.model_id + "?int8"
+    assert int8_embedder.onnx_path != embedder.onnx_path
+    assert int8_embedder.onnx_path.stat().st_size < embedder.onnx_path.stat().st_size / 2
+
+
+def test_int8_vectors_stay_close_to_float32_and_rank_alike(
+    embedder: LocalEmbedder, int8_embedder: LocalEmbedder
+) -> None:
+    full, small = embedder.encode(SENTENCES), int8_embedder.encode(SENTENCES)
+    cosines = np.sum(full * small, axis=1)
+    assert cosines.min() > 0.97, cosines
+    assert not np.allclose(full, small, atol=1e-3)  # really another graph
+    # the allergy question ranks the allergy fact first in both spaces
+    for vectors in (full, small):
+        assert int(np.argmax(vectors[[0, 2, 3, 4]] @ vectors[1])) == 0
+
+
+def test_factory_selects_int8_by_model_name_and_auto_reopens_it(tmp_path: Path) -> None:
+    from sem_mem.config import resolve_settings
+    from sem_mem.embedders.factory import create_embedder
+
+    settings = resolve_settings(
+        env={"SEMMEM_EMBEDDER": "local", "EMBEDDING_MODEL": "all-MiniLM-L6-v2?int8"},
+        dotenv_path=None,
+        secrets_path=None,
+    )
+    chosen = create_embedder(settings)
+    assert chosen.model_id == "local:sentence-transformers/all-MiniLM-L6-v2?int8"
+    auto = resolve_settings(env={}, dotenv_path=None, secrets_path=None)
+    reopened = create_embedder(auto, recorded_model=chosen.model_id)
+    assert reopened.model_id == chosen.model_id

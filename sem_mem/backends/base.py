@@ -128,8 +128,14 @@ class StorageBackend(ABC):
         """Retire ``old_id`` in favour of ``new_id``: it leaves recall but stays in history."""
 
     @abstractmethod
-    def record_hits(self, namespace: str, hits: Mapping[str, int], at: float) -> None:
-        """Add recall hit counts (not a content change: does not bump ``seq``)."""
+    def record_hits(
+        self, namespace: str, hits: Mapping[str, int], at: float, *, wait: bool = True
+    ) -> None:
+        """Add recall hit counts (not a content change: does not bump ``seq``).
+
+        ``wait=False`` lets a backend write them after returning (in order, before any
+        later ``wait=True`` call or ``flush()`` returns), off the caller's latency.
+        """
 
     # -- reads --------------------------------------------------------------------------
     @abstractmethod
@@ -199,8 +205,13 @@ class StorageBackend(ABC):
         """Known embeddings of texts (by sha256) for ``model_id``."""
 
     @abstractmethod
-    def cache_embeddings(self, model_id: str, items: Mapping[str, np.ndarray]) -> None:
-        """Remember embeddings of texts that are not stored as memories (queries)."""
+    def cache_embeddings(
+        self, model_id: str, items: Mapping[str, np.ndarray], *, wait: bool = True
+    ) -> None:
+        """Remember embeddings of texts that are not stored as memories (queries).
+
+        ``wait`` as in :meth:`record_hits`.
+        """
 
     # -- instructions ---------------------------------------------------------------------
     @abstractmethod

@@ -666,8 +666,13 @@ class PostgresBackend(StorageBackend):
                 (old_id, namespace, now, json.dumps({"by": new_id, "reason": reason})),
             )
 
-    def record_hits(self, namespace: str, hits: Mapping[str, int], at: float) -> None:
+    def record_hits(
+        self, namespace: str, hits: Mapping[str, int], at: float, *, wait: bool = True
+    ) -> None:
         """Add hit counts (in ``memory_hits``: not a content change, ``seq`` stays).
+
+        Always written before returning (``wait`` is accepted for the interface): the
+        narrow ``memory_hits`` table keeps this cheap.
 
         A share lock on the ``seq`` row orders this after any running write (writers lock
         that row first too), and counters are upserted in id order, so hit recorders and
@@ -948,7 +953,9 @@ class PostgresBackend(StorageBackend):
                     out.setdefault(h, _vector(vec))
         return out
 
-    def cache_embeddings(self, model_id: str, items: Mapping[str, np.ndarray]) -> None:
+    def cache_embeddings(
+        self, model_id: str, items: Mapping[str, np.ndarray], *, wait: bool = True
+    ) -> None:
         if not items:
             return
         now = time.time()

@@ -33,6 +33,7 @@ from ..errors import (
 from ..types import HistoryEvent, Memory, to_datetime
 from .base import AddResult, ListQuery, NewMemory, StorageBackend, StoredMemory
 from .sqlite_index import INDEX_DIR, IndexManagerMixin
+from .sqlite_light import LightWriter
 from .sqlite_rows import (
     MEMORY_COLUMNS,
     TIME_EPSILON,
@@ -84,6 +85,8 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
         self.save_interval = save_interval
         self._lock = threading.RLock()
         self._file_lock = _file_lock(self.root / "write.lock", lock_timeout)
+        # hit counts and the query-embedding cache (see sqlite_light)
+        self._light = LightWriter(self.root / DB_NAME, self._file_lock)
         self._indexes: dict[str, HNSWIndex] = {}
         self._label_ids: dict[int, str] = {}  # HNSW label -> memory id (see vector_search)
         self._id_labels: dict[str, int] = {}  # and back (see get_many)
@@ -414,40 +417,19 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
                 (old_id, namespace, now, json.dumps({"by": new_id, "reason": reason})),
             )
 
-    def record_hits(self, namespace: str, hits: Mapping[str, int], at: float) -> None:
+    def record_hits(
+        self, namespace: str, hits: Mapping[str, int], at: float, *, wait: bool = True
+    ) -> None:
         if not hits:
             return
-        with self._light_write() as conn:
-            conn.executemany(
-                "UPDATE memories SET hit_count = hit_count + ?, last_accessed = ? "
-                "WHERE id = ? AND namespace = ?",
-                [(n, at, memory_id, namespace) for memory_id, n in hits.items()],
-            )
-
-    @contextmanager
-    def _light_write(self) -> Iterator[sqlite3.Connection]:
-        """A write that need not survive a power cut (hit counts, the query cache).
-
-        It skips the fsync of ``synchronous=FULL``; the next memory commit's fsync
-        makes it durable anyway. It does not bump ``seq``: no memory changed.
-        """
-        with self._lock:
-            self._check_open()
-            with self._file_lock:
-                self._conn.execute("PRAGMA synchronous=NORMAL")
-                try:
-                    self._conn.execute("BEGIN IMMEDIATE")
-                    try:
-                        yield self._conn
-                        self._conn.execute("COMMIT")
-                    except sqlite3.Error as exc:
-                        self._rollback()
-                        raise StorageError(f"write to the store failed: {exc}") from exc
-                    except BaseException:
-                        self._rollback()
-                        raise
-                finally:
-                    self._conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        self._check_open()
+        self._light.submit(
+            "UPDATE memories SET hit_count = hit_count + ?, last_accessed = ? "
+            "WHERE id = ? AND namespace = ?",
+            [(n, at, memory_id, namespace) for memory_id, n in hits.items()],
+        )
+        if wait:
+            self._light.wait()
 
     # ------------------------------------------------------------------ reads
 
@@ -695,16 +677,20 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
                         out.setdefault(h, decode_vector(blob))
         return out
 
-    def cache_embeddings(self, model_id: str, items: Mapping[str, np.ndarray]) -> None:
+    def cache_embeddings(
+        self, model_id: str, items: Mapping[str, np.ndarray], *, wait: bool = True
+    ) -> None:
         if not items:
             return
+        self._check_open()
         now = time.time()
-        with self._light_write() as conn:
-            conn.executemany(
-                "INSERT OR REPLACE INTO embedding_cache "
-                "(model, text_hash, vector, used_at) VALUES (?, ?, ?, ?)",
-                [(model_id, h, encode_vector(v), now) for h, v in items.items()],
-            )
+        self._light.submit(
+            "INSERT OR REPLACE INTO embedding_cache "
+            "(model, text_hash, vector, used_at) VALUES (?, ?, ?, ?)",
+            [(model_id, h, encode_vector(v), now) for h, v in items.items()],
+        )
+        if wait:
+            self._light.wait()
 
     # ------------------------------------------------------------------ instructions
 
@@ -840,6 +826,10 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
             "seq": self._seq,
         }
 
+    def flush(self) -> None:
+        self._light.wait()  # hit counts and cached embeddings first
+        super().flush()
+
     def __repr__(self) -> str:
         return f"SQLiteBackend({str(self.root)!r})"
 
@@ -848,6 +838,7 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
             if self._closed:
                 return
             try:
+                self._light.close()
                 self._await_index_job()
                 with self._file_lock:
                     self._maybe_save(force=True)

@@ -1,7 +1,8 @@
 """Choose the embedder in one place.
 
 ``SEMMEM_EMBEDDER`` / ``embedder=``: ``local`` (MiniLM through onnxruntime, the
-default when no OpenAI key is set), ``openai`` (``text-embedding-3-small`` or
+default when no OpenAI key is set; ``EMBEDDING_MODEL=all-MiniLM-L6-v2?int8`` runs it
+with int8 weights), ``openai`` (``text-embedding-3-small`` or
 ``EMBEDDING_MODEL``; with ``OPENAI_BASE_URL`` any OpenAI-compatible server), or
 ``auto``: the model a store was built with if it has one, else ``openai`` when a
 key is set and ``local`` otherwise.
@@ -20,13 +21,17 @@ DEFAULT_OPENAI_MODEL = "text-embedding-3-small"
 
 
 def _local(settings: Settings, model: str | None) -> Embedder:
-    from .local import LocalEmbedder
+    from .local import INT8_SUFFIX, LocalEmbedder
 
+    # "all-MiniLM-L6-v2?int8" (or any model name + "?int8"): the int8-weight graph
+    int8 = bool(model) and model.endswith(INT8_SUFFIX)  # type: ignore[union-attr]
+    if int8:
+        model = model[: -len(INT8_SUFFIX)]  # type: ignore[index]
     if model in (None, "", DEFAULT_LOCAL_MODEL, "all-MiniLM-L6-v2"):
         model = None
     # the ONNX graph is cached per machine (SEMMEM_MODEL_CACHE, else ~/.cache/sem-mem),
     # not per store: it is ~90 MB and the same for every store
-    return LocalEmbedder(model)
+    return LocalEmbedder(model, int8=int8)
 
 
 def _openai(settings: Settings, model: str | None, dimensions: int | None = None) -> Embedder:
