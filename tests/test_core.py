@@ -588,3 +588,36 @@ def test_vector_encoding_round_trips(values: list[float]) -> None:
 
     vec = np.asarray(values, dtype=np.float32)
     assert np.array_equal(decode_vector(encode_vector(vec)), vec)
+
+
+# -- schema migrations ----------------------------------------------------------------------
+
+
+def test_store_from_schema_1_is_migrated_and_indexes_new_rows_once(
+    make_memory: MakeMemory, tmp_path: Path
+) -> None:
+    from sem_mem.backends.sqlite_schema import MIGRATIONS, split_statements
+
+    store = tmp_path / "v1"
+    with make_memory(store) as memory:
+        memory.remember("alpha one", {"k": 1})
+    # turn it back into a schema-1 store: per-row insert trigger, migration 2 not applied
+    v1_trigger = next(
+        st for st in split_statements(MIGRATIONS[0][2]) if "memories_after_insert" in st
+    )
+    db = sqlite3.connect(store / "memory.sqlite3")
+    db.execute(v1_trigger)
+    db.execute("DELETE FROM schema_migrations WHERE version > 1")
+    db.commit()
+    db.close()
+    with make_memory(store) as memory:
+        memory.remember_batch(["alpha two", "alpha three"])
+        found = memory.recall("alpha", limit=10, mode="lexical")
+        assert sorted(r.text for r in found) == ["alpha one", "alpha three", "alpha two"]
+        assert memory.stats()["total_memories"] == 3
+    db = sqlite3.connect(store / "memory.sqlite3")
+    (indexed,) = db.execute("SELECT count(*) FROM memories_fts WHERE memories_fts MATCH 'two'")
+    triggers = db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall()
+    db.close()
+    assert indexed == (1,)
+    assert ("memories_after_insert",) not in triggers

@@ -101,7 +101,7 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
             self._conn.execute(f"PRAGMA synchronous={self._synchronous}")
             self._conn.execute("PRAGMA foreign_keys=ON")
             # big stores: let SQLite map the file and keep more pages in RAM
-            self._conn.execute("PRAGMA mmap_size=268435456")
+            self._conn.execute("PRAGMA mmap_size=2147418112")
             self._conn.execute("PRAGMA cache_size=-65536")
             with self._file_lock:
                 apply_migrations(self._conn)
@@ -302,6 +302,10 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
             event = "imported" if item.id else "created"
             history.append((memory_id, namespace, event, item.text, meta_json, now, item.source))
             out.append(AddResult(memory_id, True))
+        # labels only grow (AUTOINCREMENT): the new rows are those above the last one issued
+        last = self._conn.execute(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'memories'"
+        ).fetchone()
         try:
             self._conn.executemany(
                 "INSERT INTO memories (id, namespace, text, metadata, source, status, "
@@ -311,6 +315,21 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
             )
         except sqlite3.IntegrityError as exc:
             raise StorageError(f"could not add memories: {exc}") from exc
+        if rows:
+            # what a per-row trigger used to do (schema migration 2), once per chunk
+            since = last[0] if last else 0
+            self._conn.execute(
+                "INSERT INTO memories_fts (rowid, text) SELECT label, text FROM memories "
+                "WHERE label > ?",
+                (since,),
+            )
+            self._conn.execute(
+                "INSERT INTO namespace_stats (namespace, active) "
+                "SELECT namespace, SUM(status = 'active') FROM memories WHERE label > ? "
+                "GROUP BY namespace "
+                "ON CONFLICT (namespace) DO UPDATE SET active = active + excluded.active",
+                (since,),
+            )
         self._conn.executemany(
             "INSERT INTO history (memory_id, namespace, event, text, metadata, at, detail) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
