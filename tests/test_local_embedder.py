@@ -304,7 +304,8 @@ def test_int8_is_its_own_embedding_space_with_its_own_graph(
 ) -> None:
     assert int8_embedder.model_id == embedder.model_id + "?int8"
     assert int8_embedder.onnx_path != embedder.onnx_path
-    assert int8_embedder.onnx_path.stat().st_size < embedder.onnx_path.stat().st_size / 2
+    # the projections shrink 4x; the word-embedding table (a lookup) stays float32
+    assert int8_embedder.onnx_path.stat().st_size < embedder.onnx_path.stat().st_size * 0.7
 
 
 def test_int8_vectors_stay_close_to_float32_and_rank_alike(
