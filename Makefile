@@ -29,6 +29,7 @@ lint: setup
 bench: setup
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python -m bench.recall_quality
+	$(BIN)/python -m bench.embedder_speed
 	$(BIN)/python -m bench.speed --quick
 
 bench-full: setup
