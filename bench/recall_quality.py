@@ -401,7 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         conversations = conversations[:2]
     variants = [v for v in VARIANTS if args.ablation or v.config is None or v.name == "rrf"]
     embedder = CachingEmbedder(LocalEmbedder(int8=args.int8), args.out / ".cache")
-    name = "recall_quality_int8" if args.int8 else "recall_quality"
+    out_name = "recall_quality_int8" if args.int8 else "recall_quality"
     per_conv: dict[str, dict[str, Scores]] = {}
     for conv in conversations:
         start = time.perf_counter()
@@ -471,7 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(text)
     if not args.quick:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / f"{name}.md").write_text(text, encoding="utf-8")
+        (args.out / f"{out_name}.md").write_text(text, encoding="utf-8")
         payload = {
             "machine": info,
             "data": str(args.data.name),
@@ -502,7 +502,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for name, convs in splits.items()
             },
         }
-        (args.out / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
+        (args.out / f"{out_name}.json").write_text(json.dumps(payload, indent=2) + "\n")
     return 0
 
 
