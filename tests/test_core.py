@@ -621,3 +621,24 @@ def test_store_from_schema_1_is_migrated_and_indexes_new_rows_once(
     db.close()
     assert indexed == (1,)
     assert ("memories_after_insert",) not in triggers
+
+
+# -- full-text search on big stores ---------------------------------------------------------
+
+
+def test_lexical_search_leaves_out_words_found_in_too_many_memories(
+    make_memory: MakeMemory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sem_mem.backends import sqlite as sqlite_backend
+
+    monkeypatch.setattr(sqlite_backend, "FTS_COMMON_MIN", 20)  # a "big" store of 60
+    memory = make_memory(tmp_path / "common")
+    memory.remember_batch([f"patient {i} had a routine visit on day {i}" for i in range(59)])
+    memory.remember("the patient is allergic to penicillin")
+    found = memory.recall("patient penicillin", limit=10, mode="lexical")
+    # "patient" is in every memory: ranking by it would score all 60; penicillin decides
+    assert [r.text for r in found] == ["the patient is allergic to penicillin"]
+    # when every word is that common the query is kept whole
+    assert len(memory.recall("patient routine", limit=10, mode="lexical")) == 10
+    # and hybrid recall still puts the allergy first
+    assert memory.recall("patient penicillin", limit=3)[0].text.endswith("penicillin")

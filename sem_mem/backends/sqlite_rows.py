@@ -92,9 +92,12 @@ def content_words(text: str, limit: int = 64) -> list[str]:
     return words[:limit]
 
 
-def fts_query(text: str) -> str | None:
-    """An FTS5 OR-query of the distinct content words of ``text`` (None if there are none)."""
-    words = content_words(text)
+def fts_query(text: str | Sequence[str]) -> str | None:
+    """An FTS5 OR-query of the distinct content words of ``text`` (None if there are none).
+
+    ``text`` may also be the word list itself (already from :func:`content_words`).
+    """
+    words = content_words(text) if isinstance(text, str) else list(text)
     if not words:
         return None
     return " OR ".join(f'"{w}"' for w in words)
