@@ -326,11 +326,9 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
                 (since,),
             )
             self._conn.execute(
-                "INSERT INTO namespace_stats (namespace, active) "
-                "SELECT namespace, SUM(status = 'active') FROM memories WHERE label > ? "
-                "GROUP BY namespace "
+                "INSERT INTO namespace_stats (namespace, active) VALUES (?, ?) "
                 "ON CONFLICT (namespace) DO UPDATE SET active = active + excluded.active",
-                (since,),
+                (namespace, sum(row[5] == "active" for row in rows)),
             )
         self._conn.executemany(
             "INSERT INTO history (memory_id, namespace, event, text, metadata, at, detail) "
