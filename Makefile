@@ -31,6 +31,7 @@ bench: setup
 	$(BIN)/python -m bench.recall_quality
 	$(BIN)/python -m bench.embedder_speed
 	$(BIN)/python -m bench.speed --quick
+	$(BIN)/python -m bench.fulltext
 
 bench-full: setup
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
