@@ -462,24 +462,19 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
             # recall path). A label whose row is gone simply returns nothing, and those
             # ids are looked up by id below.
             known = self._id_labels
-            labels = [known[i] for i in memory_ids if i in known]
-            for start in range(0, len(labels), 500):
-                part = labels[start : start + 500]
-                for row in conn.execute(
-                    f"SELECT {MEMORY_COLUMNS}, embedding FROM memories "
-                    f"WHERE label IN ({','.join('?' * len(part))}) AND +namespace = ?",
-                    (*part, namespace),
-                ):
-                    out[row[0]] = StoredMemory(row_to_memory(row), decode_vector(row[12]))
-            rest = [i for i in memory_ids if i not in out] if labels else list(memory_ids)
-            for start in range(0, len(rest), 500):
-                part = rest[start : start + 500]
-                for row in conn.execute(
-                    f"SELECT {MEMORY_COLUMNS}, embedding FROM memories "
-                    f"WHERE +namespace = ? AND id IN ({','.join('?' * len(part))})",
-                    (namespace, *part),
-                ):
-                    out[row[0]] = StoredMemory(row_to_memory(row), decode_vector(row[12]))
+
+            def fetch(column: str, keys: Sequence[Any]) -> None:
+                for start in range(0, len(keys), 500):
+                    part = keys[start : start + 500]
+                    for row in conn.execute(
+                        f"SELECT {MEMORY_COLUMNS}, embedding FROM memories "
+                        f"WHERE {column} IN ({','.join('?' * len(part))}) AND +namespace = ?",
+                        (*part, namespace),
+                    ):
+                        out[row[0]] = StoredMemory(row_to_memory(row), decode_vector(row[12]))
+
+            fetch("label", [known[i] for i in memory_ids if i in known])
+            fetch("id", [i for i in memory_ids if i not in out])
         return out
 
     def vector_search(

@@ -67,6 +67,11 @@ def _fingerprint(path: Path, span: int = 1 << 16) -> str:
     return digest.hexdigest()
 
 
+def _hits(labels: np.ndarray, distances: np.ndarray) -> list[tuple[int, float]]:
+    """(label, cosine similarity) pairs of one knn_query row, as plain Python numbers."""
+    return list(zip(labels[0].tolist(), (1.0 - distances[0]).tolist(), strict=True))
+
+
 #: Up to this many live vectors a namespace is searched exactly (a numpy scan of at
 #: most ~0.1 ms). HNSW graphs lose recall on small sets with many identical vectors
 #: (the same text stored with different metadata), and small stores are the common case.
@@ -172,7 +177,7 @@ class HNSWIndex:
             # hnswlib cannot always fill k slots when many elements are deleted;
             # ask for fewer rather than fail the recall.
             return self._search_fewer(query, k)
-        return list(zip(labels[0].tolist(), (1.0 - distances[0]).tolist(), strict=True))
+        return _hits(labels, distances)
 
     def _search_exact(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         if self._matrix is None:
@@ -204,9 +209,7 @@ class HNSWIndex:
                 labels, distances = self._index.knn_query(query, k=k, num_threads=1)
             except RuntimeError:
                 continue
-            return [
-                (int(lb), float(1.0 - d)) for lb, d in zip(labels[0], distances[0], strict=True)
-            ]
+            return _hits(labels, distances)
         return []
 
     def __len__(self) -> int:
