@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import StorageError
-from .sqlite_rows import decode_vector, file_name
+from .sqlite_rows import decode_matrix, file_name
 from .vector_index import EXACT_SEARCH_MAX, HNSWIndex, HNSWParams
 
 __all__ = ["INDEX_DIR", "IndexManagerMixin"]
@@ -98,14 +98,16 @@ class IndexManagerMixin:
         self, namespace: str, index: HNSWIndex, upto: int, background: bool = False
     ) -> None:
         since = index.applied_seq
-        upsert_labels, upsert_vectors, dead = [], [], []
+        upsert_labels: list[int] = []
+        upsert_vectors: list[bytes] = []
+        dead: list[int] = []
         for label, status, blob in self._conn.execute(
             "SELECT label, status, embedding FROM memories WHERE seq > ? AND +namespace = ?",
             (since, namespace),
         ):
             if status == "active":
                 upsert_labels.append(label)
-                upsert_vectors.append(decode_vector(blob))
+                upsert_vectors.append(blob)
             else:
                 dead.append(label)
         dead += [
@@ -117,7 +119,8 @@ class IndexManagerMixin:
         if upsert_labels and background and not dead:
             # hnswlib releases the GIL while it builds, so the caller's next SQLite
             # chunk is written meanwhile (~1.5x the rate of a large remember_batch).
-            labels, vectors = np.asarray(upsert_labels), np.vstack(upsert_vectors)
+            labels = np.asarray(upsert_labels, dtype=np.int64)
+            vectors = decode_matrix(upsert_vectors, index.dim)
             errors: list[BaseException] = []
 
             def build() -> None:
@@ -130,7 +133,9 @@ class IndexManagerMixin:
             self._index_job = (thread, namespace, errors)
             thread.start()
         elif upsert_labels:
-            index.upsert(np.asarray(upsert_labels), np.vstack(upsert_vectors))
+            index.upsert(
+                np.asarray(upsert_labels, dtype=np.int64), decode_matrix(upsert_vectors, index.dim)
+            )
         index.delete(dead)
         index.applied_seq = upto
         row = self._conn.execute(
@@ -178,7 +183,7 @@ class IndexManagerMixin:
                 ).fetchall()
                 index.mirror(
                     np.asarray([r[0] for r in rows], dtype=np.int64),
-                    np.asarray([decode_vector(r[1]) for r in rows]).reshape(len(rows), -1),
+                    decode_matrix([r[1] for r in rows], index.dim),
                 )
             self._replay(namespace, index, self._read_seq())
         finally:
@@ -201,7 +206,8 @@ class IndexManagerMixin:
                 if not rows:
                     break
                 index.upsert(
-                    np.asarray([r[0] for r in rows]), np.vstack([decode_vector(r[1]) for r in rows])
+                    np.asarray([r[0] for r in rows], dtype=np.int64),
+                    decode_matrix([r[1] for r in rows], dim),
                 )
                 last = rows[-1][0]
             index.applied_seq = seq

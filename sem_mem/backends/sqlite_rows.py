@@ -24,6 +24,7 @@ __all__ = [
     "TIME_EPSILON",
     "canonical_json",
     "content_words",
+    "decode_matrix",
     "decode_vector",
     "encode_vector",
     "file_name",
@@ -60,6 +61,18 @@ def encode_vector(vector: np.ndarray) -> bytes:
 
 def decode_vector(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype="<f4")
+
+
+def decode_matrix(blobs: Sequence[bytes], dim: int) -> np.ndarray:
+    """Vectors of ``dim`` float32 each as one ``(len(blobs), dim)`` matrix.
+
+    Always that shape, including ``(0, dim)`` for no rows: an empty namespace (one never
+    written to, or whose last memory was forgotten) must index and search like any other.
+    """
+    matrix = np.frombuffer(b"".join(blobs), dtype="<f4")
+    if matrix.size != len(blobs) * dim:
+        raise ValueError(f"stored vectors do not all have {dim} dimensions")
+    return matrix.reshape(len(blobs), dim)
 
 
 def canonical_json(value: Mapping[str, Any]) -> str:
