@@ -1,12 +1,13 @@
 # The two commands (see README):
 #   make run   set everything up from a fresh clone and open the app (offline, local embeddings)
 #   make test  set everything up and run the whole test suite
+#   make test-fast  the suite without the slow and browser tests (under a minute)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run demo test lint bench bench-full clean
+.PHONY: setup run demo test test-fast lint bench bench-full clean
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh "$(PYTHON)" "$(VENV)"
@@ -22,6 +23,9 @@ demo: setup
 
 test: setup
 	bash scripts/test.sh "$(VENV)"
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow and not browser"
 
 lint: setup
 	$(BIN)/ruff check sem_mem tests bench examples

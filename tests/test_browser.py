@@ -1,8 +1,8 @@
 """The real app in a real browser: ``streamlit run app.py`` driven by headless Chromium.
 
-Debian's Chromium (installed here with apt-get when missing) is driven through
-Playwright's Python API with ``executable_path`` (``playwright install`` is never run:
-it downloads its own browser). The app runs as a subprocess on 127.0.0.1 with the
+Debian's Chromium (installed by ``scripts/test-setup.sh``, which ``make test`` runs) is
+driven through Playwright's Python API with ``executable_path`` (``playwright install`` is
+never run: it downloads its own browser). The app runs as a subprocess on 127.0.0.1 with the
 product's default embedder, the local MiniLM model, on a store in ``tmp_path``; no
 model is configured, so chat answers in memory-only mode. Screenshots of the chat and
 of the atlas are saved in the test's ``tmp_path`` and their paths printed.
@@ -11,8 +11,7 @@ of the atlas are saved in the test's ``tmp_path`` and their paths printed.
 from __future__ import annotations
 
 import os
-import shutil
-import socket
+import re
 import subprocess
 import sys
 import time
@@ -34,66 +33,43 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
-READY_DEADLINE = 120.0  # seconds for streamlit to answer its health endpoint
+READY_DEADLINE = 120.0  # seconds for streamlit to start listening
 
 
-EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
-
-
-def ensure_chromium() -> Path:
-    """Debian's Chromium (and an emoji font for the screenshots), installed with apt-get if
-    missing; skips if Chromium is missing and apt-get is impossible."""
-    if CHROMIUM.exists() and EMOJI_FONT.exists():
+@pytest.fixture
+def chromium() -> Path:
+    """Debian's Chromium, installed by the test command's set-up (``scripts/test-setup.sh``,
+    run by ``make test``), never by a test. Missing: a skip with the reason, or under CI
+    (``CI`` set) a failure, so CI cannot pass without driving the browser."""
+    if CHROMIUM.exists():
         return CHROMIUM
-    apt = shutil.which("apt-get")
-    if CHROMIUM.exists() and (apt is None or os.geteuid() != 0):
-        return CHROMIUM  # screenshots show boxes instead of emoji; the test still holds
-    if apt is None:
-        pytest.skip("Chromium is not installed and there is no apt-get to install it")
-    if os.geteuid() != 0:
-        pytest.skip("Chromium is not installed and installing it with apt-get needs root")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (
-        [apt, "update"],
-        [apt, "install", "-y", "chromium", "chromium-driver", "fonts-noto-color-emoji"],
-    ):
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
-        if proc.returncode != 0:
-            pytest.fail(f"{' '.join(command)} failed:\n{proc.stderr[-2000:]}")
-    assert CHROMIUM.exists(), "apt-get installed chromium but /usr/bin/chromium is missing"
-    return CHROMIUM
+    reason = f"{CHROMIUM} is missing: `bash scripts/test-setup.sh` (run by `make test`) installs it"
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    """Poll Streamlit's health endpoint until it answers, the process dies, or the deadline."""
+def wait_for_url(proc: subprocess.Popen[bytes], log: Path) -> str:
+    """The URL Streamlit prints once it listens (it binds port 0 itself: no port guessing)."""
     deadline = time.monotonic() + READY_DEADLINE
-    with httpx.Client(timeout=2.0) as http:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if http.get(f"{url}/_stcore/health").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            try:
-                proc.wait(timeout=0.25)  # bounded wait between polls, ends early if it dies
-            except subprocess.TimeoutExpired:
-                pass
+    while time.monotonic() < deadline:
+        match = re.search(r"URL: (http://127\.0\.0\.1:\d+)", log.read_text(errors="replace"))
+        if match:
+            return match.group(1)
+        try:
+            proc.wait(timeout=0.25)  # bounded wait between reads of the log, ends if it dies
+        except subprocess.TimeoutExpired:
+            continue
+        pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
     pytest.fail(f"streamlit not ready after {READY_DEADLINE:.0f}s:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture
-def streamlit_url(tmp_path: Path) -> Iterator[str]:
-    """``streamlit run app.py`` on 127.0.0.1:<free port>, standalone, store in tmp_path."""
+def streamlit_url(chromium: Path, tmp_path: Path) -> Iterator[str]:
+    """The browser is checked first (``chromium``): a missing browser costs no app start.
+    ``streamlit run app.py`` on 127.0.0.1, port 0 (Streamlit binds a free port and prints
+    it), standalone, store in tmp_path."""
     pytest.importorskip("streamlit")
-    port = free_port()
     env = {
         k: v
         for k, v in os.environ.items()
@@ -114,7 +90,7 @@ def streamlit_url(tmp_path: Path) -> Iterator[str]:
         "--server.address",
         "127.0.0.1",
         "--server.port",
-        str(port),
+        "0",
         "--server.headless",
         "true",
         "--browser.gatherUsageStats",
@@ -127,9 +103,9 @@ def streamlit_url(tmp_path: Path) -> Iterator[str]:
         proc = subprocess.Popen(
             command, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT
         )
-    url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(url, proc, log)
+        url = wait_for_url(proc, log)
+        assert httpx.get(f"{url}/_stcore/health", timeout=30).status_code == 200
         yield url
     finally:
         proc.terminate()
@@ -140,9 +116,10 @@ def streamlit_url(tmp_path: Path) -> Iterator[str]:
             proc.wait(timeout=20)
 
 
-def test_chat_and_atlas_in_headless_chromium(streamlit_url: str, tmp_path: Path) -> None:
+def test_chat_and_atlas_in_headless_chromium(
+    chromium: Path, streamlit_url: str, tmp_path: Path
+) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
-    chromium = ensure_chromium()
     chat_png, atlas_png = tmp_path / "chat.png", tmp_path / "atlas.png"
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
