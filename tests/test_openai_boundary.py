@@ -326,16 +326,16 @@ def test_timeout_is_provider_unavailable(server: FakeOpenAI) -> None:
 
 
 def test_connection_refused_is_provider_unavailable() -> None:
-    url = closed_port_url()
-    host = url.split("//")[1].split("/")[0]
-    for cls in (ResponsesChatModel, ChatCompletionsModel):
-        with (
-            cls("gpt-4.1", api_key=KEY, base_url=url, max_retries=1, **FAST) as model,
-            pytest.raises(ProviderUnavailableError, match="could not connect") as info,
-        ):
-            _ask(model)
-        assert host in str(info.value)
-        assert isinstance(info.value.__cause__, Exception)  # the SDK's error is kept
+    with closed_port_url() as url:
+        host = url.split("//")[1].split("/")[0]
+        for cls in (ResponsesChatModel, ChatCompletionsModel):
+            with (
+                cls("gpt-4.1", api_key=KEY, base_url=url, max_retries=1, **FAST) as model,
+                pytest.raises(ProviderUnavailableError, match="could not connect") as info,
+            ):
+                _ask(model)
+            assert host in str(info.value)
+            assert isinstance(info.value.__cause__, Exception)  # the SDK's error is kept
 
 
 # --------------------------------------------------------------------------- embedder
@@ -476,7 +476,8 @@ def test_embedder_gives_up_after_retries(server: FakeOpenAI) -> None:
 
 def test_embedder_connection_refused() -> None:
     with (
-        OpenAIEmbedder(base_url=closed_port_url(), max_retries=0) as emb,
+        closed_port_url() as url,
+        OpenAIEmbedder(base_url=url, max_retries=0) as emb,
         pytest.raises(EmbeddingError, match="could not connect") as info,
     ):
         emb.embed("x")
