@@ -92,9 +92,6 @@ def test_chat_repl_commands(cli) -> None:  # type: ignore[no-untyped-def]
     assert [m["text"] for m in listed] == ["my locker is number 42"]
 
 
-@pytest.mark.skipif(
-    __import__("importlib").util.find_spec("sem_mem.chat") is None, reason="no sem_mem.chat yet"
-)
 def test_chat_memory_only_answer(cli) -> None:  # type: ignore[no-untyped-def]
     cli("remember", "my locker is number 42")
     result = cli("chat", "--show-memories", input="which locker is mine?\n")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import re
 import subprocess
@@ -30,9 +29,6 @@ from sem_mem.server.errors import (
     error_response,
 )
 from sem_mem.server.limits import BodyTooLarge
-
-HAS_CHAT = importlib.util.find_spec("sem_mem.chat") is not None
-
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -487,7 +483,6 @@ def test_unexpected_exception_is_500_without_details(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- chat
 
 
-@pytest.mark.skipif(not HAS_CHAT, reason="sem_mem.chat is not there yet")
 def test_chat_memory_only_mode(client: httpx.Client) -> None:
     client.post("/remember", json={"text": "My dog is called Biscuit"})
     r = client.post("/chat", json={"query": "What is my dog called?"})
@@ -497,7 +492,6 @@ def test_chat_memory_only_mode(client: httpx.Client) -> None:
     assert any("Biscuit" in m["text"] for m in body["memories"])
 
 
-@pytest.mark.skipif(not HAS_CHAT, reason="sem_mem.chat is not there yet")
 def test_chat_with_a_fake_openai_server(tmp_path: Path) -> None:
     with FakeOpenAI(api_key="sk-test") as fake:
         fake.responder = lambda body: "Your dog is Biscuit."
