@@ -463,16 +463,17 @@ def test_forgotten_then_reimported_memory_is_found_under_its_old_id(store: Store
 # -- vector search on a store with several namespaces -----------------------------------------
 
 
-def test_vector_search_is_right_in_big_and_small_namespaces(
-    store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_vector_search_is_right_in_big_and_small_namespaces(store: Store) -> None:
     """A namespace that is a small share of the store still gets k results of its own
     (PostgreSQL filters after the HNSW scan: it must raise ef_search or scan exactly)."""
     if store.kind == "postgres":
-        import sem_mem.backends.postgres as pg
+        from sem_mem.backends.postgres import PostgresBackend
 
-        monkeypatch.setattr(pg, "EXACT_SEARCH_MAX", 50)  # exercise the index path at test size
-    backend = store.backend()
+        # exercise the index path at test size
+        backend: StorageBackend = PostgresBackend(store.target, exact_search_max=50)
+        store.opened.append(backend)
+    else:
+        backend = store.backend()
     backend.bind_embedding_space("test:random-16", 16)
     rng = np.random.default_rng(3)
     sizes = {"big": 1200, "mid": 240, "tiny": 12}
@@ -681,9 +682,7 @@ def test_two_api_server_processes_share_one_database(pg_url: str, tmp_path: Path
 
 
 @pytest.mark.postgres
-def test_pg_bulk_load_builds_the_index_once_and_a_lost_index_is_rebuilt(
-    pg_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_pg_bulk_load_builds_the_index_once_and_a_lost_index_is_rebuilt(pg_url: str) -> None:
     import psycopg
 
     import sem_mem.backends.postgres as pg
@@ -694,9 +693,7 @@ def test_pg_bulk_load_builds_the_index_once_and_a_lost_index_is_rebuilt(
                 conn.execute("SELECT to_regclass(%s)", (pg.HNSW_INDEX,)).fetchone()[0] is not None
             )
 
-    monkeypatch.setattr(pg, "BULK_LOAD_MIN", 100)
-    monkeypatch.setattr(pg, "EXACT_SEARCH_MAX", 10)
-    backend = pg.PostgresBackend(pg_url)
+    backend = pg.PostgresBackend(pg_url, bulk_load_min=100, exact_search_max=10)
     memory = SemanticMemory(backend=backend, embedder=HashingEmbedder())
     memory.remember("a first fact")
     built: list[bool] = []

@@ -626,13 +626,11 @@ def test_store_from_schema_1_is_migrated_and_indexes_new_rows_once(
 # -- full-text search on big stores ---------------------------------------------------------
 
 
-def test_lexical_search_leaves_out_words_found_in_too_many_memories(
-    make_memory: MakeMemory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from sem_mem.backends import sqlite as sqlite_backend
+def test_lexical_search_leaves_out_words_found_in_too_many_memories(tmp_path: Path) -> None:
+    from sem_mem.backends.sqlite import SQLiteBackend
 
-    monkeypatch.setattr(sqlite_backend, "FTS_COMMON_MIN", 20)  # a "big" store of 60
-    memory = make_memory(tmp_path / "common")
+    backend = SQLiteBackend(tmp_path / "common", fts_common_min=20)  # a "big" store of 60
+    memory = SemanticMemory(backend=backend, embedder=HashingEmbedder())
     memory.remember_batch([f"patient {i} had a routine visit on day {i}" for i in range(59)])
     memory.remember("the patient is allergic to penicillin")
     found = memory.recall("patient penicillin", limit=10, mode="lexical")
@@ -642,3 +640,5 @@ def test_lexical_search_leaves_out_words_found_in_too_many_memories(
     assert len(memory.recall("patient routine", limit=10, mode="lexical")) == 10
     # and hybrid recall still puts the allergy first
     assert memory.recall("patient penicillin", limit=3)[0].text.endswith("penicillin")
+    memory.close()
+    backend.close()

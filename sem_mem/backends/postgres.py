@@ -262,7 +262,10 @@ class PostgresBackend(StorageBackend):
         settings: Any = None,
         pool_size: int = 4,
         connect_timeout: float = 10.0,
+        exact_search_max: int = EXACT_SEARCH_MAX,
+        bulk_load_min: int = BULK_LOAD_MIN,
     ) -> None:
+        """``exact_search_max`` and ``bulk_load_min``: see the module constants."""
         psycopg = _psycopg()
         try:
             from pgvector.psycopg import register_vector
@@ -277,6 +280,8 @@ class PostgresBackend(StorageBackend):
         self.hnsw_m = int(getattr(settings, "hnsw_m", 16))
         self.hnsw_ef_construction = int(getattr(settings, "hnsw_ef_construction", 100))
         self.hnsw_ef = int(getattr(settings, "hnsw_ef", 64))
+        self.exact_search_max = exact_search_max
+        self.bulk_load_min = bulk_load_min
         self._error = psycopg.Error
         self._register_vector = register_vector
         self._connect_timeout = connect_timeout
@@ -473,7 +478,7 @@ class PostgresBackend(StorageBackend):
         chunk_size: int = 1000,
         on_commit: Callable[[int], None] | None = None,
     ) -> list[AddResult]:
-        if len(items) >= BULK_LOAD_MIN and not self._bulk_depth:
+        if len(items) >= self.bulk_load_min and not self._bulk_depth:
             with self._conn() as conn:
                 stored = conn.execute("SELECT coalesce(sum(active), 0) FROM namespace_stats")
                 big = len(items) >= int(stored.fetchone()[0])
@@ -745,7 +750,7 @@ class PostgresBackend(StorageBackend):
         self, k: int, ef: int | None, in_namespace: int, in_store: int, dim: int
     ) -> int | None:
         """The ``hnsw.ef_search`` for a filtered index scan, or None for an exact scan."""
-        if in_namespace <= EXACT_SEARCH_MAX or dim > HNSW_MAX_DIMENSIONS:
+        if in_namespace <= self.exact_search_max or dim > HNSW_MAX_DIMENSIONS:
             return None
         share = in_namespace / max(in_store, in_namespace)
         needed = max(ef or self.hnsw_ef, k, math.ceil(2 * k / share))
@@ -1095,7 +1100,7 @@ class PostgresBackend(StorageBackend):
                 "loaded": indexed,
                 "elements": int(elements),  # active memories of every namespace
                 "file_bytes": int(index_bytes),
-                "exact_search_max": EXACT_SEARCH_MAX,
+                "exact_search_max": self.exact_search_max,
             },
             "db_bytes": int(db_bytes),
             "seq": int(seq),

@@ -76,7 +76,9 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
         save_every: int = 10_000,
         save_interval: float = 60.0,
         lock_timeout: float = 60.0,
+        fts_common_min: int = FTS_COMMON_MIN,
     ) -> None:
+        """``fts_common_min``: see ``_selective_words``."""
         self.root = Path(storage_dir)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -85,6 +87,7 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
         self.hnsw = hnsw or HNSWParams()
         self.save_every = save_every
         self.save_interval = save_interval
+        self.fts_common_min = fts_common_min
         self._lock = threading.RLock()
         self._file_lock = _file_lock(self.root / "write.lock", lock_timeout)
         # hit counts and the query-embedding cache (see sqlite_light)
@@ -527,14 +530,14 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
 
         FTS5 scores every row that matches any word before it sorts (~1.3 us per row
         here), so one word found in most memories made a hybrid recall cost ~1 ms per
-        800 memories. A word in more than ``max(FTS_COMMON_MIN, 1% of the store)``
+        800 memories. A word in more than ``max(fts_common_min, 1% of the store)``
         memories adds little to bm25 (its idf is low) and is left out of the query,
         unless every word is that common. Each count stops at the threshold, so the
         check costs at most a threshold's worth of posting-list reads per word, and
         nothing at all while the store is smaller than the threshold.
         """
         total = conn.execute("SELECT COALESCE(SUM(active), 0) FROM namespace_stats").fetchone()[0]
-        limit = max(FTS_COMMON_MIN, total // 100)
+        limit = max(self.fts_common_min, total // 100)
         if total <= limit or len(words) == 1:
             return words
         kept = [
