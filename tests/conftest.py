@@ -16,6 +16,18 @@ from sem_mem import SemanticMemory
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: a small clinical store the engine and conformance tests share
+FACTS = [
+    "The patient is allergic to penicillin",
+    "Sam is a cardiology fellow",
+    "Sam lives in Boston",
+    "The clinic opens at 8am on weekdays",
+    "Metformin is first-line therapy for type 2 diabetes",
+    "Dr. Okafor prefers morning appointments",
+    "The hospital parking garage is on Elm Street",
+    "Warfarin interacts with many antibiotics",
+]
+
 # The local model's ONNX graph is built once per test session, not in the user's cache.
 os.environ.setdefault(
     "SEMMEM_MODEL_CACHE", os.path.join(tempfile.gettempdir(), f"sem-mem-test-models-{os.getuid()}")

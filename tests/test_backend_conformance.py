@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import run_python
+from conftest import FACTS, run_python
 from embedders import HashingEmbedder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -31,17 +31,6 @@ from sem_mem import (
     ValidationError,
 )
 from sem_mem.backends.base import NewMemory, StorageBackend
-
-FACTS = [
-    "The patient is allergic to penicillin",
-    "Sam is a cardiology fellow",
-    "Sam lives in Boston",
-    "The clinic opens at 8am on weekdays",
-    "Metformin is first-line therapy for type 2 diabetes",
-    "Dr. Okafor prefers morning appointments",
-    "The hospital parking garage is on Elm Street",
-    "Warfarin interacts with many antibiotics",
-]
 
 
 @dataclass

@@ -1,4 +1,8 @@
-"""SemanticMemory through its public API, against real SQLite and real hnswlib."""
+"""SemanticMemory through its public API, against real SQLite and real hnswlib.
+
+What every storage backend must do lives once, in ``test_backend_conformance.py``; this
+file holds the engine's own behaviour (validation, L1, hit batches) and what only the
+embedded backend has (HNSW index files, SQLite migrations, FTS5 pruning)."""
 
 from __future__ import annotations
 
@@ -13,33 +17,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_python
+from conftest import FACTS
 from embedders import BrokenEmbedder, HashingEmbedder
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sem_mem import (
     EmbeddingError,
-    EmbeddingMismatchError,
     LimitExceededError,
-    NotFoundError,
     SemanticMemory,
     SemMemError,
     ValidationError,
 )
 
 MakeMemory = Callable[..., SemanticMemory]
-
-FACTS = [
-    "The patient is allergic to penicillin",
-    "Sam is a cardiology fellow",
-    "Sam lives in Boston",
-    "The clinic opens at 8am on weekdays",
-    "Metformin is first-line therapy for type 2 diabetes",
-    "Dr. Okafor prefers morning appointments",
-    "The hospital parking garage is on Elm Street",
-    "Warfarin interacts with many antibiotics",
-]
 
 
 def test_the_issue_snippet_works(tmp_path: Path) -> None:
@@ -78,21 +69,6 @@ def test_recall_returns_results_best_first_with_all_fields(memory: SemanticMemor
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     assert all(-1.0 <= h.similarity <= 1.0 for h in hits)
     assert set(hits[0].to_dict()) >= {"id", "text", "score", "metadata", "tier", "created_at"}
-
-
-def test_committed_memories_are_visible_to_a_second_process(tmp_path: Path) -> None:
-    store = tmp_path / "shared"
-    with SemanticMemory(str(store), embedder=HashingEmbedder()) as memory:
-        ids = memory.remember_batch(FACTS)
-    out = run_python(
-        "import json; from embedders import HashingEmbedder; from sem_mem import SemanticMemory\n"
-        f"m = SemanticMemory({str(store)!r}, embedder=HashingEmbedder())\n"
-        "print(json.dumps([len(m), m.recall('penicillin allergy', limit=1)[0].text,"
-        " sorted(x.id for x in m.list(limit=100))]))\n"
-        "m.close()"
-    )
-    count, top, listed = json.loads(out.stdout)
-    assert count == len(FACTS) and top == FACTS[0] and listed == sorted(ids)
 
 
 # -- bad input never corrupts what is stored -----------------------------------------------
@@ -172,26 +148,7 @@ def test_bad_recall_arguments(memory: SemanticMemory) -> None:
         memory.recall("  ")
 
 
-def test_unknown_ids_raise_not_found(memory: SemanticMemory) -> None:
-    for call in (memory.get, memory.forget, memory.history):
-        with pytest.raises(NotFoundError, match="no memory 'nope'"):
-            call("nope")
-    with pytest.raises(NotFoundError):
-        memory.update("nope", text="x")
-
-
-# -- duplicates, updates, forgetting -------------------------------------------------------
-
-
-def test_remembering_the_same_fact_twice_keeps_one_copy(memory: SemanticMemory) -> None:
-    first = memory.remember("Sam lives in Boston", metadata={"who": "sam"})
-    again = memory.remember("  Sam lives in Boston ", metadata={"who": "sam"})
-    other = memory.remember("Sam lives in Boston", metadata={"who": "someone else"})
-    assert first == again != other
-    assert len(memory) == 2
-    assert [e.event for e in memory.history(first)] == ["created", "refreshed"]
-    batch = memory.remember_batch(["fact A", "fact A", "fact B"])
-    assert batch[0] == batch[1] != batch[2]
+# -- updates and forgetting reach L1 ------------------------------------------------------
 
 
 def test_forgotten_or_updated_memory_never_comes_back_from_l1(memory: SemanticMemory) -> None:
@@ -208,33 +165,6 @@ def test_forgotten_or_updated_memory_never_comes_back_from_l1(memory: SemanticMe
     hit = memory.recall("Sam lives in Boston", limit=8)
     assert all(h.text != "Sam lives in Boston" for h in hit)
     assert memory.recall("Chicago", limit=1)[0].text == "Sam moved to Chicago"
-
-
-def test_history_keeps_old_versions_and_forget_erases_the_text(memory: SemanticMemory) -> None:
-    mid = memory.remember("The clinic opens at 8am")
-    memory.update(mid, text="The clinic opens at 9am")
-    events = memory.history(mid)
-    assert [(e.event, e.text) for e in events] == [
-        ("created", "The clinic opens at 8am"),
-        ("updated", "The clinic opens at 9am"),
-    ]
-    memory.forget(mid)
-    events = memory.history(mid)
-    assert [e.event for e in events] == ["forgotten"]
-    assert all(e.text is None for e in events)
-    with pytest.raises(NotFoundError):
-        memory.get(mid)
-
-
-def test_superseded_memories_leave_recall_but_stay_in_history(memory: SemanticMemory) -> None:
-    old = memory.remember("Sam lives in Boston")
-    new = memory.remember("Sam lives in Chicago")
-    memory.supersede(old, new, "user moved")
-    assert old not in {h.id for h in memory.recall("Sam lives", limit=5)}
-    assert len(memory) == 1
-    assert memory.get(old).status == "superseded" and memory.get(old).superseded_by == new
-    assert memory.history(old)[-1].event == "superseded"
-    assert [m.id for m in memory.list(include_superseded=True)] == [new, old]
 
 
 # -- L1 never masks L2 ---------------------------------------------------------------------
@@ -271,22 +201,6 @@ def test_tiered_results_equal_l2_only_results(tmp_path: Path) -> None:
     tiered.close()
     flat.close()
     backend.close()
-
-
-def test_hit_counts_persist_and_warm_l1_on_open(make_memory: MakeMemory, tmp_path: Path) -> None:
-    store = tmp_path / "warm"
-    first = make_memory(store)
-    ids = first.remember_batch(FACTS)
-    for _ in range(7):
-        first.recall("penicillin allergy", limit=1)
-    first.recall("Boston", limit=1)
-    first.close()
-    second = make_memory(store)
-    assert second.get(ids[0]).hit_count == 7
-    state = second.cache_state()
-    assert [e["id"] for e in state["protected"]] == [ids[0]]  # the 6+ hits rule
-    assert ids[2] in [e["id"] for e in state["probation"]]
-    assert second.recall("penicillin allergy", limit=1)[0].tier == "L1"
 
 
 def test_hit_batches_written_in_the_background_are_all_kept(
@@ -328,29 +242,6 @@ def test_failing_hit_batch_is_logged_and_recall_still_answers(
     assert (
         memory.recall("written after the failure", limit=1)[0].text == "written after the failure"
     )
-
-
-# -- namespaces ----------------------------------------------------------------------------
-
-
-def test_namespaces_never_cross(make_memory: MakeMemory, tmp_path: Path) -> None:
-    store = tmp_path / "ns"
-    alice = make_memory(store, namespace="alice")
-    bob = make_memory(store, namespace="bob")
-    a_id = alice.remember("Alice's locker code is 4471")
-    b_id = bob.remember("Bob's locker code is 9902")
-    assert [h.id for h in alice.recall("locker code", limit=10)] == [a_id]
-    assert [h.id for h in bob.recall("locker code 4471", limit=10)] == [b_id]
-    assert len(alice) == len(bob) == 1
-    assert [m.id for m in alice.list()] == [a_id]
-    for call in (alice.get, alice.forget, alice.history):
-        with pytest.raises(NotFoundError):
-            call(b_id)
-    with pytest.raises(NotFoundError):
-        alice.update(b_id, text="hijacked")
-    assert bob.get(b_id).text == "Bob's locker code is 9902"
-    alice.add_instruction("Call me Al")
-    assert bob.instructions == ""
 
 
 # -- the HNSW index is derived data --------------------------------------------------------
@@ -473,110 +364,7 @@ def test_stale_index_is_caught_up_from_sqlite(make_memory: MakeMemory, tmp_path:
     assert len(reopened) == len(FACTS) - 1
 
 
-# -- embedding spaces ----------------------------------------------------------------------
-
-
-def test_opening_with_another_embedding_model_is_a_clear_error(
-    make_memory: MakeMemory, tmp_path: Path
-) -> None:
-    store = tmp_path / "space"
-    with make_memory(store) as memory:
-        memory.remember_batch(FACTS)
-    with pytest.raises(EmbeddingMismatchError) as info:
-        make_memory(store, embedder=HashingEmbedder(32))
-    message = str(info.value)
-    assert "test:hashing-64" in message and "test:hashing-32" in message
-    assert "reembed" in message
-
-
-def test_reembed_moves_the_store_to_a_new_model(make_memory: MakeMemory, tmp_path: Path) -> None:
-    store = tmp_path / "re"
-    memory = make_memory(store)
-    memory.remember_batch(FACTS)
-    other = make_memory(store, namespace="other")
-    other.remember("Other namespace fact about penicillin")
-    other.close()
-    assert memory.reembed(HashingEmbedder(32)) == len(FACTS) + 1
-    assert memory.recall("penicillin allergy", limit=1)[0].text == FACTS[0]
-    memory.close()
-    reopened = make_memory(store, embedder=HashingEmbedder(32))
-    assert reopened.recall("Sam Boston", limit=1)[0].text == "Sam lives in Boston"
-    with pytest.raises(EmbeddingMismatchError):
-        make_memory(store)
-
-
-def test_texts_are_not_embedded_twice(make_memory: MakeMemory, tmp_path: Path) -> None:
-    embedder = HashingEmbedder()
-    store = tmp_path / "cache"
-    memory = make_memory(store, embedder=embedder)
-    memory.remember_batch(FACTS)
-    assert embedder.texts_embedded == len(FACTS)
-    make_memory(store, embedder=embedder, namespace="b").remember_batch(FACTS)
-    memory.recall("what is the query", limit=2)
-    memory.recall("what is the query", limit=2)
-    assert embedder.texts_embedded == len(FACTS) + 1
-    memory.close()
-    again = make_memory(store, embedder=embedder)
-    again.recall("what is the query", limit=2)  # from the persistent cache
-    assert embedder.texts_embedded == len(FACTS) + 1
-
-
-# -- retrieval modes -------------------------------------------------------------------------
-
-
-def test_modes_and_threshold(memory: SemanticMemory) -> None:
-    memory.remember_batch([*FACTS, "Order ZX-4471 shipped on Tuesday"])
-    lexical = memory.recall("ZX-4471", mode="lexical", limit=3)
-    assert [h.text for h in lexical] == ["Order ZX-4471 shipped on Tuesday"]
-    vector = memory.recall("Sam lives in Boston", mode="vector", limit=3)
-    assert vector[0].score == pytest.approx(vector[0].similarity)
-    hybrid = memory.recall("ZX-4471 Boston", limit=3)
-    assert {"Order ZX-4471 shipped on Tuesday", "Sam lives in Boston"} <= {h.text for h in hybrid}
-    strict = memory.recall("Sam lives in Boston", limit=8, threshold=0.9)
-    assert [h.text for h in strict] == ["Sam lives in Boston"]
-
-
-def test_list_filters(memory: SemanticMemory) -> None:
-    memory.remember("from the chart", metadata={"kind": "chart", "n": 1})
-    memory.remember("from a pdf", source="pdf", metadata={"kind": "doc"})
-    memory.remember("auto fact", source="auto")
-    assert [m.text for m in memory.list(source="pdf")] == ["from a pdf"]
-    assert [m.text for m in memory.list(metadata={"kind": "chart", "n": 1})] == ["from the chart"]
-    assert len(memory.list(limit=2)) == 2 and len(memory.list(limit=2, offset=2)) == 1
-    newest = memory.list()[0].created_at
-    assert memory.list(since=newest)[0].text == "auto fact"
-    assert memory.list(until=newest.timestamp() - 3600) == []
-    with pytest.raises(ValidationError, match="source"):
-        memory.list(source="bogus")
-
-
 # -- properties ------------------------------------------------------------------------------
-
-texts_strategy = st.lists(
-    st.text(alphabet=st.characters(categories=["L", "N", "Zs"]), min_size=1, max_size=60)
-    .map(str.strip)
-    .filter(bool),
-    min_size=1,
-    max_size=25,
-    unique=True,
-)
-
-
-@settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(texts=texts_strategy)
-def test_what_is_remembered_can_be_recalled(
-    tmp_path_factory: pytest.TempPathFactory, texts: list[str]
-) -> None:
-    store = tmp_path_factory.mktemp("prop")
-    with SemanticMemory(str(store), embedder=HashingEmbedder(128)) as memory:
-        ids = memory.remember_batch(texts)
-        assert len(set(ids)) == len(memory) == len(texts)
-        for text, mid in zip(texts, ids, strict=True):
-            hits = memory.recall(text, limit=len(texts), mode="vector")
-            assert mid in {h.id for h in hits}
-            assert memory.get(mid).text == text
 
 
 @settings(max_examples=50, deadline=None)

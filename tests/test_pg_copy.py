@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import FACTS
 from embedders import HashingEmbedder
 from pg_server import cluster_or_skip
 
@@ -15,16 +16,6 @@ from sem_mem.backends.sqlite import SQLiteBackend
 
 pytestmark = pytest.mark.postgres
 
-FACTS = [
-    "The patient is allergic to penicillin",
-    "Sam is a cardiology fellow",
-    "Sam lives in Boston",
-    "The clinic opens at 8am on weekdays",
-    "Metformin is first-line therapy for type 2 diabetes",
-    "Dr. Okafor prefers morning appointments",
-    "The hospital parking garage is on Elm Street",
-    "Warfarin interacts with many antibiotics",
-]
 QUERIES = ["penicillin allergy", "where does Sam live", "clinic hours", "diabetes drug", "parking"]
 
 
