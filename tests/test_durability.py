@@ -34,20 +34,20 @@ print("finished", flush=True)
 def test_sigkill_mid_batch_loses_nothing_committed(tmp_path: Path) -> None:
     store = tmp_path / "crash"
     total, chunk = 40_000, 500
-    proc = subprocess.Popen(
+    with subprocess.Popen(  # closes its pipes on the way out
         [sys.executable, "-c", WRITER, str(store), str(total), str(chunk)],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
         text=True,
         env=python_env(),
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        assert line.strip() != "finished", "the writer finished before it could be killed"
-        if (store / "memory.sqlite3").exists() and _count(store) >= 5 * chunk:
-            break
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            assert line.strip() != "finished", "the writer finished before it could be killed"
+            if (store / "memory.sqlite3").exists() and _count(store) >= 5 * chunk:
+                break
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     on_disk = _count(store)
     assert 5 * chunk <= on_disk < total, "the kill did not land mid-batch"

@@ -239,15 +239,17 @@ def test_sigterm_stops_a_stdio_server_whose_client_keeps_the_pipe_open(
             "clientInfo": {"name": "test", "version": "0"},
         },
     }
-    with (tmp_path / "stderr.log").open("wb") as errlog:
-        proc = subprocess.Popen(
+    with (
+        (tmp_path / "stderr.log").open("wb") as errlog,
+        subprocess.Popen(  # closes its pipes on the way out
             [sys.executable, *_server_args(store, "sigterm")],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=errlog,
             env=_server_env(),
             cwd=str(tmp_path),
-        )
+        ) as proc,
+    ):
         try:
             assert proc.stdin is not None and proc.stdout is not None
             proc.stdin.write(json.dumps(initialize).encode() + b"\n")

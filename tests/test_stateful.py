@@ -62,7 +62,9 @@ def _writer_main(conn: Any) -> None:
             else:
                 memory = Memory(database_url=target, **options)
             with memory:
-                conn.send(("ok", memory.remember(text)))
+                memory_id = memory.remember(text)
+            # answer once closed: the test may delete the store as soon as it has the answer
+            conn.send(("ok", memory_id))
         except Exception as exc:  # reported to the test, which fails with it
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
