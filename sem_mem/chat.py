@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 
 from .auto_memory import AutoMemory, SalienceVerdict, correction_target, is_correction
 from .errors import LLMError, SemMemError
-from .expansion import small_model
 from .llm.base import ChatMessage, ChatModel, ChatResult
 from .llm.prompts import build_instructions, memory_date
 from .types import Recollection
@@ -235,7 +234,7 @@ def _remember_exchange(
     chat_model: ChatModel | None,
     logs: list[str],
 ) -> str | None:
-    auto = AutoMemory(chat_model, judge_model=small_model(memory))
+    auto = AutoMemory(chat_model, judge_model=memory.expander.small_model)
     verdict = auto.evaluate(user_text, assistant_text)
     if not verdict.salient:
         logs.append(f"auto-memory: nothing saved ({verdict.reason})")

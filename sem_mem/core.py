@@ -15,7 +15,6 @@ touching the index at all (same results: the store has not changed since).
 from __future__ import annotations
 
 import atexit
-import hashlib
 import logging
 import math
 import os
@@ -34,6 +33,8 @@ from .cache import SmartCache
 from .config import Settings, resolve_settings
 from .embedders.base import Embedder
 from .errors import LimitExceededError, NotFoundError, ValidationError
+from .expansion import QueryExpander
+from .hashing import text_hash
 from .retrieval import FusionConfig, fuse_candidates, neighbours_within, reciprocal_rank_fusion
 from .types import HistoryEvent, IngestResult, Memory, Recollection
 from .validation import clean_batch, clean_metadata, clean_source, clean_text
@@ -61,10 +62,6 @@ def _close_all_at_exit() -> None:
             memory.close()
         except Exception:  # interpreter shutdown: best effort, SQLite already holds the data
             log.debug("close at exit failed", exc_info=True)
-
-
-def text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class SemanticMemory:
@@ -137,6 +134,8 @@ class SemanticMemory:
         self.cache: SmartCache[StoredMemory] = SmartCache(settings.cache_size)
         #: how hybrid recall fuses vector and full-text candidates (see retrieval.py)
         self.fusion = FusionConfig()
+        #: query expansion: its cached answers and the small model (see expansion.py)
+        self.expander = QueryExpander(settings.expansion_model)
         self._results: OrderedDict[tuple[Any, ...], list[tuple[str, float, float]]] = OrderedDict()
         self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._pending_query_vectors: dict[str, np.ndarray] = {}
@@ -435,9 +434,7 @@ class SemanticMemory:
         self._sync()
         queries = [query]
         if expand_query:
-            from .expansion import expand_query as expand
-
-            alternatives = expand(self, query)
+            alternatives = self.expander.expand(self.chat_model, query)
             queries += alternatives
             if logs is not None:
                 logs.append(

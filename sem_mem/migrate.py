@@ -381,7 +381,7 @@ def _import(
     reuse_vectors: bool,
 ) -> None:
     """Validate, de-duplicate, embed what needs it and add everything in one batch."""
-    from .core import text_hash
+    from .hashing import text_hash
 
     limit_chars = memory.settings.max_text_chars
     limit_meta = memory.settings.max_metadata_bytes

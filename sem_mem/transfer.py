@@ -29,6 +29,7 @@ import numpy as np
 from .backends.base import NewMemory
 from .embedders.base import normalize_rows
 from .errors import ValidationError
+from .hashing import text_hash
 from .types import SOURCES
 from .validation import clean_metadata, clean_text
 
@@ -155,8 +156,6 @@ def import_lines(
 def _to_new_memory(
     memory: SemanticMemory, record: dict[str, Any], number: int, model: str, dims: int
 ) -> NewMemory:
-    from .core import text_hash
-
     try:
         text = clean_text(
             record.get("text"),

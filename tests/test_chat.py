@@ -31,7 +31,6 @@ from sem_mem.errors import (
     ModelNotFoundError,
     ProviderUnavailableError,
 )
-from sem_mem.expansion import expand_query
 from sem_mem.llm.base import ChatMessage
 from sem_mem.llm.chat_completions import ChatCompletionsModel
 from sem_mem.llm.factory import create_chat_model
@@ -364,8 +363,8 @@ def test_expansion_is_cached_and_skipped_when_asked(
 ) -> None:
     memory = responses_memory()
 
-    first = expand_query(memory, "Where do I work?")
-    again = expand_query(memory, "Where do I work?")
+    first = memory.expander.expand(memory.chat_model, "Where do I work?")
+    again = memory.expander.expand(memory.chat_model, "Where do I work?")
     memory.chat_with_memory("Where do I work?", auto_remember=False)
     memory.chat_with_memory("Another question", expand_query=False, auto_remember=False)
 
@@ -401,8 +400,8 @@ def test_missing_expansion_model_falls_back_to_the_chat_model(
 ) -> None:
     with FakeOpenAI(known_models=["llama3.1"], responder=llm) as local:
         memory = make_memory(base_url=local.base_url, chat_model="llama3.1")
-        assert expand_query(memory, "Where do I live?")
-        assert expand_query(memory, "What do I do?")
+        assert memory.expander.expand(memory.chat_model, "Where do I live?")
+        assert memory.expander.expand(memory.chat_model, "What do I do?")
 
         models = [b["model"] for b in local.bodies("/chat/completions")]
         assert models == ["gpt-4.1-mini", "llama3.1", "llama3.1"]  # one 404, then fallback

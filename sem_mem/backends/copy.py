@@ -16,7 +16,6 @@ stored record and a vector recall of the memory's own embedding on both sides.
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EmbeddingMismatchError, StorageError
+from ..hashing import text_hash
 from ..types import HistoryEvent
 from .base import NewMemory, StorageBackend, StoredMemory
 
@@ -66,7 +66,7 @@ def _new_memory(stored: StoredMemory) -> NewMemory:
     return NewMemory(
         text=m.text,
         embedding=stored.embedding,
-        content_hash=hashlib.sha256(m.text.encode("utf-8")).hexdigest(),
+        content_hash=text_hash(m.text),
         metadata=m.metadata,
         source=m.source,
         id=m.id,

@@ -15,7 +15,8 @@ NamespaceForbidden             403     key bound to another namespace; auth off
 NotFoundError                  404     no such memory *in the caller's namespace*
 ConflictError                  409     contradicts stored state
   EmbeddingMismatchError       409     store built with another embedding model
-LimitExceededError, BodyTooLarge 413   names the limit, maximum and actual size
+LimitExceededError             413     names the limit, maximum and actual size
+  BodyTooLarge                 413     a request body over its byte limit
 ValidationError                422     bad input (the message names the field)
   DocumentError                422     damaged/encrypted/unsupported document (+reason)
 ModelNotFoundError             422     the provider does not know the model asked for
@@ -41,7 +42,6 @@ from starlette.exceptions import HTTPException
 
 from .. import errors as core
 from ..ingest import DocumentError
-from .limits import BodyTooLarge
 
 __all__ = [
     "STATUS_BY_CLASS",
@@ -66,7 +66,6 @@ class NamespaceForbidden(Exception):
 STATUS_BY_CLASS: list[tuple[type[BaseException], int]] = [
     (AuthenticationRequired, 401),
     (NamespaceForbidden, 403),
-    (BodyTooLarge, 413),
     (core.LimitExceededError, 413),
     (DocumentError, 422),
     (core.ValidationError, 422),
@@ -85,7 +84,6 @@ STATUS_BY_CLASS: list[tuple[type[BaseException], int]] = [
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 _CODES = {
     core.LimitExceededError: "limit_exceeded",
-    BodyTooLarge: "limit_exceeded",
     core.NotFoundError: "not_found",
     core.AuthenticationError: "upstream_authentication_failed",
     core.RateLimitError: "upstream_rate_limited",
@@ -102,7 +100,7 @@ def _code(exc: BaseException) -> str:
 
 def status_for(exc: BaseException) -> int:
     """The HTTP status for an exception class (500 when none matches)."""
-    if isinstance(exc, HTTPException) and not isinstance(exc, BodyTooLarge):
+    if isinstance(exc, HTTPException) and not isinstance(exc, core.SemMemError):
         return exc.status_code
     for cls, status in STATUS_BY_CLASS:
         if isinstance(exc, cls):
@@ -117,12 +115,12 @@ def error_response(exc: BaseException) -> JSONResponse:
     body: dict[str, Any]
     if status >= 500 and not isinstance(exc, core.SemMemError | HTTPException):
         body = {"error": "internal_error", "detail": "internal server error"}
-    elif isinstance(exc, HTTPException) and not isinstance(exc, BodyTooLarge):
+    elif isinstance(exc, HTTPException) and not isinstance(exc, core.SemMemError):
         body = {"error": _http_code(exc.status_code), "detail": str(exc.detail)}
         headers.update(exc.headers or {})
     else:
         body = {"error": _code(exc), "detail": str(exc)}
-    if isinstance(exc, core.LimitExceededError | BodyTooLarge):
+    if isinstance(exc, core.LimitExceededError):
         body.update(limit=exc.limit, maximum=exc.maximum, actual=exc.actual)
     if isinstance(exc, DocumentError):
         body.update(reason=exc.reason, file=exc.file)

@@ -15,8 +15,9 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, LimitExceededError
 from ..ingest import DEFAULT_MAX_BYTES
+from .errors import error_response
 
 __all__ = ["BodyLimitMiddleware", "BodyTooLarge", "ServerConfig"]
 
@@ -85,17 +86,19 @@ class ServerConfig:
         return "max_body_bytes", self.max_body_bytes
 
 
-class BodyTooLarge(HTTPException):
-    """A request body over its byte limit (answered with 413, naming the limit)."""
+class BodyTooLarge(LimitExceededError, HTTPException):
+    """A request body over its byte limit: a :class:`LimitExceededError` (413, naming the
+    limit, its maximum and the size), and also Starlette's ``HTTPException`` because
+    FastAPI turns any other exception raised while it reads a body into a 400."""
 
     def __init__(self, limit: str, maximum: int, actual: int, *, streamed: bool) -> None:
         seen = f"more than {maximum:,}" if streamed else f"{actual:,}"
-        super().__init__(
-            413, f"request body is {seen} bytes; the limit is {maximum:,} bytes ({limit})"
-        )
-        self.limit = limit
-        self.maximum = maximum
-        self.actual = actual
+        message = f"request body is {seen} bytes; the limit is {maximum:,} bytes ({limit})"
+        LimitExceededError.__init__(self, message, limit=limit, maximum=maximum, actual=actual)
+        HTTPException.__init__(self, 413, message)
+
+    def __str__(self) -> str:  # the message, not HTTPException's "413: ..."
+        return str(self.args[0])
 
 
 class BodyLimitMiddleware:
@@ -112,8 +115,6 @@ class BodyLimitMiddleware:
         name, limit = self.config.body_limit(scope["path"])
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            from .errors import error_response
-
             response = error_response(BodyTooLarge(name, limit, declared, streamed=False))
             await response(scope, receive, send)
             return
