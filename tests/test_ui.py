@@ -38,6 +38,16 @@ def shared_memory(path: str) -> SemanticMemory:
     return SHARED[path]
 
 
+#: HTTP clients opened by the app scripts, closed after each test
+HTTP_CLIENTS: list[HttpClient] = []
+
+
+def http_client(url: str) -> HttpClient:
+    client = HttpClient(url)
+    HTTP_CLIENTS.append(client)
+    return client
+
+
 LOCAL_SCRIPT = """
 from sem_mem.ui.app import run
 from sem_mem.ui.client import local_session_factory
@@ -48,9 +58,9 @@ run(local_session_factory(lambda: shared_memory({store!r})))
 
 API_SCRIPT = """
 from sem_mem.ui.app import run
-from sem_mem.ui.client import HttpClient
+from test_ui import http_client
 
-run(lambda: HttpClient({url!r}))
+run(lambda: http_client({url!r}))
 """
 
 
@@ -60,6 +70,9 @@ def _close_shared() -> Iterator[None]:
     for memory in SHARED.values():
         memory.close()
     SHARED.clear()
+    for client in HTTP_CLIENTS:
+        client.close()
+    HTTP_CLIENTS.clear()
 
 
 @pytest.fixture

@@ -59,11 +59,15 @@ _RUN_ROWS = 16
 def default_cache_dir() -> Path:
     """Where built graphs go when no ``cache_dir`` is given.
 
-    ``$SEMMEM_MODEL_CACHE`` if set, else ``$XDG_CACHE_HOME/sem-mem/models``, else
+    The ``model_cache`` setting (``SEMMEM_MODEL_CACHE``: environment, ``.env`` or
+    Streamlit secrets) if set, else ``$XDG_CACHE_HOME/sem-mem/models``, else
     ``~/.cache/sem-mem/models``.
     """
-    if env := os.environ.get("SEMMEM_MODEL_CACHE"):
-        return Path(env).expanduser()
+    from ..config import resolve_settings
+
+    if configured := resolve_settings().model_cache:
+        return Path(configured).expanduser()
+    # the XDG base directory is the desktop's convention, not a Sem-Mem setting
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "sem-mem" / "models"
 

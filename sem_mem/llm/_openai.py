@@ -8,12 +8,12 @@ error message, and quota errors (429 ``insufficient_quota``) are not retried.
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
+from ..config import resolve_settings
 from ..errors import ConfigurationError
 from .base import ChatModel
 from .errors_map import describe_host, map_openai_error
@@ -60,12 +60,13 @@ def make_client(
 ) -> openai.OpenAI:
     """Build an ``openai.OpenAI`` client with SDK retries off.
 
-    The key is ``api_key`` or else ``OPENAI_API_KEY``. Talking to api.openai.com
+    The key is ``api_key`` or else ``OPENAI_API_KEY`` (resolved like every setting:
+    environment, ``.env``, Streamlit secrets; see :mod:`sem_mem.config`). Talking to api.openai.com
     without a key is a :class:`ConfigurationError`; an OpenAI-compatible server
     (``base_url`` set) may need none, so a placeholder is sent.
     """
     sdk = import_openai()
-    key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+    key = api_key if api_key is not None else resolve_settings().openai_api_key
     if not key:
         if base_url is None:
             raise ConfigurationError(

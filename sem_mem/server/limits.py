@@ -15,6 +15,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..config import read_environment
 from ..errors import ConfigurationError, LimitExceededError
 from ..ingest import DEFAULT_MAX_BYTES
 from .errors import error_response
@@ -53,12 +54,22 @@ class ServerConfig:
     max_concurrency: int = 4
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ServerConfig:
-        """Read ``SEMMEM_*`` variables (``env`` defaults to ``os.environ``); kwargs win."""
-        env = os.environ if env is None else env
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        dotenv_path: str | os.PathLike[str] | None = ".env",
+        secrets_path: str | os.PathLike[str] | None = ".streamlit/secrets.toml",
+        **overrides: Any,
+    ) -> ServerConfig:
+        """Read the ``SEMMEM_*`` variables with the settings' precedence (kwargs >
+        environment > ``.env`` > Streamlit secrets; ``env`` replaces ``os.environ``)."""
+        found = read_environment(
+            _ENV.values(), env=env, dotenv_path=dotenv_path, secrets_path=secrets_path
+        )
         values: dict[str, Any] = {}
         for name, var in _ENV.items():
-            raw = env.get(var)
+            raw = found.get(var)
             if raw is None or raw.strip() == "":
                 continue
             if name == "cors_origins":

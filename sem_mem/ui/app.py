@@ -17,7 +17,6 @@ of their own (an in-process memory with a test embedder).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -62,7 +61,7 @@ def default_client_factory(
     settings = resolve_settings()
     url = api_url or settings.api_url or fallback_api_url
     if url:
-        key = os.environ.get("SEMMEM_API_KEY") or None
+        key = settings.api_key
         return lambda: HttpClient(url, api_key=key)
     storage_dir, namespace = settings.storage_dir, settings.namespace
     return local_session_factory(lambda: _shared_memory(storage_dir, namespace))
