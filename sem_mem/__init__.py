@@ -27,10 +27,13 @@ from .errors import (
 from .types import HistoryEvent, Memory, Recollection
 
 if TYPE_CHECKING:
+    from .async_core import AsyncSemanticMemory
+    from .backends.base import StorageBackend
     from .cache import SmartCache
     from .core import SemanticMemory
     from .decorators import MemoryChat, with_memory, with_rag
     from .embedders.base import Embedder
+    from .llm.base import ChatModel
     from .migrate import migrate_lsh_to_hnsw, migrate_original_sem_mem
 
 __version__ = "0.1.0"
@@ -38,6 +41,9 @@ __version__ = "0.1.0"
 # Public names resolved on first use, so `import sem_mem` stays cheap.
 _LAZY = {
     "SemanticMemory": ("core", "SemanticMemory"),
+    "AsyncSemanticMemory": ("async_core", "AsyncSemanticMemory"),
+    "StorageBackend": ("backends.base", "StorageBackend"),
+    "ChatModel": ("llm.base", "ChatModel"),
     "SmartCache": ("cache", "SmartCache"),
     "Embedder": ("embedders.base", "Embedder"),
     "migrate_lsh_to_hnsw": ("migrate", "migrate_lsh_to_hnsw"),
@@ -48,7 +54,9 @@ _LAZY = {
 }
 
 __all__ = [
+    "AsyncSemanticMemory",
     "AuthenticationError",
+    "ChatModel",
     "ConfigurationError",
     "ConflictError",
     "Embedder",
@@ -67,6 +75,7 @@ __all__ = [
     "SemMemError",
     "SemanticMemory",
     "SmartCache",
+    "StorageBackend",
     "StorageError",
     "ValidationError",
     "migrate_lsh_to_hnsw",

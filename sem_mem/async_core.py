@@ -29,6 +29,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from .core import SemanticMemory
+from .errors import ValidationError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -72,7 +73,7 @@ class AsyncSemanticMemory:
 
     def _init(self, memory: SemanticMemory, max_concurrency: int) -> None:
         if max_concurrency < 1:
-            raise ValueError("max_concurrency must be >= 1")
+            raise ValidationError(f"max_concurrency must be >= 1, got {max_concurrency}")
         self.sync = memory
         self.max_concurrency = max_concurrency
 

@@ -22,6 +22,8 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Generic, TypeVar
 
+from .errors import ValidationError
+
 __all__ = ["SmartCache"]
 
 V = TypeVar("V")
@@ -32,9 +34,9 @@ class SmartCache(Generic[V]):
 
     def __init__(self, capacity: int = 20, *, protected_ratio: float = 0.8) -> None:
         if capacity < 0:
-            raise ValueError(f"cache capacity must be >= 0, got {capacity}")
+            raise ValidationError(f"cache capacity must be >= 0, got {capacity}")
         if not 0.0 < protected_ratio < 1.0:
-            raise ValueError(f"protected_ratio must be in (0, 1), got {protected_ratio}")
+            raise ValidationError(f"protected_ratio must be in (0, 1), got {protected_ratio}")
         self.capacity = capacity
         self.protected_capacity = int(capacity * protected_ratio)
         self._probation: OrderedDict[str, V] = OrderedDict()  # last = most recent

@@ -5,12 +5,16 @@ The tree::
     SemMemError
     ├── ConfigurationError        bad or missing settings, a missing optional extra
     ├── ValidationError           bad input from the caller (also a ValueError)
-    │   └── LimitExceededError    input over a documented size limit (names the limit)
+    │   ├── LimitExceededError    input over a documented size limit (names the limit)
+    │   └── DocumentError         a document that cannot be read (sem_mem.ingest; names
+    │                             the file and the reason: corrupt, encrypted, ...)
     ├── NotFoundError             no memory with that id in this namespace (also a KeyError)
     ├── ConflictError             the operation contradicts stored state
     │   └── EmbeddingMismatchError  store was built with another embedding model/dimension
     ├── StorageError              the store or index could not be read or written
     ├── EmbeddingError            an embedder failed or returned unusable vectors
+    ├── ApiError                  the UI's API server answered with an error or could not
+    │                             be reached (sem_mem.ui.client; ``status``, ``error``)
     └── LLMError                  a chat-model call failed
         ├── AuthenticationError   the provider rejected the key
         ├── ModelNotFoundError    the provider does not know the model

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 __all__ = ["SOURCES", "HistoryEvent", "Memory", "Recollection", "Source", "Tier", "to_datetime"]
 
+#: where a memory came from (``remember(source=...)``); defined once, listed by SOURCES
 Source = Literal["manual", "auto", "pdf", "document", "thread", "import"]
-SOURCES: tuple[str, ...] = ("manual", "auto", "pdf", "document", "thread", "import")
+SOURCES: tuple[Source, ...] = get_args(Source)
 Tier = Literal["L1", "L2"]
 
 
@@ -26,7 +27,7 @@ class Memory:
     text: str
     metadata: dict[str, Any]
     namespace: str
-    source: str
+    source: Source
     created_at: datetime
     updated_at: datetime
     hit_count: int = 0
@@ -69,7 +70,7 @@ class Recollection:
     metadata: dict[str, Any]
     tier: Tier
     created_at: datetime
-    source: str = "manual"
+    source: Source = "manual"
     explain: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:

@@ -213,6 +213,7 @@ async def test_unknown_tool_is_an_error_not_a_crash(client: Client) -> None:
     data(await client.call_tool("list_memories", {"limit": 1}))
 
 
+@pytest.mark.slow  # two servers started one after the other
 async def test_memories_survive_a_restart_and_stay_in_their_namespace(
     client: Client, store: Path, server_log: Path
 ) -> None:

@@ -40,6 +40,8 @@ WORDS = ("apple", "river", "clinic", "boston", "violin", "penicillin", "tuesday"
 texts = st.lists(st.sampled_from(WORDS), min_size=1, max_size=4).map(" ".join)
 MODES = ("hybrid", "vector", "lexical")
 
+pytestmark = pytest.mark.slow  # 30 random sequences of 30 steps per backend
+
 
 def _writer_main(conn: Any) -> None:
     """Another OS process: opens the store for each request, remembers, closes."""
