@@ -40,18 +40,7 @@ from typing import Any
 
 import numpy as np
 
-try:
-    from bench._common import Table, fmt, machine, percentiles_ms, time_each_ms, write_results
-except ModuleNotFoundError:  # run as a script from inside bench/
-    from _common import (  # type: ignore[no-redef]
-        Table,
-        fmt,
-        machine,
-        percentiles_ms,
-        time_each_ms,
-        write_results,
-    )
-
+from bench._common import Table, fmt, machine, percentiles_ms, time_each_ms, write_results
 from sem_mem import SemanticMemory
 from sem_mem.backends.base import StorageBackend
 from sem_mem.config import Settings

@@ -31,20 +31,9 @@ from typing import Any
 import numpy as np
 from tokenizers import Tokenizer
 
+from bench._common import Table, fmt, machine, peak_rss_mb, ratio, write_results
 from sem_mem.embedders import local
 from sem_mem.embedders.local import LocalEmbedder
-
-try:
-    from bench._common import Table, fmt, machine, peak_rss_mb, ratio, write_results
-except ModuleNotFoundError:  # run as a script from inside bench/
-    from _common import (  # type: ignore[no-redef]
-        Table,
-        fmt,
-        machine,
-        peak_rss_mb,
-        ratio,
-        write_results,
-    )
 
 DEFAULT_LOCOMO = Path(__file__).resolve().parents[2] / "shared/data/locomo/locomo_dev5.json"
 _WORDS = [

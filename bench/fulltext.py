@@ -27,20 +27,8 @@ from typing import Any
 
 import numpy as np
 
-try:
-    from bench._common import Table, fmt, machine, percentiles_ms, ratio, write_results
-    from bench.server_load import WORDS
-except ModuleNotFoundError:  # run as a script from inside bench/
-    from _common import (  # type: ignore[no-redef]
-        Table,
-        fmt,
-        machine,
-        percentiles_ms,
-        ratio,
-        write_results,
-    )
-    from server_load import WORDS  # type: ignore[no-redef]
-
+from bench._common import Table, fmt, machine, percentiles_ms, ratio, write_results
+from bench.server_load import WORDS
 from sem_mem import SemanticMemory
 from sem_mem.backends.sqlite import SQLiteBackend
 from sem_mem.embedders.base import Embedder
