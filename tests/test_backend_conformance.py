@@ -824,3 +824,20 @@ def test_recall_filters_in_a_big_namespace_use_the_graph(store: Store) -> None:
     assert len(hits) == 10
     assert all(memory.get(h.id).metadata == {"bucket": 0} for h in hits)
     assert ids[4500] in [h.id for h in hits]  # 4500 % 3 == 0: its own text is nearest
+
+
+def test_export_import_keeps_threads_and_timestamps(store: Store) -> None:
+    _pending_on_postgres(store)
+    memory = store.memory(namespace="src")
+    ids = memory.remember_conversation(CHAT, thread_id="s9", timestamp="2023-05-08T13:56:00")
+    memory.remember("a plain fact", timestamp=1_600_000_000)
+    lines = list(memory.export_jsonl())
+    copy = store.sibling().memory(namespace="dst")
+    assert copy.import_jsonl(lines).imported == 5
+    turns = copy.list(thread_id="s9", newest_first=False)
+    assert [(t.id, t.position, t.speaker) for t in turns] == [
+        (i, n, CHAT[n].get("speaker", CHAT[n].get("role"))) for n, i in enumerate(ids)
+    ]
+    assert turns[0].happened_at.isoformat() == "2023-05-08T13:56:00+00:00"
+    fact = copy.list(source="manual")[0]
+    assert fact.happened_at.timestamp() == 1_600_000_000 and fact.thread_id is None
