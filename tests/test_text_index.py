@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -78,7 +79,19 @@ def test_speaker_field_finds_a_speakers_turns(tmp_path: Path) -> None:
 
 def test_tail_and_committed_score_the_same(tmp_path: Path) -> None:
     rng = random.Random(7)
-    words = "cat dog bird fish adoption running park hiking painting sunrise camping".split()
+    words = [
+        "cat",
+        "dog",
+        "bird",
+        "fish",
+        "adoption",
+        "running",
+        "park",
+        "hiking",
+        "painting",
+        "sunrise",
+        "camping",
+    ]
     docs = [
         TextDoc(
             i,
@@ -105,10 +118,10 @@ def test_tail_and_committed_score_the_same(tmp_path: Path) -> None:
         else:  # committed before: only the statistics moved, by the tail's 5%
             assert score == pytest.approx(committed[label], rel=0.03)
     # Committed documents were scored with the statistics before the tail joined them,
-    # so only near-ties (within that 5% shift) may swap; the top 10 stay the top 10.
+    # so only near-ties may swap (each score moved < 3%); the top 10 stay the top 10.
     assert set(labels(before)[:10]) == set(labels(after)[:10])
     rank = {label: i for i, label in enumerate(labels(after))}
-    for (a, score_a), (b, score_b) in zip(before, before[1:], strict=False):
+    for (a, score_a), (b, score_b) in itertools.pairwise(before):
         if score_a > score_b * 1.06:
             assert rank[a] < rank[b]
     tail_before = [label for label in labels(before) if label > 950]
