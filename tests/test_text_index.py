@@ -455,3 +455,22 @@ def test_search_returns_exactly_the_live_matching_documents(
         assert len(hits) == len(set(labels(hits)))
         assert set(labels(hits)) == expected
         assert [s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
+
+
+def test_reopen_with_the_same_expect_in_another_shape_reuses_the_index(tmp_path: Path) -> None:
+    expect = {"store_id": "s", "namespace": "n", "dims": (384, "f32")}
+    index = open_index(tmp_path / "ix", expect)
+    index.upsert([TextDoc(1, 1, "tidal pools")])
+    index.commit()
+    again = open_index(tmp_path / "ix", {**expect, "dims": [384, "f32"]})
+    assert not again.rebuilt and labels(again.search("tidal", 5)) == [1]
+
+
+def test_bad_documents_are_refused_and_nothing_is_lost(tmp_path: Path) -> None:
+    index = open_index(tmp_path / "ix")
+    index.upsert([TextDoc(1, 1, "northern lights")])
+    with pytest.raises(ValidationError, match="timestamp"):
+        index.upsert([TextDoc(2, 2, "northern sky", timestamp=float("nan"))])
+    with pytest.raises(ValidationError, match="label"):
+        index.upsert([TextDoc(-1, 3, "northern star")])
+    assert labels(index.search("northern", 5)) == [1]

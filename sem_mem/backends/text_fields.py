@@ -109,9 +109,10 @@ def _meta_term(key: str, value: Any) -> str | None:
     canon = _canonical(value)
     if canon is None:
         return None
-    term = f"{key}{META_SEP}{canon}"
+    name = json.dumps(key, ensure_ascii=False)  # quoted, so no key can contain META_SEP
+    term = f"{name}{META_SEP}{canon}"
     if len(term.encode()) > MAX_META_TERM_BYTES:  # keep index terms short; equality survives
-        term = f"{key}{META_SEP}#{hashlib.sha256(term.encode()).hexdigest()}"
+        term = f"{name[:64]}{META_SEP}#{hashlib.sha256(term.encode()).hexdigest()}"
     return term
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import threading
@@ -72,8 +73,12 @@ class TextIndex:
 
     def __init__(self, path: Path, expect: Mapping[str, Any]) -> None:
         self.path = Path(path)
-        self.expect = {**expect, "analyzer": ANALYZER_VERSION, "format": FORMAT}
+        # as JSON gives it back from the sidecar, so that tuples and lists compare equal
+        self.expect = json.loads(
+            json.dumps({**expect, "analyzer": ANALYZER_VERSION, "format": FORMAT})
+        )
         self.rebuilt = False
+        self.rebuilt_reason: str | None = None  # why it was started empty, for logs
         self.committed_seq = 0
         self._lock = threading.RLock()
         self._tail: dict[int, TailEntry] = {}
@@ -131,6 +136,7 @@ class TextIndex:
         fresh = not (self.path / "meta.json").exists() and not (self.path / SIDECAR).exists()
         log.log(logging.INFO if fresh else logging.WARNING, "%s; starting it empty", why)
         self.rebuilt = True
+        self.rebuilt_reason = why
         self._wipe()
 
     def _wipe(self) -> None:
@@ -238,6 +244,8 @@ class TextIndex:
         for doc in docs:
             if doc.label < 0 or doc.seq < 0:
                 raise ValidationError(f"label and seq must be >= 0, got {doc.label}, {doc.seq}")
+            if not math.isfinite(doc.timestamp):
+                raise ValidationError(f"timestamp must be a finite number, got {doc.timestamp}")
         entries = [tail_entry(doc) for doc in docs]
         with self._lock:
             fresh = []
@@ -434,7 +442,10 @@ class TextIndex:
             meta = json.loads((self.path / "meta.json").read_bytes())
             stats["max_doc"] = sum(int(s["max_doc"]) for s in meta["segments"])
             self._clear_tail()
-            self._write_sidecar()
+            try:
+                self._write_sidecar()
+            except OSError as exc:  # tantivy has it; a reopen replays from the older seq
+                raise StorageError(f"cannot write {self.path / SIDECAR}: {exc}") from exc
 
     def _committed_lengths(self, labels: set[int]) -> dict[str, int]:
         """How many of ``labels`` are committed and their field lengths (to subtract)."""
@@ -461,7 +472,12 @@ class TextIndex:
             seq = int(side["committed_seq"])
             if seq <= self.committed_seq:
                 return
-            index.reload()
+            try:
+                index.reload()
+            except BaseException as exc:
+                if not is_tantivy_error(exc):
+                    raise
+                raise StorageError(f"cannot reload the text index at {self.path}") from exc
             self.committed_seq = seq
             self._stats = {k: int(side[k]) for k in ("docs", "len_text", "len_speaker")}
             meta = json.loads((self.path / "meta.json").read_bytes())
