@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from sem_mem.backends.sqlite_rows import STOPWORDS
+from sem_mem.backends.sqlite_rows import STOPWORDS as QUERY_STOPWORDS
 from sem_mem.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -50,6 +50,9 @@ B = 0.75
 SPEAKER_BOOST = 1.5
 MAX_TOKEN_CHARS = 40
 ANALYZER_NAME = "semmem_en"
+# The backend's query stopwords, plus the pieces the tokenizer cuts contractions into
+# ("Caroline's" -> "caroline", "s"): "s" alone was in 38% of 10^5 real turns.
+STOPWORDS = QUERY_STOPWORDS | {"s", "t", "d", "ll", "m", "re", "ve"}
 ANALYZER_VERSION = (
     "simple|remove_long40|lower|ascii_fold|stop:"
     + hashlib.sha256(" ".join(sorted(STOPWORDS)).encode()).hexdigest()[:12]
