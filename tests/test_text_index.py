@@ -257,6 +257,20 @@ def test_a_second_process_sees_commits_after_reload(tmp_path: Path) -> None:
     assert sorted(labels(reader.search("sourdough", 10))) == [2, 3, 4]
 
 
+def test_a_stale_process_commits_on_top_of_another_ones_commit(tmp_path: Path) -> None:
+    first = open_index(tmp_path / "ix")
+    second = open_index(tmp_path / "ix")
+    first.upsert([TextDoc(i, i, f"beekeeping diary {i}") for i in range(1, 31)])
+    first.commit()
+    second.upsert([TextDoc(31, 31, "beekeeping gloves"), TextDoc(5, 32, "honey harvest")])
+    second.commit()  # without a reload in between
+    for index in (second, open_index(tmp_path / "ix")):
+        assert len(index.search("beekeeping", 100)) == 30
+        assert labels(index.search("honey", 10)) == [5]
+    side = json.loads((tmp_path / "ix" / "sidecar.json").read_text())
+    assert (side["docs"], side["committed_seq"]) == (31, 32)
+
+
 def test_reopen_keeps_committed_documents_and_seq(tmp_path: Path) -> None:
     index = open_index(tmp_path / "ix")
     index.upsert([TextDoc(7, 12, "marathon training plan")])

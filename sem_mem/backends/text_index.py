@@ -411,6 +411,7 @@ class TextIndex:
         import tantivy
 
         with self._lock:
+            self.reload()  # another process may have committed: start from its statistics
             if not self._tail and not self._tombstones:
                 return
             index = self._require()
