@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from sem_mem.backends.base import MemoryFilter
 from sem_mem.backends.sqlite_rows import STOPWORDS as QUERY_STOPWORDS
+from sem_mem.backends.sqlite_rows import TIME_EPSILON
 from sem_mem.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -38,6 +40,7 @@ __all__ = [
     "tail_entry",
     "tantivy_document",
     "text_analyzer",
+    "time_bounds",
 ]
 
 K1 = 1.2
@@ -84,15 +87,8 @@ class TextDoc:
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class TextFilter:
-    """Conditions a hit must meet, applied while candidates are generated."""
-
-    source: str | None = None
-    since: float | None = None  # timestamp >= since
-    until: float | None = None  # timestamp < until
-    metadata: Mapping[str, Any] | None = None  # every key JSON-equal
-    thread_id: str | None = None
+# The store's own filter (``list`` and recall share it): one owner for the concept.
+TextFilter = MemoryFilter
 
 
 def _canonical(value: Any) -> str | None:
@@ -225,13 +221,21 @@ def matches(entry: TailEntry, filters: TextFilter | None, meta_terms: Sequence[s
     if filters is None:
         return True
     doc = entry.doc
+    since, until = time_bounds(filters)
     return (
-        (filters.source is None or doc.source == filters.source)
+        (not filters.source or doc.source == filters.source)
         and (filters.thread_id is None or doc.thread_id == filters.thread_id)
-        and (filters.since is None or doc.timestamp >= filters.since)
-        and (filters.until is None or doc.timestamp < filters.until)
+        and (since is None or doc.timestamp >= since)
+        and (until is None or doc.timestamp < until)
         and all(t in entry.meta for t in meta_terms)
     )
+
+
+def time_bounds(filters: TextFilter) -> tuple[float | None, float | None]:
+    """``since``/``until`` with the store's microsecond slack (as ``list`` compares them)."""
+    since = None if filters.since is None else filters.since - TIME_EPSILON
+    until = None if filters.until is None else filters.until - TIME_EPSILON
+    return since, until
 
 
 def tantivy_document(e: TailEntry) -> tantivy.Document:

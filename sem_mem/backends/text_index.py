@@ -55,6 +55,7 @@ from sem_mem.backends.text_fields import (
     tail_entry,
     tantivy_document,
     text_analyzer,
+    time_bounds,
 )
 from sem_mem.errors import StorageError, ValidationError
 
@@ -340,19 +341,20 @@ class TextIndex:
         if filters is None:
             return query
         must = [Q.term_query(schema, "meta", t) for t in meta_terms]
-        if filters.source is not None:
+        if filters.source:
             must.append(Q.term_query(schema, "source", filters.source))
         if filters.thread_id is not None:
             must.append(Q.term_query(schema, "thread", filters.thread_id))
-        if filters.since is not None or filters.until is not None:
+        since, until = time_bounds(filters)
+        if since is not None or until is not None:
             must.append(
                 Q.range_query(
                     schema,
                     "ts",
                     tantivy.FieldType.Float,
-                    filters.since,
-                    filters.until,
-                    include_upper=filters.until is None,
+                    since,
+                    until,
+                    include_upper=until is None,
                 )
             )
         if not must:
