@@ -255,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     md, _ = write_results(
         "text_index",
         title="Per-namespace tantivy text index vs SQLite FTS5",
-        intro=[__doc__.split("\n\n")[1].replace("\n", " ")],
+        intro=[__doc__.split("\n\n")[1].replace("\n", " "), "", __doc__.split("\n\n")[2]],
         tables=tables,
         meta=machine(["tantivy"]),
         data=data,
