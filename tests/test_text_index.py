@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -269,6 +270,37 @@ def test_a_stale_process_commits_on_top_of_another_ones_commit(tmp_path: Path) -
         assert labels(index.search("honey", 10)) == [5]
     side = json.loads((tmp_path / "ix" / "sidecar.json").read_text())
     assert (side["docs"], side["committed_seq"]) == (31, 32)
+
+
+def test_searches_during_commits_always_see_every_document(tmp_path: Path) -> None:
+    index = open_index(tmp_path / "ix")
+    batches = [
+        [TextDoc(b * 50 + i, b * 50 + i, f"origami crane {b} {i}") for i in range(1, 51)]
+        for b in range(4)
+    ]
+    written: list[int] = []
+    failures: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            for batch in batches:
+                index.upsert(batch)
+                written.append(len(batch))
+                index.commit()
+        except BaseException as exc:  # reported by the main thread
+            failures.append(exc)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    searches = 0
+    while thread.is_alive() or searches == 0:
+        floor = sum(written)  # upserted before this search began
+        found = len(index.search("origami", 1000))
+        assert found >= floor
+        searches += 1
+    thread.join()
+    assert not failures
+    assert len(index.search("origami", 1000)) == 200 and index.tail_size == 0
 
 
 def test_reopen_keeps_committed_documents_and_seq(tmp_path: Path) -> None:

@@ -82,6 +82,7 @@ class TextIndex:
         self.rebuilt_reason: str | None = None  # why it was started empty, for logs
         self.committed_seq = 0
         self._lock = threading.RLock()
+        self._commit_lock = threading.Lock()  # one commit at a time in this process
         self._tail: dict[int, TailEntry] = {}
         self._tombstones: dict[int, int] = {}  # label -> seq of the delete
         self._postings: dict[tuple[str, str], set[int]] = {}  # (field, term) -> tail labels
@@ -404,28 +405,33 @@ class TextIndex:
     # ---- commit, reload, reset -----------------------------------------------------------
 
     def commit(self) -> None:
-        """Write the tail into tantivy, then the sidecar, then forget the tail.
+        """Write the tail into tantivy, then the sidecar, then forget what was written.
 
         The caller holds the store's writer lock, so one process commits at a time.
         Every label written is first deleted by term, so committing the same changes
         twice (a replay after a crash before the sidecar) leaves one version of each.
+        Searches go on during tantivy's work (old searcher plus the whole tail); the
+        switch to the new searcher and the smaller tail happens at once.
         """
         import tantivy
 
-        with self._lock:
-            self.reload()  # another process may have committed: start from its statistics
-            if not self._tail and not self._tombstones:
-                return
-            index = self._require()
-            gone = self._committed_lengths(self._shadowed)
-            labels = list(self._tail) + [x for x in self._tombstones if x not in self._tail]
+        with self._commit_lock:
+            with self._lock:
+                self.reload()  # another process may have committed: start from its stats
+                if not self._tail and not self._tombstones:
+                    return
+                index = self._require()
+                tail, tombstones = dict(self._tail), dict(self._tombstones)
+                lengths = dict(self._tail_lengths)
+                gone = self._committed_lengths(self._shadowed)
+            labels = list(tail) + [x for x in tombstones if x not in tail]
             writer = None
             try:
                 writer = index.writer(heap_size=WRITER_HEAP, num_threads=1)
                 writer.delete_documents_by_query(
                     tantivy.Query.term_set_query(index_schema(), "label", labels)
                 )
-                for e in self._tail.values():
+                for e in tail.values():
                     writer.add_document(tantivy_document(e))
                 writer.commit()
                 writer.wait_merging_threads()  # merges end before the sidecar checksums files
@@ -435,20 +441,28 @@ class TextIndex:
                 raise StorageError(f"text index commit failed at {self.path}: {exc}") from exc
             finally:
                 del writer  # releases tantivy's writer lock for other processes
-            index.reload()
-            seqs = [e.doc.seq for e in self._tail.values()] + list(self._tombstones.values())
-            self.committed_seq = max(self.committed_seq, *seqs)
-            stats = self._stats
-            stats["docs"] += len(self._tail) - gone["docs"]
-            for f in FIELDS:
-                stats[f"len_{f}"] += self._tail_lengths[f] - gone[f"len_{f}"]
-            meta = json.loads((self.path / "meta.json").read_bytes())
-            stats["max_doc"] = sum(int(s["max_doc"]) for s in meta["segments"])
-            self._clear_tail()
-            try:
-                self._write_sidecar()
-            except OSError as exc:  # tantivy has it; a reopen replays from the older seq
-                raise StorageError(f"cannot write {self.path / SIDECAR}: {exc}") from exc
+            with self._lock:
+                index.reload()
+                seqs = [e.doc.seq for e in tail.values()] + list(tombstones.values())
+                self.committed_seq = max(self.committed_seq, *seqs)
+                stats = self._stats
+                stats["docs"] += len(tail) - gone["docs"]
+                for f in FIELDS:
+                    stats[f"len_{f}"] += lengths[f] - gone[f"len_{f}"]
+                meta = json.loads((self.path / "meta.json").read_bytes())
+                stats["max_doc"] = sum(int(s["max_doc"]) for s in meta["segments"])
+                # forget what was written, not what changed meanwhile
+                for label, e in tail.items():
+                    if self._tail.get(label) is e:
+                        self._drop(label)
+                for label, seq in tombstones.items():
+                    if self._tombstones.get(label) == seq:
+                        del self._tombstones[label]
+                self._shadowed = self._committed_labels([*self._tail, *self._tombstones])
+                try:
+                    self._write_sidecar()
+                except OSError as exc:  # tantivy has it; a reopen replays from the older seq
+                    raise StorageError(f"cannot write {self.path / SIDECAR}: {exc}") from exc
 
     def _committed_lengths(self, labels: set[int]) -> dict[str, int]:
         """How many of ``labels`` are committed and their field lengths (to subtract)."""
