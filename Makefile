@@ -29,6 +29,8 @@ test-fast: setup
 
 lint: setup
 	$(BIN)/ruff check sem_mem tests bench examples
+	$(BIN)/ruff format --check sem_mem tests bench examples
+	$(BIN)/python -m mypy sem_mem
 
 bench: setup
 	$(BIN)/python -m pip install --quiet -e ".[bench]"

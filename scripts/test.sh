@@ -9,4 +9,6 @@ export SEMMEM_REQUIRE_PG=${SEMMEM_REQUIRE_PG:-1}
 # system packages the browser test drives (Chromium): installed here, never by a test
 bash "$(dirname "$0")/test-setup.sh"
 "$VENV/bin/ruff" check sem_mem tests bench examples
+"$VENV/bin/ruff" format --check sem_mem tests bench examples
+"$VENV/bin/python" -m mypy sem_mem  # strict; see the overrides in pyproject.toml
 "$VENV/bin/python" -m pytest -q "$@"

@@ -23,6 +23,7 @@ Differences from the synchronous API, all forced by ``async``:
 from __future__ import annotations
 
 import asyncio
+import builtins
 import functools
 import inspect
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
@@ -167,7 +168,7 @@ class AsyncSemanticMemory:
         progress: Callable[[int, int], None] | None = None,
         chunk_size: int = 1000,
         timestamp: datetime | str | float | None = None,
-    ) -> list[str]:
+    ) -> builtins.list[str]:  # ``list`` is the operation above
         """Store many memories; returns their ids in order (see ``SemanticMemory``).
 
         With a remote embedder (``needs_key``) a large batch is cut into slices of

@@ -230,7 +230,8 @@ def kmeans(
 def _sq_dist(x: np.ndarray, sq_norms: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """Squared Euclidean distances, n × k, without an n × k × d temporary."""
     d = sq_norms[:, None] - 2.0 * (x @ centroids.T) + (centroids**2).sum(axis=1)[None, :]
-    return np.maximum(d, 0.0)
+    out: np.ndarray = np.maximum(d, 0.0)
+    return out
 
 
 def _bottom_k(items: Iterable[AtlasItem], max_points: int) -> tuple[list[AtlasItem], int]:

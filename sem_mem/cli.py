@@ -158,7 +158,7 @@ def recall(
 ) -> None:
     """Print the memories most relevant to QUERY, best first."""
     with _memory(ctx, storage_dir, namespace) as memory:
-        results = memory.recall(query, limit, threshold=threshold, mode=mode)  # type: ignore[arg-type]
+        results = memory.recall(query, limit, threshold=threshold, mode=mode)
     if as_json:
         _json([r.to_dict() for r in results])
         return

@@ -35,7 +35,7 @@ import socket
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, TypeVar, cast
 
 from .errors import ConfigurationError, SemMemError
 
@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from mcp.server.mcpserver import MCPServer
 
     from .core import SemanticMemory
-    from .types import Memory
+    from .types import Memory, Recollection
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "TOOL_NAMES", "build_server", "main"]
 
@@ -236,7 +236,10 @@ def build_server(memory: "SemanticMemory") -> "MCPServer":
         ] = "hybrid",
     ) -> Recollections:
         """Find the stored memories most relevant to a query, best first."""
-        found = _call(lambda: memory.recall(query, limit, threshold=threshold, mode=mode))
+        found = cast(  # core's ``def list`` hides the builtin from mypy in its annotations
+            "list[Recollection]",
+            _call(lambda: memory.recall(query, limit, threshold=threshold, mode=mode)),
+        )
         return Recollections(
             memories=[
                 Recalled(

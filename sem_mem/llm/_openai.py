@@ -75,7 +75,10 @@ def make_client(
             )
         key = NO_KEY_PLACEHOLDER
     try:
-        return sdk.OpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
+        client: openai.OpenAI = sdk.OpenAI(
+            api_key=key, base_url=base_url, timeout=timeout, max_retries=0
+        )
+        return client
     except sdk.OpenAIError as exc:
         raise ConfigurationError(f"could not configure the OpenAI client: {exc}") from exc
 

@@ -72,7 +72,7 @@ def _session_client(factory: Callable[[], MemoryClient]) -> MemoryClient:
     if client is None:
         client = factory()
         st.session_state[_CLIENT_KEY] = client
-    return client  # type: ignore[no-any-return]
+    return client
 
 
 def _init_state(state: Any) -> None:

@@ -23,7 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -41,6 +41,10 @@ if TYPE_CHECKING:
 
     from ..core import SemanticMemory
     from ..decorators import MemoryChat
+    from ..types import HistoryEvent, Recollection
+
+# _CORE_LIST: SemanticMemory's ``def list`` shadows the builtin inside core.py, so mypy cannot
+# read the ``list[...]`` return types declared there (strict pending in core.py): cast here.
 
 __all__ = [
     "ApiError",
@@ -303,7 +307,8 @@ class LocalClient(MemoryClient):
             web_search=web_search,
             auto_remember=auto_remember,
         )
-        return ChatReply(response, response_id, [m.to_dict() for m in memories], list(logs))
+        used = cast("list[Recollection]", memories)  # see _CORE_LIST
+        return ChatReply(response, response_id, [m.to_dict() for m in used], list(logs))
 
     def remember(self, text: str, metadata: Mapping[str, Any] | None = None) -> str:
         return self.memory.remember(text, metadata)
@@ -311,7 +316,8 @@ class LocalClient(MemoryClient):
     def recall(
         self, query: str, *, limit: int = 5, threshold: float | None = None
     ) -> list[dict[str, Any]]:
-        return [r.to_dict() for r in self.memory.recall(query, limit, threshold=threshold)]
+        hits = self.memory.recall(query, limit, threshold=threshold)
+        return [r.to_dict() for r in cast("list[Recollection]", hits)]  # see _CORE_LIST
 
     def instructions(self) -> str:
         return self.memory.instructions
@@ -368,7 +374,8 @@ class LocalClient(MemoryClient):
         self.memory.forget(memory_id)
 
     def history(self, memory_id: str) -> list[dict[str, Any]]:
-        return [e.to_dict() for e in self.memory.history(memory_id)]
+        events = self.memory.history(memory_id)
+        return [e.to_dict() for e in cast("list[HistoryEvent]", events)]  # see _CORE_LIST
 
     def export_jsonl(self) -> Iterator[bytes]:
         return (line.encode("utf-8") for line in self.memory.export_jsonl())
