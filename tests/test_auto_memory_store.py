@@ -138,6 +138,7 @@ def minilm() -> Iterator[object]:
         yield LocalEmbedder(cache_dir=cache)
 
 
+@pytest.mark.slow
 def test_the_seeds_correction_with_the_default_local_embedder(
     make_memory: Callable[..., SemanticMemory], minilm: object
 ) -> None:

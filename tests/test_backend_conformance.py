@@ -614,6 +614,7 @@ uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on")).run(sock
 """
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_two_api_server_processes_share_one_database(pg_url: str, tmp_path: Path) -> None:
     """Two uvicorn processes on 127.0.0.1 (a load balancer's view): a memory written

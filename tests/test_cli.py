@@ -184,6 +184,7 @@ def test_serve_refuses_public_bind_without_keys(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--allow-unauthenticated" in result.stderr
 
 
+@pytest.mark.slow
 def test_real_subprocess_recall(tmp_path: Path) -> None:
     """`python -m sem_mem.cli` as a user runs it (local embedder, real process)."""
     env = python_env()

@@ -31,6 +31,7 @@ print("finished", flush=True)
 """
 
 
+@pytest.mark.slow
 def test_sigkill_mid_batch_loses_nothing_committed(tmp_path: Path) -> None:
     store = tmp_path / "crash"
     total, chunk = 40_000, 500
@@ -103,6 +104,7 @@ def test_concurrent_threads_lose_no_writes(memory: SemanticMemory) -> None:
     assert memory.recall("thread 3 fact 59", limit=1, mode="vector")[0].text == "thread 3 fact 59"
 
 
+@pytest.mark.slow
 def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
     store = tmp_path / "two"
     SemanticMemory(str(store), embedder=HashingEmbedder()).close()

@@ -516,6 +516,7 @@ paragraphs = st.lists(sentences, min_size=1, max_size=8)
 documents = st.lists(paragraphs, min_size=1, max_size=8)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(
     documents,
@@ -547,6 +548,7 @@ def test_every_short_sentence_survives_whole_in_a_chunk(
             assert any(sentence in chunk for chunk in chunks)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(
     st.text(max_size=3000),

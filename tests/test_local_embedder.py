@@ -120,6 +120,7 @@ def _token_ids(text: str) -> list[int]:
 # --- correctness -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_matches_numpy_reference_forward_pass(embedder: LocalEmbedder) -> None:
     # One batch, so the shorter sentences are padded: padding must not leak into results.
     got = embedder.embed_batch(SENTENCES)
@@ -235,6 +236,7 @@ def test_cached_graph_is_reused(embedder: LocalEmbedder, cache_dir: Path) -> Non
     assert sorted(p.name for p in cache_dir.iterdir()) == [embedder.onnx_path.name]
 
 
+@pytest.mark.slow
 def test_corrupt_cached_graph_is_rebuilt(embedder: LocalEmbedder, tmp_path: Path) -> None:
     broken = LocalEmbedder(cache_dir=tmp_path)
     good = embedder.onnx_path.read_bytes()
@@ -299,6 +301,7 @@ def int8_embedder(cache_dir: Path) -> LocalEmbedder:
     return emb
 
 
+@pytest.mark.slow
 def test_int8_is_its_own_embedding_space_with_its_own_graph(
     embedder: LocalEmbedder, int8_embedder: LocalEmbedder
 ) -> None:

@@ -538,6 +538,7 @@ def test_chat_with_a_fake_openai_server(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- option 2
 
 
+@pytest.mark.slow
 def test_uvicorn_server_app_option_2(tmp_path: Path) -> None:
     """The seed's flow: `uvicorn server:app` from the repo root, then call it."""
     env = python_env()

@@ -453,6 +453,7 @@ filters_st = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops_st, st.lists(st.sampled_from([*WORDS, "ann"]), min_size=1, max_size=3), filters_st)
 def test_search_returns_exactly_the_live_matching_documents(
