@@ -322,3 +322,53 @@ def test_the_store_runs_on_postgresql() -> None:
             assert store.list_namespaces() == [("users", "alice"), ("users", "bob")]
         finally:
             store.close()
+
+
+# -- under an agent ---------------------------------------------------------------------------
+
+
+def test_a_langgraph_agent_keeps_memories_with_langmem_tools(store: SemMemStore) -> None:
+    """A LangChain/LangGraph agent (create_agent, LangGraph's successor to
+    create_react_agent) with LangMem's manage/search memory tools, its chat model an
+    OpenAI-compatible server: what it remembers for one user lands in that user's
+    namespace and is found again in a later run, and never in another user's."""
+    pytest.importorskip("langmem")
+    pytest.importorskip("langchain_openai")
+    from fake_openai import FakeOpenAI, ToolCall
+    from langchain.agents import create_agent
+    from langchain_openai import ChatOpenAI
+    from langmem import create_manage_memory_tool, create_search_memory_tool
+
+    def responder(body: dict[str, Any]) -> Any:
+        last = body["messages"][-1]
+        if last["role"] == "tool":
+            return f"done: {last['content']}"
+        text = last["content"] if isinstance(last["content"], str) else ""
+        if text.startswith("remember"):
+            return ToolCall("manage_memory", {"content": text.removeprefix("remember ")})
+        return ToolCall("search_memory", {"query": text})
+
+    namespace = ("memories", "{langgraph_user_id}")
+    with FakeOpenAI(api_key="sk-test", responder=responder) as server:
+        model = ChatOpenAI(model="gpt-test", api_key="sk-test", base_url=server.base_url)
+        agent = create_agent(
+            model,
+            tools=[create_manage_memory_tool(namespace), create_search_memory_tool(namespace)],
+            store=store,
+        )
+        alice = {"configurable": {"langgraph_user_id": "alice"}}
+        bob = {"configurable": {"langgraph_user_id": "bob"}}
+        agent.invoke({"messages": [("user", "remember Alice is vegetarian")]}, alice)
+        agent.invoke({"messages": [("user", "remember Bob loves steak")]}, bob)
+
+        saved = store.search(("memories", "alice"))
+        assert [item.value["content"] for item in saved] == ["Alice is vegetarian"]
+        result = agent.invoke({"messages": [("user", "what does she eat?")]}, alice)
+    answer = result["messages"][-1].content
+    assert "Alice is vegetarian" in answer and "steak" not in answer
+    tool_calls = [r.body for r in server.requests if r.path == "/v1/chat/completions"]
+    assert {t["function"]["name"] for t in tool_calls[0]["tools"]} == {
+        "manage_memory",
+        "search_memory",
+    }
+    assert store.list_namespaces() == [("memories", "alice"), ("memories", "bob")]
