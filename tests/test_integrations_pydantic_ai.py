@@ -87,7 +87,7 @@ def test_remember_recall_forget_round_trip(memory: SemanticMemory) -> None:
         toolsets=[memory_toolset(memory)],
     )
     assert agent.run_sync("go").output == "done"
-    assert [r["text"] for r in seen["recalled"]][0] == "The user's sister is called Maya"
+    assert seen["recalled"][0]["text"] == "The user's sister is called Maya"
     assert all(set(r) == {"id", "text", "score", "timestamp"} for r in seen["recalled"])
     assert [m.text for m in memory.list()] == ["The user's sister is called Maya"]
 
