@@ -148,7 +148,7 @@ def test_an_agent_run_through_runner_uses_the_session_and_the_tools(
                 name="assistant",
                 instructions="Use your memory tools.",
                 model=OpenAIResponsesModel(model="gpt-test", openai_client=client),
-                tools=memory_tools(memory),
+                tools=memory_tools(memory, session=session),
             )
             first = await Runner.run(
                 agent, "remember I am vegetarian", session=session, run_config=config
@@ -181,3 +181,6 @@ def test_an_agent_run_through_runner_uses_the_session_and_the_tools(
     assert said[-1].startswith("assistant: tool said:") and "Maya" in said[-1]
     recalled = json.loads(requests[-1]["input"][-1]["output"])
     assert "The user's sister is called Maya" in [hit["text"] for hit in recalled]
+    # with session=, recall leaves out this session's own turns (already in context)
+    own = {t.id for t in memory.list(thread_id="chat-9")}
+    assert own and not own & {hit["id"] for hit in recalled}

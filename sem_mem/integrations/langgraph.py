@@ -25,8 +25,8 @@ How LangGraph's model maps onto Sem-Mem's:
   fields are missing) are kept and listed but, as in LangGraph's own stores, come after
   every scored item in a query search, with ``score=None``.
 * ``search(prefix, query=...)`` is Sem-Mem's hybrid recall (vector + full text) in every
-  namespace under ``prefix``; results carry its score and are merged by it (cosine
-  similarity breaking ties, since a namespace's best hit always scores 1). Without a
+  namespace under ``prefix``; results carry its score (normalised over the candidates
+  of their namespace) and are merged by it, cosine similarity breaking ties. Without a
   query it lists items, newest first. ``filter`` follows LangGraph's rules (exact match,
   nested dicts, ``$eq``, ``$ne``, ``$gt``, ``$gte``, ``$lt``, ``$lte``): exact matches on
   top-level string and number fields are handed to recall's metadata filter, which
@@ -253,8 +253,8 @@ class SemMemStore(BaseStore):
                 more_scored, more_scoreless = self._recall(ns, op.query, want, condition, pushed)
                 scored += more_scored
                 scoreless += more_scoreless
-            # hybrid scores are relative to their namespace (its best hit scores 1), so
-            # several namespaces interleave by that score, cosine similarity breaking ties
+            # hybrid scores are normalised over each namespace's own candidates, so
+            # several namespaces interleave by them, cosine similarity breaking ties
             scored.sort(key=lambda entry: (-entry[0], -entry[1]))
             scoreless.sort(key=lambda item: item.updated_at, reverse=True)
             ranked = [item for _, _, item in scored] + scoreless

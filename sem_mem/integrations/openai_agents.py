@@ -38,7 +38,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..core import SemanticMemory
+from ..core import MAX_RECALL_LIMIT, SemanticMemory
 from ..errors import NotFoundError, ValidationError
 from ._common import companion, missing_extra, open_memory, sibling
 
@@ -244,13 +244,24 @@ def _plain(item: Any, index: int) -> dict[str, Any]:
         raise ValidationError(f"items[{index}] is not JSON-serialisable: {exc}") from exc
 
 
-def memory_tools(memory: Any, *, limit: int = 5) -> list[FunctionTool]:
+def memory_tools(
+    memory: Any, *, limit: int = 5, session: SemMemSession | None = None
+) -> list[FunctionTool]:
     """``remember``, ``recall`` and ``forget`` as SDK function tools on ``memory``.
 
     ``memory`` is a ``SemanticMemory`` or ``AsyncSemanticMemory``; the tools read and
-    write its namespace only. ``recall`` returns at most ``limit`` memories.
+    write its namespace only. ``recall`` returns at most ``limit`` memories. With
+    ``session``, ``recall`` leaves out that session's own turns: the model already has
+    them in its context, and they would crowd out what it does not know.
     """
     engine, _ = open_memory(memory, None, None)
+
+    def search(query: str) -> list[Any]:
+        if session is None:
+            return engine.recall(query, limit)
+        own = len(engine.list(thread_id=session.session_id, limit=MAX_RECALL_LIMIT))
+        hits = engine.recall(query, min(MAX_RECALL_LIMIT, limit + own))
+        return [h for h in hits if h.thread_id != session.session_id][:limit]
 
     @function_tool
     async def remember(text: str) -> str:
@@ -270,7 +281,7 @@ def memory_tools(memory: Any, *, limit: int = 5) -> list[FunctionTool]:
         Args:
             query: What to look for, in plain words.
         """
-        hits = await asyncio.to_thread(engine.recall, query, limit)
+        hits = await asyncio.to_thread(search, query)
         return json.dumps(
             [{"id": h.id, "text": h.text, "score": round(h.score, 4)} for h in hits],
             ensure_ascii=False,
