@@ -372,3 +372,24 @@ def test_a_langgraph_agent_keeps_memories_with_langmem_tools(store: SemMemStore)
         "search_memory",
     }
     assert store.list_namespaces() == [("memories", "alice"), ("memories", "bob")]
+
+
+def test_two_writers_of_one_key_are_healed(store: SemMemStore, tmp_path: Path) -> None:
+    """Two processes that put the same new key at the same moment can both add it; the
+    store then reads the newest and the next put leaves exactly one."""
+    store.put(("u",), "k", {"text": "first writer"})
+    other = SemanticMemory(
+        str(tmp_path / "store"),
+        namespace=store.sem_mem_namespace(("u",)),
+        embedder=HashingEmbedder(),
+    )
+    try:
+        other.remember("second writer", {"text": "second writer", KEY_FIELD: "k"})
+        assert len(other) == 2
+        item = store.get(("u",), "k")
+        assert item is not None and item.value["text"] in {"first writer", "second writer"}
+        store.put(("u",), "k", {"text": "settled"})
+        assert len(other) == 1
+        assert [i.value for i in store.search(("u",))] == [{"text": "settled"}]
+    finally:
+        other.close()
