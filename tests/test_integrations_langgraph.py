@@ -393,3 +393,28 @@ def test_two_writers_of_one_key_are_healed(store: SemMemStore, tmp_path: Path) -
         assert [i.value for i in store.search(("u",))] == [{"text": "settled"}]
     finally:
         other.close()
+
+
+def test_a_run_of_puts_is_checked_whole_and_the_last_put_of_a_key_wins(
+    store: SemMemStore,
+) -> None:
+    store.put(("u",), "kept", {"text": "already here"})
+    with pytest.raises(ValidationError, match="reserved field"):
+        store.batch(
+            [
+                PutOp(("u",), "a", {"text": "one"}),
+                PutOp(("u",), "kept", None),
+                PutOp(("v",), "b", {KEY_FIELD: "bad"}),
+            ]
+        )
+    assert [i.key for i in store.search(("u",))] == ["kept"]  # nothing of the run stored
+    store.batch(
+        [
+            PutOp(("u",), "a", {"text": "one"}),
+            PutOp(("v",), "b", {"text": "two"}),
+            PutOp(("u",), "a", {"text": "one, again"}),
+            PutOp(("u",), "kept", None),
+        ]
+    )
+    assert [(i.key, i.value["text"]) for i in store.search(("u",))] == [("a", "one, again")]
+    assert [i.key for i in store.search(("v",))] == ["b"]

@@ -145,15 +145,30 @@ class SemMemStore(BaseStore):
     # ------------------------------------------------------------------ BaseStore
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
-        """Run the operations in order; one result per operation."""
+        """Run the operations in order; one result per operation.
+
+        Consecutive puts are written together: for each namespace, the new keys are
+        committed in one transaction (as ``remember_batch`` does), after every value of
+        the run was checked, so a bad value stores nothing of its run.
+        """
         results: list[Result] = []
+        ops = list(ops)
         for op in ops:
             validate_op_namespace(op)
+        i = 0
+        while i < len(ops):
+            op = ops[i]
+            if isinstance(op, PutOp):  # a run of puts is written together
+                j = i
+                while j < len(ops) and isinstance(ops[j], PutOp):
+                    j += 1
+                self._put_many(ops[i:j])  # type: ignore[arg-type]
+                results += [None] * (j - i)
+                i = j
+                continue
+            i += 1
             if isinstance(op, GetOp):
                 results.append(self._get(op))
-            elif isinstance(op, PutOp):
-                self._put(op)
-                results.append(None)
             elif isinstance(op, SearchOp):
                 results.append(self._search(op))
             elif isinstance(op, ListNamespacesOp):
@@ -198,13 +213,37 @@ class SemMemStore(BaseStore):
         found = self._find(self._engine(op.namespace), op.key)
         return _item(found[0], op.namespace) if found else None
 
-    def _put(self, op: PutOp) -> None:
-        engine = self._engine(op.namespace)
-        found = self._find(engine, op.key)
+    def _put_many(self, ops: Sequence[PutOp]) -> None:
+        # the last put of a key wins, as in LangGraph's own stores
+        latest: dict[tuple[tuple[str, ...], str], PutOp] = {}
+        for op in ops:
+            latest.pop((tuple(op.namespace), op.key), None)
+            latest[(tuple(op.namespace), op.key)] = op
+        plans = []
+        for op in latest.values():
+            engine = self._engine(op.namespace)
+            plans.append((engine, op, self._prepare(engine, op)))  # check all, then write
+        new: dict[int, tuple[SemanticMemory, list[str], list[dict[str, Any]]]] = {}
+        for engine, op, prepared in plans:
+            found = self._find(engine, op.key)
+            if prepared is None:
+                for memory in found:
+                    engine.forget(memory.id)
+            elif found:
+                engine.update(found[0].id, text=prepared[0], metadata=prepared[1])
+                for extra in found[1:]:  # heal a race between two writers of one key
+                    engine.forget(extra.id)
+            else:
+                entry = new.setdefault(id(engine), (engine, [], []))
+                entry[1].append(prepared[0])
+                entry[2].append(prepared[1])
+        for engine, texts, metas in new.values():
+            engine.remember_batch(texts, metas, dedupe=False)
+
+    def _prepare(self, engine: SemanticMemory, op: PutOp) -> tuple[str, dict[str, Any]] | None:
+        """(text, metadata) of a put, checked; None for a delete."""
         if op.value is None:
-            for memory in found:
-                engine.forget(memory.id)
-            return
+            return None
         if not isinstance(op.value, Mapping):
             raise ValidationError(f"value must be a dict, got {type(op.value).__name__}")
         clash = [name for name in _RESERVED if name in op.value]
@@ -217,12 +256,8 @@ class SemMemStore(BaseStore):
         if text is None:
             text = json.dumps(dict(op.value), sort_keys=True, ensure_ascii=False) or op.key
             metadata[UNINDEXED_FIELD] = True
-        if found:
-            engine.update(found[0].id, text=text, metadata=metadata)
-            for extra in found[1:]:  # heal a race between two writers of one key
-                engine.forget(extra.id)
-        else:
-            engine.remember(text, metadata, dedupe=False)
+        texts, metas = engine.validate_batch([text], [metadata])
+        return texts[0], metas[0]
 
     def _text(self, value: Mapping[str, Any], index: Any) -> str | None:
         """The searchable text of ``value``; None when nothing is to be indexed."""
@@ -308,16 +343,18 @@ class SemMemStore(BaseStore):
         engine = self._engine(namespace)
         out: list[SearchItem] = []
         offset = 0
+        # an exact filter is applied by the store: one page of ``want`` is the answer
+        size = want if exact else _PAGE
         while len(out) < want:
-            page = engine.list(metadata=pushed or None, limit=_PAGE, offset=offset)
+            page = engine.list(metadata=pushed or None, limit=min(size, 10_000), offset=offset)
             for memory in page:
                 if KEY_FIELD in memory.metadata and (
                     exact or _matches(_value(memory.metadata), condition)
                 ):
                     out.append(_item(memory, namespace))
-            if len(page) < _PAGE:
+            if len(page) < min(size, 10_000):
                 break
-            offset += _PAGE
+            offset += len(page)
         return out[:want]
 
     # ------------------------------------------------------------------ list namespaces
