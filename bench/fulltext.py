@@ -30,7 +30,7 @@ import numpy as np
 from bench._common import Table, fmt, machine, percentiles_ms, ratio, write_results
 from bench.server_load import WORDS
 from sem_mem import SemanticMemory
-from sem_mem.backends.sqlite import SQLiteBackend
+from sem_mem.backends import sqlite as sqlite_backend
 from sem_mem.embedders.base import Embedder
 
 DIM = 384
@@ -65,33 +65,34 @@ def main(argv: Sequence[str] | None = None) -> None:
     work = Path(tempfile.mkdtemp(prefix="fulltext-"))
     figures: dict[str, Any] = {"n": args.n, "queries": args.queries, "runs": {}}
     try:
-        backend = SQLiteBackend(work / "store")
-        memory = SemanticMemory(backend=backend, embedder=RandomVectors())
+        memory = SemanticMemory(str(work / "store"), embedder=RandomVectors())
         start = time.perf_counter()
         for s in range(0, len(texts), 10_000):
             memory.remember_batch(texts[s : s + 10_000], dedupe=False)
         figures["build_s"] = time.perf_counter() - start
         for query, _ in queries:  # embed every query once, untimed
             memory.recall(query, 10, mode="vector")
-        settings = {"pruning off (before)": 10**12, "pruning on": backend.fts_common_min}
-        for mode in ("hybrid", "lexical"):
-            for name, cap in settings.items():
-                backend.fts_common_min = cap
-                times, found = [], 0
-                for query, tag in queries:
-                    memory._results.clear()  # benchmark only: search every time
-                    started = time.perf_counter()
-                    results = memory.recall(query, 10, mode=mode)
-                    times.append((time.perf_counter() - started) * 1000)
-                    found += any(r.text.endswith(tag) for r in results)
-                p50, p99 = percentiles_ms(times)
-                figures["runs"][f"{mode} / {name}"] = {
-                    "p50_ms": p50,
-                    "p99_ms": p99,
-                    "found": found,
-                }
+        settings = {"pruning off (before)": 10**12, "pruning on": sqlite_backend.FTS_COMMON_MIN}
+        try:
+            for mode in ("hybrid", "lexical"):
+                for name, cap in settings.items():
+                    sqlite_backend.FTS_COMMON_MIN = cap
+                    times, found = [], 0
+                    for query, tag in queries:
+                        memory._results.clear()  # benchmark only: search every time
+                        started = time.perf_counter()
+                        results = memory.recall(query, 10, mode=mode)
+                        times.append((time.perf_counter() - started) * 1000)
+                        found += any(r.text.endswith(tag) for r in results)
+                    p50, p99 = percentiles_ms(times)
+                    figures["runs"][f"{mode} / {name}"] = {
+                        "p50_ms": p50,
+                        "p99_ms": p99,
+                        "found": found,
+                    }
+        finally:
+            sqlite_backend.FTS_COMMON_MIN = settings["pruning on"]
         memory.close()
-        backend.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
