@@ -32,25 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-try:
-    from bench._common import Table, fmt, machine, median, percentiles_ms, ratio, write_results
-    from bench.server_load import WORDS
-except ModuleNotFoundError:  # run as a script from inside bench/
-    from _common import (  # type: ignore[no-redef]
-        Table,
-        fmt,
-        machine,
-        median,
-        percentiles_ms,
-        ratio,
-        write_results,
-    )
-    from server_load import WORDS  # type: ignore[no-redef]
-
 from langgraph.store.base import BaseStore, PutOp
 from langgraph.store.memory import InMemoryStore
 
+from bench._common import Table, fmt, machine, median, percentiles_ms, ratio, write_results
+from bench.server_load import WORDS
 from sem_mem.embedders.base import Embedder
 from sem_mem.integrations.langgraph import SemMemStore
 

@@ -43,7 +43,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from ..core import MAX_RECALL_LIMIT, SemanticMemory
 from ..errors import ConfigurationError, ValidationError
@@ -200,7 +200,9 @@ class SemMemStore(BaseStore):
 
     def _namespaces(self) -> list[tuple[str, ...]]:
         """Every LangGraph namespace under the root that holds an item."""
-        found = (decode(self.root, name) for name in self.memory.backend.namespaces())
+        # cast: the backends' ``def list`` hides the builtin from mypy in their annotations
+        names = cast("list[str]", self.memory.backend.namespaces())
+        found = (decode(self.root, name) for name in names)
         return sorted(ns for ns in found if ns is not None)
 
     # ------------------------------------------------------------------ items
@@ -317,7 +319,10 @@ class SemMemStore(BaseStore):
         ][:want]
         exact = _split_filter(condition)[1]
         limit = want + len(unindexed) if exact else MAX_RECALL_LIMIT
-        hits = engine.recall(query, limit=min(limit, MAX_RECALL_LIMIT), metadata=pushed or None)
+        hits = cast(  # core's ``def list`` hides the builtin from mypy in its annotations
+            "list[Any]",
+            engine.recall(query, limit=min(limit, MAX_RECALL_LIMIT), metadata=pushed or None),
+        )
         scored = []
         for hit in hits:
             if hit.metadata.get(UNINDEXED_FIELD) or KEY_FIELD not in hit.metadata:

@@ -36,7 +36,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from ..core import MAX_RECALL_LIMIT, SemanticMemory
 from ..errors import NotFoundError, ValidationError
@@ -260,7 +260,8 @@ def memory_tools(
         if session is None:
             return engine.recall(query, limit)
         own = len(engine.list(thread_id=session.session_id, limit=MAX_RECALL_LIMIT))
-        hits = engine.recall(query, min(MAX_RECALL_LIMIT, limit + own))
+        # cast: core's ``def list`` hides the builtin from mypy in its annotations
+        hits = cast("list[Any]", engine.recall(query, min(MAX_RECALL_LIMIT, limit + own)))
         return [h for h in hits if h.thread_id != session.session_id][:limit]
 
     @function_tool
