@@ -3,7 +3,9 @@ FunctionModel (the model doubles Pydantic AI ships for exactly this)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -25,6 +27,19 @@ from pydantic_ai.models.test import TestModel
 from sem_mem import SemanticMemory
 from sem_mem.async_core import AsyncSemanticMemory
 from sem_mem.integrations.pydantic_ai import memory_toolset
+
+
+@pytest.fixture(autouse=True)
+def _close_the_loop_run_sync_leaves() -> Iterator[None]:
+    """``Agent.run_sync`` makes a new event loop current and never closes it; once another
+    loop replaces it, the garbage collector reports it (and its sockets) unclosed."""
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+    if not loop.is_running():
+        loop.close()
+        asyncio.set_event_loop(None)
 
 
 def test_tools_have_typed_arguments_and_docstring_descriptions(memory: SemanticMemory) -> None:
