@@ -501,11 +501,12 @@ class SemanticMemory:
 
         Records read from the store on the way are left in ``fetched`` for hydration.
         """
-        vector_hits = (
-            self.backend.vector_search(self.namespace, vector, pool, ef=max(pool, 64))
-            if mode in ("hybrid", "vector")
-            else []
-        )
+        vector_hits: list[tuple[str, float]] = []
+        if mode in ("hybrid", "vector"):
+            vector_hits, rows = self.backend.vector_search_stored(
+                self.namespace, vector, pool, ef=max(pool, 64), rows=limit
+            )
+            fetched.update(rows)
         lexical_hits = (
             self.backend.lexical_search(self.namespace, query, pool)
             if mode in ("hybrid", "lexical")

@@ -573,33 +573,40 @@ def test_pg_migrations_are_applied_once_by_concurrent_openers(pg_url: str) -> No
     assert errors == [] and len(opened) == 4
     assert len({b.store_id for b in opened}) == 1
     with psycopg.connect(pg_url) as conn:
-        versions = conn.execute("SELECT version FROM schema_migrations").fetchall()
-    assert versions == [(1,)]
+        versions = conn.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()
+    from sem_mem.backends.postgres_schema import MIGRATIONS
+
+    assert versions == [(v,) for v, _, _ in MIGRATIONS]  # each one exactly once
     for b in opened:
         b.close()
 
 
 @pytest.mark.postgres
-def test_pg_uses_the_hnsw_index_and_refuses_nul(pg_url: str) -> None:
+def test_pg_uses_the_hnsw_index_and_refuses_nul(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import psycopg
-    from pgvector.psycopg import register_vector
 
+    import sem_mem.backends.postgres as pg
     from sem_mem.backends.postgres import PostgresBackend, redact_url
+    from sem_mem.backends.postgres_schema import namespace_index_name
 
+    monkeypatch.setattr(pg, "EXACT_SEARCH_MAX", 100)
     memory = SemanticMemory(backend=PostgresBackend(pg_url), embedder=HashingEmbedder())
-    memory.remember_batch(FACTS)
+    filler = [f"note {i} on ward rounds and topic {i % 13}" for i in range(1000)]
+    memory.remember_batch([*FACTS, *filler])
     with pytest.raises(ValidationError, match="NUL"):
         memory.remember("bad \x00 text")
-    assert len(memory) == len(FACTS)
-    with psycopg.connect(pg_url) as conn:
-        register_vector(conn)
-        conn.execute("SET enable_seqscan = off")
-        plan = conn.execute(
-            "EXPLAIN SELECT id, embedding <=> %s AS distance FROM memories "
-            "WHERE namespace = 'default' AND status = 'active' ORDER BY distance LIMIT 5",
-            (np.ones(64, dtype=np.float32),),
-        ).fetchall()
-    assert "memories_embedding_hnsw" in " ".join(r[0] for r in plan)
+    assert len(memory) == len(FACTS) + len(filler)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("ANALYZE memories")
+    query = "When does the clinic open on weekdays?"
+    vector_plan, text_plan = memory.backend.explain(  # type: ignore[attr-defined]
+        "default", query, memory.embedder.encode([query])[0]
+    )
+    assert namespace_index_name("default") in vector_plan
+    assert "memories_tsv" in text_plan
+    assert memory.recall(query, limit=1, mode="lexical")[0].text.startswith("The clinic")
     assert redact_url("postgresql://u:secret@h/db") == "postgresql://u:***@h/db"
     assert "secret" not in json.dumps(memory.stats(), default=str)
     memory.close()
@@ -687,32 +694,46 @@ def test_pg_bulk_load_builds_the_index_once_and_a_lost_index_is_rebuilt(
     import psycopg
 
     import sem_mem.backends.postgres as pg
+    from sem_mem.backends.postgres_schema import namespace_index_name
 
-    def index_exists() -> bool:
+    def index_exists(namespace: str = "default") -> bool:
         with psycopg.connect(pg_url) as conn:
-            return (
-                conn.execute("SELECT to_regclass(%s)", (pg.HNSW_INDEX,)).fetchone()[0] is not None
-            )
+            name = namespace_index_name(namespace)
+            return conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0] is not None
 
     monkeypatch.setattr(pg, "BULK_LOAD_MIN", 100)
     monkeypatch.setattr(pg, "EXACT_SEARCH_MAX", 10)
     backend = pg.PostgresBackend(pg_url)
     memory = SemanticMemory(backend=backend, embedder=HashingEmbedder())
     memory.remember("a first fact")
+    assert not index_exists()  # a small namespace is searched exactly
     built: list[bool] = []
     texts = [f"bulk fact number {i} about topic {i % 7}" for i in range(300)]
     ids = memory.remember_batch(
         texts, chunk_size=100, progress=lambda d, t: built.append(index_exists())
     )
     assert built[-3:] == [False, False, False]  # loaded without the index...
-    assert index_exists()  # ...which is built once at the end
+    assert index_exists()  # ...which is built once at the end, for this namespace only
+    assert not index_exists("other")
     assert len(memory) == 301
-    assert memory.recall(texts[123], limit=1, mode="vector")[0].id == ids[123]
+    # (the hashing embedder gives texts 74 and 123 the same vector: either may come first)
+    assert ids[123] in [r.id for r in memory.recall(texts[123], limit=2, mode="vector")]
+    other = SemanticMemory(
+        backend=backend,
+        embedder=HashingEmbedder(),
+        settings=memory.settings.with_overrides(namespace="other"),
+    )
+    few = other.remember_batch([f"other fact {i}" for i in range(12)])  # crosses the limit
+    assert index_exists("other")
+    assert other.recall("other fact 7", limit=1, mode="vector")[0].id == few[7]
     with psycopg.connect(pg_url, autocommit=True) as conn:  # as if a load had crashed midway
-        conn.execute(f"DROP INDEX {pg.HNSW_INDEX}")
+        conn.execute(f"DROP INDEX {namespace_index_name('default')}")
     assert memory.recall(texts[42], limit=1, mode="vector")[0].id == ids[42]  # exact meanwhile
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM vector_indexes")
     reopened = pg.PostgresBackend(pg_url)
-    assert index_exists()
+    assert index_exists() and index_exists("other")
     reopened.close()
+    other.close()
     memory.close()
     backend.close()

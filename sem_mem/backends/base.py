@@ -148,6 +148,17 @@ class StorageBackend(ABC):
     ) -> list[tuple[str, float]]:
         """Up to ``k`` active memories nearest to ``vector``: (id, cosine similarity)."""
 
+    def vector_search_stored(
+        self, namespace: str, vector: np.ndarray, k: int, *, ef: int | None = None, rows: int = 0
+    ) -> tuple[list[tuple[str, float]], dict[str, StoredMemory]]:
+        """:meth:`vector_search`, plus the stored memories of up to the best ``rows`` hits.
+
+        A backend that can return rows with the candidates at no extra cost (PostgreSQL:
+        one statement instead of a search and a hydration round trip) does; the default
+        returns none and the caller reads what it still needs with :meth:`get_many`.
+        """
+        return self.vector_search(namespace, vector, k, ef=ef), {}
+
     @abstractmethod
     def lexical_search(self, namespace: str, query: str, k: int) -> list[tuple[str, float]]:
         """Up to ``k`` active memories by full-text relevance: (id, score, higher is better)."""

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import threading
 import time
@@ -59,11 +58,14 @@ from ..errors import (
 from ..types import HistoryEvent, Memory, to_datetime
 from .base import AddResult, ListQuery, NewMemory, StorageBackend, StoredMemory
 from .postgres_schema import (
-    HNSW_INDEX,
     HNSW_MAX_DIMENSIONS,
     MIGRATION_LOCK,
+    NAMESPACE_INDEX_PREFIX,
     apply_migrations,
-    vector_index_statements,
+    column_type_statements,
+    namespace_index_name,
+    namespace_index_statement,
+    namespace_lexeme,
 )
 from .sqlite_rows import canonical_json, content_words, json_path, sql_value
 
@@ -75,6 +77,14 @@ log = logging.getLogger("sem_mem.store")
 EXACT_SEARCH_MAX = 2048
 #: pgvector's upper bound for hnsw.ef_search
 _EF_SEARCH_LIMIT = 1000
+#: full text ranks at most this many matches of the AND query, then of the OR query
+LEXICAL_CANDIDATES = 1000
+#: a word in more than this share of memories (and more than FTS_COMMON_MIN of them) is
+#: left out of full-text queries, as in the embedded backend: it barely ranks, costs much
+FTS_COMMON_SHARE = 0.01
+FTS_COMMON_MIN = 5_000
+#: how long word statistics (``pg_stats``, refreshed by ANALYZE) are reused, seconds
+_STATS_TTL = 300.0
 #: an ``add`` of at least this many memories, and at least as many as the store holds,
 #: loads without the HNSW index and builds it once at the end (see ``bulk_load``)
 BULK_LOAD_MIN = 10_000
@@ -177,6 +187,53 @@ def _row_to_memory(row: Sequence[Any]) -> Memory:
 
 def _stored(row: Sequence[Any]) -> StoredMemory:
     return StoredMemory(_row_to_memory(row), _vector(row[12]))
+
+
+def _tsquery_lexeme(lexeme: str) -> str:
+    """A lexeme quoted for tsquery input (``'`` doubled, ``\\`` escaped)."""
+    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _vector_sql(namespace: str, k: int, indexed: bool) -> str:
+    """The vector search of :meth:`PostgresBackend.vector_search_stored`.
+
+    Result columns: those of ``_stored`` (0-12), then the cosine distance (13). Through
+    the namespace's own index the namespace is a literal (the partial index's predicate
+    must be implied by constants); the exact scan takes it as a parameter and breaks
+    distance ties by insertion order.
+    """
+    if indexed:
+        where = "m.namespace = '" + namespace.replace("'", "''") + "'"
+        order = "d"
+    else:
+        where = "m.namespace = %(ns)s"
+        order = "d, m.label"
+    return (
+        "SELECT s.id, s.text, s.metadata, s.namespace, s.source, s.created_at, s.updated_at, "
+        "coalesce(h.hit_count, 0), h.last_accessed, s.status, s.superseded_by, "
+        "s.embedding_model, s.embedding, s.d FROM ("
+        "SELECT m.id, m.text, m.metadata, m.namespace, m.source, m.created_at, m.updated_at, "
+        "m.status, m.superseded_by, m.embedding_model, m.embedding, m.label, "
+        "m.embedding <=> %(v)s AS d FROM memories AS m "
+        f"WHERE {where} AND m.status = 'active' ORDER BY {order} LIMIT {int(k)}"
+        ") AS s LEFT JOIN memory_hits AS h ON h.id = s.id ORDER BY s.d, s.label"
+    )
+
+
+#: full text: the AND set first (bounded), the OR set only if the AND set has < k rows
+#: (a one-time filter: the second scan does not run otherwise); both ranked by ts_rank
+#: of the OR query (ts_rank_cd, 3-4x slower, measured no better on conversations)
+_LEXICAL_SQL = (
+    "WITH a AS MATERIALIZED ("
+    "SELECT m.id, m.label, ts_rank(m.tsv, %(rank)s::tsquery) AS r FROM memories AS m "
+    "WHERE m.tsv @@ %(all)s::tsquery AND m.status = 'active' AND m.namespace = %(ns)s "
+    "LIMIT %(bound)s), "
+    "o AS (SELECT m.id, m.label, ts_rank(m.tsv, %(rank)s::tsquery) AS r FROM memories AS m "
+    "WHERE (SELECT count(*) FROM a) < %(k)s AND m.tsv @@ %(any)s::tsquery "
+    "AND m.status = 'active' AND m.namespace = %(ns)s LIMIT %(bound)s) "
+    "SELECT id, r FROM (SELECT id, label, r FROM a UNION SELECT id, label, r FROM o) AS u "
+    "ORDER BY r DESC, label LIMIT %(k)s"
+)
 
 
 def _check_storable(text: str, meta_json: str, field: str = "text") -> None:
@@ -311,9 +368,16 @@ class PostgresBackend(StorageBackend):
             raise
         self._bulk_depth = 0
         self._ef_by_conn: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+        #: namespaces that have their own HNSW index, and the version of that list seen
+        self._indexed: frozenset[str] = frozenset()
+        self._indexes_version: tuple[int, float] | None = None
+        #: full-text helpers: word -> lexemes (from PostgreSQL's own stemmer), and the
+        #: store-wide share of memories holding each common lexeme (from pg_stats)
+        self._lexemes: dict[str, tuple[str, ...]] = {}
+        self._common: tuple[float, dict[str, float]] = (-_STATS_TTL, {})
         self._pool = _Pool(self._new_connection, pool_size, timeout=60.0)
         self._pool.add(first)
-        self._ensure_index()
+        self._ensure_indexes()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -396,11 +460,12 @@ class PostgresBackend(StorageBackend):
             )
 
     def _set_space(self, conn: Any, model_id: str, dimensions: int) -> None:
-        """Record the space, type the vector column and (re)build the HNSW index."""
-        conn.execute(f"SET LOCAL maintenance_work_mem = '{_BUILD_MEMORY}'")
-        for statement in vector_index_statements(
-            dimensions, self.hnsw_m, self.hnsw_ef_construction
-        ):
+        """Record the space and type the vector column, dropping the vector indexes.
+
+        The caller runs :meth:`_ensure_indexes` after committing, which builds them anew.
+        """
+        self._drop_indexes(conn, None)
+        for statement in column_type_statements(dimensions):
             conn.execute(statement)
         conn.execute(
             "INSERT INTO meta (key, value) VALUES ('embedding_model', %s), ('embedding_dim', %s), "
@@ -411,44 +476,110 @@ class PostgresBackend(StorageBackend):
 
     @contextmanager
     def bulk_load(self) -> Iterator[None]:
-        """Load many memories without maintaining the HNSW index; build it once at the end.
+        """Load many memories without building vector indexes as namespaces grow; build
+        each missing one once at the end, after ``ANALYZE``.
 
-        Re-entrant. Other processes keep working meanwhile: their searches are exact
-        scans until the index is back. The index is rebuilt even if the load fails
-        (whatever was committed stays).
+        Re-entrant. Other processes keep working meanwhile: a namespace without its index
+        is searched exactly (slower, never wrong).
         """
-        if self._bulk_depth:
-            self._bulk_depth += 1
-            try:
-                yield
-            finally:
-                self._bulk_depth -= 1
-            return
-        with self._conn() as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-            conn.execute(f"DROP INDEX IF EXISTS {HNSW_INDEX}")
-        self._bulk_depth = 1
+        self._bulk_depth += 1
         try:
             yield
         finally:
-            self._bulk_depth = 0
-            self._ensure_index()
+            self._bulk_depth -= 1
+            if not self._bulk_depth:
+                # fresh statistics: the dedupe and full-text plans (and the word
+                # statistics full text prunes by) must not be built on an empty table
+                with self._conn() as conn:
+                    conn.execute("ANALYZE memories")
+                self._common = (-_STATS_TTL, {})
+                self._ensure_indexes()
 
-    def _ensure_index(self) -> None:
-        """Build the HNSW index if the bound space should have one and it is missing."""
+    def _drop_indexes(self, conn: Any, namespace: str | None) -> None:
+        """Drop the HNSW index of ``namespace`` (None: of every namespace)."""
+        if namespace is None:
+            names = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT indexname FROM pg_indexes WHERE tablename = 'memories' "
+                    "AND indexname LIKE %s",
+                    (NAMESPACE_INDEX_PREFIX + "%",),
+                ).fetchall()
+            ]
+            conn.execute("DELETE FROM vector_indexes")
+        else:
+            names = [namespace_index_name(namespace)]
+            conn.execute("DELETE FROM vector_indexes WHERE namespace = %s", (namespace,))
+        for name in names:
+            conn.execute(f"DROP INDEX IF EXISTS {name}")
+
+    def _ensure_indexes(self, namespaces: Sequence[str] | None = None) -> None:
+        """Build the HNSW index of every namespace (or of ``namespaces``) that has more
+        than ``EXACT_SEARCH_MAX`` active memories and no index yet.
+
+        ``CREATE INDEX CONCURRENTLY``: writers and readers of every namespace carry on
+        meanwhile. A session advisory lock per namespace lets one process build while
+        others skip it; a build that failed halfway (an invalid index) is dropped first.
+        """
         with self._conn() as conn:
             space = self._space(conn)
             if space is None or space[1] > HNSW_MAX_DIMENSIONS:
                 return
-            if conn.execute("SELECT to_regclass(%s)", (HNSW_INDEX,)).fetchone()[0] is not None:
+            rows = conn.execute(
+                "SELECT s.namespace FROM namespace_stats AS s "
+                "LEFT JOIN vector_indexes AS v ON v.namespace = s.namespace "
+                "WHERE s.active > %s AND v.namespace IS NULL "
+                "AND (%s::text[] IS NULL OR s.namespace = ANY(%s::text[]))",
+                (EXACT_SEARCH_MAX, namespaces, namespaces),
+            ).fetchall()
+            if not rows:
+                self._load_indexes(conn)
                 return
+            m, ef_construction = self._index_params(conn)
+            for (namespace,) in rows:
+                self._build_index(conn, namespace, m, ef_construction)
+            self._load_indexes(conn)
+
+    def _build_index(self, conn: Any, namespace: str, m: int, ef_construction: int) -> None:
+        name = namespace_index_name(namespace)
+        key = int(name[len(NAMESPACE_INDEX_PREFIX) :][:15], 16)
+        if not conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
+            return  # another process is building it
+        try:
+            valid = conn.execute(
+                "SELECT i.indisvalid FROM pg_index AS i WHERE i.indexrelid = to_regclass(%s)",
+                (name,),
+            ).fetchone()
+            if valid is not None and not valid[0]:
+                conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
             started = time.perf_counter()
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-                conn.execute(f"SET LOCAL maintenance_work_mem = '{_BUILD_MEMORY}'")
-                m, ef_construction = self._index_params(conn)
-                conn.execute(vector_index_statements(space[1], m, ef_construction)[-1])
-            log.info("built the HNSW index in %.1f s", time.perf_counter() - started)
+            conn.execute(f"SET maintenance_work_mem = '{_BUILD_MEMORY}'")
+            try:
+                conn.execute(
+                    namespace_index_statement(namespace, m, ef_construction, concurrently=True)
+                )
+            finally:
+                conn.execute("RESET maintenance_work_mem")
+            conn.execute(
+                "INSERT INTO vector_indexes (namespace, index_name, built_at) VALUES (%s, %s, %s) "
+                "ON CONFLICT (namespace) DO UPDATE SET index_name = excluded.index_name, "
+                "built_at = excluded.built_at",
+                (namespace, name, time.time()),
+            )
+            log.info(
+                "built the HNSW index of namespace %r in %.1f s",
+                namespace,
+                time.perf_counter() - started,
+            )
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+    def _load_indexes(self, conn: Any, version: tuple[int, float] | None = None) -> None:
+        """Learn which namespaces have their own HNSW index (a stale answer only costs
+        speed: a namespace searched without its index is scanned exactly)."""
+        rows = conn.execute("SELECT namespace, built_at FROM vector_indexes").fetchall()
+        self._indexed = frozenset(r[0] for r in rows)
+        self._indexes_version = version or (len(rows), max((r[1] for r in rows), default=0.0))
 
     def _index_params(self, conn: Any) -> tuple[int, int]:
         """(M, ef_construction) recorded when the space was bound (else this object's)."""
@@ -475,8 +606,14 @@ class PostgresBackend(StorageBackend):
     ) -> list[AddResult]:
         if len(items) >= BULK_LOAD_MIN and not self._bulk_depth:
             with self._conn() as conn:
-                stored = conn.execute("SELECT coalesce(sum(active), 0) FROM namespace_stats")
-                big = len(items) >= int(stored.fetchone()[0])
+                if len(items) >= self._active(conn, namespace):
+                    # maintaining the graph row by row is an order of magnitude slower
+                    # than building it once: this namespace is searched exactly meanwhile
+                    with conn.transaction():
+                        self._drop_indexes(conn, namespace)
+                    big = True
+                else:
+                    big = False
             if big:
                 with self.bulk_load():
                     return self.add(
@@ -491,7 +628,19 @@ class PostgresBackend(StorageBackend):
                 results.extend(self._insert(conn, namespace, chunk, seq, model, dedupe))
             if on_commit is not None:
                 on_commit(len(results))
+        if not self._bulk_depth and namespace not in self._indexed:
+            with self._conn() as conn:
+                big = self._active(conn, namespace) > EXACT_SEARCH_MAX
+            if big:
+                self._ensure_indexes([namespace])
         return results
+
+    @staticmethod
+    def _active(conn: Any, namespace: str) -> int:
+        row = conn.execute(
+            "SELECT active FROM namespace_stats WHERE namespace = %s", (namespace,)
+        ).fetchone()
+        return int(row[0]) if row else 0
 
     def _insert(
         self,
@@ -556,7 +705,9 @@ class PostgresBackend(StorageBackend):
                 hits.append((memory_id, namespace, item.hit_count))
             fresh.setdefault((item.content_hash, meta_json), memory_id)
             event = "imported" if item.id else "created"
-            history.append((memory_id, namespace, event, item.text, meta_json, now, item.source))
+            history.append(
+                (memory_id, namespace, event, item.text, item.metadata, now, item.source)
+            )
             out.append(AddResult(memory_id, True))
         if refreshed:
             conn.execute("UPDATE memories SET updated_at = %s WHERE id = ANY(%s)", (now, refreshed))
@@ -572,11 +723,13 @@ class PostgresBackend(StorageBackend):
                 except self._error as exc:
                     raise StorageError(f"could not add memories: {exc}") from exc
         with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO history (memory_id, namespace, event, text, metadata, at, detail) "
-                "VALUES (%s, %s, %s, %s, %s::jsonb, %s, %s)",
-                history,
-            )
+            with cur.copy(
+                "COPY history (memory_id, namespace, event, text, metadata, at, detail) "
+                "FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(["text", "text", "text", "text", "jsonb", "float8", "text"])
+                for event in history:
+                    copy.write_row(event)
             if hits:
                 cur.executemany(
                     "INSERT INTO memory_hits (id, namespace, hit_count) VALUES (%s, %s, %s)", hits
@@ -709,73 +862,154 @@ class PostgresBackend(StorageBackend):
     def vector_search(
         self, namespace: str, vector: np.ndarray, k: int, *, ef: int | None = None
     ) -> list[tuple[str, float]]:
+        return self.vector_search_stored(namespace, vector, k, ef=ef)[0]
+
+    def vector_search_stored(
+        self, namespace: str, vector: np.ndarray, k: int, *, ef: int | None = None, rows: int = 0
+    ) -> tuple[list[tuple[str, float]], dict[str, StoredMemory]]:
+        """Candidates and the rows of the best ``rows`` of them in one statement.
+
+        A namespace with its own HNSW index (above ``EXACT_SEARCH_MAX`` active memories)
+        is searched through it with ``hnsw.ef_search = max(ef, k)``: the index holds
+        exactly the namespace's active memories, so nothing is filtered away after the
+        scan. Any other namespace is scanned exactly. The statement names the namespace
+        and ``k`` as constants (the partial index is matched against them, and a generic
+        plan of ``LIMIT $n`` would look costlier than it is); it is prepared once per
+        connection.
+        """
         if k <= 0:
-            return []
+            return [], {}
         query = np.ascontiguousarray(vector, dtype=np.float32)
+        indexed = namespace in self._indexed and k <= _EF_SEARCH_LIMIT
         with self._conn() as conn:
-            row = conn.execute(
-                "SELECT (SELECT active FROM namespace_stats WHERE namespace = %s), "
-                "(SELECT sum(active) FROM namespace_stats), "
-                "(SELECT value FROM meta WHERE key = 'embedding_dim')",
-                (namespace,),
-            ).fetchone()
-            in_namespace, in_store, dim = int(row[0] or 0), int(row[1] or 0), row[2]
-            if in_namespace == 0 or dim is None:
-                return []
-            wanted = min(k, in_namespace)
-            ef_search = self._ef_search(k, ef, in_namespace, in_store, int(dim))
-            rows: list[tuple[str, float]] = []
-            if ef_search is not None:
+            if indexed:
+                ef_search = min(max(ef or self.hnsw_ef, k), _EF_SEARCH_LIMIT)
                 # a session setting, remembered per pooled connection: no extra round trips
                 if self._ef_by_conn.get(conn) != ef_search:
                     conn.execute(
                         "SELECT set_config('hnsw.ef_search', %s, false)", (str(ef_search),)
                     )
                     self._ef_by_conn[conn] = ef_search
-                rows = conn.execute(
-                    "SELECT id, embedding <=> %s AS distance FROM memories "
-                    "WHERE namespace = %s AND status = 'active' ORDER BY distance LIMIT %s",
-                    (query, namespace, k),
-                ).fetchall()
-            if len(rows) < wanted:
-                rows = self._exact_search(conn, namespace, query, k)
-        return [(memory_id, 1.0 - float(distance)) for memory_id, distance in rows]
-
-    def _ef_search(
-        self, k: int, ef: int | None, in_namespace: int, in_store: int, dim: int
-    ) -> int | None:
-        """The ``hnsw.ef_search`` for a filtered index scan, or None for an exact scan."""
-        if in_namespace <= EXACT_SEARCH_MAX or dim > HNSW_MAX_DIMENSIONS:
-            return None
-        share = in_namespace / max(in_store, in_namespace)
-        needed = max(ef or self.hnsw_ef, k, math.ceil(2 * k / share))
-        return needed if needed <= _EF_SEARCH_LIMIT else None
-
-    @staticmethod
-    def _exact_search(
-        conn: Any, namespace: str, query: np.ndarray, k: int
-    ) -> list[tuple[str, float]]:
-        # OFFSET 0 fences the subquery, so the sort cannot be served by the HNSW index
-        return conn.execute(  # type: ignore[no-any-return]
-            "SELECT id, distance FROM (SELECT id, label, embedding <=> %s AS distance "
-            "FROM memories WHERE namespace = %s AND status = 'active' OFFSET 0) AS s "
-            "ORDER BY distance, label LIMIT %s",
-            (query, namespace, k),
-        ).fetchall()
+            with conn.cursor(binary=True) as cur:
+                cur.execute(
+                    _vector_sql(namespace, k, indexed),
+                    {"v": query, "ns": namespace},
+                    prepare=True,
+                )
+                found = cur.fetchall()
+        hits = [(r[0], 1.0 - float(r[13])) for r in found]
+        return hits, {r[0]: _stored(r) for r in found[:rows]}
 
     def lexical_search(self, namespace: str, query: str, k: int) -> list[tuple[str, float]]:
-        match = tsquery_text(query)
-        if match is None or k <= 0:
+        """Full-text candidates ranked with ``ts_rank`` (see :func:`_LEXICAL_SQL`).
+
+        Words too common to rank by are left out, using PostgreSQL's own statistics of
+        the ``tsv`` column; memories holding every remaining word are ranked first, and
+        only when fewer than ``k`` do, those holding any of them. Each set is bounded by
+        ``LEXICAL_CANDIDATES``. The namespace is a lexeme of the query, so one GIN scan
+        finds the namespace's matches without touching other namespaces'.
+        """
+        words = content_words(query)
+        if not words or k <= 0:
             return []
         with self._conn() as conn:
+            lexemes = self._query_lexemes(conn, words)
+            if not lexemes:
+                return []
+            any_of = " | ".join(lexemes)
+            every = " & ".join(lexemes)
+            ns = _tsquery_lexeme(namespace_lexeme(namespace))
             rows = conn.execute(
-                "SELECT m.id, ts_rank_cd(m.tsv, q) AS rank "
-                "FROM memories AS m, to_tsquery('english', %s) AS q "
-                "WHERE m.tsv @@ q AND m.namespace = %s AND m.status = 'active' "
-                "ORDER BY rank DESC, m.label LIMIT %s",
-                (match, namespace, k),
+                _LEXICAL_SQL,
+                {
+                    "all": f"{ns} & {every}",
+                    "any": f"{ns} & ({any_of})",
+                    "rank": any_of,
+                    "ns": namespace,
+                    "k": k,
+                    "bound": LEXICAL_CANDIDATES,
+                },
+                prepare=True,
             ).fetchall()
         return [(memory_id, float(rank)) for memory_id, rank in rows]
+
+    def _query_lexemes(self, conn: Any, words: list[str]) -> list[str]:
+        """The query's lexemes (quoted for tsquery) without the too common ones."""
+        unknown = [w for w in words if w not in self._lexemes]
+        if unknown:
+            for word, lexemes in conn.execute(
+                "SELECT w, tsvector_to_array(to_tsvector('english', w)) "
+                "FROM unnest(%s::text[]) AS w",
+                (unknown,),
+            ).fetchall():
+                if len(self._lexemes) > 100_000:
+                    self._lexemes.clear()
+                self._lexemes[word] = tuple(lexemes)
+        lexemes = list(dict.fromkeys(x for w in words for x in self._lexemes.get(w, ())))
+        common = self._common_lexemes(conn)
+        rare = [x for x in lexemes if x not in common]
+        if not rare:  # every word is common: rank by the two rarest
+            rare = sorted(lexemes, key=lambda x: common.get(x, 0.0))[:2]
+        return [_tsquery_lexeme(x) for x in rare]
+
+    def _common_lexemes(self, conn: Any) -> dict[str, float]:
+        """Lexemes in too many memories to rank by, with their share (from pg_stats)."""
+        loaded, common = self._common
+        if time.monotonic() - loaded < _STATS_TTL:
+            return common
+        row = conn.execute(
+            "SELECT s.most_common_elems::text::text[], s.most_common_elem_freqs, c.reltuples "
+            "FROM pg_stats AS s JOIN pg_class AS c ON c.relname = s.tablename "
+            "AND c.relnamespace = to_regnamespace(s.schemaname) "
+            "WHERE s.schemaname = current_schema() AND s.tablename = 'memories' "
+            "AND s.attname = 'tsv'"
+        ).fetchone()
+        common = {}
+        if row is not None and row[0] is not None:
+            total = max(float(row[2]), 0.0)
+            floor = max(FTS_COMMON_SHARE, FTS_COMMON_MIN / total) if total > 0 else 1.0
+            common = {
+                lexeme: float(freq)
+                for lexeme, freq in zip(row[0], row[1], strict=False)
+                if float(freq) > floor
+            }
+        self._common = (time.monotonic(), common)
+        return common
+
+    def explain(self, namespace: str, query: str, vector: np.ndarray, k: int = 50) -> list[str]:
+        """``EXPLAIN (ANALYZE, BUFFERS)`` of the vector and full-text statements a recall
+        of ``query`` runs in ``namespace`` (for operators and the closing notes)."""
+        out = []
+        indexed = namespace in self._indexed
+        with self._conn() as conn:
+            if indexed:
+                conn.execute(
+                    "SELECT set_config('hnsw.ef_search', %s, false)",
+                    (str(min(max(self.hnsw_ef, k), _EF_SEARCH_LIMIT)),),
+                )
+                self._ef_by_conn.pop(conn, None)
+            plan = conn.execute(
+                f"EXPLAIN (ANALYZE, BUFFERS) {_vector_sql(namespace, k, indexed)}",
+                {"v": np.ascontiguousarray(vector, dtype=np.float32), "ns": namespace},
+            ).fetchall()
+            out.append("\n".join(r[0] for r in plan))
+            lexemes = self._query_lexemes(conn, content_words(query))
+            if lexemes:
+                ns = _tsquery_lexeme(namespace_lexeme(namespace))
+                any_of = " | ".join(lexemes)
+                plan = conn.execute(
+                    f"EXPLAIN (ANALYZE, BUFFERS) {_LEXICAL_SQL}",
+                    {
+                        "all": f"{ns} & {' & '.join(lexemes)}",
+                        "any": f"{ns} & ({any_of})",
+                        "rank": any_of,
+                        "ns": namespace,
+                        "k": k,
+                        "bound": LEXICAL_CANDIDATES,
+                    },
+                ).fetchall()
+                out.append("\n".join(r[0] for r in plan))
+        return out
 
     def list(self, namespace: str, query: ListQuery) -> list[Memory]:
         where, args = ["m.namespace = %s"], [namespace]
@@ -912,11 +1146,19 @@ class PostgresBackend(StorageBackend):
     # ------------------------------------------------------------------ change tracking
 
     def refresh(self) -> int:
-        """The current ``seq``: PostgreSQL is the index, so there is nothing to catch up."""
+        """The current ``seq``: PostgreSQL is the index, so there is nothing to catch up
+        but the list of namespaces with their own vector index (read again only when it
+        changed: the same statement returns its version)."""
         with self._conn() as conn:
-            seq = int(conn.execute("SELECT seq FROM store_seq").fetchone()[0])
-        self._seq = seq
-        return seq
+            seq, count, built = conn.execute(
+                "SELECT (SELECT seq FROM store_seq), count(*), coalesce(max(built_at), 0) "
+                "FROM vector_indexes",
+                prepare=True,
+            ).fetchone()
+            if (int(count), float(built)) != self._indexes_version:
+                self._load_indexes(conn, (int(count), float(built)))
+        self._seq = int(seq)
+        return self._seq
 
     def changed_ids(self, namespace: str, since_seq: int) -> set[str]:
         with self._conn() as conn:
@@ -1037,7 +1279,7 @@ class PostgresBackend(StorageBackend):
                 last = rows[-1][0]
                 if progress is not None:
                     progress(done, total)
-            conn.execute(f"DROP INDEX IF EXISTS {HNSW_INDEX}")
+            self._drop_indexes(conn, None)
             conn.execute("ALTER TABLE memories ALTER COLUMN embedding TYPE vector")
             conn.execute(
                 "UPDATE memories AS m SET embedding = s.vector, embedding_model = %s, seq = %s "
@@ -1048,7 +1290,9 @@ class PostgresBackend(StorageBackend):
         # the vector column changed type: statements prepared before would fail with
         # "cached plan must not change result type"
         self._pool.discard_idle()
+        self._ef_by_conn = weakref.WeakKeyDictionary()
         self._seq = seq
+        self._ensure_indexes()
         return done
 
     def stats(self, namespace: str) -> dict[str, Any]:
@@ -1070,13 +1314,12 @@ class PostgresBackend(StorageBackend):
                     "SELECT key, value FROM meta WHERE key IN ('hnsw_m', 'hnsw_ef_construction')"
                 ).fetchall()
             )
-            index_bytes, db_bytes, elements, seq, active = conn.execute(
+            index_bytes, db_bytes, seq, active = conn.execute(
                 "SELECT coalesce(pg_relation_size(to_regclass(%s)), 0), "
                 "pg_database_size(current_database()), "
-                "(SELECT coalesce(sum(active), 0) FROM namespace_stats), "
                 "(SELECT seq FROM store_seq), "
                 "(SELECT coalesce(max(active), 0) FROM namespace_stats WHERE namespace = %s)",
-                (HNSW_INDEX, namespace),
+                (namespace_index_name(namespace), namespace),
             ).fetchone()
         indexed = bool(index_bytes)
         return {
@@ -1088,12 +1331,12 @@ class PostgresBackend(StorageBackend):
             "embedding_model": space[0] if space else None,
             "dimensions": space[1] if space else None,
             "index": {
-                "type": "hnsw (pgvector)" if indexed else "exact",
+                "type": "hnsw (pgvector, per namespace)" if indexed else "exact",
                 "M": int(meta.get("hnsw_m", self.hnsw_m)),
                 "ef_construction": int(meta.get("hnsw_ef_construction", self.hnsw_ef_construction)),
                 "ef": self.hnsw_ef,
                 "loaded": indexed,
-                "elements": int(elements),  # active memories of every namespace
+                "elements": int(active),  # searchable memories of this namespace
                 "file_bytes": int(index_bytes),
                 "exact_search_max": EXACT_SEARCH_MAX,
             },
