@@ -197,10 +197,11 @@ def _tsquery_lexeme(lexeme: str) -> str:
 def _vector_sql(namespace: str, k: int, indexed: bool) -> str:
     """The vector search of :meth:`PostgresBackend.vector_search_stored`.
 
-    Result columns: those of ``_stored`` (0-12), then the cosine distance (13). Through
-    the namespace's own index the namespace is a literal (the partial index's predicate
-    must be implied by constants); the exact scan takes it as a parameter and breaks
-    distance ties by insertion order.
+    Result columns: those of ``_stored`` (0-12, NULL below the best ``%(rows)s`` hits:
+    their rows are read by primary key, in the same statement, only for those), then the
+    cosine distance (13). Through the namespace's own index the namespace is a literal
+    (the partial index's predicate must be implied by constants); the exact scan takes
+    it as a parameter and breaks distance ties by insertion order.
     """
     if indexed:
         where = "m.namespace = '" + namespace.replace("'", "''") + "'"
@@ -209,14 +210,18 @@ def _vector_sql(namespace: str, k: int, indexed: bool) -> str:
         where = "m.namespace = %(ns)s"
         order = "d, m.label"
     return (
-        "SELECT s.id, s.text, s.metadata, s.namespace, s.source, s.created_at, s.updated_at, "
-        "coalesce(h.hit_count, 0), h.last_accessed, s.status, s.superseded_by, "
-        "s.embedding_model, s.embedding, s.d FROM ("
-        "SELECT m.id, m.text, m.metadata, m.namespace, m.source, m.created_at, m.updated_at, "
-        "m.status, m.superseded_by, m.embedding_model, m.embedding, m.label, "
-        "m.embedding <=> %(v)s AS d FROM memories AS m "
+        "SELECT s.id, r.text, r.metadata, r.namespace, r.source, r.created_at, r.updated_at, "
+        "r.hit_count, r.last_accessed, r.status, r.superseded_by, r.embedding_model, "
+        "r.embedding, s.d FROM ("
+        "SELECT c.id, c.d, row_number() OVER (ORDER BY c.d, c.label) AS rn FROM ("
+        "SELECT m.id, m.label, m.embedding <=> %(v)s AS d FROM memories AS m "
         f"WHERE {where} AND m.status = 'active' ORDER BY {order} LIMIT {int(k)}"
-        ") AS s LEFT JOIN memory_hits AS h ON h.id = s.id ORDER BY s.d, s.label"
+        ") AS c) AS s LEFT JOIN LATERAL ("
+        "SELECT m.text, m.metadata, m.namespace, m.source, m.created_at, m.updated_at, "
+        "coalesce(h.hit_count, 0) AS hit_count, h.last_accessed, m.status, m.superseded_by, "
+        "m.embedding_model, m.embedding FROM memories AS m "
+        "LEFT JOIN memory_hits AS h ON h.id = m.id WHERE m.id = s.id AND s.rn <= %(rows)s"
+        ") AS r ON true ORDER BY s.rn"
     )
 
 
@@ -657,12 +662,15 @@ class PostgresBackend(StorageBackend):
             _check_storable(item.text, meta_json)
         existing: dict[int, str] = {}
         if dedupe:
+            # one index probe per item (memories_ns_hash), whatever the statistics say:
+            # a join planned on an empty table's statistics hashed the whole namespace
             existing = dict(
                 conn.execute(
-                    "SELECT DISTINCT ON (q.i) q.i, m.id "
+                    "SELECT q.i, d.id "
                     "FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS q(h, md, i) "
-                    "JOIN memories m ON m.content_hash = q.h AND m.metadata = q.md::jsonb "
-                    "WHERE m.namespace = %s AND m.status = 'active' ORDER BY q.i, m.label",
+                    "CROSS JOIN LATERAL (SELECT m.id FROM memories AS m "
+                    "WHERE m.namespace = %s AND m.content_hash = q.h AND m.status = 'active' "
+                    "AND m.metadata = q.md::jsonb ORDER BY m.label LIMIT 1) AS d",
                     ([item.content_hash for item in items], metas, namespace),
                 ).fetchall()
             )
@@ -893,7 +901,7 @@ class PostgresBackend(StorageBackend):
             with conn.cursor(binary=True) as cur:
                 cur.execute(
                     _vector_sql(namespace, k, indexed),
-                    {"v": query, "ns": namespace},
+                    {"v": query, "ns": namespace, "rows": rows},
                     prepare=True,
                 )
                 found = cur.fetchall()
@@ -990,7 +998,7 @@ class PostgresBackend(StorageBackend):
                 self._ef_by_conn.pop(conn, None)
             plan = conn.execute(
                 f"EXPLAIN (ANALYZE, BUFFERS) {_vector_sql(namespace, k, indexed)}",
-                {"v": np.ascontiguousarray(vector, dtype=np.float32), "ns": namespace},
+                {"v": np.ascontiguousarray(vector, dtype=np.float32), "ns": namespace, "rows": 10},
             ).fetchall()
             out.append("\n".join(r[0] for r in plan))
             lexemes = self._query_lexemes(conn, content_words(query))
