@@ -22,6 +22,7 @@ __all__ = [
     "neighbours_within",
     "reciprocal_rank_fusion",
     "spread_to_neighbours",
+    "thread_neighbours",
 ]
 
 RRF_K = 60
@@ -131,6 +132,18 @@ def spread_to_neighbours(
     return sorted(scores.items(), key=lambda kv: (-kv[1], order[kv[0]]))
 
 
+def thread_neighbours(places: Mapping[str, tuple[str, int]], window: int) -> dict[str, list[str]]:
+    """:func:`neighbours_within`, thread by thread: ``places`` maps an id to its
+    ``(thread_id, position)``; only turns of the same thread are neighbours."""
+    by_thread: dict[str, dict[str, int]] = {}
+    for item, (thread, position) in places.items():
+        by_thread.setdefault(thread, {})[item] = position
+    out: dict[str, list[str]] = {}
+    for positions in by_thread.values():
+        out.update(neighbours_within(positions, window))
+    return out
+
+
 def neighbours_within(positions: Mapping[str, int], window: int) -> dict[str, list[str]]:
     """For each id, the other ids whose position is at most ``window`` away, nearest first.
 
@@ -164,8 +177,8 @@ class FusionConfig:
     ``"rrf"`` (plain reciprocal-rank fusion with constant ``k``) or ``"weighted_rrf"``
     (RRF with ``lexical_weight`` on the full-text list and 1 on the vector list).
     ``neighbour_weight`` > 0 spreads scores to memories stored within
-    ``neighbour_window`` places of a candidate (:func:`spread_to_neighbours`), among
-    memories whose source is one of ``neighbour_sources`` (empty: every source).
+    ``neighbour_window`` places of a candidate (:func:`spread_to_neighbours`)
+    in the same thread (the turns of a conversation, the chunks of a document).
 
     The defaults were chosen on three LoCoMo conversations and checked on two held-out
     ones (``bench/recall_quality.py --ablation``); bm25 carries more of the signal than
@@ -177,9 +190,6 @@ class FusionConfig:
     lexical_weight: float = 0.6
     neighbour_weight: float = 0.5
     neighbour_window: int = 2
-    #: only sequential content has meaningful neighbours: the turns of a conversation,
-    #: the chunks of a document. Facts remembered one by one do not lend each other score.
-    neighbour_sources: tuple[str, ...] = ("thread", "pdf", "document")
 
     def __post_init__(self) -> None:
         if self.method not in ("rrf", "weighted_rrf", "convex"):
