@@ -749,13 +749,7 @@ CHAT = [
 ]
 
 
-def _pending_on_postgres(store: Store) -> None:
-    if store.kind == "postgres":
-        pytest.skip("the PostgreSQL side of conversations and recall filters lands with #14")
-
-
 def test_remember_conversation_records_thread_order_and_speakers(store: Store) -> None:
-    _pending_on_postgres(store)
     memory = store.memory()
     ids = memory.remember_conversation(CHAT, thread_id="s1", timestamp="2023-05-08T13:56:00")
     assert len(ids) == 4
@@ -786,7 +780,6 @@ def test_remember_conversation_records_thread_order_and_speakers(store: Store) -
 
 
 def test_remember_conversation_rejects_bad_turns_and_stores_nothing(store: Store) -> None:
-    _pending_on_postgres(store)
     memory = store.memory()
     bad: list[tuple[Any, str]] = [
         ("hello", "list of dicts"),
@@ -807,7 +800,6 @@ def test_remember_conversation_rejects_bad_turns_and_stores_nothing(store: Store
 
 
 def test_recall_filters_find_one_match_among_thousands_of_closer_memories(store: Store) -> None:
-    _pending_on_postgres(store)
     memory = store.memory()
     twins = [f"the quarterly budget review meeting is on floor {i}" for i in range(3000)]
     memory.remember_batch(twins, metadata={"team": "finance"}, timestamp="2024-01-10")
@@ -836,19 +828,19 @@ def test_recall_filters_find_one_match_among_thousands_of_closer_memories(store:
 
 
 def test_recall_filters_in_a_big_namespace_use_the_graph(store: Store) -> None:
-    _pending_on_postgres(store)
     memory = store.memory()
     texts = [f"note {i} about topic {i % 97} and item {i % 13}" for i in range(6000)]
     metas = [{"bucket": i % 3} for i in range(6000)]
     ids = memory.remember_batch(texts, metas)
-    hits = memory.recall("note 4500 about topic", limit=10, mode="vector", metadata={"bucket": 0})
+    # (the full text: with the shorter "note 4500 about topic" the hashing embedder ties
+    # a dozen memories at one similarity, and which of them makes the top 10 is arbitrary)
+    hits = memory.recall(texts[4500], limit=10, mode="vector", metadata={"bucket": 0})
     assert len(hits) == 10
     assert all(memory.get(h.id).metadata == {"bucket": 0} for h in hits)
     assert ids[4500] in [h.id for h in hits]  # 4500 % 3 == 0: its own text is nearest
 
 
 def test_export_import_keeps_threads_and_timestamps(store: Store) -> None:
-    _pending_on_postgres(store)
     memory = store.memory(namespace="src")
     ids = memory.remember_conversation(CHAT, thread_id="s9", timestamp="2023-05-08T13:56:00")
     memory.remember("a plain fact", timestamp=1_600_000_000)

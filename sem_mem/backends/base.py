@@ -212,7 +212,14 @@ class StorageBackend(ABC):
         With ``filters``, the ``k`` nearest among the memories that match them."""
 
     def vector_search_stored(
-        self, namespace: str, vector: np.ndarray, k: int, *, ef: int | None = None, rows: int = 0
+        self,
+        namespace: str,
+        vector: np.ndarray,
+        k: int,
+        *,
+        ef: int | None = None,
+        rows: int = 0,
+        filters: MemoryFilter | None = None,
     ) -> tuple[list[tuple[str, float]], dict[str, StoredMemory]]:
         """:meth:`vector_search`, plus the stored memories of up to the best ``rows`` hits.
 
@@ -220,7 +227,8 @@ class StorageBackend(ABC):
         one statement instead of a search and a hydration round trip) does; the default
         returns none and the caller reads what it still needs with :meth:`get_many`.
         """
-        return self.vector_search(namespace, vector, k, ef=ef), {}
+        extra = {} if filters is None else {"filters": filters}
+        return self.vector_search(namespace, vector, k, ef=ef, **extra), {}
 
     @abstractmethod
     def lexical_search(

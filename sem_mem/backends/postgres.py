@@ -56,7 +56,15 @@ from ..errors import (
     ValidationError,
 )
 from ..types import HistoryEvent, Memory, to_datetime
-from .base import AddResult, ListQuery, NewMemory, StorageBackend, StoredMemory
+from .base import (
+    AddResult,
+    ListQuery,
+    MemoryFilter,
+    NewMemory,
+    StorageBackend,
+    StoredMemory,
+    ThreadPlace,
+)
 from .postgres_schema import (
     HNSW_MAX_DIMENSIONS,
     MIGRATION_LOCK,
@@ -93,8 +101,15 @@ _BUILD_MEMORY = "512MB"
 _TIME_EPSILON = 5e-7
 _MEMORY_COLUMNS = (
     "m.id, m.text, m.metadata, m.namespace, m.source, m.created_at, m.updated_at, "
-    "coalesce(h.hit_count, 0), h.last_accessed, m.status, m.superseded_by, m.embedding_model"
+    "coalesce(h.hit_count, 0), h.last_accessed, m.status, m.superseded_by, m.embedding_model, "
+    "m.timestamp, m.thread_id, m.position, m.speaker"
 )
+#: the same, each column named (for a subquery)
+_HIT_COLUMNS = _MEMORY_COLUMNS.replace(
+    "coalesce(h.hit_count, 0)", "coalesce(h.hit_count, 0) AS hits"
+)
+#: where the embedding sits in a row of ``SELECT {_MEMORY_COLUMNS}, m.embedding``
+_EMBEDDING_AT = 16
 #: memories with their hit counters (alias m and h)
 _MEMORIES = "memories AS m LEFT JOIN memory_hits AS h ON h.id = m.id"
 _INSERT_COLUMNS = (
@@ -111,6 +126,10 @@ _INSERT_COLUMNS = (
     "created_at",
     "updated_at",
     "seq",
+    "timestamp",
+    "thread_id",
+    "position",
+    "speaker",
 )
 _INSERT_TYPES = [
     "text",
@@ -126,6 +145,10 @@ _INSERT_TYPES = [
     "float8",
     "float8",
     "int8",
+    "float8",
+    "text",
+    "int4",
+    "text",
 ]
 
 
@@ -182,11 +205,48 @@ def _row_to_memory(row: Sequence[Any]) -> Memory:
         status=row[9],
         superseded_by=row[10],
         embedding_model=row[11],
+        timestamp=to_datetime(row[12]),
+        thread_id=row[13],
+        position=row[14],
+        speaker=row[15],
     )
 
 
 def _stored(row: Sequence[Any]) -> StoredMemory:
-    return StoredMemory(_row_to_memory(row), _vector(row[12]))
+    return StoredMemory(_row_to_memory(row), _vector(row[_EMBEDDING_AT]))
+
+
+def _filter_sql(filters: MemoryFilter | None, prefix: str = "m.") -> tuple[str, dict[str, Any]]:
+    """`` AND ...`` clauses (named placeholders ``f_*``) and their arguments for a filter.
+
+    The same rules as the embedded backend: timestamps with microsecond slack, metadata
+    keys plain strings and values scalars, compared as JSON (``@>`` on top-level keys,
+    which the GIN index on ``metadata`` serves).
+    """
+    if filters is None or filters.empty:
+        return "", {}
+    where: list[str] = []
+    args: dict[str, Any] = {}
+    if filters.source:
+        where.append(f"{prefix}source = %(f_source)s")
+        args["f_source"] = filters.source
+    if filters.since is not None:
+        where.append(f"{prefix}timestamp >= %(f_since)s")
+        args["f_since"] = filters.since - _TIME_EPSILON
+    if filters.until is not None:
+        where.append(f"{prefix}timestamp < %(f_until)s")
+        args["f_until"] = filters.until - _TIME_EPSILON
+    if filters.thread_id is not None:
+        where.append(f"{prefix}thread_id = %(f_thread)s")
+        args["f_thread"] = filters.thread_id
+    if filters.metadata:
+        for key, value in filters.metadata.items():
+            json_path(key)  # the same key rules as the embedded backend
+            if value is not None:
+                sql_value(value)  # and the same value rules
+        where.append(f"{prefix}metadata @> %(f_metadata)s::jsonb")
+        args["f_metadata"] = json.dumps(dict(filters.metadata))
+    return "".join(f" AND {clause}" for clause in where), args
 
 
 def _tsquery_lexeme(lexeme: str) -> str:
@@ -194,32 +254,31 @@ def _tsquery_lexeme(lexeme: str) -> str:
     return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def _vector_sql(namespace: str, k: int, indexed: bool) -> str:
+def _vector_sql(namespace: str, k: int, indexed: bool, where: str = "") -> str:
     """The vector search of :meth:`PostgresBackend.vector_search_stored`.
 
-    Result columns: those of ``_stored`` (0-12, NULL below the best ``%(rows)s`` hits:
+    Result columns: those of ``_stored`` (0-16, NULL below the best ``%(rows)s`` hits:
     their rows are read by primary key, in the same statement, only for those), then the
-    cosine distance (13). Through the namespace's own index the namespace is a literal
+    cosine distance (17). Through the namespace's own index the namespace is a literal
     (the partial index's predicate must be implied by constants); the exact scan takes
-    it as a parameter and breaks distance ties by insertion order.
+    it as a parameter and orders by (distance, insertion order), which no HNSW index
+    can serve, so filters (``where``) are applied to every candidate, never after.
     """
     if indexed:
-        where = "m.namespace = '" + namespace.replace("'", "''") + "'"
+        ns = "m.namespace = '" + namespace.replace("'", "''") + "'"
         order = "d"
     else:
-        where = "m.namespace = %(ns)s"
+        ns = "m.namespace = %(ns)s"
         order = "d, m.label"
     return (
         "SELECT s.id, r.text, r.metadata, r.namespace, r.source, r.created_at, r.updated_at, "
-        "r.hit_count, r.last_accessed, r.status, r.superseded_by, r.embedding_model, "
-        "r.embedding, s.d FROM ("
+        "r.hits, r.last_accessed, r.status, r.superseded_by, r.embedding_model, "
+        "r.timestamp, r.thread_id, r.position, r.speaker, r.embedding, s.d FROM ("
         "SELECT c.id, c.d, row_number() OVER (ORDER BY c.d, c.label) AS rn FROM ("
         "SELECT m.id, m.label, m.embedding <=> %(v)s AS d FROM memories AS m "
-        f"WHERE {where} AND m.status = 'active' ORDER BY {order} LIMIT {int(k)}"
+        f"WHERE {ns} AND m.status = 'active'{where} ORDER BY {order} LIMIT {int(k)}"
         ") AS c) AS s LEFT JOIN LATERAL ("
-        "SELECT m.text, m.metadata, m.namespace, m.source, m.created_at, m.updated_at, "
-        "coalesce(h.hit_count, 0) AS hit_count, h.last_accessed, m.status, m.superseded_by, "
-        "m.embedding_model, m.embedding FROM memories AS m "
+        f"SELECT {_HIT_COLUMNS}, m.embedding FROM memories AS m "
         "LEFT JOIN memory_hits AS h ON h.id = m.id WHERE m.id = s.id AND s.rn <= %(rows)s"
         ") AS r ON true ORDER BY s.rn"
     )
@@ -227,18 +286,19 @@ def _vector_sql(namespace: str, k: int, indexed: bool) -> str:
 
 #: full text: the AND set first (bounded), the OR set only if the AND set has < k rows
 #: (a one-time filter: the second scan does not run otherwise); both ranked by ts_rank
-#: of the OR query (ts_rank_cd, 3-4x slower, measured no better on conversations)
-_LEXICAL_SQL = (
-    "WITH a AS MATERIALIZED ("
-    "SELECT m.id, m.label, ts_rank(m.tsv, %(rank)s::tsquery) AS r FROM memories AS m "
-    "WHERE m.tsv @@ %(all)s::tsquery AND m.status = 'active' AND m.namespace = %(ns)s "
-    "LIMIT %(bound)s), "
-    "o AS (SELECT m.id, m.label, ts_rank(m.tsv, %(rank)s::tsquery) AS r FROM memories AS m "
-    "WHERE (SELECT count(*) FROM a) < %(k)s AND m.tsv @@ %(any)s::tsquery "
-    "AND m.status = 'active' AND m.namespace = %(ns)s LIMIT %(bound)s) "
-    "SELECT id, r FROM (SELECT id, label, r FROM a UNION SELECT id, label, r FROM o) AS u "
-    "ORDER BY r DESC, label LIMIT %(k)s"
-)
+#: of the OR query (ts_rank_cd, 3-4x slower, measured no better on conversations).
+def _lexical_sql(where: str = "") -> str:
+    return (
+        "WITH a AS MATERIALIZED ("
+        "SELECT m.id, m.label, ts_rank(m.tsv, %(rank)s::tsquery) AS r FROM memories AS m "
+        "WHERE m.tsv @@ %(all)s::tsquery AND m.status = 'active' AND m.namespace = %(ns)s"
+        f"{where} LIMIT %(bound)s), "
+        "o AS (SELECT m.id, m.label, ts_rank(m.tsv, %(rank)s::tsquery) AS r FROM memories AS m "
+        "WHERE (SELECT count(*) FROM a) < %(k)s AND m.tsv @@ %(any)s::tsquery "
+        f"AND m.status = 'active' AND m.namespace = %(ns)s{where} LIMIT %(bound)s) "
+        "SELECT id, r FROM (SELECT id, label, r FROM a UNION SELECT id, label, r FROM o) AS u "
+        "ORDER BY r DESC, label LIMIT %(k)s"
+    )
 
 
 def _check_storable(text: str, meta_json: str, field: str = "text") -> None:
@@ -664,25 +724,35 @@ class PostgresBackend(StorageBackend):
         if dedupe:
             # one index probe per item (memories_ns_hash), whatever the statistics say:
             # a join planned on an empty table's statistics hashed the whole namespace
+            # (a conversation turn is the same memory only at the same place in its thread)
             existing = dict(
                 conn.execute(
-                    "SELECT q.i, d.id "
-                    "FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS q(h, md, i) "
+                    "SELECT q.i, d.id FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[]) "
+                    "WITH ORDINALITY AS q(h, md, t, p, i) "
                     "CROSS JOIN LATERAL (SELECT m.id FROM memories AS m "
                     "WHERE m.namespace = %s AND m.content_hash = q.h AND m.status = 'active' "
-                    "AND m.metadata = q.md::jsonb ORDER BY m.label LIMIT 1) AS d",
-                    ([item.content_hash for item in items], metas, namespace),
+                    "AND m.metadata = q.md::jsonb AND m.thread_id IS NOT DISTINCT FROM q.t "
+                    "AND m.position IS NOT DISTINCT FROM q.p ORDER BY m.label LIMIT 1) AS d",
+                    (
+                        [item.content_hash for item in items],
+                        metas,
+                        [item.thread_id for item in items],
+                        [item.position for item in items],
+                        namespace,
+                    ),
                 ).fetchall()
             )
         out: list[AddResult] = []
         rows: list[tuple[Any, ...]] = []
         history: list[tuple[Any, ...]] = []
-        fresh: dict[tuple[str, str], str] = {}  # (hash, metadata) -> id, within this chunk
+        # (hash, metadata, thread, position) -> id, within this chunk
+        fresh: dict[tuple[str, str, str | None, int | None], str] = {}
         refreshed: list[str] = []
         hits: list[tuple[str, str, int]] = []  # imported hit counts
         for i, (item, meta_json) in enumerate(zip(items, metas, strict=True), start=1):
             if dedupe:
-                same = existing.get(i) or fresh.get((item.content_hash, meta_json))
+                key = (item.content_hash, meta_json, item.thread_id, item.position)
+                same = existing.get(i) or fresh.get(key)
                 if same is not None:
                     refreshed.append(same)
                     history.append((same, namespace, "refreshed", None, None, now, None))
@@ -707,11 +777,17 @@ class PostgresBackend(StorageBackend):
                     created,
                     updated,
                     seq,
+                    item.timestamp if item.timestamp is not None else created,
+                    item.thread_id,
+                    item.position,
+                    item.speaker,
                 )
             )
             if item.hit_count:
                 hits.append((memory_id, namespace, item.hit_count))
-            fresh.setdefault((item.content_hash, meta_json), memory_id)
+            fresh.setdefault(
+                (item.content_hash, meta_json, item.thread_id, item.position), memory_id
+            )
             event = "imported" if item.id else "created"
             history.append(
                 (memory_id, namespace, event, item.text, item.metadata, now, item.source)
@@ -868,27 +944,42 @@ class PostgresBackend(StorageBackend):
             return {row[0]: _stored(row) for row in cur.fetchall()}
 
     def vector_search(
-        self, namespace: str, vector: np.ndarray, k: int, *, ef: int | None = None
+        self,
+        namespace: str,
+        vector: np.ndarray,
+        k: int,
+        *,
+        ef: int | None = None,
+        filters: MemoryFilter | None = None,
     ) -> list[tuple[str, float]]:
-        return self.vector_search_stored(namespace, vector, k, ef=ef)[0]
+        return self.vector_search_stored(namespace, vector, k, ef=ef, filters=filters)[0]
 
     def vector_search_stored(
-        self, namespace: str, vector: np.ndarray, k: int, *, ef: int | None = None, rows: int = 0
+        self,
+        namespace: str,
+        vector: np.ndarray,
+        k: int,
+        *,
+        ef: int | None = None,
+        rows: int = 0,
+        filters: MemoryFilter | None = None,
     ) -> tuple[list[tuple[str, float]], dict[str, StoredMemory]]:
         """Candidates and the rows of the best ``rows`` of them in one statement.
 
         A namespace with its own HNSW index (above ``EXACT_SEARCH_MAX`` active memories)
         is searched through it with ``hnsw.ef_search = max(ef, k)``: the index holds
         exactly the namespace's active memories, so nothing is filtered away after the
-        scan. Any other namespace is scanned exactly. The statement names the namespace
-        and ``k`` as constants (the partial index is matched against them, and a generic
-        plan of ``LIMIT $n`` would look costlier than it is); it is prepared once per
-        connection.
+        scan. Any other namespace, and any filtered search (pgvector 0.6 could only
+        filter the graph's results afterwards), is an exact scan of the matching
+        memories. The statement names the namespace and ``k`` as constants (the partial
+        index is matched against them, and a generic plan of ``LIMIT $n`` would look
+        costlier than it is); it is prepared once per connection.
         """
         if k <= 0:
             return [], {}
         query = np.ascontiguousarray(vector, dtype=np.float32)
-        indexed = namespace in self._indexed and k <= _EF_SEARCH_LIMIT
+        where, args = _filter_sql(filters)
+        indexed = namespace in self._indexed and k <= _EF_SEARCH_LIMIT and not where
         with self._conn() as conn:
             if indexed:
                 ef_search = min(max(ef or self.hnsw_ef, k), _EF_SEARCH_LIMIT)
@@ -900,15 +991,17 @@ class PostgresBackend(StorageBackend):
                     self._ef_by_conn[conn] = ef_search
             with conn.cursor(binary=True) as cur:
                 cur.execute(
-                    _vector_sql(namespace, k, indexed),
-                    {"v": query, "ns": namespace, "rows": rows},
+                    _vector_sql(namespace, k, indexed, where),
+                    {"v": query, "ns": namespace, "rows": rows, **args},
                     prepare=True,
                 )
                 found = cur.fetchall()
-        hits = [(r[0], 1.0 - float(r[13])) for r in found]
+        hits = [(r[0], 1.0 - float(r[_EMBEDDING_AT + 1])) for r in found]
         return hits, {r[0]: _stored(r) for r in found[:rows]}
 
-    def lexical_search(self, namespace: str, query: str, k: int) -> list[tuple[str, float]]:
+    def lexical_search(
+        self, namespace: str, query: str, k: int, *, filters: MemoryFilter | None = None
+    ) -> list[tuple[str, float]]:
         """Full-text candidates ranked with ``ts_rank`` (see :func:`_LEXICAL_SQL`).
 
         Words too common to rank by are left out, using PostgreSQL's own statistics of
@@ -920,6 +1013,7 @@ class PostgresBackend(StorageBackend):
         words = content_words(query)
         if not words or k <= 0:
             return []
+        where, args = _filter_sql(filters)
         with self._conn() as conn:
             lexemes = self._query_lexemes(conn, words)
             if not lexemes:
@@ -928,7 +1022,7 @@ class PostgresBackend(StorageBackend):
             every = " & ".join(lexemes)
             ns = _tsquery_lexeme(namespace_lexeme(namespace))
             rows = conn.execute(
-                _LEXICAL_SQL,
+                _lexical_sql(where),
                 {
                     "all": f"{ns} & {every}",
                     "any": f"{ns} & ({any_of})",
@@ -936,6 +1030,7 @@ class PostgresBackend(StorageBackend):
                     "ns": namespace,
                     "k": k,
                     "bound": LEXICAL_CANDIDATES,
+                    **args,
                 },
                 prepare=True,
             ).fetchall()
@@ -1006,7 +1101,7 @@ class PostgresBackend(StorageBackend):
                 ns = _tsquery_lexeme(namespace_lexeme(namespace))
                 any_of = " | ".join(lexemes)
                 plan = conn.execute(
-                    f"EXPLAIN (ANALYZE, BUFFERS) {_LEXICAL_SQL}",
+                    f"EXPLAIN (ANALYZE, BUFFERS) {_lexical_sql()}",
                     {
                         "all": f"{ns} & {' & '.join(lexemes)}",
                         "any": f"{ns} & ({any_of})",
@@ -1019,39 +1114,57 @@ class PostgresBackend(StorageBackend):
                 out.append("\n".join(r[0] for r in plan))
         return out
 
+    def thread_places(
+        self,
+        namespace: str,
+        ids: Sequence[str],
+        window: int,
+        *,
+        filters: MemoryFilter | None = None,
+    ) -> dict[str, ThreadPlace]:
+        """One statement: the seeds' places, then their threads' neighbours (index
+        ``memories_thread``) within ``window`` positions that match ``filters``."""
+        if not ids:
+            return {}
+        where, args = _filter_sql(filters, "n.")
+        with self._conn() as conn:
+            rows = conn.execute(
+                "WITH seeds AS (SELECT m.id, m.thread_id, m.position, m.timestamp "
+                "FROM memories AS m WHERE m.id = ANY(%(ids)s) AND m.namespace = %(ns)s "
+                "AND m.thread_id IS NOT NULL) "
+                "SELECT id, thread_id, position, timestamp FROM seeds UNION "
+                "SELECT n.id, n.thread_id, n.position, n.timestamp FROM "
+                "(SELECT DISTINCT thread_id, position FROM seeds) AS s "
+                "JOIN memories AS n ON n.namespace = %(ns)s AND n.thread_id = s.thread_id "
+                "AND n.position BETWEEN s.position - %(w)s AND s.position + %(w)s "
+                f"AND n.status = 'active'{where} WHERE %(w)s > 0",
+                {"ids": list(ids), "ns": namespace, "w": int(window), **args},
+            ).fetchall()
+        return {r[0]: ThreadPlace(r[1], int(r[2]), float(r[3])) for r in rows}
+
+    def thread_last_position(self, namespace: str, thread_id: str) -> int | None:
+        with self._conn() as conn:
+            row = conn.execute(
+                "SELECT max(position) FROM memories WHERE namespace = %s AND thread_id = %s",
+                (namespace, thread_id),
+            ).fetchone()
+        return None if row[0] is None else int(row[0])
+
     def list(self, namespace: str, query: ListQuery) -> list[Memory]:
-        where, args = ["m.namespace = %s"], [namespace]
-        if not query.include_superseded:
-            where.append("m.status = 'active'")
-        if query.source:
-            where.append("m.source = %s")
-            args.append(query.source)
-        if query.since is not None:
-            where.append("m.created_at >= %s")
-            args.append(query.since - _TIME_EPSILON)
-        if query.until is not None:
-            where.append("m.created_at < %s")
-            args.append(query.until - _TIME_EPSILON)
-        for key, value in (query.metadata or {}).items():
-            json_path(key)  # the same key rules as the embedded backend
-            value = sql_value(value)
-            if value is None:  # like SQL's "= NULL" in the embedded backend: matches nothing
-                where.append("false")
-                continue
-            if value in (0, 1) and not isinstance(value, float):
-                # SQLite's json_extract reads true/false as 1/0: match both, like it does
-                where.append("m.metadata -> %s IN (%s::jsonb, %s::jsonb)")
-                args += [key, str(int(value)), json.dumps(bool(value))]
-                continue
-            where.append("m.metadata -> %s = %s::jsonb")
-            args += [key, json.dumps(value)]
+        where, args = _filter_sql(query.filter)
+        status = "" if query.include_superseded else " AND m.status = 'active'"
         order = "DESC" if query.newest_first else "ASC"
+        # a thread's turns come in their order; other memories by when they happened
+        by = "m.position" if query.thread_id is not None else "m.timestamp"
         sql = (
-            f"SELECT {_MEMORY_COLUMNS} FROM {_MEMORIES} WHERE {' AND '.join(where)} "
-            f"ORDER BY m.created_at {order}, m.label {order} LIMIT %s OFFSET %s"
+            f"SELECT {_MEMORY_COLUMNS} FROM {_MEMORIES} WHERE m.namespace = %(ns)s"
+            f"{status}{where} ORDER BY {by} {order}, m.label {order} "
+            "LIMIT %(limit)s OFFSET %(offset)s"
         )
         with self._conn() as conn:
-            rows = conn.execute(sql, (*args, query.limit, query.offset)).fetchall()
+            rows = conn.execute(
+                sql, {"ns": namespace, "limit": query.limit, "offset": query.offset, **args}
+            ).fetchall()
         return [_row_to_memory(row) for row in rows]
 
     def count(self, namespace: str) -> int:
@@ -1140,7 +1253,7 @@ class PostgresBackend(StorageBackend):
                 return
             for r in rows:
                 yield _stored(r)
-            last = rows[-1][13]
+            last = rows[-1][_EMBEDDING_AT + 1]
 
     def namespaces(self) -> list[str]:
         with self._conn() as conn:

@@ -202,6 +202,25 @@ CREATE TABLE vector_indexes (
 );
 """,
     ),
+    (
+        5,
+        "conversation turns (thread, position, speaker) and when a memory happened",
+        # the retrieval contract (SQLite migration 3): ``timestamp`` is when the fact
+        # happened; recall and list filter on it. Existing memories happened when stored.
+        """
+ALTER TABLE memories ADD COLUMN timestamp double precision;
+ALTER TABLE memories ADD COLUMN thread_id text;
+ALTER TABLE memories ADD COLUMN position integer;
+ALTER TABLE memories ADD COLUMN speaker text;
+UPDATE memories SET timestamp = created_at;
+ALTER TABLE memories ALTER COLUMN timestamp SET NOT NULL;
+CREATE INDEX memories_ns_time ON memories (namespace, status, timestamp);
+CREATE INDEX memories_thread ON memories (namespace, thread_id, position)
+    WHERE thread_id IS NOT NULL;
+-- metadata filters (containment of top-level key/value pairs) during candidate generation
+CREATE INDEX memories_metadata ON memories USING gin (metadata jsonb_path_ops);
+""",
+    ),
 ]
 
 
