@@ -315,7 +315,7 @@ def run(url: str, n: int, corpus: Corpus, settings: Settings, explain: bool) -> 
             flush=True,
         )
     if explain:
-        out["explain"] = explain_plans(url, qtexts, qvecs)
+        out["explain"] = explain_plans(backend, qtexts, qvecs)
     raw.close()
     for tenant, _, _ in tenants.values():
         tenant.close()
@@ -324,22 +324,22 @@ def run(url: str, n: int, corpus: Corpus, settings: Settings, explain: bool) -> 
     return out
 
 
-def explain_plans(url: str, qtexts: list[str], qvecs: np.ndarray) -> list[tuple[str, str]]:
-    """``EXPLAIN (ANALYZE, BUFFERS)`` of the statements the backend runs for one query."""
-    import psycopg
-    from pgvector.psycopg import register_vector
-
-    from sem_mem.backends import postgres
-
+def explain_plans(
+    backend: StorageBackend, qtexts: list[str], qvecs: np.ndarray
+) -> list[tuple[str, str]]:
+    """``EXPLAIN (ANALYZE, BUFFERS)`` of the statements the backend runs for a few queries."""
+    explain = getattr(backend, "explain", None)
+    if explain is None:  # the code before this bench's changes
+        return []
     plans = []
-    statements = getattr(postgres, "explain_statements", None)
-    if statements is None:
-        return plans
-    with psycopg.connect(url, autocommit=True) as conn:
-        register_vector(conn)
-        for title, sql, args in statements(conn, "big", qtexts[0], qvecs[0]):
-            rows = conn.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", args).fetchall()
-            plans.append((title, "\n".join(r[0] for r in rows)))
+    for namespace in ("big", "small-5k"):
+        for i in (0, 1):
+            vector_plan, *text_plan = explain(namespace, qtexts[i], qvecs[i])
+            plans.append(
+                (f"vector search, namespace {namespace}, query {qtexts[i]!r}", vector_plan)
+            )
+            for plan in text_plan:
+                plans.append((f"full text, namespace {namespace}, query {qtexts[i]!r}", plan))
     return plans
 
 

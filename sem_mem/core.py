@@ -121,7 +121,11 @@ class SemanticMemory:
         self.settings = settings
         self.namespace = settings.namespace
         self._owns_backend = backend is None
-        self.backend = backend if backend is not None else _create_backend(settings)
+        if backend is None:
+            from .backends.factory import open_backend
+
+            backend = open_backend(settings)
+        self.backend = backend
         try:
             if isinstance(embedder, Embedder):
                 self.embedder = embedder
@@ -971,24 +975,6 @@ class SemanticMemory:
 def _filter_key(where: MemoryFilter) -> tuple[Any, ...]:
     meta = tuple(sorted((k, repr(v)) for k, v in (where.metadata or {}).items()))
     return (where.source, where.since, where.until, meta, where.thread_id)
-
-
-def _create_backend(settings: Settings) -> StorageBackend:
-    """Choose the storage backend in one place."""
-    if settings.database_url:
-        from .backends.postgres import PostgresBackend  # type: ignore[import-not-found]
-
-        return PostgresBackend(settings.database_url, settings=settings)  # type: ignore[no-any-return]
-    from .backends.sqlite import SQLiteBackend
-    from .backends.vector_index import HNSWParams
-
-    return SQLiteBackend(
-        settings.storage_dir,
-        hnsw=HNSWParams(
-            m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction, ef=settings.hnsw_ef
-        ),
-        durability=settings.durability,
-    )
 
 
 def _register_for_exit(memory: SemanticMemory) -> None:

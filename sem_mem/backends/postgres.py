@@ -376,6 +376,7 @@ class PostgresBackend(StorageBackend):
     """PostgreSQL + pgvector (HNSW) + tsvector full text, shared by many processes."""
 
     name = "postgres"
+    copies_history = True
 
     def __init__(
         self,
