@@ -661,8 +661,11 @@ class SemanticMemory:
         extra: dict[str, Any] = {} if where.empty else {"filters": where}
         vector_hits: list[tuple[str, float]] = []
         if mode in ("hybrid", "vector"):
+            # pure vector recall uses only the best ``limit`` (similarity order is the
+            # ranking, so a threshold cannot reach further down): ask for no more
+            wanted = limit if mode == "vector" else pool
             vector_hits, rows = self.backend.vector_search_stored(
-                self.namespace, vector, pool, ef=max(pool, 64), rows=limit, **extra
+                self.namespace, vector, wanted, ef=max(pool, 64), rows=limit, **extra
             )
             fetched.update(rows)
         lexical_hits = (
