@@ -213,6 +213,8 @@ def test_list_filters_and_order(memory: SemanticMemory) -> None:
     assert [m.text for m in memory.list(source="pdf")] == ["from a pdf"]
     assert [m.text for m in memory.list(metadata={"kind": "chart", "n": 1})] == ["from the chart"]
     assert [m.text for m in memory.list(metadata={"ok": True})] == ["from the chart"]
+    assert memory.list(metadata={"ok": 1}) == []  # JSON true is not the number 1
+    assert [m.text for m in memory.list(metadata={"n": 1.0})] == ["from the chart"]
     assert memory.list(metadata={"kind": "nothing"}) == []
     assert len(memory.list(limit=2)) == 2 and len(memory.list(limit=2, offset=2)) == 1
     newest = memory.list()[0].created_at

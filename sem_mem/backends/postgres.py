@@ -1133,25 +1133,31 @@ class PostgresBackend(StorageBackend):
         *,
         filters: MemoryFilter | None = None,
     ) -> dict[str, ThreadPlace]:
-        """One statement: the seeds' places, then their threads' neighbours (index
+        """One statement: the places of ``ids``, then their threads' neighbours (index
         ``memories_thread``) within ``window`` positions that match ``filters``."""
         if not ids:
             return {}
         where, args = _filter_sql(filters, "n.")
         with self._conn() as conn:
             rows = conn.execute(
-                "WITH seeds AS (SELECT m.id, m.thread_id, m.position, m.timestamp "
-                "FROM memories AS m WHERE m.id = ANY(%(ids)s) AND m.namespace = %(ns)s "
-                "AND m.thread_id IS NOT NULL) "
-                "SELECT id, thread_id, position, timestamp FROM seeds UNION "
-                "SELECT n.id, n.thread_id, n.position, n.timestamp FROM "
-                "(SELECT DISTINCT thread_id, position FROM seeds) AS s "
+                "WITH seeds AS (SELECT m.id, m.thread_id, m.position, m.timestamp, m.speaker "
+                "FROM memories AS m WHERE m.id = ANY(%(ids)s) AND m.namespace = %(ns)s) "
+                "SELECT id, thread_id, position, timestamp, speaker, 0 FROM seeds UNION ALL "
+                "SELECT n.id, n.thread_id, n.position, n.timestamp, n.speaker, 1 FROM "
+                "(SELECT DISTINCT thread_id, position FROM seeds "
+                "WHERE thread_id IS NOT NULL) AS s "
                 "JOIN memories AS n ON n.namespace = %(ns)s AND n.thread_id = s.thread_id "
                 "AND n.position BETWEEN s.position - %(w)s AND s.position + %(w)s "
-                f"AND n.status = 'active'{where} WHERE %(w)s > 0",
+                f"AND n.status = 'active'{where} WHERE %(w)s > 0 ORDER BY 6",
                 {"ids": list(ids), "ns": namespace, "w": int(window), **args},
             ).fetchall()
-        return {r[0]: ThreadPlace(r[1], int(r[2]), float(r[3])) for r in rows}
+        out: dict[str, ThreadPlace] = {}
+        for memory_id, thread_id, position, ts, speaker, _ in rows:
+            out.setdefault(
+                memory_id,
+                ThreadPlace(thread_id, None if position is None else int(position), ts, speaker),
+            )
+        return out
 
     def thread_last_position(self, namespace: str, thread_id: str) -> int | None:
         with self._conn() as conn:

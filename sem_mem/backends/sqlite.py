@@ -638,23 +638,24 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
             seeds: list[tuple[str, int]] = []
             for start in range(0, len(ids), 500):
                 part = ids[start : start + 500]
-                for memory_id, thread_id, position, ts in conn.execute(
-                    "SELECT id, thread_id, position, timestamp FROM memories "
-                    f"WHERE id IN ({','.join('?' * len(part))}) AND +namespace = ? "
-                    "AND thread_id IS NOT NULL",
+                for memory_id, thread_id, position, ts, speaker in conn.execute(
+                    "SELECT id, thread_id, position, timestamp, speaker FROM memories "
+                    f"WHERE id IN ({','.join('?' * len(part))}) AND +namespace = ?",
                     (*part, namespace),
                 ):
-                    out[memory_id] = ThreadPlace(thread_id, position, ts)
-                    seeds.append((thread_id, position))
+                    out[memory_id] = ThreadPlace(thread_id, position, ts, speaker)
+                    if thread_id is not None:
+                        seeds.append((thread_id, position))
             if window > 0:
                 for thread_id, position in set(seeds):
-                    for memory_id, pos, ts in conn.execute(
-                        "SELECT id, position, timestamp FROM memories WHERE namespace = ? "
+                    for memory_id, pos, ts, speaker in conn.execute(
+                        "SELECT id, position, timestamp, speaker FROM memories "
+                        "WHERE namespace = ? "
                         "AND thread_id = ? AND position BETWEEN ? AND ? AND status = 'active'"
                         + extra,
                         (namespace, thread_id, position - window, position + window, *args),
                     ):
-                        out.setdefault(memory_id, ThreadPlace(thread_id, pos, ts))
+                        out.setdefault(memory_id, ThreadPlace(thread_id, pos, ts, speaker))
         return out
 
     def thread_last_position(self, namespace: str, thread_id: str) -> int | None:
