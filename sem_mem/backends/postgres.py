@@ -555,6 +555,9 @@ class PostgresBackend(StorageBackend):
                 # statistics full text prunes by) must not be built on an empty table
                 with self._conn() as conn:
                     conn.execute("ANALYZE memories")
+                    # merge the full-text index's pending entries, which every search
+                    # would otherwise scan one by one until autovacuum runs
+                    conn.execute("SELECT gin_clean_pending_list('memories_tsv'::regclass)")
                 self._common = (-_STATS_TTL, {})
                 self._ensure_indexes()
 

@@ -190,7 +190,9 @@ ALTER TABLE memories DROP COLUMN tsv;
 ALTER TABLE memories ADD COLUMN tsv tsvector GENERATED ALWAYS AS (
     to_tsvector('english', text) || array_to_tsvector(ARRAY['ns' || md5(namespace)])
 ) STORED;
-CREATE INDEX memories_tsv ON memories USING gin (tsv) WHERE status = 'active';
+-- a small pending list: every search scans it linearly (4 MB by default: milliseconds)
+CREATE INDEX memories_tsv ON memories USING gin (tsv) WITH (gin_pending_list_limit = 256)
+    WHERE status = 'active';
 
 -- Vector search: one partial HNSW index per namespace above the exact-scan size (an index
 -- shared by namespaces is post-filtered by pgvector 0.6, which loses recall and rows).
