@@ -859,7 +859,6 @@ def test_export_import_keeps_threads_and_timestamps(store: Store) -> None:
 
 
 def test_recall_weighs_the_speaker_and_the_date_a_query_names(store: Store) -> None:
-    _pending_on_postgres(store)
     memory = store.memory()
     memory.remember_conversation(
         [
