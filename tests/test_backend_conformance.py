@@ -841,3 +841,54 @@ def test_export_import_keeps_threads_and_timestamps(store: Store) -> None:
     assert turns[0].happened_at.isoformat() == "2023-05-08T13:56:00+00:00"
     fact = copy.list(source="manual")[0]
     assert fact.happened_at.timestamp() == 1_600_000_000 and fact.thread_id is None
+
+
+# -- chat sessions -----------------------------------------------------------------------
+
+
+def test_chat_sessions_are_kept_per_namespace_and_seen_by_another_process(store: Store) -> None:
+    from sem_mem.backends.base import ChatSessionRecord
+
+    first = store.backend()
+    state = {"messages": [{"role": "user", "content": "héllo"}], "saved_upto": 0}
+    first.save_chat_session("alice", ChatSessionRecord("s1", "t", state, 1.0, 2.0, "resp_1"))
+    first.save_chat_session("alice", ChatSessionRecord("s2", "", {}, 1.0, 3.0))
+    first.save_chat_session("bob", ChatSessionRecord("s1", "bob's", {"x": 1}, 1.0, 5.0, "resp_9"))
+
+    other = store.backend()  # another process on the same store
+    got = other.get_chat_session("alice", "s1")
+    assert got is not None and (got.title, got.state) == ("t", state)
+    assert [r.id for r in other.list_chat_sessions("alice")] == ["s2", "s1"]  # newest first
+    assert [r.id for r in other.list_chat_sessions("alice", limit=1, offset=1)] == ["s1"]
+    assert other.chat_session_of_response("alice", "resp_1") == "s1"
+    assert other.chat_session_of_response("alice", "resp_9") is None  # bob's, not alice's
+    assert other.get_chat_session("carol", "s1") is None
+
+    newer = {"messages": [], "saved_upto": 0}
+    other.save_chat_session("alice", ChatSessionRecord("s1", "t2", newer, 9.0, 4.0, "resp_2"))
+    got = first.get_chat_session("alice", "s1")
+    assert got is not None and (got.title, got.state, got.created_at) == ("t2", newer, 1.0)
+    assert first.chat_session_of_response("alice", "resp_1") == "s1"  # older answers still trace
+
+    assert first.delete_chat_session("alice", "s1") is True
+    assert first.delete_chat_session("alice", "s1") is False
+    assert other.get_chat_session("alice", "s1") is None
+    assert other.chat_session_of_response("alice", "resp_2") is None
+    assert other.get_chat_session("bob", "s1") is not None  # bob's session untouched
+
+
+def test_a_chat_session_continues_from_the_store(store: Store) -> None:
+    from sem_mem.conversation import ChatSession
+
+    memory = store.memory(namespace="alice")
+    session = ChatSession(memory, session_id="trip", title="Trip")
+    session.send("I am planning a trip to Lisbon in May")  # memory-only mode: no model
+    session.persist()
+
+    again = ChatSession.load(store.memory(namespace="alice"), "trip")
+    assert [m.content for m in again.thread] == ["I am planning a trip to Lisbon in May"]
+    assert again.title == "Trip"
+    with pytest.raises(NotFoundError):
+        ChatSession.load(store.memory(namespace="bob"), "trip")
+    with pytest.raises(ValidationError, match="previous_response_id"):
+        ChatSession.continuing(store.memory(namespace="alice"), "resp_from_elsewhere")

@@ -58,6 +58,7 @@ from .sqlite_rows import (
     now as utc_now,
 )
 from .sqlite_schema import apply_migrations
+from .sqlite_sessions import SQLiteSessionsMixin
 from .vector_index import HNSWIndex, HNSWParams
 
 __all__ = ["SQLiteBackend", "canonical_json", "decode_vector", "encode_vector"]
@@ -71,7 +72,7 @@ FTS_COMMON_MIN = 5_000  # see _selective_words
 FILTER_EXACT_MAX = 20_000
 
 
-class SQLiteBackend(IndexManagerMixin, StorageBackend):
+class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
     """SQLite + FTS5 + per-namespace hnswlib indexes in one directory."""
 
     name = "sqlite"
