@@ -115,6 +115,10 @@ def test_remember_then_recall(client: httpx.Client) -> None:
         "tier",
         "created_at",
         "source",
+        "timestamp",
+        "thread_id",
+        "position",
+        "speaker",
     }
     assert any("recall" in line for line in body["logs"])
     none = client.post("/recall", json={"query": "physician", "threshold": 0.99}).json()
@@ -212,11 +216,17 @@ def test_threads_save(client: httpx.Client) -> None:
         {"role": "user", "content": "Thanks"},
     ]
     body = client.post("/threads/save", json={"messages": messages, "title": "bloods"}).json()
-    assert body["count"] == 2
+    assert (body["count"], body["thread_id"]) == (3, "bloods")
     saved = client.get("/memories", params={"source": "thread"}).json()["memories"]
-    texts = {m["text"] for m in saved}
-    assert "User: What is my blood type?\nAssistant: You said it is O negative." in texts
-    assert all(m["metadata"]["thread"] == "bloods" for m in saved)
+    assert sorted(m["text"] for m in saved) == [
+        "Assistant: You said it is O negative.",
+        "User: Thanks",
+        "User: What is my blood type?",
+    ]
+    assert {m["thread_id"] for m in saved} == {"bloods"}
+    again = client.post("/threads/save", json={"messages": messages, "title": "bloods"}).json()
+    assert again["ids"] == body["ids"]  # the same turns again: refreshed, not copied
+    assert_error(client.post("/threads/save", json={}), 422)
 
 
 # ----------------------------------------------------------------------------- uploads
@@ -493,7 +503,7 @@ def test_chat_memory_only_mode(client: httpx.Client) -> None:
     r = client.post("/chat", json={"query": "What is my dog called?"})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert set(body) == {"response", "response_id", "memories", "logs"}
+    assert set(body) == {"response", "response_id", "session_id", "command", "memories", "logs"}
     assert any("Biscuit" in m["text"] for m in body["memories"])
 
 

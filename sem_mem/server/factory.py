@@ -18,6 +18,7 @@ from .errors import install_error_handlers
 from .limits import BodyLimitMiddleware, ServerConfig
 from .metrics import Metrics, MetricsMiddleware
 from .routes import router as seed_router
+from .routes_chat import router as chat_router
 from .routes_memories import router as memories_router
 
 __all__ = ["ServerConfig", "create_app"]
@@ -91,6 +92,7 @@ def create_app(
     app.state.metrics = metrics
     install_error_handlers(app)
     app.include_router(seed_router)
+    app.include_router(chat_router)
     app.include_router(memories_router)
     app.add_middleware(BodyLimitMiddleware, config=config)
     if config.cors_origins:

@@ -1,5 +1,6 @@
-"""The seed's endpoints: health, chat, remember, recall, instructions, cache, stats,
-model, PDF upload and thread saving. Each is a few lines over the async engine."""
+"""The seed's endpoints: health, remember, recall, instructions, cache, stats, model and
+PDF upload. Each is a few lines over the async engine (chat, sessions and thread saving
+are in ``routes_chat.py``)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,6 @@ from .auth import Memory, namespace_of
 from .schemas import (
     BatchIn,
     BatchOut,
-    ChatIn,
-    ChatOut,
     InstructionIn,
     InstructionsOut,
     ModelIn,
@@ -24,7 +23,6 @@ from .schemas import (
     RecallOut,
     RememberIn,
     RememberOut,
-    ThreadIn,
     UploadOut,
 )
 
@@ -55,39 +53,17 @@ async def health(request: Request) -> dict[str, Any]:
     }
 
 
-@router.post("/chat", response_model=ChatOut, tags=["chat"])
-async def chat(body: ChatIn, memory: Memory, request: Request) -> dict[str, Any]:
-    """Answer with retrieved memories as context (memory-only mode without a chat model)."""
-    prefs = request.app.state.registry.prefs(namespace_of(request))
-    kwargs: dict[str, Any] = {
-        "previous_response_id": body.previous_response_id,
-        "model": body.model or prefs.model,
-        "reasoning_effort": body.reasoning_effort or prefs.reasoning_effort,
-    }
-    if body.web_search is not None:
-        kwargs["web_search"] = body.web_search
-    if body.auto_remember is not None:
-        kwargs["auto_remember"] = body.auto_remember
-    response, response_id, memories, logs = await memory.chat_with_memory(body.query, **kwargs)
-    return {
-        "response": response,
-        "response_id": response_id,
-        "memories": [m.to_dict() for m in memories],
-        "logs": list(logs),
-    }
-
-
 @router.post("/remember", response_model=RememberOut, tags=["memories"])
 async def remember(body: RememberIn, memory: Memory) -> dict[str, Any]:
     """Store one memory (committed before the answer; the same text again is not duplicated)."""
-    return {"id": await memory.remember(body.text, body.metadata)}
+    return {"id": await memory.remember(body.text, body.metadata, timestamp=body.timestamp)}
 
 
 @router.post("/remember/batch", response_model=BatchOut, tags=["memories"])
 async def remember_batch(body: BatchIn, memory: Memory, request: Request) -> dict[str, Any]:
     """Store many memories at once (at most ``max_batch``); ids come back in order."""
     check_batch(request, len(body.texts))
-    ids = await memory.remember_batch(body.texts, body.metadata)
+    ids = await memory.remember_batch(body.texts, body.metadata, timestamp=body.timestamp)
     return {"ids": ids, "count": len(ids)}
 
 
@@ -102,6 +78,10 @@ async def recall(body: RecallIn, memory: Memory) -> dict[str, Any]:
         mode=body.mode,
         expand_query=body.expand_query,
         logs=logs,
+        metadata=body.metadata,
+        source=body.source,
+        since=body.since,
+        until=body.until,
     )
     return {"memories": [r.to_dict() for r in results], "logs": logs}
 
@@ -180,22 +160,3 @@ async def upload_pdf(
     """Read the upload and store its chunks."""
     result = await memory.ingest_pdf(file.file, name=file.filename or "upload.pdf")
     return result.to_dict()
-
-
-@router.post("/threads/save", response_model=BatchOut, tags=["memories"])
-async def save_thread(body: ThreadIn, memory: Memory, request: Request) -> dict[str, Any]:
-    """Save a conversation to L2: one memory per exchange (user turn + assistant reply)."""
-    title = body.title or "untitled"
-    exchanges: list[str] = []
-    current: list[str] = []
-    for message in body.messages:
-        if message.role == "user" and current:
-            exchanges.append("\n".join(current))
-            current = []
-        current.append(f"{message.role.capitalize()}: {message.content.strip()}")
-    if current:
-        exchanges.append("\n".join(current))
-    check_batch(request, len(exchanges), "the thread")
-    metadata = [{"thread": title, "turn": i} for i in range(len(exchanges))]
-    ids = await memory.remember_batch(exchanges, metadata, source="thread")
-    return {"ids": ids, "count": len(ids)}
