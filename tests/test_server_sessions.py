@@ -107,15 +107,17 @@ def test_previous_response_id_of_another_namespace_is_refused(
 
 
 def test_chat_commands_run_through_the_session(tmp_path: Path, fake: FakeOpenAI) -> None:
-    with chat_server(tmp_path / "s", fake, "chat_completions") as url:
-        with httpx.Client(base_url=url, timeout=60) as http:
-            body = http.post("/chat", json={"query": "remember: The gate code is 1990"}).json()
-            assert body["command"] == "remember"
-            assert fake.requests == []  # no model call for a command
-            found = http.post("/recall", json={"query": "gate code"}).json()["memories"]
-            assert found[0]["text"] == "The gate code is 1990"
-            http.post("/chat", json={"query": "instruct: Answer in French"})
-            assert "Answer in French" in http.get("/instructions").json()["instructions"]
+    with (
+        chat_server(tmp_path / "s", fake, "chat_completions") as url,
+        httpx.Client(base_url=url, timeout=60) as http,
+    ):
+        body = http.post("/chat", json={"query": "remember: The gate code is 1990"}).json()
+        assert body["command"] == "remember"
+        assert fake.requests == []  # no model call for a command
+        found = http.post("/recall", json={"query": "gate code"}).json()["memories"]
+        assert found[0]["text"] == "The gate code is 1990"
+        http.post("/chat", json={"query": "instruct: Answer in French"})
+        assert "Answer in French" in http.get("/instructions").json()["instructions"]
 
 
 def test_conversations_timestamps_and_recall_filters(tmp_path: Path) -> None:

@@ -44,9 +44,10 @@ def create_chat_model(settings: Settings, *, api: ChatAPI | None = None) -> Chat
     """The chat model the settings ask for, or ``None`` for memory-only mode.
 
     ``api`` forces one implementation; by default ``settings.chat_api`` does, and
-    ``auto`` follows the table in the module docstring. The model's defaults come from ``settings.chat_model``,
-    ``settings.reasoning_effort`` and ``settings.temperature``. Building a model makes
-    no request: a bad key or an unknown model only shows on the first call.
+    ``auto`` follows the table in the module docstring. The model's defaults come from
+    ``settings.chat_model``, ``settings.reasoning_effort`` and ``settings.temperature``.
+    Building a model makes no request: a bad key or an unknown model only shows on the
+    first call.
     """
     key = settings.openai_api_key or None
     base_url = settings.openai_base_url or None
