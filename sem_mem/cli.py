@@ -21,8 +21,18 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from .errors import ConfigurationError, NotFoundError, SemMemError, ValidationError
 
@@ -92,7 +102,12 @@ def _memory(ctx: typer.Context, storage_dir: str | None, namespace: str | None) 
 
     obj = ctx.obj or {}
     with _errors():
-        memory = SemanticMemory(storage_dir, namespace=namespace, embedder=obj.get("embedder"))
+        memory = SemanticMemory(
+            storage_dir,
+            namespace=namespace,
+            embedder=obj.get("embedder"),
+            chat_api=obj.get("chat_api"),
+        )
         try:
             yield memory
         finally:
@@ -120,6 +135,54 @@ def _short(text: str, width: int = 80) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+class _RateColumn(ProgressColumn):
+    """Items per second (Rich's own speed column counts bytes)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:,.1f}/s", style="progress.data.speed")
+
+
+def _progress(*, disable: bool = False) -> Progress:
+    """A progress display on stderr with count, rate, elapsed time and ETA."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=_err(),
+        disable=disable,
+    )
+
+
+def _full_id(memory: Any, memory_id: str) -> str:
+    """The id ``memory_id`` starts, when exactly one memory's id does (as ``recall`` prints)."""
+    if len(memory_id) >= 32:
+        return memory_id
+    matches = memory.backend.ids_with_prefix(memory.namespace, memory_id, limit=2)
+    if not matches:
+        raise NotFoundError(f"no memory whose id starts with {memory_id!r}")
+    if len(matches) > 1:
+        raise ValidationError(f"{memory_id!r} is the start of several ids: give more of it")
+    return str(matches[0])
+
+
+def _when(value: str | None, option: str) -> str | None:
+    """An ISO 8601 date/time option, checked here so the error names the option."""
+    if value is None:
+        return None
+    from .validation import clean_timestamp
+
+    try:
+        clean_timestamp(value, option)
+    except ValidationError as exc:
+        raise ValidationError(f"{option}: {exc}") from None
+    return value
+
+
 # --------------------------------------------------------------------------- memories
 
 
@@ -130,13 +193,19 @@ def remember(
     metadata: Annotated[
         str | None, typer.Option("--metadata", "-m", help="JSON object stored with it")
     ] = None,
+    timestamp: Annotated[
+        str | None,
+        typer.Option(help="When it happened or was said (ISO 8601; default: now)"),
+    ] = None,
     storage_dir: StorageDir = None,
     namespace: Namespace = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Store one memory and print its id."""
     with _memory(ctx, storage_dir, namespace) as memory:
-        memory_id = memory.remember(text, _parse_metadata(metadata))
+        memory_id = memory.remember(
+            text, _parse_metadata(metadata), timestamp=_when(timestamp, "--timestamp")
+        )
     if as_json:
         _json({"id": memory_id})
     else:
@@ -152,13 +221,34 @@ def recall(
         float | None, typer.Option(help="Drop results below this cosine similarity")
     ] = None,
     mode: Annotated[str, typer.Option(help="hybrid, vector or lexical")] = "hybrid",
+    source: Annotated[
+        str | None, typer.Option(help="Only this source: manual, auto, thread, pdf, …")
+    ] = None,
+    metadata: Annotated[
+        str | None, typer.Option("--metadata", "-m", help="Only memories matching this JSON")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only what happened at or after this (ISO 8601)")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Only what happened before this (ISO 8601)")
+    ] = None,
     storage_dir: StorageDir = None,
     namespace: Namespace = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Print the memories most relevant to QUERY, best first."""
     with _memory(ctx, storage_dir, namespace) as memory:
-        results = memory.recall(query, limit, threshold=threshold, mode=mode)  # type: ignore[arg-type]
+        results = memory.recall(
+            query,
+            limit,
+            threshold=threshold,
+            mode=mode,  # type: ignore[arg-type]
+            source=source,
+            metadata=_parse_metadata(metadata),
+            since=_when(since, "--since"),
+            until=_when(until, "--until"),
+        )
     if as_json:
         _json([r.to_dict() for r in results])
         return
@@ -180,11 +270,33 @@ def forget(
     storage_dir: StorageDir = None,
     namespace: Namespace = None,
 ) -> None:
-    """Delete memories for good."""
+    """Delete memories for good (an id may be shortened as `recall` prints it)."""
     with _memory(ctx, storage_dir, namespace) as memory:
         for memory_id in memory_ids:
-            memory.forget(memory_id)
-            _out().print(f"forgot {memory_id}", highlight=False)
+            full = _full_id(memory, memory_id)
+            memory.forget(full)
+            _out().print(f"forgot {full}", highlight=False)
+
+
+@app.command()
+def get(
+    ctx: typer.Context,
+    memory_id: Annotated[str, typer.Argument(help="The id (or its start, as recall prints it)")],
+    storage_dir: StorageDir = None,
+    namespace: Namespace = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show one memory."""
+    with _memory(ctx, storage_dir, namespace) as memory:
+        found = memory.get(_full_id(memory, memory_id))
+    if as_json:
+        _json(found.to_dict())
+        return
+    table = Table("field", "value", show_header=False)
+    for key, value in found.to_dict().items():
+        if value not in (None, {}, ""):
+            table.add_row(key, value if isinstance(value, str) else json.dumps(value))
+    _out().print(table)
 
 
 @app.command("list")
@@ -217,6 +329,14 @@ def list_(
     if as_json:
         _json([m.to_dict() for m in page])
         return
+    if not page:
+        filtered = any(v is not None for v in (source, metadata, since, until)) or offset
+        where = f"namespace {memory.namespace!r}"
+        _out().print(
+            f"no memories match in {where}" if filtered else f"{where} has no memories yet",
+            highlight=False,
+        )
+        return
     table = Table("id", "created", "source", "hits", "text")
     for m in page:
         table.add_row(
@@ -237,39 +357,64 @@ def chat(
     auto_remember: Annotated[
         bool | None, typer.Option("--auto-remember/--no-auto-remember")
     ] = None,
+    session: Annotated[
+        str | None,
+        typer.Option(help="Keep the conversation in the store under this name and continue it"),
+    ] = None,
+    chat_api: Annotated[
+        str | None,
+        typer.Option(help="auto, responses or chat_completions (default: CHAT_API or auto)"),
+    ] = None,
     show_memories: Annotated[bool, typer.Option(help="Print the memories used")] = False,
     storage_dir: StorageDir = None,
     namespace: Namespace = None,
 ) -> None:
-    """Interactive chat with memory. Type `remember: <fact>`, `instruct: <rule>` or `exit`."""
-    kwargs: dict[str, Any] = {"model": model, "reasoning_effort": reasoning_effort}
-    if web_search is not None:
-        kwargs["web_search"] = web_search
-    if auto_remember is not None:
-        kwargs["auto_remember"] = auto_remember
+    """Interactive chat with memory. Type `remember: <fact>`, `instruct: <rule>` or `exit`.
+
+    With --session NAME the conversation is kept in the store and the next
+    `sem-mem chat --session NAME` continues it.
+    """
+    from .conversation import ChatOptions, ChatSession
+
+    options = ChatOptions(
+        model=model,
+        reasoning_effort=reasoning_effort,
+        web_search=web_search,
+        auto_remember=auto_remember,
+    )
+    obj = dict(ctx.obj or {})
+    if chat_api is not None:
+        obj["chat_api"] = chat_api
+    ctx.obj = obj
     with _memory(ctx, storage_dir, namespace) as memory:
-        _out().print("sem-mem chat — `remember: …`, `instruct: …`, `exit` to quit")
-        previous: str | None = None
+        with _errors():
+            if session is None:
+                talk = ChatSession(memory, options)
+            else:
+                talk = ChatSession.load(memory, session, options, create=True, title=session)
+        resumed = f", continuing {len(talk.thread)} messages" if talk.thread else ""
+        _out().print(
+            f"sem-mem chat — `remember: …`, `instruct: …`, `exit` to quit{resumed}",
+            highlight=False,
+        )
         for line in sys.stdin if not sys.stdin.isatty() else _prompt_lines():
             line = line.strip()
             if not line:
                 continue
             if line.lower() in ("exit", "quit", ":q"):
                 break
-            command, sep, rest = line.partition(":")
             with _errors_inline():
-                if sep and command.strip().lower() == "remember":
-                    _out().print(f"remembered {memory.remember(rest.strip())}", highlight=False)
-                elif sep and command.strip().lower() == "instruct":
-                    memory.add_instruction(rest.strip())
+                reply = talk.send(line)
+                if session is not None:
+                    talk.persist()
+                if reply.command == "remember":
+                    _out().print(f"remembered {reply.memory_id}", highlight=False)
+                elif reply.command == "instruct":
                     _out().print("instruction added")
                 else:
-                    answer, previous, memories, _ = memory.chat_with_memory(
-                        line, previous_response_id=previous, **kwargs
-                    )
-                    _out().print(answer, highlight=False, markup=False)
+                    _out().print(reply.text, highlight=False, markup=False)
                     if show_memories:
-                        for m in memories:
+                        for m in reply.memories:
                             _out().print(f"  · {_short(m.text)}", style="dim", markup=False)
 
 
@@ -296,24 +441,29 @@ def _errors_inline() -> Iterator[None]:
 @app.command()
 def ingest(
     ctx: typer.Context,
-    files: Annotated[list[Path], typer.Argument(help="PDF, text or Markdown files")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="PDF, text or Markdown files, or chat exports (.jsonl)"),
+    ],
     chunk_chars: Annotated[int, typer.Option(help="Maximum characters per chunk")] = 1000,
     overlap_chars: Annotated[int, typer.Option(help="Sentence overlap between chunks")] = 150,
     storage_dir: StorageDir = None,
     namespace: Namespace = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Read documents and store them as chunks (the same file twice stores nothing new)."""
-    results = []
+    """Store documents as chunks, and chat exports as conversations.
+
+    A document is cut into chunks (the same file twice stores nothing new). A chat
+    export is JSON Lines, one message a line: speaker (or role), text (or content),
+    optionally timestamp and thread_id; each thread is stored one memory per turn.
+    A file that fails is reported at the end and the others are still stored; an
+    interrupted run keeps what was committed, and running it again resumes.
+    """
+    rows: list[dict[str, Any]] = []
+    failures: list[tuple[Path, SemMemError]] = []
     with (
         _memory(ctx, storage_dir, namespace) as memory,
-        Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            console=_err(),
-            disable=as_json,
-        ) as progress,
+        _progress(disable=as_json) as progress,
     ):
         for path in files:
             task = progress.add_task(path.name, total=None)
@@ -321,20 +471,79 @@ def ingest(
             def report(done: int, total: int, task: Any = task) -> None:
                 progress.update(task, completed=done, total=total)
 
-            result = memory.ingest_pdf(
-                path, chunk_chars=chunk_chars, overlap_chars=overlap_chars, progress=report
-            )
-            progress.update(task, completed=result.chunks_created, total=result.chunks_created)
-            results.append(result)
+            try:
+                rows += _ingest_one(memory, path, report, chunk_chars, overlap_chars)
+            except KeyboardInterrupt:
+                progress.stop()
+                _err().print(
+                    f"interrupted during {path.name}: what was committed is kept; run the "
+                    "same command again to resume",
+                    highlight=False,
+                )
+                raise typer.Exit(130) from None
+            except SemMemError as exc:
+                failures.append((path, exc))
+                progress.update(task, description=f"{path.name} [red](failed)[/]")
+                continue
+            progress.update(task, completed=rows[-1]["chunks_created"] if rows else 0)
     if as_json:
-        _json([r.to_dict() for r in results])
-        return
-    table = Table("file", "kind", "pages", "chunks", "stored", "note")
-    for r in results:
-        table.add_row(
-            r.filename, r.kind, str(r.pages), str(r.chunks_created), str(r.chunks_stored), r.note
+        _json(rows)
+    elif rows:
+        table = Table("file", "kind", "pages", "chunks", "stored", "note")
+        for r in rows:
+            table.add_row(
+                r["filename"],
+                r["kind"],
+                str(r["pages"]),
+                str(r["chunks_created"]),
+                str(r["chunks_stored"]),
+                r["note"],
+            )
+        _out().print(table)
+    if failures:
+        for path, exc in failures:
+            _err().print(f"[bold red]failed:[/] {path}: {_user_message(exc)}", highlight=False)
+        first = failures[0][1]
+        raise typer.Exit(next(c for cls, c in EXIT_CODES if isinstance(first, cls)))
+
+
+def _user_message(exc: SemMemError) -> str:
+    return str(exc).replace("[", r"\[")
+
+
+def _ingest_one(
+    memory: Any,
+    path: Path,
+    report: Any,
+    chunk_chars: int,
+    overlap_chars: int,
+) -> list[dict[str, Any]]:
+    """Store one file; returns its result rows (one per thread of a chat export)."""
+    from .ingest.chat_export import is_chat_export, read_chat_export
+
+    if not path.is_file():
+        raise ValidationError(f"not a file: {path}" if path.exists() else f"no such file: {path}")
+    if not is_chat_export(path):
+        result = memory.ingest_pdf(
+            path, chunk_chars=chunk_chars, overlap_chars=overlap_chars, progress=report
         )
-    _out().print(table)
+        return [result.to_dict()]
+    rows = []
+    for thread_id, turns in read_chat_export(path):
+        before = len(memory)
+        ids = memory.remember_conversation(turns, thread_id=thread_id, progress=report)
+        rows.append(
+            {
+                "filename": path.name,
+                "kind": "chat",
+                "pages": 0,
+                "chunks_created": len(ids),
+                "chunks_stored": len(memory) - before,
+                "thread_id": thread_id,
+                "note": f"thread {thread_id}",
+            }
+        )
+    return rows
 
 
 # --------------------------------------------------------------------------- maintenance
@@ -401,16 +610,27 @@ def import_(
     as_json: JsonFlag = False,
 ) -> None:
     """Import JSON Lines (ids, timestamps and hit counts are kept)."""
-    with _memory(ctx, storage_dir, namespace) as memory:
+    with _memory(ctx, storage_dir, namespace) as memory, _progress(disable=as_json) as progress:
         if file == "-":
             report = memory.import_jsonl(sys.stdin)
         else:
             try:
+                with open(file, "rb") as counting:
+                    total = sum(
+                        chunk.count(b"\n") for chunk in iter(lambda: counting.read(1 << 20), b"")
+                    )
                 fp = open(file, encoding="utf-8")  # noqa: SIM115 - closed below
             except OSError as exc:
                 raise ValidationError(f"cannot read {file}: {exc.strerror or exc}") from exc
+            task = progress.add_task("importing lines", total=total)
+
+            def counted(lines: Iterator[str]) -> Iterator[str]:
+                for line in lines:
+                    yield line
+                    progress.advance(task)
+
             with fp:
-                report = memory.import_jsonl(fp)
+                report = memory.import_jsonl(counted(fp))
     if as_json:
         _json(report.to_dict())
     else:
@@ -443,7 +663,7 @@ def reembed(
             f"re-embed every memory with {new.model_id}?", default=False
         ):
             raise typer.Exit(1)
-        with Progress(console=_err()) as progress:
+        with _progress() as progress:
             task = progress.add_task("re-embedding", total=None)
             count = memory.reembed(
                 new, progress=lambda done, total: progress.update(task, completed=done, total=total)

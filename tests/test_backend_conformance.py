@@ -892,3 +892,18 @@ def test_a_chat_session_continues_from_the_store(store: Store) -> None:
         ChatSession.load(store.memory(namespace="bob"), "trip")
     with pytest.raises(ValidationError, match="previous_response_id"):
         ChatSession.continuing(store.memory(namespace="alice"), "resp_from_elsewhere")
+
+
+def test_a_memory_is_found_by_the_start_of_its_id(store: Store) -> None:
+    memory = store.memory(namespace="alice")
+    ids = [memory.remember(fact) for fact in FACTS[:4]]
+    other = store.memory(namespace="bob").remember("bob's fact")
+    backend = memory.backend
+    assert backend.ids_with_prefix("alice", ids[0][:8]) == [ids[0]]
+    assert backend.ids_with_prefix("alice", ids[0]) == [ids[0]]
+    assert backend.ids_with_prefix("alice", other[:8]) == []  # another namespace's
+    assert backend.ids_with_prefix("alice", "zz") == []
+    assert backend.ids_with_prefix("alice", "") == []
+    assert len(backend.ids_with_prefix("alice", "", limit=5)) == 0
+    everything = backend.ids_with_prefix("alice", ids[0][:0] or "-", limit=10)
+    assert everything == []  # uuids never start with "-"

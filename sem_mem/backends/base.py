@@ -256,6 +256,11 @@ class StorageBackend(ABC):
         return None
 
     @abstractmethod
+    def ids_with_prefix(self, namespace: str, prefix: str, *, limit: int = 2) -> list[str]:
+        """Up to ``limit`` ids of the namespace's memories (any status) starting with
+        ``prefix``, so a shortened id (as ``sem-mem recall`` prints it) can be resolved."""
+
+    @abstractmethod
     def list(self, namespace: str, query: ListQuery) -> list[Memory]:
         """Memories page by page, filtered."""
 

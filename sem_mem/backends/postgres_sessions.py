@@ -96,3 +96,16 @@ class PostgresSessionsMixin:
                 (namespace, response_id),
             ).fetchone()
         return row[0] if row else None
+
+    # a memory-id lookup that, like the sessions, is a small addition to the backend
+    def ids_with_prefix(self, namespace: str, prefix: str, *, limit: int = 2) -> list[str]:
+        if not prefix:
+            return []
+        # starts_with, not a range: under a non-C collation a range compares differently
+        with self._conn() as conn:
+            rows = conn.execute(
+                "SELECT id FROM memories WHERE namespace = %s AND starts_with(id, %s) "
+                "ORDER BY id LIMIT %s",
+                (namespace, prefix, limit),
+            ).fetchall()
+        return [r[0] for r in rows]

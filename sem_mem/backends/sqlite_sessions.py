@@ -131,3 +131,16 @@ class SQLiteSessionsMixin:
                 (namespace, response_id),
             ).fetchone()
         return row[0] if row else None
+
+    # a memory-id lookup that, like the sessions, is a small addition to the backend
+    def ids_with_prefix(self, namespace: str, prefix: str, *, limit: int = 2) -> list[str]:
+        if not prefix:
+            return []
+        # a range over the unique index on id: no scan, whatever the prefix holds
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT id FROM memories WHERE id >= ? AND id < ? AND namespace = ? "
+                "ORDER BY id LIMIT ?",
+                (prefix, prefix + "\U0010ffff", namespace, limit),
+            ).fetchall()
+        return [r[0] for r in rows]
