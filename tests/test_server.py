@@ -201,7 +201,8 @@ def test_instructions_cache_stats_model(client: httpx.Client) -> None:
     stats = client.get("/stats").json()
     assert stats["namespace"] == "default" and stats["embedder"]["model_id"] == "test:hashing-64"
     assert client.get("/model").json() == {
-        "model": "gpt-5.1", "reasoning_effort": "low", "chat_enabled": False
+        "model": "gpt-5.1", "reasoning_effort": "low", "chat_enabled": False,
+        "chat_api": "", "web_search_unavailable": "no chat model is configured",
     }  # fmt: skip
     changed = client.put("/model", json={"model": "gpt-4.1-mini", "reasoning_effort": "high"})
     assert changed.json()["model"] == "gpt-4.1-mini"

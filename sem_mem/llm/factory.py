@@ -26,7 +26,13 @@ from ..errors import ConfigurationError
 from .base import ChatModel
 from .errors_map import describe_host
 
-__all__ = ["ChatAPI", "create_chat_model", "uses_openai"]
+__all__ = [
+    "ChatAPI",
+    "chat_api_of",
+    "create_chat_model",
+    "uses_openai",
+    "web_search_unavailable",
+]
 
 ChatAPI = Literal["responses", "chat_completions"]
 
@@ -75,3 +81,22 @@ def create_chat_model(settings: Settings, *, api: ChatAPI | None = None) -> Chat
         default_reasoning_effort=settings.reasoning_effort,
         default_temperature=settings.temperature,
     )
+
+
+def web_search_unavailable(chat_model: ChatModel | None) -> str:
+    """Why the web-search toggle is off, or ``""`` when the chat model can search."""
+    if chat_model is None:
+        return "no chat model is configured"
+    if not chat_model.supports_web_search:
+        return (
+            f"{type(chat_model).__name__} at {getattr(chat_model, 'host', '?')} has no web "
+            "search tool (it needs the OpenAI Responses API)"
+        )
+    return ""
+
+
+def chat_api_of(chat_model: ChatModel | None) -> str:
+    """``"responses"``, ``"chat_completions"`` or ``""`` (memory-only mode)."""
+    if chat_model is None:
+        return ""
+    return "responses" if chat_model.supports_previous_response_id else "chat_completions"

@@ -9,8 +9,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Request, UploadFile
 
 from .. import __version__
-from ..errors import LimitExceededError
+from ..errors import LimitExceededError, SemMemError
 from ..ingest import describe_limits
+from ..llm.factory import chat_api_of, web_search_unavailable
 from .auth import Memory, namespace_of
 from .schemas import (
     BatchIn,
@@ -121,10 +122,16 @@ async def stats(memory: Memory) -> dict[str, Any]:
 def _model_out(request: Request, memory: Memory) -> dict[str, Any]:
     prefs = request.app.state.registry.prefs(namespace_of(request))
     settings = memory.settings
+    try:
+        chat_model = memory.sync.chat_model
+    except SemMemError:
+        chat_model = None
     return {
         "model": prefs.model,
         "reasoning_effort": prefs.reasoning_effort,
         "chat_enabled": bool(settings.openai_api_key or settings.openai_base_url),
+        "chat_api": chat_api_of(chat_model),
+        "web_search_unavailable": web_search_unavailable(chat_model),
     }
 
 

@@ -64,6 +64,7 @@ async def chat(body: ChatIn, memory: Memory, request: Request) -> dict[str, Any]
     options = ChatOptions(
         model=body.model or prefs.model,
         reasoning_effort=body.reasoning_effort or prefs.reasoning_effort,
+        temperature=body.temperature,
         web_search=body.web_search,
         auto_remember=body.auto_remember,
     )

@@ -151,6 +151,7 @@ class ChatIn(_In):
     )
     model: str | None = None
     reasoning_effort: Effort | None = None
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     auto_remember: bool | None = None
     web_search: bool | None = None
 
@@ -181,6 +182,10 @@ class ModelOut(BaseModel):
     model: str
     reasoning_effort: str
     chat_enabled: bool = Field(description="False in memory-only mode (no key, no base URL)")
+    chat_api: str = Field(default="", description="responses or chat_completions (CHAT_API)")
+    web_search_unavailable: str = Field(
+        default="", description="Why web search cannot be used; empty when it can"
+    )
 
 
 class UploadOut(BaseModel):
