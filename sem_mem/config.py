@@ -30,6 +30,7 @@ class Settings:
     namespace: str = "default"
     openai_api_key: str | None = None
     openai_base_url: str | None = None
+    openai_embedding_base_url: str | None = None  # embeddings elsewhere than the chat model
     embedder: str = "auto"  # auto | local | openai
     embedding_model: str | None = None  # None: MiniLM (local) or text-embedding-3-small (openai)
     chat_model: str = "gpt-5.1"
@@ -61,6 +62,7 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "namespace": ("SEMMEM_NAMESPACE",),
     "openai_api_key": ("OPENAI_API_KEY",),
     "openai_base_url": ("OPENAI_BASE_URL",),
+    "openai_embedding_base_url": ("OPENAI_EMBEDDING_BASE_URL",),
     "embedder": ("SEMMEM_EMBEDDER",),
     "embedding_model": ("EMBEDDING_MODEL",),
     "chat_model": ("CHAT_MODEL",),
