@@ -80,13 +80,20 @@ def client(tmp_path: Path) -> Iterator[httpx.Client]:
 
 def test_health_docs_and_openapi(client: httpx.Client) -> None:
     assert client.get("/health").json() == {"status": "ok", "version": "0.1.0", "auth": False}
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    # offline: every script and stylesheet the page loads comes from this server
+    assets = re.findall(r'(?:src|href)="([^"]+)"', docs.text)
+    assert assets and not [a for a in assets if a.startswith(("http:", "https:", "//"))]
+    for asset in assets:
+        assert client.get(asset).status_code == 200, asset
+    assert "/openapi.json" in docs.text
     paths = client.get("/openapi.json").json()["paths"]
     for path in (
         "/health", "/chat", "/remember", "/remember/batch", "/recall", "/instructions",
         "/cache", "/stats", "/model", "/upload/pdf", "/threads/save", "/memories",
         "/memories/{memory_id}", "/memories/{memory_id}/history", "/export", "/import",
-        "/metrics",
+        "/metrics", "/sessions", "/sessions/{session_id}", "/conversations",
     ):  # fmt: skip
         assert path in paths, path
     assert set(paths["/instructions"]) == {"get", "put", "post"}
