@@ -621,3 +621,32 @@ def test_app_is_built_lazily() -> None:
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_upload_reports_real_progress_as_ndjson(tmp_path: Path) -> None:
+    from sem_mem.ui.client import HttpClient
+
+    text = "\n\n".join(f"Paragraph {i} is about subject number {i} in detail." for i in range(3000))
+    with serve(tmp_path / "s") as url:
+        client = HttpClient(url)
+        try:
+            seen: list[tuple[int, int]] = []
+            result = client.ingest(text.encode(), "long.txt", lambda d, t: seen.append((d, t)))
+            assert result["chunks_stored"] == result["chunks_created"] > 64
+            total = result["chunks_created"]
+            assert {t for _, t in seen} == {total}
+            # one line per slice of chunks embedded and committed, not just 0/1 then 1/1
+            assert len({d for d, _ in seen}) >= 3 and seen[0][0] < total == seen[-1][0]
+            assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+            with pytest.raises(core.ValidationError, match="API 422"):
+                client.ingest(make_pdf(["x"])[:100], "broken.pdf", lambda d, t: None)
+            raw = httpx.post(
+                f"{url}/upload/pdf",
+                params={"progress": "true"},
+                files={"file": ("again.txt", text.encode(), "text/plain")},
+            )
+            lines = [json.loads(line) for line in raw.text.splitlines()]
+            assert raw.headers["content-type"].startswith("application/x-ndjson")
+            assert lines[-1]["result"]["already_ingested"] is True
+        finally:
+            client.close()

@@ -136,4 +136,3 @@ def _offline_docs(app: FastAPI) -> None:
                 "swagger_favicon_url": f"{static}/favicon-32x32.png",
             }
         return get_swagger_ui_html(openapi_url="/openapi.json", title="Sem-Mem API", **assets)
-

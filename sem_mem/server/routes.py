@@ -4,15 +4,20 @@ are in ``routes_chat.py``)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Request, UploadFile
+from fastapi import APIRouter, File, Query, Request, UploadFile
+from fastapi.responses import StreamingResponse
 
 from .. import __version__
 from ..errors import LimitExceededError, SemMemError
 from ..ingest import describe_limits
 from ..llm.factory import chat_api_of, web_search_unavailable
 from .auth import Memory, namespace_of
+from .errors import error_response
 from .schemas import (
     BatchIn,
     BatchOut,
@@ -158,12 +163,70 @@ async def put_model(body: ModelIn, memory: Memory, request: Request) -> dict[str
     tags=["documents"],
     description=(
         "Ingest a PDF (or a .txt/.md file) as chunks. The same file twice stores nothing "
-        f"new. Limits: {describe_limits()}"
+        'new. With `progress=true` the answer is NDJSON: `{"done": n, "total": m}` '
+        'lines as chunks are embedded and committed, then `{"result": {...}}` (or '
+        '`{"error", "detail", "status"}` if it fails midway). Limits: '
+        f"{describe_limits()}"
     ),
 )
 async def upload_pdf(
-    memory: Memory, file: Annotated[UploadFile, File(description="PDF, text or Markdown")]
-) -> dict[str, Any]:
+    memory: Memory,
+    file: Annotated[UploadFile, File(description="PDF, text or Markdown")],
+    progress: Annotated[
+        bool, Query(description="Stream progress as NDJSON lines, then the result")
+    ] = False,
+) -> Any:
     """Read the upload and store its chunks."""
-    result = await memory.ingest_pdf(file.file, name=file.filename or "upload.pdf")
-    return result.to_dict()
+    name = file.filename or "upload.pdf"
+    if not progress:
+        result = await memory.ingest_pdf(file.file, name=name)
+        return result.to_dict()
+    return await _ingest_with_progress(memory, file, name)
+
+
+async def _ingest_with_progress(memory: Memory, file: UploadFile, name: str) -> Any:
+    """NDJSON progress lines, then the result. A failure before any progress (a damaged
+    or unsupported file) is an ordinary error answer with its status."""
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+    def put(event: tuple[str, Any]) -> None:
+        loop.call_soon_threadsafe(events.put_nowait, event)
+
+    def work() -> None:
+        try:
+            result = memory.sync.ingest_pdf(
+                file.file, name=name, progress=lambda d, t: put(("progress", (d, t)))
+            )
+            put(("result", result))
+        except Exception as exc:  # reported to the client below, by class
+            put(("error", exc))
+
+    worker = asyncio.ensure_future(asyncio.to_thread(work))
+    first = await events.get()
+    if first[0] == "error":
+        await worker
+        raise first[1]
+
+    async def lines() -> AsyncIterator[bytes]:
+        event = first
+        while True:
+            kind, value = event
+            if kind == "progress":
+                yield _line({"done": value[0], "total": value[1]})
+            elif kind == "result":
+                yield _line({"result": value.to_dict()})
+                break
+            else:
+                response = error_response(value)
+                body = json.loads(bytes(response.body))
+                yield _line({**body, "status": response.status_code})
+                break
+            event = await events.get()
+        await worker
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+
+def _line(value: dict[str, Any]) -> bytes:
+    return (json.dumps(value, ensure_ascii=False) + "\n").encode("utf-8")

@@ -493,10 +493,14 @@ class HttpClient(MemoryClient):
             body = {}
         if not isinstance(body, dict):
             body = {}
-        detail = body.get("detail") or response.text or response.reason_phrase
+        if not body.get("detail"):
+            body["detail"] = response.text or response.reason_phrase
+        return self._error_of(response.status_code, body)
+
+    def _error_of(self, status: int, body: dict[str, Any]) -> SemMemError:
+        detail = body.get("detail")
         if not isinstance(detail, str):
             detail = json.dumps(detail)
-        status = response.status_code
         message = f"API {status}: {detail}"
         error_class = _STATUS_ERRORS.get(status)
         if error_class is not None:
@@ -587,13 +591,34 @@ class HttpClient(MemoryClient):
         return dict(self._json("GET", "/stats"))
 
     def ingest(self, data: bytes, name: str, progress: Progress | None = None) -> dict[str, Any]:
-        if progress is not None:
-            progress(0, 1)
         mime = "application/pdf" if name.lower().endswith(".pdf") else "text/plain"
-        out = dict(self._json("POST", "/upload/pdf", files={"file": (name, data, mime)}))
-        if progress is not None:
-            progress(1, 1)
-        return out
+        files = {"file": (name, data, mime)}
+        if progress is None:
+            return dict(self._json("POST", "/upload/pdf", files=files))
+        # the server streams {"done", "total"} lines as chunks are stored, then the result
+        import httpx
+
+        try:
+            with self.http.stream(
+                "POST", "/upload/pdf", params={"progress": "true"}, files=files
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise self._error(response)
+                for line in response.iter_lines():
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    if "result" in event:
+                        return dict(event["result"])
+                    if "error" in event:
+                        raise self._error_of(int(event.get("status", 500)), event)
+                    progress(int(event["done"]), int(event["total"]))
+        except httpx.HTTPError as exc:
+            raise ApiError(
+                f"cannot reach the API server at {self.base_url}: {exc}", status=0
+            ) from exc
+        raise ApiError("the upload ended without a result", status=0)
 
     def save_thread(self, session_id: str) -> list[str]:
         body = {"session_id": session_id}
