@@ -223,3 +223,31 @@ def test_two_server_processes_on_postgres_share_sessions(
                 server.terminate()
             for server in servers:
                 server.wait(timeout=30)
+
+
+def test_two_turns_sent_at_once_to_one_session_are_both_kept(
+    tmp_path: Path, fake: FakeOpenAI
+) -> None:
+    import concurrent.futures
+
+    with (
+        chat_server(tmp_path / "s", fake, "chat_completions") as url,
+        httpx.Client(base_url=url, timeout=60) as http,
+    ):
+        session_id = http.post("/chat", json={"query": "hello"}).json()["session_id"]
+        fake.delay_next(0.5, times=4)  # the model is slow: the two turns overlap
+
+        def say(text: str) -> int:
+            with httpx.Client(base_url=url, timeout=60) as other:
+                body = {"query": text, "session_id": session_id}
+                return other.post("/chat", json=body).status_code
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            codes = list(pool.map(say, ["first at once", "second at once"]))
+        assert codes == [200, 200]
+        said = [
+            m["content"]
+            for m in http.get(f"/sessions/{session_id}").json()["messages"]
+            if m["role"] == "user"
+        ]
+        assert said[0] == "hello" and sorted(said[1:]) == ["first at once", "second at once"]

@@ -10,6 +10,8 @@ another server process on the same PostgreSQL continues them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import uuid
 from typing import Any
 
@@ -35,6 +37,20 @@ from .schemas import (
 __all__ = ["router"]
 
 router = APIRouter()
+
+
+_LOCKS_GUARD = threading.Lock()
+
+
+def _session_lock(request: Request, namespace: str, session_id: str | None) -> Any:
+    """The lock of one session in this app (a no-op context for a new session)."""
+    if session_id is None:
+        return contextlib.nullcontext()
+    state = request.app.state
+    with _LOCKS_GUARD:
+        locks: dict[tuple[str, str], threading.Lock] = getattr(state, "session_locks", None) or {}
+        state.session_locks = locks
+        return locks.setdefault((namespace, session_id), threading.Lock())
 
 
 def _session_for(memory: SemanticMemory, body: ChatIn, options: ChatOptions) -> ChatSession:
@@ -70,11 +86,17 @@ async def chat(body: ChatIn, memory: Memory, request: Request) -> dict[str, Any]
     )
 
     def run() -> tuple[ChatSession, Any]:
-        session = _session_for(memory.sync, body, options)
-        if body.title and not session.title:
-            session.title = body.title
-        reply = session.send(body.query)
-        session.persist()
+        target = body.session_id
+        if body.previous_response_id:
+            target = ChatSession.continuing(memory.sync, body.previous_response_id).id
+        # turns of one session run one at a time in this process, so a double submit
+        # cannot lose a turn (load, answer, store)
+        with _session_lock(request, memory.namespace, target):
+            session = _session_for(memory.sync, body, options)
+            if body.title and not session.title:
+                session.title = body.title
+            reply = session.send(body.query)
+            session.persist()
         return session, reply
 
     session, reply = await asyncio.to_thread(run)
