@@ -511,7 +511,9 @@ def test_chat_memory_only_mode(client: httpx.Client) -> None:
     r = client.post("/chat", json={"query": "What is my dog called?"})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert set(body) == {"response", "response_id", "session_id", "command", "memories", "logs"}
+    assert set(body) == {
+        "response", "response_id", "session_id", "command", "memory_id", "memories", "logs",
+    }  # fmt: skip
     assert any("Biscuit" in m["text"] for m in body["memories"])
 
 

@@ -112,7 +112,7 @@ def test_chat_commands_run_through_the_session(tmp_path: Path, fake: FakeOpenAI)
         httpx.Client(base_url=url, timeout=60) as http,
     ):
         body = http.post("/chat", json={"query": "remember: The gate code is 1990"}).json()
-        assert body["command"] == "remember"
+        assert body["command"] == "remember" and body["memory_id"]
         assert fake.requests == []  # no model call for a command
         found = http.post("/recall", json={"query": "gate code"}).json()["memories"]
         assert found[0]["text"] == "The gate code is 1990"

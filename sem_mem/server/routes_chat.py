@@ -105,6 +105,7 @@ async def chat(body: ChatIn, memory: Memory, request: Request) -> dict[str, Any]
         "response_id": reply.response_id,
         "session_id": session.id,
         "command": reply.command,
+        "memory_id": reply.memory_id,
         "memories": [m.to_dict() for m in reply.memories],
         "logs": list(reply.logs),
     }

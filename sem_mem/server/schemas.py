@@ -161,6 +161,7 @@ class ChatOut(BaseModel):
     response_id: str | None
     session_id: str
     command: str | None = Field(default=None, description="remember or instruct, for commands")
+    memory_id: str | None = Field(default=None, description="The id stored by remember:")
     memories: list[RecollectionOut]
     logs: list[str]
 

@@ -42,7 +42,9 @@ def handle_message(
         answer = client.chat(text, session_id=state.get("session_id"), options=options)
         state["session_id"] = answer.session_id
         if answer.command == "remember":
-            reply["content"] = f"🧠 Remembered (L2): {answer.response.split(':', 1)[-1].strip()}"
+            fact = answer.response.split(":", 1)[-1].strip()
+            short = (answer.memory_id or "")[:12]
+            reply["content"] = f"🧠 Remembered (L2, id `{short}`): {fact}"
         elif answer.command == "instruct":
             state["instructions_version"] = state.get("instructions_version", 0) + 1
             reply["content"] = f"📌 {answer.response}"

@@ -90,6 +90,8 @@ class ChatReply:
     session_id: str = ""
     #: ``"remember"``/``"instruct"`` when the message was a chat command
     command: str | None = None
+    #: the id ``remember:`` stored
+    memory_id: str | None = None
 
     @property
     def auto_memory(self) -> list[str]:
@@ -335,6 +337,7 @@ class LocalClient(MemoryClient):
             list(reply.logs),
             session_id=str(session.id),
             command=reply.command,
+            memory_id=reply.memory_id,
         )
 
     def remember(self, text: str, metadata: Mapping[str, Any] | None = None) -> str:
@@ -549,6 +552,7 @@ class HttpClient(MemoryClient):
             out["logs"],
             session_id=out["session_id"],
             command=out.get("command"),
+            memory_id=out.get("memory_id"),
         )
 
     def remember(self, text: str, metadata: Mapping[str, Any] | None = None) -> str:
