@@ -31,9 +31,19 @@ import numpy as np
 from .backends.base import ListQuery, MemoryFilter, NewMemory, StorageBackend, StoredMemory
 from .cache import SmartCache
 from .config import Settings, resolve_settings
+from .dates import query_windows
 from .embedders.base import Embedder
 from .errors import LimitExceededError, NotFoundError, ValidationError
-from .retrieval import FusionConfig, fuse_candidates, reciprocal_rank_fusion, thread_neighbours
+from .retrieval import (
+    FusionConfig,
+    boost,
+    fuse_candidates,
+    merge_max,
+    named_speakers,
+    reciprocal_rank_fusion,
+    spread_to_neighbours,
+    thread_neighbours,
+)
 from .types import HistoryEvent, IngestResult, Memory, Recollection
 from .validation import (
     clean_batch,
@@ -676,15 +686,7 @@ class SemanticMemory:
             top = lexical_hits[0][1] if lexical_hits else 1.0
             fused = [(i, s / top if top > 0 else 0.0) for i, s in lexical_hits]
         else:
-            neighbours = None
-            if self.fusion.uses_neighbours:
-                seeds = list(dict.fromkeys(i for i, _ in (*vector_hits, *lexical_hits)))
-                window = self.fusion.neighbour_window
-                places = self.backend.thread_places(self.namespace, seeds, window, **extra)
-                neighbours = thread_neighbours(
-                    {i: (p.thread_id, p.position) for i, p in places.items()}, window
-                )
-            fused = fuse_candidates(vector_hits, lexical_hits, self.fusion, neighbours=neighbours)
+            fused = self._hybrid(query, vector, vector_hits, lexical_hits, where, similarity)
         # Lexical-only candidates need their cosine similarity from the stored vectors;
         # fetch them a window at a time, only as far down the list as the results reach.
         ranked: list[tuple[str, float, float]] = []
@@ -705,6 +707,70 @@ class SemanticMemory:
                 if len(ranked) == limit:
                     break
         return ranked
+
+    def _hybrid(
+        self,
+        query: str,
+        vector: np.ndarray,
+        vector_hits: list[tuple[str, float]],
+        lexical_hits: list[tuple[str, float]],
+        where: MemoryFilter,
+        similarity: dict[str, float],
+    ) -> list[tuple[str, float]]:
+        """Hybrid ranking (see :class:`FusionConfig` and ``bench/results/recall_quality.md``):
+        convex fusion of the two retrievers; for each absolute date the query names, a
+        search of that time window, fused the same way, and a bonus for what happened in
+        it; scores spread to thread neighbours; the turns of a speaker the query names
+        lifted."""
+        config = self.fusion
+        plain = config.but(neighbour_weight=0.0)
+        fused = fuse_candidates(vector_hits, lexical_hits, plain)
+        windows = query_windows(query) if config.date_weight or config.date_candidates else []
+        if windows and config.date_candidates:
+            found = [fused]
+            for start, end in windows[:4]:
+                inside = _narrow(where, start, end)
+                if inside is None:
+                    continue
+                k = config.date_candidates
+                sub_vector = self.backend.vector_search(
+                    self.namespace, vector, k, ef=max(k, 64), filters=inside
+                )
+                sub_lexical = self.backend.lexical_search(self.namespace, query, k, filters=inside)
+                similarity.update(sub_vector)
+                found.append(fuse_candidates(sub_vector, sub_lexical, plain))
+            fused = merge_max(*found)
+        needs_places = windows or config.uses_neighbours or config.speaker_weight
+        if not needs_places or not fused:
+            return fused
+        extra: dict[str, Any] = {} if where.empty else {"filters": where}
+        places = self.backend.thread_places(
+            self.namespace, [i for i, _ in fused], config.neighbour_window, **extra
+        )
+        if windows and config.date_weight:
+            fused = boost(
+                fused,
+                {
+                    i: config.date_weight
+                    for i, p in places.items()
+                    if any(a <= p.timestamp < b for a, b in windows)
+                },
+                add=True,
+            )
+        if config.uses_neighbours:
+            neighbours = thread_neighbours(
+                {i: (p.thread_id, p.position) for i, p in places.items() if p.thread_id},
+                config.neighbour_window,
+            )
+            fused = spread_to_neighbours(fused, neighbours, config.neighbour_weight)
+        if config.speaker_weight:
+            named = named_speakers(query, (p.speaker for p in places.values() if p.speaker))
+            if len(named) == 1:
+                lift = 1.0 + config.speaker_weight
+                fused = boost(fused, {i: lift for i, p in places.items() if p.speaker in named})
+        # back to [0, 1]: divide by the best score a memory could reach
+        top = (1.0 + (config.date_weight if windows else 0.0)) * (1.0 + config.speaker_weight)
+        return [(i, score / top) for i, score in fused]
 
     def _hydrate(
         self,
@@ -979,6 +1045,15 @@ class SemanticMemory:
             self._pending_query_vectors.clear()
             self._seen_seq = self.backend.refresh()
         return count
+
+
+def _narrow(where: MemoryFilter, start: float, end: float) -> MemoryFilter | None:
+    """``where`` restricted to ``[start, end)``; None if nothing can match both."""
+    since = start if where.since is None else max(start, where.since)
+    until = end if where.until is None else min(end, where.until)
+    if since >= until:
+        return None
+    return MemoryFilter(where.source, since, until, where.metadata, where.thread_id)
 
 
 def _filter_key(where: MemoryFilter) -> tuple[Any, ...]:

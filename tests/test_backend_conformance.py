@@ -213,6 +213,8 @@ def test_list_filters_and_order(memory: SemanticMemory) -> None:
     assert [m.text for m in memory.list(source="pdf")] == ["from a pdf"]
     assert [m.text for m in memory.list(metadata={"kind": "chart", "n": 1})] == ["from the chart"]
     assert [m.text for m in memory.list(metadata={"ok": True})] == ["from the chart"]
+    assert memory.list(metadata={"ok": 1}) == []  # JSON true is not the number 1
+    assert [m.text for m in memory.list(metadata={"n": 1.0})] == ["from the chart"]
     assert memory.list(metadata={"kind": "nothing"}) == []
     assert len(memory.list(limit=2)) == 2 and len(memory.list(limit=2, offset=2)) == 1
     newest = memory.list()[0].created_at
@@ -842,6 +844,29 @@ def test_export_import_keeps_threads_and_timestamps(store: Store) -> None:
     assert turns[0].happened_at.isoformat() == "2023-05-08T13:56:00+00:00"
     fact = copy.list(source="manual")[0]
     assert fact.happened_at.timestamp() == 1_600_000_000 and fact.thread_id is None
+
+
+def test_recall_weighs_the_speaker_and_the_date_a_query_names(store: Store) -> None:
+    _pending_on_postgres(store)
+    memory = store.memory()
+    memory.remember_conversation(
+        [
+            {"speaker": "Melanie", "text": "I finished a painting of the lake at sunset"},
+            {"speaker": "Caroline", "text": "I finished a painting of the lake last week"},
+        ],
+        thread_id="a",
+    )
+    for speaker in ("Caroline", "Melanie"):
+        top = memory.recall(f"What did {speaker} say about her painting of the lake?", limit=2)
+        assert top[0].speaker == speaker
+    # the same words on two days: only when it happened can tell them apart
+    for when in ("2023-03-02T10:00:00", "2023-05-08T18:30:00"):
+        memory.remember_conversation(
+            [{"speaker": "Jon", "text": "I sold a painting at the market"}], timestamp=when
+        )
+    for day, month in (("2 March, 2023", 3), ("8 May 2023", 5)):
+        top = memory.recall(f"Which painting did Jon sell on {day}?", limit=2)
+        assert top[0].happened_at.month == month
 
 
 # -- chat sessions -----------------------------------------------------------------------

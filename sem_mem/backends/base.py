@@ -79,11 +79,13 @@ class NewMemory:
 
 @dataclass(frozen=True)
 class ThreadPlace:
-    """Where a memory sits in a thread (a conversation, or a document's chunks)."""
+    """What ranking needs to know of a candidate: its thread and place in it (None for a
+    memory stored on its own), when it happened, and who said it (conversation turns)."""
 
-    thread_id: str
-    position: int
+    thread_id: str | None
+    position: int | None
     timestamp: float
+    speaker: str | None = None
 
 
 @dataclass(frozen=True)
@@ -237,6 +239,7 @@ class StorageBackend(ABC):
 
         Words are stemmed; a conversation turn's speaker counts as one of its words."""
 
+    @abstractmethod
     def thread_places(
         self,
         namespace: str,
@@ -245,11 +248,9 @@ class StorageBackend(ABC):
         *,
         filters: MemoryFilter | None = None,
     ) -> dict[str, ThreadPlace]:
-        """Places of ``ids`` in their threads, plus those of the active memories within
-        ``window`` positions of them in the same threads that match ``filters`` (for
-        neighbour- and session-aware recall). Memories outside any thread are absent.
-        The default records no threads."""
-        return {}
+        """Places of ``ids`` (every one that exists in the namespace), plus those of the
+        active memories within ``window`` positions of them in the same threads that
+        match ``filters`` (for neighbour-, speaker- and date-aware recall)."""
 
     def thread_last_position(self, namespace: str, thread_id: str) -> int | None:
         """The highest position stored in the thread (any status), or None if it is new."""

@@ -186,6 +186,13 @@ def filter_sql(filters: MemoryFilter | None, prefix: str = "") -> tuple[list[str
             # JSON true/false, never the numbers 1/0
             where.append(f"json_type({prefix}metadata, ?) = ?")
             args += [path, "true" if value else "false"]
+        elif isinstance(value, (int, float)):
+            # numbers equal numbers (1 == 1.0), never JSON true/false
+            where.append(
+                f"json_extract({prefix}metadata, ?) = ? "
+                f"AND json_type({prefix}metadata, ?) IN ('integer', 'real')"
+            )
+            args += [path, sql_value(value), path]
         else:
             where.append(f"json_extract({prefix}metadata, ?) = ?")
             args += [path, sql_value(value)]
