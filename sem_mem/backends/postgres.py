@@ -75,6 +75,7 @@ from .postgres_schema import (
     namespace_index_statement,
     namespace_lexeme,
 )
+from .postgres_sessions import PostgresSessionsMixin
 from .rows import (
     EMBEDDING_AT,
     EXACT_SEARCH_MAX,
@@ -369,7 +370,7 @@ class _Pool:
             conn.close()
 
 
-class PostgresBackend(StorageBackend):
+class PostgresBackend(PostgresSessionsMixin, StorageBackend):
     """PostgreSQL + pgvector (HNSW) + tsvector full text, shared by many processes."""
 
     name = "postgres"

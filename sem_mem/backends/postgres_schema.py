@@ -223,6 +223,31 @@ CREATE INDEX memories_thread ON memories (namespace, thread_id, position)
 CREATE INDEX memories_metadata ON memories USING gin (metadata jsonb_path_ops);
 """,
     ),
+    (
+        6,
+        "chat sessions kept in the store, and the provider response ids they produced",
+        # Written with IF NOT EXISTS and touching no other table, so it applies whether
+        # or not migrations 2-5 (held by other branches) ran before it.
+        """
+CREATE TABLE IF NOT EXISTS chat_sessions (
+    namespace  text NOT NULL,
+    id         text NOT NULL,
+    title      text NOT NULL DEFAULT '',
+    state      jsonb NOT NULL,
+    created_at double precision NOT NULL,
+    updated_at double precision NOT NULL,
+    PRIMARY KEY (namespace, id)
+);
+CREATE INDEX IF NOT EXISTS chat_sessions_updated ON chat_sessions (namespace, updated_at);
+CREATE TABLE IF NOT EXISTS chat_responses (
+    namespace   text NOT NULL,
+    response_id text NOT NULL,
+    session_id  text NOT NULL,
+    PRIMARY KEY (namespace, response_id)
+);
+CREATE INDEX IF NOT EXISTS chat_responses_session ON chat_responses (namespace, session_id);
+""",
+    ),
 ]
 
 
@@ -259,11 +284,17 @@ def column_type_statements(dimensions: int) -> list[str]:
     return [f"ALTER TABLE memories ALTER COLUMN embedding TYPE vector({int(dimensions)})"]
 
 
-def _applied(conn: Any) -> set[int]:
+def _all_applied(conn: Any) -> bool:
+    """True when every known migration has its row (not just the highest number:
+    migrations written on parallel branches may arrive below one already applied)."""
     row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
     if not row[0]:
-        return set()
-    return {int(r[0]) for r in conn.execute("SELECT version FROM schema_migrations").fetchall()}
+        return False
+    versions = [version for version, _, _ in MIGRATIONS]
+    done = conn.execute(
+        "SELECT count(*) FROM schema_migrations WHERE version = ANY(%s)", (versions,)
+    ).fetchone()[0]
+    return int(done) == len(versions)
 
 
 def apply_migrations(conn: Any) -> list[int]:
@@ -272,9 +303,7 @@ def apply_migrations(conn: Any) -> list[int]:
     ``conn`` is a psycopg connection in autocommit mode. A database that is already
     up to date costs one query and takes no lock.
     """
-    # by set, not by the highest number: migrations developed side by side land in any
-    # order, and a database that has 4 must still get 3 when it arrives
-    if {version for version, _, _ in MIGRATIONS} <= _applied(conn):
+    if _all_applied(conn):
         return []
     applied = []
     for version, name, script in MIGRATIONS:
