@@ -1,24 +1,31 @@
 # The two commands (see README):
-#   make run   set everything up from a fresh clone and open the app (offline, local embeddings)
-#   make test  set everything up and run the whole test suite
+#   make run   install what running needs (app, server, local model) and open the app
+#   make test  install that plus every extra and the dev/test tools, and run the test suite
 #   make test-fast  the suite without the slow and browser tests (under a minute)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+RUN_STAMP  := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: setup run demo test test-fast lint bench bench-full clean
+.PHONY: setup setup-run run demo test test-fast lint bench bench-full clean
 
-$(STAMP): pyproject.toml scripts/setup.sh
-	bash scripts/setup.sh "$(PYTHON)" "$(VENV)"
-	touch $(STAMP)
+$(RUN_STAMP): pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh "$(PYTHON)" "$(VENV)" run
+	touch $(RUN_STAMP)
 
-setup: $(STAMP)
+$(TEST_STAMP): pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh "$(PYTHON)" "$(VENV)" test
+	touch $(TEST_STAMP) $(RUN_STAMP)
 
-run: setup
+setup-run: $(RUN_STAMP)
+
+setup: $(TEST_STAMP)
+
+run: setup-run
 	$(BIN)/sem-mem ui
 
-demo: setup
+demo: setup-run
 	$(BIN)/python examples/quickstart.py
 
 test: setup
@@ -30,7 +37,6 @@ test-fast: setup
 lint: setup
 	$(BIN)/ruff check sem_mem tests bench examples
 	$(BIN)/ruff format --check sem_mem tests bench examples
-	$(BIN)/python -m mypy sem_mem
 
 bench: setup
 	$(BIN)/python -m pip install --quiet -e ".[bench]"

@@ -10,5 +10,4 @@ export SEMMEM_REQUIRE_PG=${SEMMEM_REQUIRE_PG:-1}
 bash "$(dirname "$0")/test-setup.sh"
 "$VENV/bin/ruff" check sem_mem tests bench examples
 "$VENV/bin/ruff" format --check sem_mem tests bench examples
-"$VENV/bin/python" -m mypy sem_mem  # strict; see the overrides in pyproject.toml
 "$VENV/bin/python" -m pytest -q "$@"

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .async_core import AsyncSemanticMemory
     from .backends.base import StorageBackend
     from .cache import SmartCache
+    from .conversation import ChatOptions, ChatSession
     from .core import SemanticMemory
     from .decorators import MemoryChat, with_memory, with_rag
     from .embedders.base import Embedder
@@ -49,6 +50,8 @@ _LAZY = {
     "migrate_lsh_to_hnsw": ("migrate", "migrate_lsh_to_hnsw"),
     "migrate_original_sem_mem": ("migrate", "migrate_original_sem_mem"),
     "MemoryChat": ("decorators", "MemoryChat"),
+    "ChatSession": ("conversation", "ChatSession"),
+    "ChatOptions": ("conversation", "ChatOptions"),
     "with_memory": ("decorators", "with_memory"),
     "with_rag": ("decorators", "with_rag"),
 }
@@ -57,6 +60,8 @@ __all__ = [
     "AsyncSemanticMemory",
     "AuthenticationError",
     "ChatModel",
+    "ChatOptions",
+    "ChatSession",
     "ConfigurationError",
     "ConflictError",
     "Embedder",

@@ -80,6 +80,10 @@ def _close_all_at_exit() -> None:
             log.debug("close at exit failed", exc_info=True)
 
 
+#: ``ingest_pdf`` embeds and commits this many chunks at a time
+INGEST_SLICE = 64
+
+
 class SemanticMemory:
     """Tiered semantic memory: L1 SmartCache (RAM) over an L2 store with HNSW + FTS5.
 
@@ -128,7 +132,11 @@ class SemanticMemory:
         self.settings = settings
         self.namespace = settings.namespace
         self._owns_backend = backend is None
-        self.backend = backend if backend is not None else _create_backend(settings)
+        if backend is None:
+            from .backends.factory import open_backend
+
+            backend = open_backend(settings)
+        self.backend = backend
         try:
             if isinstance(embedder, Embedder):
                 self.embedder = embedder
@@ -662,11 +670,15 @@ class SemanticMemory:
         """
         # (filters are passed only when set, so a backend without them fails loudly)
         extra: dict[str, Any] = {} if where.empty else {"filters": where}
-        vector_hits = (
-            self.backend.vector_search(self.namespace, vector, pool, ef=max(pool, 64), **extra)
-            if mode in ("hybrid", "vector")
-            else []
-        )
+        vector_hits: list[tuple[str, float]] = []
+        if mode in ("hybrid", "vector"):
+            # pure vector recall uses only the best ``limit`` (similarity order is the
+            # ranking, so a threshold cannot reach further down): ask for no more
+            wanted = limit if mode == "vector" else pool
+            vector_hits, rows = self.backend.vector_search_stored(
+                self.namespace, vector, wanted, ef=max(pool, 64), rows=limit, **extra
+            )
+            fetched.update(rows)
         lexical_hits = (
             self.backend.lexical_search(self.namespace, query, pool, **extra)
             if mode in ("hybrid", "lexical")
@@ -929,7 +941,9 @@ class SemanticMemory:
             return IngestResult(
                 doc.name, doc.kind, len(doc.pages), 0, 0, has_text=doc.has_text, note=note
             )
-        if self.list(metadata={"doc_sha256": doc.sha256}, limit=1):
+        # complete when every chunk is there: an interrupted ingest is resumed, not skipped
+        stored_before = self.list(metadata={"doc_sha256": doc.sha256}, limit=len(chunks))
+        if len(stored_before) >= len(chunks):
             return IngestResult(
                 doc.name,
                 doc.kind,
@@ -941,12 +955,20 @@ class SemanticMemory:
             )
         source_name = "pdf" if doc.kind == "pdf" else "document"
         before = len(self)
-        self.remember_batch(
-            [c.text for c in chunks],
-            [c.metadata for c in chunks],
-            source=source_name,
-            progress=progress,
-        )
+        # committed slice by slice (embedding is most of the time): if the process is
+        # stopped midway, the slices committed so far stay, and ingesting again resumes
+        for start in range(0, len(chunks), INGEST_SLICE):
+            piece = chunks[start : start + INGEST_SLICE]
+            self.remember_batch(
+                [c.text for c in piece],
+                [c.metadata for c in piece],
+                source=source_name,
+                progress=(
+                    (lambda done, _t, s=start: progress(s + done, len(chunks)))
+                    if progress
+                    else None
+                ),
+            )
         stored = len(self) - before
         return IngestResult(doc.name, doc.kind, len(doc.pages), len(chunks), stored)
 
@@ -1047,24 +1069,6 @@ def _narrow(where: MemoryFilter, start: float, end: float) -> MemoryFilter | Non
 def _filter_key(where: MemoryFilter) -> tuple[Any, ...]:
     meta = tuple(sorted((k, repr(v)) for k, v in (where.metadata or {}).items()))
     return (where.source, where.since, where.until, meta, where.thread_id)
-
-
-def _create_backend(settings: Settings) -> StorageBackend:
-    """Choose the storage backend in one place."""
-    if settings.database_url:
-        from .backends.postgres import PostgresBackend  # type: ignore[import-not-found]
-
-        return PostgresBackend(settings.database_url, settings=settings)  # type: ignore[no-any-return]
-    from .backends.sqlite import SQLiteBackend
-    from .backends.vector_index import HNSWParams
-
-    return SQLiteBackend(
-        settings.storage_dir,
-        hnsw=HNSWParams(
-            m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction, ef=settings.hnsw_ef
-        ),
-        durability=settings.durability,
-    )
 
 
 def _register_for_exit(memory: SemanticMemory) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ from ..types import HistoryEvent, Memory
 
 __all__ = [
     "AddResult",
+    "ChatSessionRecord",
     "ListQuery",
     "MemoryFilter",
     "NewMemory",
@@ -34,6 +36,23 @@ __all__ = [
     "StoredMemory",
     "ThreadPlace",
 ]
+
+
+@dataclass(frozen=True)
+class ChatSessionRecord:
+    """A chat session as a backend keeps it (see :mod:`sem_mem.conversation`).
+
+    ``state`` is JSON-ready data the conversation engine owns (thread, continuation);
+    ``response_id`` is the provider's id of the session's last answer, recorded so a
+    client's ``previous_response_id`` can be traced back to the session that made it.
+    """
+
+    id: str
+    title: str
+    state: dict[str, Any]
+    created_at: float
+    updated_at: float
+    response_id: str | None = None
 
 
 @dataclass
@@ -213,6 +232,25 @@ class StorageBackend(ABC):
 
         With ``filters``, the ``k`` nearest among the memories that match them."""
 
+    def vector_search_stored(
+        self,
+        namespace: str,
+        vector: np.ndarray,
+        k: int,
+        *,
+        ef: int | None = None,
+        rows: int = 0,
+        filters: MemoryFilter | None = None,
+    ) -> tuple[list[tuple[str, float]], dict[str, StoredMemory]]:
+        """:meth:`vector_search`, plus the stored memories of up to the best ``rows`` hits.
+
+        A backend that can return rows with the candidates at no extra cost (PostgreSQL:
+        one statement instead of a search and a hydration round trip) does; the default
+        returns none and the caller reads what it still needs with :meth:`get_many`.
+        """
+        extra = {} if filters is None else {"filters": filters}
+        return self.vector_search(namespace, vector, k, ef=ef, **extra), {}
+
     @abstractmethod
     def lexical_search(
         self, namespace: str, query: str, k: int, *, filters: MemoryFilter | None = None
@@ -237,6 +275,11 @@ class StorageBackend(ABC):
     def thread_last_position(self, namespace: str, thread_id: str) -> int | None:
         """The highest position stored in the thread (any status), or None if it is new."""
         return None
+
+    @abstractmethod
+    def ids_with_prefix(self, namespace: str, prefix: str, *, limit: int = 2) -> list[str]:
+        """Up to ``limit`` ids of the namespace's memories (any status) starting with
+        ``prefix``, so a shortened id (as ``sem-mem recall`` prints it) can be resolved."""
 
     @abstractmethod
     def list(self, namespace: str, query: ListQuery) -> list[Memory]:
@@ -294,6 +337,30 @@ class StorageBackend(ABC):
     @abstractmethod
     def set_instructions(self, namespace: str, text: str) -> None: ...
 
+    # -- chat sessions --------------------------------------------------------------------
+    @abstractmethod
+    def save_chat_session(self, namespace: str, record: ChatSessionRecord) -> None:
+        """Insert or replace the session ``record.id`` of ``namespace`` (and remember its
+        ``response_id``, if any, as one of the session's)."""
+
+    @abstractmethod
+    def get_chat_session(self, namespace: str, session_id: str) -> ChatSessionRecord | None:
+        """The session, or None when the namespace has none of that id."""
+
+    @abstractmethod
+    def list_chat_sessions(
+        self, namespace: str, *, limit: int = 50, offset: int = 0
+    ) -> list[ChatSessionRecord]:
+        """The namespace's sessions, most recently updated first."""
+
+    @abstractmethod
+    def delete_chat_session(self, namespace: str, session_id: str) -> bool:
+        """Delete the session and its response ids; False when there was none."""
+
+    @abstractmethod
+    def chat_session_of_response(self, namespace: str, response_id: str) -> str | None:
+        """The id of the namespace's session that produced ``response_id``, else None."""
+
     # -- maintenance ----------------------------------------------------------------------
     @abstractmethod
     def replace_embeddings(
@@ -309,6 +376,25 @@ class StorageBackend(ABC):
 
     @abstractmethod
     def stats(self, namespace: str) -> dict[str, Any]: ...
+
+    # -- optional capabilities (declared here, not probed with getattr) -------------------
+    #: True when :meth:`iter_history` and :meth:`add_history` carry history events over
+    #: as they are (``copy_store`` copies history only into and out of such backends)
+    copies_history: bool = False
+
+    def iter_history(self, namespace: str, *, batch: int = 5000) -> Iterator[HistoryEvent]:
+        """Every history event of the namespace, oldest first (if ``copies_history``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not copy history")
+
+    def add_history(self, namespace: str, events: Sequence[HistoryEvent]) -> None:
+        """Append history events as they are, without bumping ``seq`` (if ``copies_history``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not copy history")
+
+    @contextmanager
+    def bulk_load(self) -> Iterator[None]:
+        """A block of large ``add`` calls (``copy_store``): a backend that can build its
+        indexes once at the end instead of row by row does so; the default changes nothing."""
+        yield
 
     def flush(self) -> None:  # noqa: B027 - optional hook, deliberately not abstract
         """Persist derived data (e.g. index files); a no-op where nothing is derived."""
