@@ -573,17 +573,14 @@ def test_pg_migrations_are_applied_once_by_concurrent_openers(pg_url: str) -> No
 
 
 @pytest.mark.postgres
-def test_pg_uses_the_hnsw_index_and_refuses_nul(
-    pg_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_pg_uses_the_hnsw_index_and_refuses_nul(pg_url: str) -> None:
     import psycopg
 
-    import sem_mem.backends.postgres as pg
     from sem_mem.backends.postgres import PostgresBackend, redact_url
     from sem_mem.backends.postgres_schema import namespace_index_name
 
-    monkeypatch.setattr(pg, "EXACT_SEARCH_MAX", 100)
-    memory = SemanticMemory(backend=PostgresBackend(pg_url), embedder=HashingEmbedder())
+    backend = PostgresBackend(pg_url, exact_search_max=100)
+    memory = SemanticMemory(backend=backend, embedder=HashingEmbedder())
     filler = [f"note {i} on ward rounds and topic {i % 13}" for i in range(1000)]
     memory.remember_batch([*FACTS, *filler])
     with pytest.raises(ValidationError, match="NUL"):
@@ -719,7 +716,7 @@ def test_pg_bulk_load_builds_the_index_once_and_a_lost_index_is_rebuilt(pg_url: 
     assert memory.recall(texts[42], limit=1, mode="vector")[0].id == ids[42]  # exact meanwhile
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("DELETE FROM vector_indexes")
-    reopened = pg.PostgresBackend(pg_url)
+    reopened = pg.PostgresBackend(pg_url, exact_search_max=10)
     assert index_exists() and index_exists("other")
     reopened.close()
     other.close()
