@@ -10,4 +10,5 @@ export SEMMEM_REQUIRE_PG=${SEMMEM_REQUIRE_PG:-1}
 bash "$(dirname "$0")/test-setup.sh"
 "$VENV/bin/ruff" check sem_mem tests bench examples
 "$VENV/bin/ruff" format --check sem_mem tests bench examples
+"$VENV/bin/mypy" sem_mem
 "$VENV/bin/python" -m pytest -q "$@"

@@ -113,7 +113,7 @@ def recall(
             query,
             limit,
             threshold=threshold,
-            mode=mode,  # type: ignore[arg-type]
+            mode=mode,
             source=source,
             metadata=_parse_metadata(metadata),
             since=_when(since, "--since"),

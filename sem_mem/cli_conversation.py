@@ -181,8 +181,8 @@ def ingest(
             )
         _out().print(table)
     if failures:
-        for path, exc in failures:
-            _err().print(f"[bold red]failed:[/] {path}: {_user_message(exc)}", highlight=False)
+        for path, failure in failures:
+            _err().print(f"[bold red]failed:[/] {path}: {_user_message(failure)}", highlight=False)
         first = failures[0][1]
         raise typer.Exit(next(c for cls, c in EXIT_CODES if isinstance(first, cls)))
 

@@ -15,6 +15,7 @@ touching the index at all (same results: the store has not changed since).
 from __future__ import annotations
 
 import atexit
+import builtins
 import logging
 import os
 import threading
@@ -500,7 +501,7 @@ class SemanticMemory:
         include_superseded: bool = False,
         newest_first: bool = True,
         thread_id: str | None = None,
-    ) -> list[Memory]:
+    ) -> builtins.list[Memory]:
         """Memories page by page, newest first (by timestamp), optionally filtered.
 
         ``since``/``until`` bound when a memory happened (its ``timestamp``);
@@ -550,7 +551,7 @@ class SemanticMemory:
             thread_id=thread_id,
         )
 
-    def history(self, memory_id: str) -> list[HistoryEvent]:
+    def history(self, memory_id: str) -> builtins.list[HistoryEvent]:
         """Every change of one memory, oldest first."""
         self._check_open()
         return self.backend.history(self.namespace, memory_id)
@@ -567,13 +568,13 @@ class SemanticMemory:
         mode: RecallMode = "hybrid",
         candidates: int | None = None,
         expand_query: bool = False,
-        logs: list[str] | None = None,
+        logs: builtins.list[str] | None = None,
         record_hits: bool = True,
         metadata: Mapping[str, Any] | None = None,
         source: str | None = None,
         since: datetime | str | float | None = None,
         until: datetime | str | float | None = None,
-    ) -> list[Recollection]:
+    ) -> builtins.list[Recollection]:
         """The memories most relevant to ``query``, best first.
 
         ``metadata``, ``source``, ``since`` and ``until`` restrict recall to the
@@ -637,7 +638,7 @@ class SemanticMemory:
         threshold: float | None,
         fetched: dict[str, StoredMemory],
         where: MemoryFilter,
-    ) -> list[tuple[str, float, float]]:
+    ) -> builtins.list[tuple[str, float, float]]:
         """The ranking for one query, from the result cache while the store is unchanged."""
         key = (text_hash(query), limit, threshold, mode, pool, _filter_key(where))
         with self._lock:
@@ -663,14 +664,14 @@ class SemanticMemory:
         threshold: float | None,
         fetched: dict[str, StoredMemory],
         where: MemoryFilter,
-    ) -> list[tuple[str, float, float]]:
+    ) -> builtins.list[tuple[str, float, float]]:
         """(id, score, similarity) of the winners, decided by the full L2 store.
 
         Records read from the store on the way are left in ``fetched`` for hydration.
         """
         # (filters are passed only when set, so a backend without them fails loudly)
         extra: dict[str, Any] = {} if where.empty else {"filters": where}
-        vector_hits: list[tuple[str, float]] = []
+        vector_hits: builtins.list[tuple[str, float]] = []
         if mode in ("hybrid", "vector"):
             # pure vector recall uses only the best ``limit`` (similarity order is the
             # ranking, so a threshold cannot reach further down): ask for no more
@@ -694,7 +695,7 @@ class SemanticMemory:
             fused = self._hybrid(query, vector, vector_hits, lexical_hits, where, similarity)
         # Lexical-only candidates need their cosine similarity from the stored vectors;
         # fetch them a window at a time, only as far down the list as the results reach.
-        ranked: list[tuple[str, float, float]] = []
+        ranked: builtins.list[tuple[str, float, float]] = []
         position = 0
         while position < len(fused) and len(ranked) < limit:
             window = fused[position : position + max(limit, 8)]
@@ -717,11 +718,11 @@ class SemanticMemory:
         self,
         query: str,
         vector: np.ndarray,
-        vector_hits: list[tuple[str, float]],
-        lexical_hits: list[tuple[str, float]],
+        vector_hits: builtins.list[tuple[str, float]],
+        lexical_hits: builtins.list[tuple[str, float]],
         where: MemoryFilter,
         similarity: dict[str, float],
-    ) -> list[tuple[str, float]]:
+    ) -> builtins.list[tuple[str, float]]:
         """Hybrid ranking (see :class:`FusionConfig` and ``bench/results/recall_quality.md``):
         convex fusion of the two retrievers; for each absolute date the query names, a
         search of that time window, fused the same way, and a bonus for what happened in
@@ -784,11 +785,11 @@ class SemanticMemory:
 
     def _hydrate(
         self,
-        ranked: list[tuple[str, float, float]],
+        ranked: builtins.list[tuple[str, float, float]],
         fetched: dict[str, StoredMemory],
         *,
         touch: bool = True,
-    ) -> list[Recollection]:
+    ) -> builtins.list[Recollection]:
         records: dict[str, tuple[StoredMemory, str]] = {}
         misses = []
         for memory_id, _, _ in ranked:
@@ -874,7 +875,7 @@ class SemanticMemory:
                 stored.memory.id, stored, protected=stored.memory.hit_count >= PROTECTED_HITS
             )
 
-    def cache_state(self) -> dict[str, list[dict[str, Any]]]:
+    def cache_state(self) -> dict[str, builtins.list[dict[str, Any]]]:
         """The L1 tiers, most recently used first: ``{"protected": [...], "probation": [...]}``."""
         snap = self.cache.snapshot()
         return {
@@ -1007,7 +1008,7 @@ class SemanticMemory:
 
     def chat_with_memory(
         self, query: str, **kwargs: Any
-    ) -> tuple[str, str | None, list[Recollection], list[str]]:
+    ) -> tuple[str, str | None, builtins.list[Recollection], builtins.list[str]]:
         """Answer ``query`` with retrieved memories and instructions as context.
 
         Returns ``(response, response_id, memories, logs)``; see :mod:`sem_mem.chat`.

@@ -46,7 +46,7 @@ def parse_chat_export(
             continue
         try:
             record = json.loads(line)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise ValidationError(f"{name}, line {number}: not JSON ({exc.msg})") from exc
         if not isinstance(record, dict):
             raise ValidationError(f"{name}, line {number}: a message must be a JSON object")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from ..errors import SemMemError
 from ..types import SOURCES
@@ -163,11 +163,11 @@ def render(client: MemoryClient, state: Any) -> None:
     since = c2.date_input("Happened from", value=None, key="browser_since")
     until = c3.date_input("Happened until", value=None, key="browser_until")
     size = c4.selectbox("Per page", PAGE_SIZES, key="browser_page_size")
-    filters = {
-        "source": None if source == "all" else source,
-        "since": _day_start(since),
-        "until": _day_start(until, next_day=True),
-    }
+    filters = _Filters(
+        source=None if source == "all" else source,
+        since=_day_start(since),
+        until=_day_start(until, next_day=True),
+    )
     if query.strip():
         try:
             results = client.recall(query, limit=size, **filters)
@@ -195,6 +195,12 @@ def render(client: MemoryClient, state: Any) -> None:
         for m in memories:
             _memory_card(client, state, m)
     _export_import(client, state)
+
+
+class _Filters(TypedDict):
+    source: str | None
+    since: dt.datetime | None
+    until: dt.datetime | None
 
 
 def _day_start(day: Any, *, next_day: bool = False) -> dt.datetime | None:
