@@ -175,6 +175,18 @@ def test_unit_float32_vectors_in_input_order(embedder: LocalEmbedder) -> None:
     np.testing.assert_allclose(batch, one_by_one, atol=1e-5)
 
 
+def test_whole_input_is_sorted_once_and_progress_counts_up(embedder: LocalEmbedder) -> None:
+    # long and short texts interleaved across what used to be separate 64-text chunks
+    texts = [("long " * 40 if i % 2 else "short") + f" {i}" for i in range(150)]
+    calls: list[tuple[int, int]] = []
+    vectors = embedder.encode(texts, progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (150, 150)
+    assert [done for done, _ in calls] == sorted({done for done, _ in calls})  # strictly rising
+    assert len(calls) > 1  # reported as runs finish, not once at the end
+    np.testing.assert_allclose(vectors[7], embedder.embed(texts[7]), atol=1e-5)
+    np.testing.assert_allclose(vectors[8], embedder.embed(texts[8]), atol=1e-5)
+
+
 def test_empty_input(embedder: LocalEmbedder) -> None:
     assert embedder.encode([]).shape == (0, 384)
     assert embedder.embed_batch([]).shape == (0, 384)
