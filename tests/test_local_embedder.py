@@ -162,6 +162,18 @@ def test_default_model_identity(embedder: LocalEmbedder, cache_dir: Path) -> Non
     assert embedder.onnx_path.name.startswith("sentence-transformers-all-MiniLM-L6-v2-")
 
 
+def _reference() -> tuple[list[str], np.ndarray]:
+    """Vectors computed once with the unfused float32 graph (= sentence-transformers)."""
+    data = json.loads((Path(__file__).parent / "fixtures" / "minilm_reference.json").read_text())
+    return data["sentences"], np.array(data["vectors"], dtype=np.float32)
+
+
+def test_fused_float32_graph_reproduces_the_reference_vectors(embedder: LocalEmbedder) -> None:
+    sentences, reference = _reference()
+    got = embedder.encode(sentences)
+    np.testing.assert_allclose(got, reference, atol=2e-6)
+
+
 # --- shapes, order, edge cases ----------------------------------------------------------
 
 
@@ -330,6 +342,13 @@ def test_int8_vectors_stay_close_to_float32_and_rank_alike(
     # the allergy question ranks the allergy fact first in both spaces
     for vectors in (full, small):
         assert int(np.argmax(vectors[[0, 2, 3, 4]] @ vectors[1])) == 0
+
+
+def test_int8_graph_stays_close_to_the_reference_vectors(int8_embedder: LocalEmbedder) -> None:
+    sentences, reference = _reference()
+    cosines = np.sum(int8_embedder.encode(sentences) * reference, axis=1)
+    assert np.median(cosines) > 0.99, cosines
+    assert cosines.min() > 0.96, cosines  # the empty text is the least stable
 
 
 def test_factory_selects_int8_by_model_name_and_auto_reopens_it(tmp_path: Path) -> None:

@@ -88,10 +88,11 @@ class LocalEmbedder(Embedder):
         max_length: tokens kept per text (longer texts are truncated), capped by the model's
             position table.
         threads: onnxruntime intra-op threads (default: the number of physical cores).
-        int8: run the projections with int8 weights (onnxruntime's dynamic quantization):
+        int8: run the projections with int8 weights (activations quantised per run):
             a quarter of the weight bytes, so a single query no longer streams ~44 MB of
-            float32 weights from RAM; faster on small CPUs, at a small cost in retrieval
-            quality (see bench/embedder_speed.py and bench/recall_quality.py). Its vectors
+            float32 weights from RAM; faster on small CPUs, at no measurable cost in
+            retrieval quality (see bench/embedder_speed.py and bench/recall_quality.py).
+            Its vectors
             differ from float32 ones, so it is another embedding space: ``model_id``
             ends in ``?int8`` and a store built with one refuses the other.
     """
@@ -220,9 +221,7 @@ class LocalEmbedder(Embedder):
         from .onnx_bert import build_bert_onnx, load_bert_weights, save_atomic
 
         weights = load_bert_weights(self.model_dir / "model.safetensors")
-        model = build_bert_onnx(self._bert, weights)
-        if self.int8:
-            model = _quantize_int8(model)
+        model = build_bert_onnx(self._bert, weights, int8=self.int8)
         save_atomic(model, self.onnx_path)
         self.graph_built = True
 
@@ -246,39 +245,6 @@ class LocalEmbedder(Embedder):
         ):
             raise EmbeddingError(f"{self.onnx_path} is not a graph for {self.model_id}")
         return session
-
-
-def _quantize_int8(model: Any) -> Any:
-    """The graph with int8 weights for every Gemm/MatMul, via onnxruntime's quantizer."""
-    import tempfile
-
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    with tempfile.TemporaryDirectory(prefix="sem-mem-int8-") as tmp:
-        source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        onnx.save(model, source)
-        # quantize_dynamic logs a "consider pre-processing" hint on the root logger; it is
-        # about shape inference for folding, which this graph (plain Gemm/MatMul) needs not
-        root = logging.getLogger()
-        hint = _DropPreprocessingHint()
-        root.addFilter(hint)
-        try:
-            quantize_dynamic(
-                source,
-                target,
-                weight_type=QuantType.QInt8,
-                per_channel=True,
-                op_types_to_quantize=["Gemm", "MatMul"],
-            )
-        finally:
-            root.removeFilter(hint)
-        return onnx.load(target)
-
-
-class _DropPreprocessingHint(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "pre-processing before quantization" not in record.getMessage()
 
 
 def _require_positive(**values: int) -> None:
