@@ -31,7 +31,8 @@ class Settings:
     openai_api_key: str | None = None
     openai_base_url: str | None = None
     embedder: str = "auto"  # auto | local | openai
-    embedding_model: str | None = None  # None: MiniLM (local) or text-embedding-3-small (openai)
+    # None: a store's own model, else MiniLM int8 (local) or text-embedding-3-small (openai)
+    embedding_model: str | None = None
     chat_model: str = "gpt-5.1"
     reasoning_effort: str = "low"
     temperature: float = 0.7
