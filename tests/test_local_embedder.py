@@ -231,6 +231,18 @@ def test_concurrent_threads_get_serial_results(embedder: LocalEmbedder) -> None:
         np.testing.assert_allclose(result, serial, atol=1e-6)
 
 
+@pytest.mark.parametrize("int8", [False, True])
+def test_one_big_call_spread_over_sessions_gives_the_single_session_result(
+    cache_dir: Path, int8: bool
+) -> None:
+    texts = [f"turn {i}: " + "we talked about the trip " * (i % 9) for i in range(90)]
+    one, two = (LocalEmbedder(cache_dir=cache_dir, threads=n, int8=int8) for n in (1, 2))
+    calls: list[int] = []
+    spread = two.encode(texts, progress=lambda done, _total: calls.append(done))
+    np.testing.assert_allclose(spread, one.encode(texts), atol=1e-6)
+    assert calls[-1] == 90 and calls == sorted(calls)
+
+
 def test_first_use_loads_once_across_threads(cache_dir: Path) -> None:
     fresh = LocalEmbedder(cache_dir=cache_dir)
     start = threading.Barrier(4)

@@ -24,6 +24,7 @@ import re
 import struct
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ import numpy as np
 
 from ..errors import ConfigurationError, EmbeddingError
 from .base import Embedder, normalize_rows
+from .session_pool import SessionPool
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -58,6 +60,9 @@ _RUN_ROWS = 16
 # Texts tokenised per tokenizer call: a huge input never holds all its Encoding objects
 # (offsets, strings...) at once, only their token ids.
 _TOKENIZE_WINDOW = 4096
+# At most this many sessions (each holds its own copy of the graph, 60-90 MB); beyond
+# that many cores, each session gets several intra-op threads.
+_MAX_SESSIONS = 8
 
 
 def default_cache_dir() -> Path:
@@ -77,7 +82,8 @@ class LocalEmbedder(Embedder):
 
     Construction only reads small config files; the tokenizer and the ONNX session are
     loaded on first use (or by :meth:`load`), building and caching the graph if needed.
-    ``embed_batch`` is safe to call from several threads at once.
+    ``embed_batch`` and ``encode`` are safe to call from several threads at once: each
+    run borrows its own session, so concurrent callers use the cores in parallel.
 
     Args:
         model_path: a model folder, a Hugging Face hub name, or ``None`` for the bundled
@@ -87,7 +93,10 @@ class LocalEmbedder(Embedder):
             :meth:`embed_batch` at once; :meth:`encode` takes any number in one call.
         max_length: tokens kept per text (longer texts are truncated), capped by the model's
             position table.
-        threads: onnxruntime intra-op threads (default: the number of physical cores).
+        threads: cores to use (default: the number of physical cores): that many
+            single-threaded onnxruntime sessions (up to 8, then several threads each),
+            opened as concurrent callers need them; one call with many texts spreads
+            its runs over all of them.
         int8: run the projections with int8 weights (activations quantised per run):
             a quarter of the weight bytes, so a single query no longer streams ~44 MB of
             float32 weights from RAM; faster on small CPUs, at no measurable cost in
@@ -126,7 +135,7 @@ class LocalEmbedder(Embedder):
         self.onnx_path = cache.expanduser() / f"{slug}-{_fingerprint(self.model_dir)}{variant}.onnx"
         self.graph_built = False  # True once this instance had to build the graph
         self._lock = threading.Lock()
-        self._session: onnxruntime.InferenceSession | None = None
+        self._pool: SessionPool[onnxruntime.InferenceSession] | None = None
         self._tokenizer: Tokenizer | None = None
         self._id_dtype: type[np.signedinteger[Any]] = np.int64
 
@@ -167,32 +176,58 @@ class LocalEmbedder(Embedder):
     def _embed(
         self, texts: Sequence[str], progress: Callable[[int, int], None] | None
     ) -> np.ndarray:
-        session, tokenizer = self._ensure_loaded()
+        pool, tokenizer = self._ensure_loaded()
         flat, offsets = _tokenize(tokenizer, texts)
-        lengths = np.diff(offsets)
-        order = np.argsort(lengths, kind="stable")
+        order = np.argsort(np.diff(offsets), kind="stable")
+        # longest runs first: when several sessions share the work, the last runs to
+        # finish are the shortest, so no core idles long at the end
+        runs = [order[start : start + _RUN_ROWS] for start in range(0, len(order), _RUN_ROWS)]
+        runs.reverse()
         out = np.empty((len(texts), self.dimensions), dtype=np.float32)
-        for start in range(0, len(order), _RUN_ROWS):
-            rows = order[start : start + _RUN_ROWS]
+
+        def run(rows: np.ndarray) -> np.ndarray:
             input_ids, mask = _pad(flat, offsets, rows, self._id_dtype)
-            (hidden,) = session.run(_OUTPUTS, {"input_ids": input_ids, "attention_mask": mask})
-            out[rows] = _pool(hidden, mask, self.pooling)
-            if progress is not None:
-                progress(start + len(rows), len(order))
+            with pool.session() as session:
+                (hidden,) = session.run(_OUTPUTS, {"input_ids": input_ids, "attention_mask": mask})
+            return _pool(hidden, mask, self.pooling)
+
+        done = 0
+        workers = min(pool.size, len(runs))
+        if workers == 1:
+            for rows in runs:
+                out[rows] = run(rows)
+                done += len(rows)
+                if progress is not None:
+                    progress(done, len(texts))
+            return out
+        with ThreadPoolExecutor(workers, thread_name_prefix="sem-mem-embed") as executor:
+            futures = [executor.submit(run, rows) for rows in runs]
+            try:
+                for rows, future in zip(runs, futures, strict=True):
+                    out[rows] = future.result()
+                    done += len(rows)
+                    if progress is not None:  # called from the caller's thread only
+                        progress(done, len(texts))
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
         return out
 
-    def _ensure_loaded(self) -> tuple[onnxruntime.InferenceSession, Tokenizer]:
-        session, tokenizer = self._session, self._tokenizer
-        if session is not None and tokenizer is not None:
-            return session, tokenizer
+    def _ensure_loaded(self) -> tuple[SessionPool[onnxruntime.InferenceSession], Tokenizer]:
+        pool, tokenizer = self._pool, self._tokenizer
+        if pool is not None and tokenizer is not None:
+            return pool, tokenizer
         with self._lock:
-            if self._session is None or self._tokenizer is None:
+            if self._pool is None or self._tokenizer is None:
                 self._tokenizer = self._load_tokenizer()
-                self._session = self._load_session()
+                first = self._load_session()
                 # the graph's id type: int64 for graphs built by builder version 2
-                ids_type = self._session.get_inputs()[0].type
+                ids_type = first.get_inputs()[0].type
                 self._id_dtype = np.int32 if ids_type == "tensor(int32)" else np.int64
-            return self._session, self._tokenizer
+                sessions = min(self.threads, _MAX_SESSIONS)
+                self._pool = SessionPool(first, self._open_session, sessions)
+            return self._pool, self._tokenizer
 
     def _load_tokenizer(self) -> Tokenizer:
         from tokenizers import Tokenizer
@@ -229,7 +264,9 @@ class LocalEmbedder(Embedder):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
+        # several sessions share the cores (see session_pool.py): one thread each up
+        # to _MAX_SESSIONS cores, then an equal share
+        options.intra_op_num_threads = max(1, self.threads // min(self.threads, _MAX_SESSIONS))
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # idle worker threads sleep instead of spinning: spinning starved the event
