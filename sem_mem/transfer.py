@@ -30,7 +30,7 @@ from .backends.base import NewMemory
 from .embedders.base import normalize_rows
 from .errors import ValidationError
 from .types import SOURCES
-from .validation import clean_metadata, clean_text
+from .validation import clean_metadata, clean_text, clean_timestamp
 
 if TYPE_CHECKING:
     from .core import SemanticMemory
@@ -82,7 +82,10 @@ def export_lines(memory: SemanticMemory, *, include_embeddings: bool = True) -> 
             "updated_at": m.updated_at.timestamp(),
             "hit_count": m.hit_count,
             "embedding_model": m.embedding_model,
+            "timestamp": m.happened_at.timestamp(),
         }
+        if m.thread_id is not None:
+            line.update(thread_id=m.thread_id, position=m.position, speaker=m.speaker)
         if include_embeddings:
             line["embedding"] = base64.b64encode(
                 np.ascontiguousarray(stored.embedding, dtype="<f4").tobytes()
@@ -196,11 +199,28 @@ def _to_new_memory(
             hit_count=int(record.get("hit_count") or 0),
             status=status,
             superseded_by=record.get("superseded_by"),
+            timestamp=clean_timestamp(record.get("timestamp"), f"line {number}: timestamp"),
+            **_thread_fields(record, number),
         )
     except (TypeError, ValueError) as exc:
         if isinstance(exc, ValidationError):
             raise
         raise ValidationError(f"line {number}: {exc}") from exc
+
+
+def _thread_fields(record: dict[str, Any], number: int) -> dict[str, Any]:
+    """A conversation turn's thread, position and speaker (all three, or none)."""
+    thread_id = record.get("thread_id")
+    if thread_id is None:
+        return {}
+    position, speaker = record.get("position"), record.get("speaker")
+    if not isinstance(thread_id, str) or not thread_id or len(thread_id) > 256:
+        raise ValidationError(f"line {number}: thread_id must be a string of 1-256 characters")
+    if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position < 2**53:
+        raise ValidationError(f"line {number}: position must be an integer >= 0")
+    if speaker is not None and (not isinstance(speaker, str) or len(speaker) > 200):
+        raise ValidationError(f"line {number}: speaker must be a string of at most 200 chars")
+    return {"thread_id": thread_id, "position": position, "speaker": speaker}
 
 
 def _number(value: Any, number: int, field: str) -> float | None:

@@ -31,21 +31,28 @@ from ..errors import (
     StorageError,
 )
 from ..types import HistoryEvent, Memory, to_datetime
-from .base import AddResult, ListQuery, NewMemory, StorageBackend, StoredMemory
+from .base import (
+    AddResult,
+    ListQuery,
+    MemoryFilter,
+    NewMemory,
+    StorageBackend,
+    StoredMemory,
+    ThreadPlace,
+)
 from .sqlite_index import INDEX_DIR, IndexManagerMixin
 from .sqlite_light import LightWriter
 from .sqlite_rows import (
+    EMBEDDING_AT,
     MEMORY_COLUMNS,
-    TIME_EPSILON,
     canonical_json,
     content_words,
     decode_vector,
     encode_vector,
     file_name,
+    filter_sql,
     fts_query,
-    json_path,
     row_to_memory,
-    sql_value,
 )
 from .sqlite_rows import (
     now as utc_now,
@@ -60,6 +67,8 @@ log = logging.getLogger("sem_mem.store")
 DB_NAME = "memory.sqlite3"
 LABEL_CACHE_MAX = 200_000  # ~60 MB of label <-> id entries
 FTS_COMMON_MIN = 5_000  # see _selective_words
+#: filtered vector search ranks up to this many matching memories exactly
+FILTER_EXACT_MAX = 20_000
 
 
 class SQLiteBackend(IndexManagerMixin, StorageBackend):
@@ -261,14 +270,24 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
         for item in items:
             meta_json = canonical_json(item.metadata)
             if dedupe:
+                # the same text and metadata (and, for a conversation turn, the same place
+                # in the same thread) is the same memory
                 existing = self._conn.execute(
                     "SELECT id FROM memories WHERE content_hash = ? AND +namespace = ? "
-                    "AND status = 'active' AND metadata = ? LIMIT 1",
-                    (item.content_hash, namespace, meta_json),
+                    "AND status = 'active' AND metadata = ? AND thread_id IS ? "
+                    "AND position IS ? LIMIT 1",
+                    (item.content_hash, namespace, meta_json, item.thread_id, item.position),
                 ).fetchone()
                 if existing is None and rows:
                     existing = next(
-                        ((r[0],) for r in rows if r[7] == item.content_hash and r[3] == meta_json),
+                        (
+                            (r[0],)
+                            for r in rows
+                            if r[7] == item.content_hash
+                            and r[3] == meta_json
+                            and r[15] == item.thread_id
+                            and r[16] == item.position
+                        ),
                         None,
                     )
                 if existing is not None:
@@ -299,6 +318,10 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
                     updated,
                     item.hit_count,
                     seq,
+                    item.timestamp if item.timestamp is not None else created,
+                    item.thread_id,
+                    item.position,
+                    item.speaker,
                 )
             )
             event = "imported" if item.id else "created"
@@ -312,7 +335,8 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
             self._conn.executemany(
                 "INSERT INTO memories (id, namespace, text, metadata, source, status, "
                 "superseded_by, content_hash, embedding, embedding_model, created_at, updated_at, "
-                "hit_count, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "hit_count, seq, timestamp, thread_id, position, speaker) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
         except sqlite3.IntegrityError as exc:
@@ -471,18 +495,29 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
                         f"WHERE {column} IN ({','.join('?' * len(part))}) AND +namespace = ?",
                         (*part, namespace),
                     ):
-                        out[row[0]] = StoredMemory(row_to_memory(row), decode_vector(row[12]))
+                        out[row[0]] = StoredMemory(
+                            row_to_memory(row), decode_vector(row[EMBEDDING_AT])
+                        )
 
             fetch("label", [known[i] for i in memory_ids if i in known])
             fetch("id", [i for i in memory_ids if i not in out])
         return out
 
     def vector_search(
-        self, namespace: str, vector: np.ndarray, k: int, *, ef: int | None = None
+        self,
+        namespace: str,
+        vector: np.ndarray,
+        k: int,
+        *,
+        ef: int | None = None,
+        filters: MemoryFilter | None = None,
     ) -> list[tuple[str, float]]:
         with self._read() as conn:
             index = self._index_for(namespace)
-            hits = index.search(vector, k, ef=ef)
+            if filters is not None and not filters.empty:
+                hits = self._filtered_vector_hits(conn, index, namespace, vector, k, ef, filters)
+            else:
+                hits = index.search(vector, k, ef=ef)
             if not hits:
                 return []
             # Labels are never reused and a memory's id never changes, so the mapping
@@ -503,19 +538,56 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
             ids = self._label_ids
         return [(ids[label], sim) for label, sim in hits if label in ids]
 
-    def lexical_search(self, namespace: str, query: str, k: int) -> list[tuple[str, float]]:
+    def _filtered_vector_hits(
+        self,
+        conn: sqlite3.Connection,
+        index: HNSWIndex,
+        namespace: str,
+        vector: np.ndarray,
+        k: int,
+        ef: int | None,
+        filters: MemoryFilter,
+    ) -> list[tuple[int, float]]:
+        """The ``k`` nearest among the memories matching ``filters``.
+
+        The matching labels come from SQLite (an index on namespace, status and
+        timestamp serves time ranges). Up to ``FILTER_EXACT_MAX`` of them are ranked
+        exactly from the vectors the HNSW index holds in RAM; more are searched in the
+        graph restricted to them (hnswlib's filtered search), which stays accurate when
+        a good share of the namespace matches.
+        """
+        where, args = filter_sql(filters)
+        labels = [
+            r[0]
+            for r in conn.execute(
+                "SELECT label FROM memories WHERE namespace = ? AND status = 'active' "
+                f"AND seq <= ? AND {' AND '.join(where)}",
+                (namespace, index.applied_seq, *args),
+            )
+        ]
+        if not labels:
+            return []
+        if len(labels) <= FILTER_EXACT_MAX:
+            return index.search_among(np.asarray(labels, dtype=np.int64), vector, k)
+        return index.search(vector, k, ef=ef, allowed=frozenset(labels))
+
+    def lexical_search(
+        self, namespace: str, query: str, k: int, *, filters: MemoryFilter | None = None
+    ) -> list[tuple[str, float]]:
         words = content_words(query)
         if not words or k <= 0:
             return []
+        where, args = filter_sql(filters, "m.")
+        extra = "".join(f" AND {clause}" for clause in where)
         with self._read() as conn:
             match = fts_query(self._selective_words(conn, words))
             try:
                 rows = conn.execute(
                     "SELECT m.id, bm25(memories_fts) AS rank FROM memories_fts "
                     "JOIN memories m ON m.label = memories_fts.rowid "
-                    "WHERE memories_fts MATCH ? AND m.namespace = ? AND m.status = 'active' "
-                    "ORDER BY rank LIMIT ?",
-                    (match, namespace, k),
+                    "WHERE memories_fts MATCH ? AND m.namespace = ? AND m.status = 'active'"
+                    f"{extra} ORDER BY rank LIMIT ?",
+                    (match, namespace, *args, k),
                 ).fetchall()
             except sqlite3.OperationalError as exc:
                 raise StorageError(f"full-text search failed: {exc}") from exc
@@ -549,58 +621,63 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
         ]
         return kept or words
 
-    def positions(
+    def thread_places(
         self,
         namespace: str,
         ids: Sequence[str],
         window: int,
-        sources: Sequence[str] = (),
-    ) -> dict[str, int]:
-        if not ids or window <= 0:
+        *,
+        filters: MemoryFilter | None = None,
+    ) -> dict[str, ThreadPlace]:
+        if not ids:
             return {}
-        only = f" AND source IN ({','.join('?' * len(sources))})" if sources else ""
+        where, args = filter_sql(filters)
+        extra = "".join(f" AND {clause}" for clause in where)
+        out: dict[str, ThreadPlace] = {}
         with self._read() as conn:
-            labels: set[int] = set()
+            seeds: list[tuple[str, int]] = []
             for start in range(0, len(ids), 500):
                 part = ids[start : start + 500]
-                for (label,) in conn.execute(
-                    f"SELECT label FROM memories WHERE id IN ({','.join('?' * len(part))}){only}",
-                    (*part, *sources),
+                for memory_id, thread_id, position, ts, speaker in conn.execute(
+                    "SELECT id, thread_id, position, timestamp, speaker FROM memories "
+                    f"WHERE id IN ({','.join('?' * len(part))}) AND +namespace = ?",
+                    (*part, namespace),
                 ):
-                    labels.update(range(label - window, label + window + 1))
-            wanted = sorted(labels)
-            out: dict[str, int] = {}
-            for start in range(0, len(wanted), 500):
-                part_labels = wanted[start : start + 500]
-                out.update(
-                    conn.execute(
-                        "SELECT id, label FROM memories WHERE +namespace = ? AND status = 'active' "
-                        f"AND label IN ({','.join('?' * len(part_labels))}){only}",
-                        (namespace, *part_labels, *sources),
-                    ).fetchall()
-                )
+                    out[memory_id] = ThreadPlace(thread_id, position, ts, speaker)
+                    if thread_id is not None:
+                        seeds.append((thread_id, position))
+            if window > 0:
+                for thread_id, position in set(seeds):
+                    for memory_id, pos, ts, speaker in conn.execute(
+                        "SELECT id, position, timestamp, speaker FROM memories "
+                        "WHERE namespace = ? "
+                        "AND thread_id = ? AND position BETWEEN ? AND ? AND status = 'active'"
+                        + extra,
+                        (namespace, thread_id, position - window, position + window, *args),
+                    ):
+                        out.setdefault(memory_id, ThreadPlace(thread_id, pos, ts, speaker))
         return out
 
+    def thread_last_position(self, namespace: str, thread_id: str) -> int | None:
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT MAX(position) FROM memories WHERE namespace = ? AND thread_id = ?",
+                (namespace, thread_id),
+            ).fetchone()
+        return None if row[0] is None else int(row[0])
+
     def list(self, namespace: str, query: ListQuery) -> list[Memory]:
-        where, args = ["namespace = ?"], [namespace]
+        where, args = filter_sql(query.filter)
+        where.insert(0, "namespace = ?")
+        args.insert(0, namespace)
         if not query.include_superseded:
             where.append("status = 'active'")
-        if query.source:
-            where.append("source = ?")
-            args.append(query.source)
-        if query.since is not None:
-            where.append("created_at >= ?")
-            args.append(query.since - TIME_EPSILON)
-        if query.until is not None:
-            where.append("created_at < ?")
-            args.append(query.until - TIME_EPSILON)
-        for key, value in (query.metadata or {}).items():
-            where.append("json_extract(metadata, ?) = ?")
-            args += [json_path(key), sql_value(value)]
         order = "DESC" if query.newest_first else "ASC"
+        # a thread's turns come in their order; other memories by when they happened
+        by = "position" if query.thread_id is not None else "timestamp"
         sql = (
             f"SELECT {MEMORY_COLUMNS} FROM memories WHERE {' AND '.join(where)} "
-            f"ORDER BY created_at {order}, label {order} LIMIT ? OFFSET ?"
+            f"ORDER BY {by} {order}, label {order} LIMIT ? OFFSET ?"
         )
         with self._read() as conn:
             rows = conn.execute(sql, (*args, query.limit, query.offset)).fetchall()
@@ -644,7 +721,7 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
                 "ORDER BY hit_count DESC LIMIT ?",
                 (namespace, n),
             ).fetchall()
-        return [StoredMemory(row_to_memory(r), decode_vector(r[12])) for r in rows]
+        return [StoredMemory(row_to_memory(r), decode_vector(r[EMBEDDING_AT])) for r in rows]
 
     def iter_memories(
         self, namespace: str, *, batch: int = 1000, include_superseded: bool = True
@@ -661,8 +738,8 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
             if not rows:
                 return
             for r in rows:
-                yield StoredMemory(row_to_memory(r), decode_vector(r[12]))
-            last = rows[-1][13]
+                yield StoredMemory(row_to_memory(r), decode_vector(r[EMBEDDING_AT]))
+            last = rows[-1][EMBEDDING_AT + 1]
 
     def namespaces(self) -> list[str]:
         with self._read() as conn:

@@ -115,6 +115,23 @@ END;
 DROP TRIGGER memories_after_insert;
 """,
     ),
+    (
+        3,
+        "conversation turns (thread, position, speaker) and when a memory happened",
+        # ``timestamp`` is when the fact happened or was said (recall and list filter on
+        # it); existing memories happened when they were stored. Threads used to be
+        # inferred from label adjacency, which interleaved writes and other namespaces broke.
+        """
+ALTER TABLE memories ADD COLUMN timestamp REAL;
+ALTER TABLE memories ADD COLUMN thread_id TEXT;
+ALTER TABLE memories ADD COLUMN position INTEGER;
+ALTER TABLE memories ADD COLUMN speaker TEXT;
+UPDATE memories SET timestamp = created_at;
+CREATE INDEX memories_ns_time ON memories (namespace, status, timestamp);
+CREATE INDEX memories_thread ON memories (namespace, thread_id, position)
+    WHERE thread_id IS NOT NULL;
+""",
+    ),
 ]
 
 
