@@ -6,7 +6,8 @@ Variants, measured in interleaved rounds (the machine is shared: medians over ro
   ``bench/_embedder_before.py`` (unfused graph, one session with ``threads`` intra-op
   threads, per-64-text sorting);
 - ``after float32`` / ``after int8``: today's ``LocalEmbedder`` (fused graph, whole-input
-  length sorting, a pool of single-threaded sessions); int8 is the default for new stores;
+  length sorting, a wide session for a lone caller plus single-threaded sessions for
+  concurrent callers); int8 is the default for new stores;
 - ``sentence-transformers`` on the same texts, when ``--st-python`` names a Python that
   has ``torch`` and ``sentence-transformers`` (what a user would pick instead; never a
   dependency of Sem-Mem).
@@ -297,7 +298,8 @@ def _tables(
         f"tokens; {threads} threads / sessions; medians over {rounds} interleaved rounds "
         "(single queries interleaved query by query). Other work shares the machine.",
         "before = main f74d3a3 (unfused graph, per-64 sorting, one multi-threaded session); "
-        "after = fused graph, whole-input sorting, a pool of single-threaded sessions. "
+        "after = fused graph, whole-input sorting, one wide session plus single-threaded "
+        "sessions for concurrent callers. "
         "int8 is the default for new stores.",
     ]
     after = results[DEFAULT]

@@ -1,4 +1,4 @@
-"""The embedder's session pool: bounded, exclusive, and it survives a failed open."""
+"""The embedder's session pool: wide first, bounded, exclusive, survives a failed open."""
 
 from __future__ import annotations
 
@@ -54,3 +54,13 @@ def test_a_session_that_fails_to_open_frees_its_slot() -> None:
         with pool.session() as second:  # the slot was given back: a retry opens one
             assert (first, second) == ("first", "second")
     assert pool.opened == 2
+
+
+def test_a_lone_caller_always_gets_the_wide_session() -> None:
+    pool = SessionPool("wide", lambda: "narrow", size=4)
+    for _ in range(5):
+        with pool.session() as session:
+            assert session == "wide"
+    assert pool.opened == 1  # no narrow session was ever needed
+    with pool.session() as first, pool.session() as second:
+        assert (first, second) == ("wide", "narrow")

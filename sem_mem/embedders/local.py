@@ -15,6 +15,7 @@ different or updated model never reuses a stale graph.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -24,7 +25,6 @@ import re
 import struct
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,8 +60,8 @@ _RUN_ROWS = 16
 # Texts tokenised per tokenizer call: a huge input never holds all its Encoding objects
 # (offsets, strings...) at once, only their token ids.
 _TOKENIZE_WINDOW = 4096
-# At most this many sessions (each holds its own copy of the graph, 60-90 MB); beyond
-# that many cores, each session gets several intra-op threads.
+# At most this many sessions (each holds its own copy of the graph, 60-90 MB): the wide
+# one and single-threaded ones for concurrent callers.
 _MAX_SESSIONS = 8
 
 
@@ -83,7 +83,7 @@ class LocalEmbedder(Embedder):
     Construction only reads small config files; the tokenizer and the ONNX session are
     loaded on first use (or by :meth:`load`), building and caching the graph if needed.
     ``embed_batch`` and ``encode`` are safe to call from several threads at once: each
-    run borrows its own session, so concurrent callers use the cores in parallel.
+    run borrows its own session, so concurrent callers run in parallel.
 
     Args:
         model_path: a model folder, a Hugging Face hub name, or ``None`` for the bundled
@@ -93,10 +93,10 @@ class LocalEmbedder(Embedder):
             :meth:`embed_batch` at once; :meth:`encode` takes any number in one call.
         max_length: tokens kept per text (longer texts are truncated), capped by the model's
             position table.
-        threads: cores to use (default: the number of physical cores): that many
-            single-threaded onnxruntime sessions (up to 8, then several threads each),
-            opened as concurrent callers need them; one call with many texts spreads
-            its runs over all of them.
+        threads: cores to use (default: the number of physical cores): the intra-op
+            threads of the main onnxruntime session, and how many sessions (up to 8)
+            concurrent callers may run at once; the extra ones are single-threaded and
+            opened as concurrent callers need them.
         int8: run the projections with int8 weights (activations quantised per run):
             a quarter of the weight bytes, so a single query no longer streams ~44 MB of
             float32 weights from RAM; faster on small CPUs, at no measurable cost in
@@ -179,39 +179,17 @@ class LocalEmbedder(Embedder):
         pool, tokenizer = self._ensure_loaded()
         flat, offsets = _tokenize(tokenizer, texts)
         order = np.argsort(np.diff(offsets), kind="stable")
-        # longest runs first: when several sessions share the work, the last runs to
-        # finish are the shortest, so no core idles long at the end
-        runs = [order[start : start + _RUN_ROWS] for start in range(0, len(order), _RUN_ROWS)]
-        runs.reverse()
         out = np.empty((len(texts), self.dimensions), dtype=np.float32)
-
-        def run(rows: np.ndarray) -> np.ndarray:
+        for start in range(0, len(order), _RUN_ROWS):
+            rows = order[start : start + _RUN_ROWS]
             input_ids, mask = _pad(flat, offsets, rows, self._id_dtype)
+            # each run borrows a session: a lone caller always gets the wide one (every
+            # core), a concurrent caller a single-threaded one (see session_pool.py)
             with pool.session() as session:
                 (hidden,) = session.run(_OUTPUTS, {"input_ids": input_ids, "attention_mask": mask})
-            return _pool(hidden, mask, self.pooling)
-
-        done = 0
-        workers = min(pool.size, len(runs))
-        if workers == 1:
-            for rows in runs:
-                out[rows] = run(rows)
-                done += len(rows)
-                if progress is not None:
-                    progress(done, len(texts))
-            return out
-        with ThreadPoolExecutor(workers, thread_name_prefix="sem-mem-embed") as executor:
-            futures = [executor.submit(run, rows) for rows in runs]
-            try:
-                for rows, future in zip(runs, futures, strict=True):
-                    out[rows] = future.result()
-                    done += len(rows)
-                    if progress is not None:  # called from the caller's thread only
-                        progress(done, len(texts))
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
+            out[rows] = _pool(hidden, mask, self.pooling)
+            if progress is not None:
+                progress(start + len(rows), len(order))
         return out
 
     def _ensure_loaded(self) -> tuple[SessionPool[onnxruntime.InferenceSession], Tokenizer]:
@@ -221,12 +199,12 @@ class LocalEmbedder(Embedder):
         with self._lock:
             if self._pool is None or self._tokenizer is None:
                 self._tokenizer = self._load_tokenizer()
-                first = self._load_session()
+                first = self._load_session()  # the wide session: self.threads threads
                 # the graph's id type: int64 for graphs built by builder version 2
                 ids_type = first.get_inputs()[0].type
                 self._id_dtype = np.int32 if ids_type == "tensor(int32)" else np.int64
-                sessions = min(self.threads, _MAX_SESSIONS)
-                self._pool = SessionPool(first, self._open_session, sessions)
+                narrow = functools.partial(self._open_session, threads=1)
+                self._pool = SessionPool(first, narrow, min(self.threads, _MAX_SESSIONS))
             return self._pool, self._tokenizer
 
     def _load_tokenizer(self) -> Tokenizer:
@@ -260,13 +238,11 @@ class LocalEmbedder(Embedder):
         save_atomic(model, self.onnx_path)
         self.graph_built = True
 
-    def _open_session(self) -> onnxruntime.InferenceSession:
+    def _open_session(self, threads: int | None = None) -> onnxruntime.InferenceSession:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        # several sessions share the cores (see session_pool.py): one thread each up
-        # to _MAX_SESSIONS cores, then an equal share
-        options.intra_op_num_threads = max(1, self.threads // min(self.threads, _MAX_SESSIONS))
+        options.intra_op_num_threads = threads or self.threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # idle worker threads sleep instead of spinning: spinning starved the event
