@@ -740,9 +740,14 @@ class SemanticMemory:
         if not needs_places or not fused:
             return fused
         extra: dict[str, Any] = {} if where.empty else {"filters": where}
-        places = self.backend.thread_places(
-            self.namespace, [i for i, _ in fused], config.neighbour_window, **extra
-        )
+        # when and by whom for every candidate; thread neighbourhoods only around the
+        # strongest (a weak candidate lends its neighbours next to nothing)
+        places = self.backend.thread_places(self.namespace, [i for i, _ in fused], 0)
+        if config.uses_neighbours:
+            seeds = [i for i, _ in fused[: config.neighbour_seeds]]
+            places.update(
+                self.backend.thread_places(self.namespace, seeds, config.neighbour_window, **extra)
+            )
         if windows and config.date_weight:
             fused = boost(
                 fused,

@@ -843,3 +843,26 @@ def test_export_import_keeps_threads_and_timestamps(store: Store) -> None:
     assert turns[0].happened_at.isoformat() == "2023-05-08T13:56:00+00:00"
     fact = copy.list(source="manual")[0]
     assert fact.happened_at.timestamp() == 1_600_000_000 and fact.thread_id is None
+
+
+def test_recall_weighs_the_speaker_and_the_date_a_query_names(store: Store) -> None:
+    _pending_on_postgres(store)
+    memory = store.memory()
+    memory.remember_conversation(
+        [
+            {"speaker": "Melanie", "text": "I finished a painting of the lake at sunset"},
+            {"speaker": "Caroline", "text": "I finished a painting of the lake last week"},
+        ],
+        thread_id="a",
+    )
+    for speaker in ("Caroline", "Melanie"):
+        top = memory.recall(f"What did {speaker} say about her painting of the lake?", limit=2)
+        assert top[0].speaker == speaker
+    # the same words on two days: only when it happened can tell them apart
+    for when in ("2023-03-02T10:00:00", "2023-05-08T18:30:00"):
+        memory.remember_conversation(
+            [{"speaker": "Jon", "text": "I sold a painting at the market"}], timestamp=when
+        )
+    for day, month in (("2 March, 2023", 3), ("8 May 2023", 5)):
+        top = memory.recall(f"Which painting did Jon sell on {day}?", limit=2)
+        assert top[0].happened_at.month == month

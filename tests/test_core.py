@@ -616,29 +616,68 @@ def test_store_from_schema_1_is_migrated_and_indexes_new_rows_once(
         assert sorted(r.text for r in found) == ["alpha one", "alpha three", "alpha two"]
         assert memory.stats()["total_memories"] == 3
     db = sqlite3.connect(store / "memory.sqlite3")
-    (indexed,) = db.execute("SELECT count(*) FROM memories_fts WHERE memories_fts MATCH 'two'")
-    triggers = db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall()
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
     db.close()
-    assert indexed == (1,)
-    assert ("memories_after_insert",) not in triggers
+    # full text moved to derived tantivy indexes (migration 6): no per-row trigger is left
+    assert "memories_after_insert" not in tables and "memories_fts" not in tables
 
 
 # -- full-text search on big stores ---------------------------------------------------------
 
 
-def test_lexical_search_leaves_out_words_found_in_too_many_memories(
-    make_memory: MakeMemory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_lexical_search_ranks_rare_words_above_a_word_in_every_memory(
+    make_memory: MakeMemory, tmp_path: Path
 ) -> None:
-    from sem_mem.backends import sqlite as sqlite_backend
-
-    monkeypatch.setattr(sqlite_backend, "FTS_COMMON_MIN", 20)  # a "big" store of 60
     memory = make_memory(tmp_path / "common")
     memory.remember_batch([f"patient {i} had a routine visit on day {i}" for i in range(59)])
     memory.remember("the patient is allergic to penicillin")
     found = memory.recall("patient penicillin", limit=10, mode="lexical")
-    # "patient" is in every memory: ranking by it would score all 60; penicillin decides
-    assert [r.text for r in found] == ["the patient is allergic to penicillin"]
-    # when every word is that common the query is kept whole
+    # "patient" is in every memory; penicillin decides
+    assert found[0].text == "the patient is allergic to penicillin"
+    # a query made only of common words still finds them
     assert len(memory.recall("patient routine", limit=10, mode="lexical")) == 10
     # and hybrid recall still puts the allergy first
     assert memory.recall("patient penicillin", limit=3)[0].text.endswith("penicillin")
+
+
+def test_a_schema_2_store_gains_threads_and_timestamps_and_never_reuses_a_label(
+    make_memory: MakeMemory, tmp_path: Path
+) -> None:
+    from sem_mem.backends.sqlite_rows import encode_vector
+    from sem_mem.backends.sqlite_schema import MIGRATIONS, split_statements
+    from sem_mem.core import text_hash
+
+    store = tmp_path / "v2"
+    store.mkdir()
+    db = sqlite3.connect(store / "memory.sqlite3")
+    db.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+        "applied_at REAL NOT NULL)"
+    )
+    for version, name, script in MIGRATIONS[:2]:
+        for statement in split_statements(script):
+            db.execute(statement)
+        db.execute("INSERT INTO schema_migrations VALUES (?, ?, 0)", (version, name))
+    vector = encode_vector(np.ones(64, dtype=np.float32) / 8.0)
+    for label, text in ((1, "kept from before"), (2, "forgotten before the upgrade")):
+        db.execute(
+            "INSERT INTO memories (label, id, namespace, text, metadata, source, content_hash, "
+            "embedding, embedding_model, created_at, updated_at, seq) "
+            "VALUES (?, ?, 'default', ?, '{}', 'manual', ?, ?, 'test:hashing-64', ?, ?, ?)",
+            (label, f"id-{label}", text, text_hash(text), vector, 1e9 + label, 1e9 + label, label),
+        )
+        db.execute("INSERT INTO memories_fts (rowid, text) VALUES (?, ?)", (label, text))
+    db.execute("DELETE FROM memories WHERE label = 2")
+    for key, value in (("embedding_model", "test:hashing-64"), ("embedding_dim", "64")):
+        db.execute("INSERT INTO meta VALUES (?, ?)", (key, value))
+    db.commit()
+    db.close()
+    with make_memory(store) as memory:
+        old = memory.get("id-1")
+        assert old.happened_at == old.created_at and old.thread_id is None
+        new = memory.remember("written after the upgrade")
+        assert memory.recall("kept from before", mode="lexical")[0].id == "id-1"
+    db = sqlite3.connect(store / "memory.sqlite3")
+    (label,) = db.execute("SELECT label FROM memories WHERE id = ?", (new,)).fetchone()
+    db.close()
+    assert label == 3  # label 2 belonged to a forgotten memory: never handed out again

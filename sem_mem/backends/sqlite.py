@@ -46,18 +46,17 @@ from .sqlite_rows import (
     EMBEDDING_AT,
     MEMORY_COLUMNS,
     canonical_json,
-    content_words,
     decode_vector,
     encode_vector,
     file_name,
     filter_sql,
-    fts_query,
     row_to_memory,
 )
 from .sqlite_rows import (
     now as utc_now,
 )
 from .sqlite_schema import apply_migrations
+from .text_index import TextIndex
 from .vector_index import HNSWIndex, HNSWParams
 
 __all__ = ["SQLiteBackend", "canonical_json", "decode_vector", "encode_vector"]
@@ -66,7 +65,6 @@ log = logging.getLogger("sem_mem.store")
 
 DB_NAME = "memory.sqlite3"
 LABEL_CACHE_MAX = 200_000  # ~60 MB of label <-> id entries
-FTS_COMMON_MIN = 5_000  # see _selective_words
 #: filtered vector search ranks up to this many matching memories exactly
 FILTER_EXACT_MAX = 20_000
 
@@ -99,6 +97,8 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
         # hit counts and the query-embedding cache (see sqlite_light)
         self._light = LightWriter(self.root / DB_NAME, self._file_lock)
         self._indexes: dict[str, HNSWIndex] = {}
+        self._texts: dict[str, TextIndex] = {}
+        self._text_applied: dict[str, int] = {}  # store seq each text index reflects
         self._label_ids: dict[int, str] = {}  # HNSW label -> memory id (see vector_search)
         self._id_labels: dict[str, int] = {}  # and back (see get_many)
         self._last_save = time.monotonic()
@@ -167,6 +167,8 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
             self._check_open()
             if namespace not in self._indexes:  # (a loaded one may still be building)
                 self._index_for(namespace)
+            if namespace not in self._texts:
+                self._text_for(namespace)
             with self._file_lock:
                 try:
                     self._conn.execute("BEGIN IMMEDIATE")
@@ -327,10 +329,6 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
             event = "imported" if item.id else "created"
             history.append((memory_id, namespace, event, item.text, meta_json, now, item.source))
             out.append(AddResult(memory_id, True))
-        # labels only grow (AUTOINCREMENT): the new rows are those above the last one issued
-        last = self._conn.execute(
-            "SELECT seq FROM sqlite_sequence WHERE name = 'memories'"
-        ).fetchone()
         try:
             self._conn.executemany(
                 "INSERT INTO memories (id, namespace, text, metadata, source, status, "
@@ -342,13 +340,6 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
         except sqlite3.IntegrityError as exc:
             raise StorageError(f"could not add memories: {exc}") from exc
         if rows:
-            # what a per-row trigger used to do (schema migration 2), once per chunk
-            since = last[0] if last else 0
-            self._conn.execute(
-                "INSERT INTO memories_fts (rowid, text) SELECT label, text FROM memories "
-                "WHERE label > ?",
-                (since,),
-            )
             self._conn.execute(
                 "INSERT INTO namespace_stats (namespace, active) VALUES (?, ?) "
                 "ON CONFLICT (namespace) DO UPDATE SET active = active + excluded.active",
@@ -520,23 +511,29 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
                 hits = index.search(vector, k, ef=ef)
             if not hits:
                 return []
-            # Labels are never reused and a memory's id never changes, so the mapping
-            # can be cached; the index itself no longer returns forgotten or
-            # superseded labels (they are marked deleted when the change is replayed).
-            missing = [label for label, _ in hits if label not in self._label_ids]
-            if missing:
-                if len(self._label_ids) > LABEL_CACHE_MAX:
-                    self._label_ids.clear()
-                    self._id_labels.clear()
-                found = conn.execute(
-                    f"SELECT label, id FROM memories WHERE status = 'active' AND label IN "
-                    f"({','.join('?' * len(missing))})",
-                    missing,
-                ).fetchall()
-                self._label_ids.update(found)
-                self._id_labels.update((memory_id, label) for label, memory_id in found)
-            ids = self._label_ids
+            ids = self._ids_of(conn, [label for label, _ in hits])
         return [(ids[label], sim) for label, sim in hits if label in ids]
+
+    def _ids_of(self, conn: sqlite3.Connection, labels: Sequence[int]) -> dict[int, str]:
+        """Memory ids of index labels (active rows only).
+
+        Labels are never reused and a memory's id never changes, so the mapping is
+        cached; the indexes no longer return forgotten or superseded labels (they are
+        removed when the change is replayed).
+        """
+        missing = [label for label in labels if label not in self._label_ids]
+        if missing:
+            if len(self._label_ids) > LABEL_CACHE_MAX:
+                self._label_ids.clear()
+                self._id_labels.clear()
+            found = conn.execute(
+                f"SELECT label, id FROM memories WHERE status = 'active' AND label IN "
+                f"({','.join('?' * len(missing))})",
+                missing,
+            ).fetchall()
+            self._label_ids.update(found)
+            self._id_labels.update((memory_id, label) for label, memory_id in found)
+        return self._label_ids
 
     def _filtered_vector_hits(
         self,
@@ -574,52 +571,14 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
     def lexical_search(
         self, namespace: str, query: str, k: int, *, filters: MemoryFilter | None = None
     ) -> list[tuple[str, float]]:
-        words = content_words(query)
-        if not words or k <= 0:
+        if k <= 0:
             return []
-        where, args = filter_sql(filters, "m.")
-        extra = "".join(f" AND {clause}" for clause in where)
         with self._read() as conn:
-            match = fts_query(self._selective_words(conn, words))
-            try:
-                rows = conn.execute(
-                    "SELECT m.id, bm25(memories_fts) AS rank FROM memories_fts "
-                    "JOIN memories m ON m.label = memories_fts.rowid "
-                    "WHERE memories_fts MATCH ? AND m.namespace = ? AND m.status = 'active'"
-                    f"{extra} ORDER BY rank LIMIT ?",
-                    (match, namespace, *args, k),
-                ).fetchall()
-            except sqlite3.OperationalError as exc:
-                raise StorageError(f"full-text search failed: {exc}") from exc
-        # bm25() is negative, lower is better: flip so that higher is better
-        return [(memory_id, -rank) for memory_id, rank in rows]
-
-    def _selective_words(self, conn: sqlite3.Connection, words: list[str]) -> list[str]:
-        """``words`` without those in too many memories to rank by, if any others remain.
-
-        FTS5 scores every row that matches any word before it sorts (~1.3 us per row
-        here), so one word found in most memories made a hybrid recall cost ~1 ms per
-        800 memories. A word in more than ``max(FTS_COMMON_MIN, 1% of the store)``
-        memories adds little to bm25 (its idf is low) and is left out of the query,
-        unless every word is that common. Each count stops at the threshold, so the
-        check costs at most a threshold's worth of posting-list reads per word, and
-        nothing at all while the store is smaller than the threshold.
-        """
-        total = conn.execute("SELECT COALESCE(SUM(active), 0) FROM namespace_stats").fetchone()[0]
-        limit = max(FTS_COMMON_MIN, total // 100)
-        if total <= limit or len(words) == 1:
-            return words
-        kept = [
-            word
-            for word in words
-            if conn.execute(
-                "SELECT count(*) FROM (SELECT 1 FROM memories_fts WHERE memories_fts MATCH ? "
-                "LIMIT ?)",
-                (f'"{word}"', limit + 1),
-            ).fetchone()[0]
-            <= limit
-        ]
-        return kept or words
+            hits = self._text_for(namespace).search(query, k, filters)
+            if not hits:
+                return []
+            ids = self._ids_of(conn, [label for label, _ in hits])
+        return [(ids[label], score) for label, score in hits if label in ids]
 
     def thread_places(
         self,
@@ -631,11 +590,11 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
     ) -> dict[str, ThreadPlace]:
         if not ids:
             return {}
-        where, args = filter_sql(filters)
+        where, args = filter_sql(filters, "m.")
         extra = "".join(f" AND {clause}" for clause in where)
         out: dict[str, ThreadPlace] = {}
         with self._read() as conn:
-            seeds: list[tuple[str, int]] = []
+            spans: list[tuple[str, int, int]] = []
             for start in range(0, len(ids), 500):
                 part = ids[start : start + 500]
                 for memory_id, thread_id, position, ts, speaker in conn.execute(
@@ -645,17 +604,20 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
                 ):
                     out[memory_id] = ThreadPlace(thread_id, position, ts, speaker)
                     if thread_id is not None:
-                        seeds.append((thread_id, position))
-            if window > 0:
-                for thread_id, position in set(seeds):
-                    for memory_id, pos, ts, speaker in conn.execute(
-                        "SELECT id, position, timestamp, speaker FROM memories "
-                        "WHERE namespace = ? "
-                        "AND thread_id = ? AND position BETWEEN ? AND ? AND status = 'active'"
-                        + extra,
-                        (namespace, thread_id, position - window, position + window, *args),
-                    ):
-                        out.setdefault(memory_id, ThreadPlace(thread_id, pos, ts, speaker))
+                        spans.append((thread_id, position - window, position + window))
+            # every neighbourhood in one statement (one index range scan per seed)
+            for start in range(0, len(spans) if window > 0 else 0, 300):
+                part_spans = spans[start : start + 300]
+                values = ",".join("(?, ?, ?)" for _ in part_spans)
+                for memory_id, thread_id, pos, ts, speaker in conn.execute(
+                    f"WITH s(t, lo, hi) AS (VALUES {values}) "
+                    "SELECT DISTINCT m.id, m.thread_id, m.position, m.timestamp, m.speaker "
+                    "FROM s JOIN memories m ON m.namespace = ? AND m.thread_id = s.t "
+                    "AND m.position BETWEEN s.lo AND s.hi "
+                    f"WHERE m.status = 'active'{extra}",
+                    (*(v for span in part_spans for v in span), namespace, *args),
+                ):
+                    out.setdefault(memory_id, ThreadPlace(thread_id, pos, ts, speaker))
         return out
 
     def thread_last_position(self, namespace: str, thread_id: str) -> int | None:
@@ -964,6 +926,9 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
             finally:
                 self._closed = True
                 self._indexes.clear()
+                for text in self._texts.values():
+                    text.close()
+                self._texts.clear()
                 self._conn.close()
 
 

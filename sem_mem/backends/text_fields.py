@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -26,6 +27,7 @@ __all__ = [
     "ANALYZER_VERSION",
     "BOOSTS",
     "FIELDS",
+    "SCORED_FIELDS",
     "SPEAKER_BOOST",
     "TailEntry",
     "TextDoc",
@@ -37,6 +39,7 @@ __all__ = [
     "is_tantivy_error",
     "matches",
     "quantized_length",
+    "query_terms",
     "tail_entry",
     "tantivy_document",
     "text_analyzer",
@@ -45,32 +48,30 @@ __all__ = [
 
 K1 = 1.2
 B = 0.75
-# A speaker is one or two tokens, so a matching name already scores about its full idf
-# there (tf saturates at once on a short field); the same name in a turn's text scores
-# less. A boost of 1.5 lets "what did Caroline say" prefer Caroline's own turns over turns
-# that merely mention her, without a name outweighing the content words of a question.
-# bench/text_index.py measures 1.0 / 1.5 / 2.0 on the LoCoMo dev split.
-SPEAKER_BOOST = 1.5
+# The speaker is indexed in its own field (for filters to come) but not scored: turns are
+# stored as "Speaker: text", so the name is in the text already, and recall's own
+# speaker lift (FusionConfig.speaker_weight) does better on the LoCoMo dev split than a
+# boosted field (hybrid R@10 0.811 / 0.783 on the tuning / checking halves with the field
+# unscored; 0.794 / 0.775 with it boosted 1.5, which is best for lexical recall alone).
+SPEAKER_BOOST = 0.0
 MAX_TOKEN_CHARS = 40
 ANALYZER_NAME = "semmem_en"
-# The backend's query stopwords. Also dropping the pieces the tokenizer cuts contractions
-# into ("Caroline's" -> "caroline", "s"; "s" is in 38% of 10^5 real turns) lowered lexical
-# R@10 on both halves of the LoCoMo dev split (-0.003 to -0.014) and did not measurably
-# speed search up (block-max WAND skips most of a common word's postings), so they stay.
+# Stopwords are dropped from queries only (the backend's list, see ``query_terms``), not
+# from documents: kept there, they count in each turn's length, which BM25 normalises by.
+# On the LoCoMo dev split, documents analysed without stopwords lost 0.04 R@10 in the
+# lexical retriever (0.724 vs 0.765 with the same queries and idf).
 STOPWORDS = QUERY_STOPWORDS
-ANALYZER_VERSION = (
-    "simple|remove_long40|lower|ascii_fold|stop:"
-    + hashlib.sha256(" ".join(sorted(STOPWORDS)).encode()).hexdigest()[:12]
-    + "|snowball_en|v1"
-)
+ANALYZER_VERSION = "simple|remove_long40|lower|ascii_fold|snowball_en|v2"
 FORMAT = 1
 SIDECAR = "sidecar.json"
 META_SEP = "\x1f"
 MAX_META_TERM_BYTES = 200
 WRITER_HEAP = 32_000_000  # tantivy asks for at least 15 MB per indexing thread
 
+_WORD = re.compile(r"\w+", re.UNICODE)
 FIELDS = ("text", "speaker")
 BOOSTS = {"text": 1.0, "speaker": SPEAKER_BOOST}
+SCORED_FIELDS = tuple(f for f in FIELDS if BOOSTS[f] > 0)
 
 
 @dataclass(frozen=True)
@@ -165,15 +166,20 @@ def text_analyzer() -> tantivy.TextAnalyzer:
         .filter(tantivy.Filter.remove_long(MAX_TOKEN_CHARS))
         .filter(tantivy.Filter.lowercase())
         .filter(tantivy.Filter.ascii_fold())
-        .filter(tantivy.Filter.custom_stopword(sorted(STOPWORDS)))
         .filter(tantivy.Filter.stemmer("english"))
         .build()
     )
 
 
 def analyze(text: str | None) -> list[str]:
-    """The tokens tantivy indexes for ``text`` (also used for queries and the tail)."""
+    """The tokens tantivy indexes for ``text`` (also used for the tail)."""
     return text_analyzer().analyze(text) if text else []
+
+
+def query_terms(query: str) -> list[str]:
+    """The distinct analysed terms of a query, stopwords left out."""
+    words = [w for w in _WORD.findall(query.lower()) if w not in STOPWORDS]
+    return list(dict.fromkeys(analyze(" ".join(words))))
 
 
 @cache

@@ -41,17 +41,18 @@ from sem_mem.backends.text_fields import (
     FIELDS,
     FORMAT,
     K1,
+    SCORED_FIELDS,
     B,
     TailEntry,
     TextDoc,
     TextFilter,
-    analyze,
     filter_meta_terms,
     idf,
     index_schema,
     is_tantivy_error,
     matches,
     quantized_length,
+    query_terms,
     tail_entry,
     tantivy_document,
     text_analyzer,
@@ -304,7 +305,7 @@ class TextIndex:
         self, query: str, k: int, filters: TextFilter | None = None
     ) -> list[tuple[int, float]]:
         """Up to ``k`` (label, BM25 score), best first, over committed and tail documents."""
-        terms = list(dict.fromkeys(analyze(query)))
+        terms = query_terms(query)
         if not terms or k <= 0:
             return []
         meta_terms = filter_meta_terms(filters) if filters else []
@@ -332,7 +333,7 @@ class TextIndex:
 
         Q, schema = tantivy.Query, index_schema()
         should = []
-        for f in FIELDS:
+        for f in SCORED_FIELDS:
             for term in terms:
                 q = Q.term_query(schema, f, term, index_option="freq")
                 should.append(
@@ -382,7 +383,7 @@ class TextIndex:
         live = self._stats["docs"] + len(self._tail)
         scores: dict[int, float] = {}
         allowed: dict[int, bool] = {}
-        for f in FIELDS:
+        for f in SCORED_FIELDS:
             avg = (self._stats[f"len_{f}"] + self._tail_lengths[f]) / live
             for term in terms:
                 labels = self._postings.get((f, term))
