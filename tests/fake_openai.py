@@ -327,6 +327,10 @@ class FakeOpenAI:
         with self._lock:
             return response_id in self._state.response_ids
 
+    def knows_response(self, response_id: str) -> bool:
+        """True when this server answered with ``response_id`` (Responses API)."""
+        return self._knows_response(response_id)
+
     def _sleep(self, seconds: float) -> None:
         self._stopping.wait(seconds)  # returns at once when the server stops
 

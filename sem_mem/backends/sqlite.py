@@ -56,6 +56,7 @@ from .sqlite_rows import (
     now as utc_now,
 )
 from .sqlite_schema import apply_migrations
+from .sqlite_sessions import SQLiteSessionsMixin
 from .text_index import TextIndex
 from .vector_index import HNSWIndex, HNSWParams
 
@@ -69,7 +70,7 @@ LABEL_CACHE_MAX = 200_000  # ~60 MB of label <-> id entries
 FILTER_EXACT_MAX = 20_000
 
 
-class SQLiteBackend(IndexManagerMixin, StorageBackend):
+class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
     """SQLite + FTS5 + per-namespace hnswlib indexes in one directory."""
 
     name = "sqlite"

@@ -195,6 +195,31 @@ END;
 """,
     ),
     (
+        5,
+        "chat sessions kept in the store, and the provider response ids they produced",
+        # Written with IF NOT EXISTS and touching no other table, so it applies whether
+        # or not migration 4 (held by another branch) ran before it.
+        """
+CREATE TABLE IF NOT EXISTS chat_sessions (
+    namespace  TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    title      TEXT NOT NULL DEFAULT '',
+    state      TEXT NOT NULL,          -- JSON owned by sem_mem.conversation
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (namespace, id)
+);
+CREATE INDEX IF NOT EXISTS chat_sessions_updated ON chat_sessions (namespace, updated_at);
+CREATE TABLE IF NOT EXISTS chat_responses (
+    namespace   TEXT NOT NULL,
+    response_id TEXT NOT NULL,
+    session_id  TEXT NOT NULL,
+    PRIMARY KEY (namespace, response_id)
+);
+CREATE INDEX IF NOT EXISTS chat_responses_session ON chat_responses (namespace, session_id);
+""",
+    ),
+    (
         6,
         "full text moves to per-namespace tantivy indexes (derived data, text/ folder)",
         # FTS5 scored every match of every namespace before filtering (issue #11: 12-14 ms
