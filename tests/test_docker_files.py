@@ -144,7 +144,9 @@ def test_dockerfile_is_slim_non_root_and_offline(dockerfile: str) -> None:
     assert install and all("--no-deps" in line for line in install)
     # the pg extra: the same image runs as a replica on PostgreSQL (docs/deploy.md)
     assert 'pip install --no-index --find-links /wheels "sem-mem[server,app,pg]"' in runtime
-    assert "LocalEmbedder(cache_dir='/opt/sem-mem/models').load()" in runtime
+    # both graphs baked in: int8 for new stores, float32 for stores built with it
+    assert "LocalEmbedder(cache_dir='/opt/sem-mem/models', int8=q).load()" in runtime
+    assert "for q in (True, False)" in runtime
     assert "SEMMEM_MODEL_CACHE=/opt/sem-mem/models" in runtime
     assert "MEMORY_STORAGE_DIR=/data" in runtime
     assert re.search(r"^EXPOSE\s+8000\s+8501", runtime, re.MULTILINE)

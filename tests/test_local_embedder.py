@@ -163,6 +163,18 @@ def test_default_model_identity(embedder: LocalEmbedder, cache_dir: Path) -> Non
     assert embedder.onnx_path.name.startswith("sentence-transformers-all-MiniLM-L6-v2-")
 
 
+def _reference() -> tuple[list[str], np.ndarray]:
+    """Vectors computed once with the unfused float32 graph (= sentence-transformers)."""
+    data = json.loads((Path(__file__).parent / "fixtures" / "minilm_reference.json").read_text())
+    return data["sentences"], np.array(data["vectors"], dtype=np.float32)
+
+
+def test_fused_float32_graph_reproduces_the_reference_vectors(embedder: LocalEmbedder) -> None:
+    sentences, reference = _reference()
+    got = embedder.encode(sentences)
+    np.testing.assert_allclose(got, reference, atol=2e-6)
+
+
 # --- shapes, order, edge cases ----------------------------------------------------------
 
 
@@ -174,6 +186,18 @@ def test_unit_float32_vectors_in_input_order(embedder: LocalEmbedder) -> None:
     np.testing.assert_allclose(np.linalg.norm(batch, axis=1), 1.0, atol=1e-5)
     one_by_one = np.stack([embedder.embed(t) for t in texts])
     np.testing.assert_allclose(batch, one_by_one, atol=1e-5)
+
+
+def test_whole_input_is_sorted_once_and_progress_counts_up(embedder: LocalEmbedder) -> None:
+    # long and short texts interleaved across what used to be separate 64-text chunks
+    texts = [("long " * 40 if i % 2 else "short") + f" {i}" for i in range(150)]
+    calls: list[tuple[int, int]] = []
+    vectors = embedder.encode(texts, progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (150, 150)
+    assert [done for done, _ in calls] == sorted({done for done, _ in calls})  # strictly rising
+    assert len(calls) > 1  # reported as runs finish, not once at the end
+    np.testing.assert_allclose(vectors[7], embedder.embed(texts[7]), atol=1e-5)
+    np.testing.assert_allclose(vectors[8], embedder.embed(texts[8]), atol=1e-5)
 
 
 def test_empty_input(embedder: LocalEmbedder) -> None:
@@ -208,6 +232,25 @@ def test_concurrent_threads_get_serial_results(embedder: LocalEmbedder) -> None:
         np.testing.assert_allclose(result, serial, atol=1e-6)
 
 
+@pytest.mark.parametrize("int8", [False, True])
+def test_concurrent_callers_on_narrow_sessions_get_the_wide_sessions_vectors(
+    cache_dir: Path, int8: bool
+) -> None:
+    texts = [f"turn {i}: " + "we talked about the trip " * (i % 9) for i in range(40)]
+    embedder = LocalEmbedder(cache_dir=cache_dir, threads=2, int8=int8)
+    alone = embedder.encode(texts)  # a lone caller: the wide (two-thread) session
+    start = threading.Barrier(3)
+
+    def work(_: int) -> np.ndarray:
+        start.wait()
+        return embedder.encode(texts)
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(work, range(3)))
+    for result in results:
+        np.testing.assert_allclose(result, alone, atol=1e-5)
+
+
 def test_first_use_loads_once_across_threads(cache_dir: Path) -> None:
     fresh = LocalEmbedder(cache_dir=cache_dir)
     start = threading.Barrier(4)
@@ -233,7 +276,11 @@ def test_cached_graph_is_reused(embedder: LocalEmbedder, cache_dir: Path) -> Non
     after = again.onnx_path.stat()
     assert not again.graph_built
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
-    assert sorted(p.name for p in cache_dir.iterdir()) == [embedder.onnx_path.name]
+    # one file per variant (other tests add the int8 graph), no leftovers
+    assert embedder.onnx_path.name in {p.name for p in cache_dir.iterdir()}
+    assert [p.name for p in cache_dir.iterdir() if "int8" not in p.name] == [
+        embedder.onnx_path.name
+    ]
 
 
 @pytest.mark.slow
@@ -321,6 +368,13 @@ def test_int8_vectors_stay_close_to_float32_and_rank_alike(
     # the allergy question ranks the allergy fact first in both spaces
     for vectors in (full, small):
         assert int(np.argmax(vectors[[0, 2, 3, 4]] @ vectors[1])) == 0
+
+
+def test_int8_graph_stays_close_to_the_reference_vectors(int8_embedder: LocalEmbedder) -> None:
+    sentences, reference = _reference()
+    cosines = np.sum(int8_embedder.encode(sentences) * reference, axis=1)
+    assert np.median(cosines) > 0.99, cosines
+    assert cosines.min() > 0.96, cosines  # the empty text is the least stable
 
 
 def test_factory_selects_int8_by_model_name_and_auto_reopens_it(tmp_path: Path) -> None:

