@@ -36,7 +36,7 @@ from .embedders.base import Embedder
 from .errors import LimitExceededError, NotFoundError, ValidationError
 from .retrieval import FusionConfig, fuse_candidates, neighbours_within, reciprocal_rank_fusion
 from .types import HistoryEvent, IngestResult, Memory, Recollection
-from .validation import clean_batch, clean_metadata, clean_source, clean_text
+from .validation import check_unicode, clean_batch, clean_metadata, clean_source, clean_text
 
 if TYPE_CHECKING:
     from .llm.base import ChatModel
@@ -660,6 +660,7 @@ class SemanticMemory:
         """Replace the persistent instructions."""
         if not isinstance(text, str):
             raise ValidationError("instructions must be a string")
+        check_unicode(text, "instructions")
         if len(text) > self.settings.max_text_chars:
             raise LimitExceededError(
                 f"instructions have {len(text):,} characters; the limit is "

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import ValidationError
 from ..types import Memory, to_datetime
+from ..validation import check_int, check_unicode
 
 __all__ = [
     "MEMORY_COLUMNS",
@@ -132,13 +133,22 @@ def _hash_name(text: str) -> str:
 def json_path(key: str) -> str:
     if not isinstance(key, str) or not key or '"' in key or "\\" in key:
         raise ValidationError(f"metadata filter key must be a plain string, got {key!r}")
+    check_unicode(key, "metadata filter key")
     return f'$."{key}"'
 
 
 def sql_value(value: Any) -> Any:
     if isinstance(value, bool):
         return int(value)
-    if value is None or isinstance(value, (str, int, float)):
+    if isinstance(value, str):
+        return check_unicode(value, "metadata filter value")
+    if isinstance(value, int):
+        return check_int(value, "metadata filter value")
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValidationError(f"metadata filter value {value} is not a finite number")
+        return value
+    if value is None:
         return value
     raise ValidationError(
         f"metadata filter values must be strings, numbers or booleans, got {type(value).__name__}"
