@@ -217,7 +217,9 @@ class SemanticMemory:
     ) -> np.ndarray:
         """Vectors for ``texts``, reusing any embedding the store already has."""
         hashes = [text_hash(t) for t in texts]
-        known = self.backend.cached_embeddings(self.embedder.model_id, list(dict.fromkeys(hashes)))
+        known = self.backend.cached_embeddings(
+            self.namespace, self.embedder.model_id, list(dict.fromkeys(hashes))
+        )
         missing = [i for i, h in enumerate(hashes) if h not in known]
         out = np.empty((len(texts), self.embedder.dimensions), dtype=np.float32)
         if missing:
@@ -239,7 +241,7 @@ class SemanticMemory:
             if vec is not None:
                 self._query_vectors.move_to_end(key)
                 return vec
-        vec = self.backend.cached_embeddings(self.embedder.model_id, [key]).get(key)
+        vec = self.backend.cached_embeddings(self.namespace, self.embedder.model_id, [key]).get(key)
         if vec is None:
             vec = self.embedder.encode([query])[0]
             with self._lock:
@@ -628,7 +630,9 @@ class SemanticMemory:
         if hits:
             self.backend.record_hits(self.namespace, dict(hits), time.time(), wait=wait)
         if vectors:
-            self.backend.cache_embeddings(self.embedder.model_id, vectors, wait=wait)
+            self.backend.cache_embeddings(
+                self.namespace, self.embedder.model_id, vectors, wait=wait
+            )
 
     def _warm_cache(self) -> None:
         """Fill L1 from the most recalled memories (protected from PROTECTED_HITS on)."""

@@ -201,16 +201,21 @@ class StorageBackend(ABC):
 
     # -- embedding cache ------------------------------------------------------------------
     @abstractmethod
-    def cached_embeddings(self, model_id: str, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
-        """Known embeddings of texts (by sha256) for ``model_id``."""
+    def cached_embeddings(
+        self, namespace: str, model_id: str, text_hashes: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        """Known embeddings of texts (by sha256) for ``model_id``, from ``namespace`` only.
+
+        Scoped by namespace so that how fast a text is embedded reveals nothing about
+        what another tenant stored or asked.
+        """
 
     @abstractmethod
     def cache_embeddings(
-        self, model_id: str, items: Mapping[str, np.ndarray], *, wait: bool = True
+        self, namespace: str, model_id: str, items: Mapping[str, np.ndarray], *, wait: bool = True
     ) -> None:
-        """Remember embeddings of texts that are not stored as memories (queries).
-
-        ``wait`` as in :meth:`record_hits`.
+        """Remember embeddings of texts that are not stored as memories (queries), for
+        ``namespace`` only. ``wait`` as in :meth:`record_hits`.
         """
 
     # -- instructions ---------------------------------------------------------------------

@@ -65,7 +65,7 @@ from .postgres_schema import (
     apply_migrations,
     vector_index_statements,
 )
-from .sqlite_rows import canonical_json, content_words, json_path, sql_value
+from .sqlite_rows import canonical_json, content_words, json_path, scoped_hash, sql_value
 
 __all__ = ["BULK_LOAD_MIN", "EXACT_SEARCH_MAX", "PostgresBackend", "redact_url", "tsquery_text"]
 
@@ -929,32 +929,35 @@ class PostgresBackend(StorageBackend):
 
     # ------------------------------------------------------------------ embedding cache
 
-    def cached_embeddings(self, model_id: str, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
+    def cached_embeddings(
+        self, namespace: str, model_id: str, text_hashes: Sequence[str]
+    ) -> dict[str, np.ndarray]:
         if not text_hashes:
             return {}
         wanted = list(dict.fromkeys(text_hashes))
+        scoped = {scoped_hash(namespace, h): h for h in wanted}
         out: dict[str, np.ndarray] = {}
         with self._conn() as conn, conn.cursor(binary=True) as cur:
             cur.execute(
                 "SELECT text_hash, vector FROM embedding_cache "
                 "WHERE model = %s AND text_hash = ANY(%s)",
-                (model_id, wanted),
+                (model_id, list(scoped)),
             )
-            for h, vec in cur.fetchall():
-                out[h] = _vector(vec)
+            for key, vec in cur.fetchall():
+                out[scoped[key]] = _vector(vec)
             missing = [h for h in wanted if h not in out]
             if missing:
                 cur.execute(
                     "SELECT DISTINCT ON (content_hash) content_hash, embedding FROM memories "
-                    "WHERE embedding_model = %s AND content_hash = ANY(%s)",
-                    (model_id, missing),
+                    "WHERE embedding_model = %s AND namespace = %s AND content_hash = ANY(%s)",
+                    (model_id, namespace, missing),
                 )
                 for h, vec in cur.fetchall():
                     out.setdefault(h, _vector(vec))
         return out
 
     def cache_embeddings(
-        self, model_id: str, items: Mapping[str, np.ndarray], *, wait: bool = True
+        self, namespace: str, model_id: str, items: Mapping[str, np.ndarray], *, wait: bool = True
     ) -> None:
         if not items:
             return
@@ -966,7 +969,12 @@ class PostgresBackend(StorageBackend):
                 "VALUES (%s, %s, %s, %s) ON CONFLICT (model, text_hash) "
                 "DO UPDATE SET vector = excluded.vector, used_at = excluded.used_at",
                 [
-                    (model_id, h, np.ascontiguousarray(items[h], dtype=np.float32), now)
+                    (
+                        model_id,
+                        scoped_hash(namespace, h),
+                        np.ascontiguousarray(items[h], dtype=np.float32),
+                        now,
+                    )
                     for h in keys
                 ],
             )

@@ -45,6 +45,7 @@ from .sqlite_rows import (
     fts_query,
     json_path,
     row_to_memory,
+    scoped_hash,
     sql_value,
 )
 from .sqlite_rows import (
@@ -695,32 +696,35 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
 
     # ------------------------------------------------------------------ embedding cache
 
-    def cached_embeddings(self, model_id: str, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
+    def cached_embeddings(
+        self, namespace: str, model_id: str, text_hashes: Sequence[str]
+    ) -> dict[str, np.ndarray]:
         if not text_hashes:
             return {}
         out: dict[str, np.ndarray] = {}
         with self._read() as conn:
             for start in range(0, len(text_hashes), 500):
                 part = list(text_hashes[start : start + 500])
+                scoped = {scoped_hash(namespace, h): h for h in part}
                 marks = ",".join("?" * len(part))
-                for h, blob in conn.execute(
+                for key, blob in conn.execute(
                     f"SELECT text_hash, vector FROM embedding_cache WHERE model = ? "
                     f"AND text_hash IN ({marks})",
-                    (model_id, *part),
+                    (model_id, *scoped),
                 ):
-                    out[h] = decode_vector(blob)
+                    out[scoped[key]] = decode_vector(blob)
                 missing = [h for h in part if h not in out]
                 if missing:
                     for h, blob in conn.execute(
                         f"SELECT content_hash, embedding FROM memories WHERE embedding_model = ? "
-                        f"AND content_hash IN ({','.join('?' * len(missing))})",
-                        (model_id, *missing),
+                        f"AND +namespace = ? AND content_hash IN ({','.join('?' * len(missing))})",
+                        (model_id, namespace, *missing),
                     ):
                         out.setdefault(h, decode_vector(blob))
         return out
 
     def cache_embeddings(
-        self, model_id: str, items: Mapping[str, np.ndarray], *, wait: bool = True
+        self, namespace: str, model_id: str, items: Mapping[str, np.ndarray], *, wait: bool = True
     ) -> None:
         if not items:
             return
@@ -729,7 +733,10 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
         self._light.submit(
             "INSERT OR REPLACE INTO embedding_cache "
             "(model, text_hash, vector, used_at) VALUES (?, ?, ?, ?)",
-            [(model_id, h, encode_vector(v), now) for h, v in items.items()],
+            [
+                (model_id, scoped_hash(namespace, h), encode_vector(v), now)
+                for h, v in items.items()
+            ],
         )
         if wait:
             self._light.wait()

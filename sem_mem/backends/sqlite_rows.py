@@ -33,6 +33,7 @@ __all__ = [
     "json_path",
     "now",
     "row_to_memory",
+    "scoped_hash",
     "sql_value",
 ]
 
@@ -153,6 +154,12 @@ def sql_value(value: Any) -> Any:
     raise ValidationError(
         f"metadata filter values must be strings, numbers or booleans, got {type(value).__name__}"
     )
+
+
+def scoped_hash(namespace: str, text_hash: str) -> str:
+    """The embedding-cache key of a text in one namespace (caches are never shared:
+    a hit would tell a tenant, by its speed, what another tenant asked)."""
+    return hashlib.sha256(f"{namespace}\x00{text_hash}".encode()).hexdigest()
 
 
 def file_name(namespace: str) -> str:
