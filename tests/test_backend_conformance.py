@@ -401,13 +401,18 @@ def test_texts_are_not_embedded_twice(store: Store) -> None:
     memory = store.memory(embedder=embedder)
     memory.remember_batch(FACTS)
     assert embedder.texts_embedded == len(FACTS)
-    store.memory(embedder=embedder, namespace="b").remember_batch(FACTS)  # from stored memories
+    store.memory(embedder=embedder).remember_batch(FACTS, {"again": 1})  # from stored memories
+    assert embedder.texts_embedded == len(FACTS)
+    # another namespace embeds its own (a shared cache would leak through timing)
+    store.memory(embedder=embedder, namespace="b").remember_batch(FACTS)
+    total = 2 * len(FACTS)
+    assert embedder.texts_embedded == total
     memory.recall("what is the query", limit=2)
     memory.recall("what is the query", limit=2)
-    assert embedder.texts_embedded == len(FACTS) + 1
+    assert embedder.texts_embedded == total + 1
     memory.flush()
     store.memory(embedder=embedder).recall("what is the query", limit=2)  # persistent cache
-    assert embedder.texts_embedded == len(FACTS) + 1
+    assert embedder.texts_embedded == total + 1
 
 
 # -- export / import -------------------------------------------------------------------------
