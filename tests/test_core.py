@@ -511,14 +511,17 @@ def test_texts_are_not_embedded_twice(make_memory: MakeMemory, tmp_path: Path) -
     memory = make_memory(store, embedder=embedder)
     memory.remember_batch(FACTS)
     assert embedder.texts_embedded == len(FACTS)
-    make_memory(store, embedder=embedder, namespace="b").remember_batch(FACTS)
+    make_memory(store, embedder=embedder).remember_batch(FACTS, {"again": 1})
+    assert embedder.texts_embedded == len(FACTS)  # reused from the stored memories
+    make_memory(store, embedder=embedder, namespace="b").remember_batch(FACTS)  # its own
+    total = 2 * len(FACTS)
     memory.recall("what is the query", limit=2)
     memory.recall("what is the query", limit=2)
-    assert embedder.texts_embedded == len(FACTS) + 1
+    assert embedder.texts_embedded == total + 1
     memory.close()
     again = make_memory(store, embedder=embedder)
     again.recall("what is the query", limit=2)  # from the persistent cache
-    assert embedder.texts_embedded == len(FACTS) + 1
+    assert embedder.texts_embedded == total + 1
 
 
 # -- retrieval modes -------------------------------------------------------------------------
