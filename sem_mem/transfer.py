@@ -12,7 +12,8 @@ memory (superseded ones included) and one for the instructions::
 
 Importing keeps ids, timestamps, hit counts and statuses. Embeddings are reused when
 the importing store uses the same model and dimension, and recomputed otherwise.
-An id that already exists in the store is not imported twice. Streams: neither
+An id that already exists in the namespace is not imported twice (ids are unique per
+namespace: another namespace holding the same id makes no difference). Streams: neither
 side holds the whole file in memory.
 """
 

@@ -86,7 +86,7 @@ _MEMORY_COLUMNS = (
     "coalesce(h.hit_count, 0), h.last_accessed, m.status, m.superseded_by, m.embedding_model"
 )
 #: memories with their hit counters (alias m and h)
-_MEMORIES = "memories AS m LEFT JOIN memory_hits AS h ON h.id = m.id"
+_MEMORIES = "memories AS m LEFT JOIN memory_hits AS h ON h.namespace = m.namespace AND h.id = m.id"
 _INSERT_COLUMNS = (
     "id",
     "namespace",
@@ -559,7 +559,10 @@ class PostgresBackend(StorageBackend):
             history.append((memory_id, namespace, event, item.text, meta_json, now, item.source))
             out.append(AddResult(memory_id, True))
         if refreshed:
-            conn.execute("UPDATE memories SET updated_at = %s WHERE id = ANY(%s)", (now, refreshed))
+            conn.execute(
+                "UPDATE memories SET updated_at = %s WHERE namespace = %s AND id = ANY(%s)",
+                (now, namespace, refreshed),
+            )
         if rows:
             with conn.cursor() as cur:
                 try:
@@ -613,7 +616,10 @@ class PostgresBackend(StorageBackend):
             if metadata is not None:
                 sets.append("metadata = %s::jsonb")
                 args.append(meta_json)
-            conn.execute(f"UPDATE memories SET {', '.join(sets)} WHERE id = %s", (*args, memory_id))
+            conn.execute(
+                f"UPDATE memories SET {', '.join(sets)} WHERE namespace = %s AND id = %s",
+                (*args, namespace, memory_id),
+            )
             conn.execute(
                 "INSERT INTO history (memory_id, namespace, event, text, metadata, at) "
                 "VALUES (%s, %s, %s, %s, %s::jsonb, %s)",
@@ -637,12 +643,15 @@ class PostgresBackend(StorageBackend):
                 conn.execute(
                     "INSERT INTO tombstones (id, namespace, deleted_at, seq) "
                     "SELECT i, %s, %s, %s FROM unnest(%s::text[]) AS i "
-                    "ON CONFLICT (id) DO UPDATE SET namespace = excluded.namespace, "
+                    "ON CONFLICT (namespace, id) DO UPDATE SET "
                     "deleted_at = excluded.deleted_at, seq = excluded.seq",
                     (namespace, now, seq, found),
                 )
                 # Forgetting erases the text everywhere, history included.
-                conn.execute("DELETE FROM history WHERE memory_id = ANY(%s)", (found,))
+                conn.execute(
+                    "DELETE FROM history WHERE namespace = %s AND memory_id = ANY(%s)",
+                    (namespace, found),
+                )
                 conn.execute(
                     "INSERT INTO history (memory_id, namespace, event, at) "
                     "SELECT i, %s, 'forgotten', %s FROM unnest(%s::text[]) AS i",
@@ -688,7 +697,8 @@ class PostgresBackend(StorageBackend):
                 "SELECT m.id, m.namespace, h.n, %s "
                 "FROM unnest(%s::text[], %s::bigint[]) AS h(id, n) "
                 "JOIN memories AS m ON m.id = h.id AND m.namespace = %s ORDER BY m.id "
-                "ON CONFLICT (id) DO UPDATE SET hit_count = t.hit_count + excluded.hit_count, "
+                "ON CONFLICT (namespace, id) DO UPDATE SET "
+                "hit_count = t.hit_count + excluded.hit_count, "
                 "last_accessed = excluded.last_accessed",
                 (at, ids, [int(hits[i]) for i in ids], namespace),
             )
@@ -874,7 +884,8 @@ class PostgresBackend(StorageBackend):
         with self._conn() as conn, conn.cursor(binary=True) as cur:
             cur.execute(
                 f"SELECT {_MEMORY_COLUMNS}, m.embedding "
-                "FROM memory_hits AS h JOIN memories AS m ON m.id = h.id "
+                "FROM memory_hits AS h JOIN memories AS m "
+                "ON m.namespace = h.namespace AND m.id = h.id "
                 "WHERE h.namespace = %s AND h.hit_count > 0 AND m.status = 'active' "
                 "ORDER BY h.hit_count DESC, m.label LIMIT %s",
                 (namespace, n),

@@ -161,6 +161,24 @@ CREATE TRIGGER memories_stats_status AFTER UPDATE OF status ON memories
     EXECUTE FUNCTION semmem_stats_status();
 """,
     ),
+    (
+        3,
+        "memory ids unique per namespace, not per store",
+        # Importing id X into namespace A must not depend on whether B holds an X
+        # (that told A that B had it). Written to apply whether or not 2 ran first.
+        """
+ALTER TABLE memory_hits DROP CONSTRAINT IF EXISTS memory_hits_id_fkey;
+ALTER TABLE memory_hits DROP CONSTRAINT IF EXISTS memory_hits_pkey;
+ALTER TABLE memories DROP CONSTRAINT IF EXISTS memories_pkey;
+ALTER TABLE memories ADD CONSTRAINT memories_pkey PRIMARY KEY (namespace, id);
+CREATE INDEX IF NOT EXISTS memories_id ON memories (id);
+ALTER TABLE memory_hits ADD CONSTRAINT memory_hits_pkey PRIMARY KEY (namespace, id);
+ALTER TABLE memory_hits ADD CONSTRAINT memory_hits_memory_fkey FOREIGN KEY (namespace, id)
+    REFERENCES memories (namespace, id) ON DELETE CASCADE;
+ALTER TABLE tombstones DROP CONSTRAINT IF EXISTS tombstones_pkey;
+ALTER TABLE tombstones ADD CONSTRAINT tombstones_pkey PRIMARY KEY (namespace, id);
+""",
+    ),
 ]
 
 
@@ -184,13 +202,11 @@ def vector_index_statements(dimensions: int, m: int, ef_construction: int) -> li
     return statements
 
 
-def _current_version(conn: Any) -> int:
+def _applied_versions(conn: Any) -> set[int]:
     row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
     if not row[0]:
-        return 0
-    return int(
-        conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0]
-    )
+        return set()
+    return {r[0] for r in conn.execute("SELECT version FROM schema_migrations").fetchall()}
 
 
 def apply_migrations(conn: Any) -> list[int]:
@@ -199,8 +215,9 @@ def apply_migrations(conn: Any) -> list[int]:
     ``conn`` is a psycopg connection in autocommit mode. A database that is already
     up to date costs one query and takes no lock.
     """
-    latest = MIGRATIONS[-1][0]
-    if _current_version(conn) >= latest:
+    # every number, not the highest: migrations written on parallel branches may have
+    # been applied out of order (3 before 2), and each one still has to run once
+    if {m[0] for m in MIGRATIONS} <= _applied_versions(conn):
         return []
     applied = []
     for version, name, script in MIGRATIONS:

@@ -258,7 +258,7 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
         out: list[AddResult] = []
         rows = []
         history = []
-        taken = self._taken_ids([item.id for item in items if item.id])
+        taken = self._taken_ids(namespace, [item.id for item in items if item.id])
         for item in items:
             meta_json = canonical_json(item.metadata)
             if dedupe:
@@ -274,12 +274,14 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
                     )
                 if existing is not None:
                     self._conn.execute(
-                        "UPDATE memories SET updated_at = ? WHERE id = ?", (now, existing[0])
+                        "UPDATE memories SET updated_at = ? WHERE id = ? AND namespace = ?",
+                        (now, existing[0], namespace),
                     )
                     history.append((existing[0], namespace, "refreshed", None, None, now, None))
                     out.append(AddResult(existing[0], False))
                     continue
-            # an imported id already used (in any namespace) gets a fresh one
+            # an imported id already used in this namespace gets a fresh one (ids are
+            # unique per namespace: whether another tenant has it must not matter)
             memory_id = item.id if item.id and item.id not in taken else str(uuid.uuid4())
             taken.add(memory_id)
             created = item.created_at if item.created_at is not None else now
@@ -338,14 +340,16 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
         )
         return out
 
-    def _taken_ids(self, ids: Sequence[str]) -> set[str]:
+    def _taken_ids(self, namespace: str, ids: Sequence[str]) -> set[str]:
         taken: set[str] = set()
         for start in range(0, len(ids), 500):
             part = ids[start : start + 500]
             taken.update(
                 r[0]
                 for r in self._conn.execute(
-                    f"SELECT id FROM memories WHERE id IN ({','.join('?' * len(part))})", part
+                    f"SELECT id FROM memories WHERE id IN ({','.join('?' * len(part))}) "
+                    "AND +namespace = ?",
+                    (*part, namespace),
                 )
             )
         return taken
@@ -386,7 +390,8 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
                 sets.append("metadata = ?")
                 args.append(meta_json)
             self._conn.execute(
-                f"UPDATE memories SET {', '.join(sets)} WHERE id = ?", (*args, memory_id)
+                f"UPDATE memories SET {', '.join(sets)} WHERE id = ? AND namespace = ?",
+                (*args, memory_id, namespace),
             )
             self._conn.execute(
                 "INSERT INTO history (memory_id, namespace, event, text, metadata, at) "
@@ -413,7 +418,10 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
                     (label, memory_id, namespace, now, seq),
                 )
                 # Forgetting erases the text everywhere, history included.
-                self._conn.execute("DELETE FROM history WHERE memory_id = ?", (memory_id,))
+                self._conn.execute(
+                    "DELETE FROM history WHERE memory_id = ? AND namespace = ?",
+                    (memory_id, namespace),
+                )
                 self._conn.execute(
                     "INSERT INTO history (memory_id, namespace, event, at) "
                     "VALUES (?, ?, 'forgotten', ?)",
@@ -565,8 +573,9 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
             for start in range(0, len(ids), 500):
                 part = ids[start : start + 500]
                 for (label,) in conn.execute(
-                    f"SELECT label FROM memories WHERE id IN ({','.join('?' * len(part))}){only}",
-                    (*part, *sources),
+                    f"SELECT label FROM memories WHERE id IN ({','.join('?' * len(part))}) "
+                    f"AND +namespace = ?{only}",
+                    (*part, namespace, *sources),
                 ):
                     labels.update(range(label - window, label + window + 1))
             wanted = sorted(labels)
