@@ -75,6 +75,9 @@ class StorageBackend(ABC):
     """Durable memories plus the indexes over them, for every namespace of a store."""
 
     name: str = ""
+    #: keys of ``stats()`` that describe the whole store, not one namespace ("a.b" for
+    #: nested ones): the server shows them only to a keyless local caller
+    server_wide_stats: tuple[str, ...] = ("storage_dir", "db_bytes", "seq")
 
     # -- identity of the embedding space -------------------------------------------------
     @abstractmethod

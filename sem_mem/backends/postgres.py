@@ -254,6 +254,7 @@ class PostgresBackend(StorageBackend):
     """PostgreSQL + pgvector (HNSW) + tsvector full text, shared by many processes."""
 
     name = "postgres"
+    server_wide_stats = ("database", "db_bytes", "seq", "index.elements", "index.file_bytes")
 
     def __init__(
         self,

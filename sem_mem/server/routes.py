@@ -10,7 +10,7 @@ from fastapi import APIRouter, File, Request, UploadFile
 from .. import __version__
 from ..errors import LimitExceededError
 from ..ingest import describe_limits
-from .auth import Memory, namespace_of
+from .auth import Memory, is_loopback, namespace_of
 from .schemas import (
     BatchIn,
     BatchOut,
@@ -133,9 +133,23 @@ async def cache(memory: Memory) -> dict[str, list[dict[str, Any]]]:
 
 
 @router.get("/stats", tags=["service"])
-async def stats(memory: Memory) -> dict[str, Any]:
-    """Counts, L1 figures, index parameters and the embedder of this namespace."""
-    return await memory.stats()
+async def stats(memory: Memory, request: Request) -> dict[str, Any]:
+    """Counts, L1 figures, index parameters and the embedder of this namespace.
+
+    Figures of the whole store (its size, change counter, location) are left out
+    unless the server has no API keys and the request came over loopback: a tenant
+    could otherwise watch other tenants' activity in them.
+    """
+    out = await memory.stats()
+    if request.app.state.registry.auth_enabled or not is_loopback(_client_host(request)):
+        for key in memory.backend.server_wide_stats:
+            parent, _, child = key.rpartition(".")
+            (out.get(parent, {}) if parent else out).pop(child, None)
+    return out
+
+
+def _client_host(request: Request) -> str | None:
+    return request.client.host if request.client else None
 
 
 def _model_out(request: Request, memory: Memory) -> dict[str, Any]:
