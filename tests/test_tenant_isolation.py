@@ -159,3 +159,23 @@ def test_sqlite_migration_4_keeps_everything_and_scopes_ids(
     assert "memories_after_delete" in triggers
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     conn.close()
+
+
+def test_a_namespace_named_like_anothers_file_shares_nothing(tmp_path: Path) -> None:
+    from sem_mem.backends.sqlite_rows import file_name
+
+    tricky = file_name("../x")  # the name of "../x"'s files, as a namespace of its own
+    store = str(tmp_path / "store")
+    with SemanticMemory(store, namespace="../x", embedder=HashingEmbedder()) as x:
+        x.set_instructions("x's private instructions")
+        x.remember("x's fact")
+    with SemanticMemory(store, namespace=tricky, embedder=HashingEmbedder()) as other:
+        assert other.instructions == ""
+        other.set_instructions("the other's instructions")
+        other.remember("the other's fact")
+    with SemanticMemory(store, namespace="../x", embedder=HashingEmbedder()) as x:
+        assert x.instructions == "x's private instructions\n"
+        assert [m.text for m in x.list()] == ["x's fact"]
+    names = sorted(p.name for p in (tmp_path / "store" / "index").glob("*.hnsw"))
+    assert len(names) == 2  # one index file each
+    assert file_name(tricky) != file_name("../x") and file_name("alice") == "alice"

@@ -163,5 +163,12 @@ def scoped_hash(namespace: str, text_hash: str) -> str:
 
 
 def file_name(namespace: str) -> str:
-    """A file-system-safe name for a namespace (hashed when it has other characters)."""
-    return namespace if SAFE_NAME.match(namespace) else "h-" + _hash_name(namespace)
+    """A file-system-safe name for a namespace, one per namespace (injective).
+
+    Plain names are used as they are; any other name is hashed to ``h-<hash>``. A
+    plain name that itself starts with ``h-`` is hashed too, so that a namespace
+    literally named like another's hash cannot share its files (instructions, index).
+    """
+    if SAFE_NAME.match(namespace) and not namespace.startswith("h-"):
+        return namespace
+    return "h-" + _hash_name(namespace)
