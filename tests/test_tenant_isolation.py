@@ -165,15 +165,15 @@ def test_a_namespace_named_like_anothers_file_shares_nothing(tmp_path: Path) -> 
     from sem_mem.backends.sqlite_rows import file_name
 
     tricky = file_name("../x")  # the name of "../x"'s files, as a namespace of its own
-    store = str(tmp_path / "store")
-    with SemanticMemory(store, namespace="../x", embedder=HashingEmbedder()) as x:
+    path = str(tmp_path / "store")
+    with SemanticMemory(path, namespace="../x", embedder=HashingEmbedder()) as x:
         x.set_instructions("x's private instructions")
         x.remember("x's fact")
-    with SemanticMemory(store, namespace=tricky, embedder=HashingEmbedder()) as other:
+    with SemanticMemory(path, namespace=tricky, embedder=HashingEmbedder()) as other:
         assert other.instructions == ""
         other.set_instructions("the other's instructions")
         other.remember("the other's fact")
-    with SemanticMemory(store, namespace="../x", embedder=HashingEmbedder()) as x:
+    with SemanticMemory(path, namespace="../x", embedder=HashingEmbedder()) as x:
         assert x.instructions == "x's private instructions\n"
         assert [m.text for m in x.list()] == ["x's fact"]
     names = sorted(p.name for p in (tmp_path / "store" / "index").glob("*.hnsw"))
