@@ -138,6 +138,11 @@ class SemanticMemory:
         #: how hybrid recall fuses vector and full-text candidates (see retrieval.py)
         self.fusion = FusionConfig()
         self._results: OrderedDict[tuple[Any, ...], list[tuple[str, float, float]]] = OrderedDict()
+        # Bumped (under _lock) by every write and every change seen from another
+        # process. A recall notes it before reading the store and puts what it read
+        # into L1 or the result cache only if it is unchanged: a record read before a
+        # write can never be admitted after that write has returned.
+        self._generation = 0
         self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._pending_query_vectors: dict[str, np.ndarray] = {}
         self._pending_hits: Counter[str] = Counter()
@@ -348,6 +353,7 @@ class SemanticMemory:
 
     def _after_write(self, touched: Sequence[str]) -> None:
         with self._lock:
+            self._generation += 1
             self.cache.discard_many(touched)
             self._results.clear()
 
@@ -435,6 +441,7 @@ class SemanticMemory:
             raise ValidationError(f"mode must be hybrid, vector or lexical, got {mode!r}")
         pool = max(candidates or 0, 50, 2 * limit)
         self._sync()
+        generation = self._generation  # before anything is read from the store
         queries = [query]
         if expand_query:
             from .expansion import expand_query as expand
@@ -447,7 +454,9 @@ class SemanticMemory:
                     + "".join(f"\n  - {q}" for q in alternatives)
                 )
         fetched: dict[str, StoredMemory] = {}
-        rankings = [self._ranked(q, mode, limit, pool, threshold, fetched) for q in queries]
+        rankings = [
+            self._ranked(q, mode, limit, pool, threshold, fetched, generation) for q in queries
+        ]
         if len(rankings) == 1:
             ranked = rankings[0]
         else:
@@ -457,7 +466,7 @@ class SemanticMemory:
                     best[memory_id] = max(sim, best.get(memory_id, -1.0))
             fused = reciprocal_rank_fusion([[i for i, _, _ in r] for r in rankings])
             ranked = [(i, score, best[i]) for i, score in fused[:limit]]
-        results = self._hydrate(ranked, fetched, touch=record_hits)
+        results = self._hydrate(ranked, fetched, generation, touch=record_hits)
         if record_hits:
             self._record_hits([r.id for r in results])
         if logs is not None:
@@ -473,6 +482,7 @@ class SemanticMemory:
         pool: int,
         threshold: float | None,
         fetched: dict[str, StoredMemory],
+        generation: int,
     ) -> list[tuple[str, float, float]]:
         """The ranking for one query, from the result cache while the store is unchanged."""
         key = (text_hash(query), limit, threshold, mode, pool)
@@ -484,9 +494,10 @@ class SemanticMemory:
         vector = self._query_vector(query)
         ranked = self._rank(query, vector, mode, limit, pool, threshold, fetched)
         with self._lock:
-            self._results[key] = ranked
-            while len(self._results) > 256:
-                self._results.popitem(last=False)
+            if generation == self._generation:  # else a write came in: do not cache
+                self._results[key] = ranked
+                while len(self._results) > 256:
+                    self._results.popitem(last=False)
         return ranked
 
     def _rank(
@@ -556,6 +567,7 @@ class SemanticMemory:
         self,
         ranked: list[tuple[str, float, float]],
         fetched: dict[str, StoredMemory],
+        generation: int,
         *,
         touch: bool = True,
     ) -> list[Recollection]:
@@ -572,14 +584,14 @@ class SemanticMemory:
         if misses:
             for memory_id, stored in self.backend.get_many(self.namespace, misses).items():
                 records[memory_id] = (stored, "L2")
+        if touch:
+            self._admit(ranked, records, generation)
         out = []
         for memory_id, score, sim in ranked:
             found = records.get(memory_id)
             if found is None:  # forgotten between ranking and hydration
                 continue
             stored, tier = found
-            if touch:
-                self.cache.touch(memory_id, stored)
             m = stored.memory
             out.append(
                 Recollection(
@@ -595,6 +607,21 @@ class SemanticMemory:
             )
         return out
 
+    def _admit(
+        self,
+        ranked: list[tuple[str, float, float]],
+        records: dict[str, tuple[StoredMemory, str]],
+        generation: int,
+    ) -> None:
+        """Put recalled records into L1, unless a write came in since they were read."""
+        with self._lock:
+            if generation != self._generation:
+                return
+            for memory_id, _, _ in ranked:
+                found = records.get(memory_id)
+                if found is not None:
+                    self.cache.touch(memory_id, found[0])
+
     def refresh(self) -> None:
         """Pick up commits made by other processes now (recall does this by itself)."""
         self._check_open()
@@ -607,6 +634,7 @@ class SemanticMemory:
             if seq == self._seen_seq:
                 return
             changed = self.backend.changed_ids(self.namespace, self._seen_seq)
+            self._generation += 1
             self.cache.discard_many(changed)
             self._results.clear()
             self._seen_seq = seq
@@ -808,6 +836,7 @@ class SemanticMemory:
                 progress=progress,
             )
             self.embedder = new_embedder
+            self._generation += 1
             self.cache.clear()
             self._results.clear()
             self._query_vectors.clear()
