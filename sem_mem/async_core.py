@@ -234,11 +234,15 @@ class AsyncSemanticMemory:
                 return
 
     async def import_jsonl(
-        self, lines: Iterable[str | bytes] | AsyncIterable[str | bytes]
+        self,
+        lines: Iterable[str | bytes] | AsyncIterable[str | bytes],
+        *,
+        with_instructions: bool = False,
     ) -> ImportReport:
         """Import JSON Lines (a plain or an async iterable, e.g. a streamed request body)."""
+        run = functools.partial(self.sync.import_jsonl, with_instructions=with_instructions)
         if not isinstance(lines, AsyncIterable):
-            return await asyncio.to_thread(self.sync.import_jsonl, lines)
+            return await asyncio.to_thread(run, lines)
         loop = asyncio.get_running_loop()
         source = aiter(lines)
 
@@ -250,7 +254,7 @@ class AsyncSemanticMemory:
                     return
                 yield item
 
-        return await asyncio.to_thread(self.sync.import_jsonl, pull())
+        return await asyncio.to_thread(run, pull())
 
 
 async def _next_or_end(iterator: AsyncIterator[Any]) -> Any:

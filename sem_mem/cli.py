@@ -398,25 +398,42 @@ def import_(
     file: Annotated[str, typer.Argument(help="JSON Lines file written by `export` ('-': stdin)")],
     storage_dir: StorageDir = None,
     namespace: Namespace = None,
+    with_instructions: Annotated[
+        bool,
+        typer.Option(
+            "--with-instructions",
+            help="Also replace the namespace's instructions with the file's (off by default)",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Import JSON Lines (ids, timestamps and hit counts are kept)."""
+    from .transfer import bounded_lines, max_line_bytes
+
     with _memory(ctx, storage_dir, namespace) as memory:
+        limit = max_line_bytes(memory.settings)
         if file == "-":
-            report = memory.import_jsonl(sys.stdin)
+            lines = bounded_lines(sys.stdin.buffer.readline, limit)
+            report = memory.import_jsonl(lines, with_instructions=with_instructions)
         else:
             try:
-                fp = open(file, encoding="utf-8")  # noqa: SIM115 - closed below
+                fp = open(file, "rb")  # noqa: SIM115 - closed below
             except OSError as exc:
                 raise ValidationError(f"cannot read {file}: {exc.strerror or exc}") from exc
             with fp:
-                report = memory.import_jsonl(fp)
+                lines = bounded_lines(fp.readline, limit)
+                report = memory.import_jsonl(lines, with_instructions=with_instructions)
     if as_json:
         _json(report.to_dict())
     else:
         _out().print(
             f"imported {report.imported}, skipped {report.skipped_existing} already present, "
-            f"re-embedded {report.reembedded}",
+            f"re-embedded {report.reembedded}"
+            + (
+                "; the file's instructions were not imported (--with-instructions)"
+                if report.instructions_skipped
+                else ""
+            ),
             highlight=False,
         )
 

@@ -772,12 +772,17 @@ class SemanticMemory:
             self._flush_pending()  # so the export carries every hit count
         return export_lines(self, include_embeddings=include_embeddings)
 
-    def import_jsonl(self, lines: Iterable[str | bytes]) -> ImportReport:
-        """Import JSON Lines written by :meth:`export_jsonl`, keeping ids and timestamps."""
+    def import_jsonl(
+        self, lines: Iterable[str | bytes], *, with_instructions: bool = False
+    ) -> ImportReport:
+        """Import JSON Lines written by :meth:`export_jsonl`, keeping ids and timestamps.
+
+        The file's instructions replace this namespace's only with ``with_instructions``.
+        """
         from .transfer import import_lines
 
         self._check_open()
-        report = import_lines(self, lines)
+        report = import_lines(self, lines, with_instructions=with_instructions)
         self._after_write([])
         return report
 

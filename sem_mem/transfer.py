@@ -22,22 +22,30 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, AnyStr
 
 import numpy as np
 
 from .backends.base import NewMemory
 from .embedders.base import normalize_rows
-from .errors import ValidationError
+from .errors import LimitExceededError, ValidationError
 from .types import SOURCES
 from .validation import MAX_INT, check_unicode, clean_metadata, clean_text
 
 if TYPE_CHECKING:
+    from .config import Settings
     from .core import SemanticMemory
 
-__all__ = ["FORMAT", "ImportReport", "export_lines", "import_lines"]
+__all__ = [
+    "FORMAT",
+    "ImportReport",
+    "bounded_lines",
+    "export_lines",
+    "import_lines",
+    "max_line_bytes",
+]
 
 FORMAT = "sem-mem/1"
 
@@ -48,6 +56,8 @@ class ImportReport:
     skipped_existing: int
     reembedded: int
     instructions: bool
+    #: the file had instructions, not imported (``with_instructions`` was not given)
+    instructions_skipped: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,7 +65,35 @@ class ImportReport:
             "skipped_existing": self.skipped_existing,
             "reembedded": self.reembedded,
             "instructions": self.instructions,
+            "instructions_skipped": self.instructions_skipped,
         }
+
+
+def max_line_bytes(settings: Settings) -> int:
+    """The longest import line accepted (``max_import_line_bytes``), from the text and
+    metadata limits: every character JSON-escaped (6 bytes) plus 1 MiB for the rest
+    (ids, timestamps, a base64 embedding of up to ~190,000 dimensions)."""
+    return 6 * (settings.max_text_chars + settings.max_metadata_bytes) + 2**20
+
+
+def bounded_lines(readline: Callable[[int], AnyStr], limit: int) -> Iterator[AnyStr]:
+    """Lines from ``readline`` (a file's), refusing one longer than ``limit`` before it
+    is read whole: a file with no newline is never held in memory."""
+    number = 0
+    while True:
+        line = readline(limit + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > limit:
+            raise LimitExceededError(
+                f"line {number} of the import is longer than {limit:,} bytes "
+                "(max_import_line_bytes)",
+                limit="max_import_line_bytes",
+                maximum=limit,
+                actual=len(line),
+            )
+        yield line
 
 
 def export_lines(memory: SemanticMemory, *, include_embeddings: bool = True) -> Iterator[str]:
@@ -96,13 +134,23 @@ def export_lines(memory: SemanticMemory, *, include_embeddings: bool = True) -> 
 
 
 def import_lines(
-    memory: SemanticMemory, lines: Iterable[str | bytes], *, batch: int = 500
+    memory: SemanticMemory,
+    lines: Iterable[str | bytes],
+    *,
+    batch: int = 500,
+    with_instructions: bool = False,
 ) -> ImportReport:
-    """Import JSON Lines produced by :func:`export_lines` into ``memory``'s namespace."""
+    """Import JSON Lines produced by :func:`export_lines` into ``memory``'s namespace.
+
+    An ``instructions`` line replaces the namespace's persistent instructions (which
+    go into every system prompt) only with ``with_instructions``: a file from
+    elsewhere must not silently become instructions. Otherwise it is skipped and
+    reported as ``instructions_skipped``.
+    """
     model = memory.embedder.model_id
     dims = memory.embedder.dimensions
     imported = skipped = reembedded = 0
-    instructions = False
+    instructions = instructions_skipped = False
     pending: list[NewMemory] = []
 
     def flush() -> None:
@@ -144,8 +192,14 @@ def import_lines(
                 )
             continue
         if kind == "instructions":
-            memory.set_instructions(str(record.get("text", "")))
-            instructions = True
+            text = record.get("text", "")
+            if not isinstance(text, str):
+                raise ValidationError(f"line {number}: instructions text must be a string")
+            if with_instructions:
+                memory.set_instructions(text)
+                instructions = True
+            else:
+                instructions_skipped = True
             continue
         if kind != "memory":
             raise ValidationError(f"line {number}: unknown record type {kind!r}")
@@ -154,7 +208,7 @@ def import_lines(
             flush()
     flush()
     memory.refresh()
-    return ImportReport(imported, skipped, reembedded, instructions)
+    return ImportReport(imported, skipped, reembedded, instructions, instructions_skipped)
 
 
 def _to_new_memory(

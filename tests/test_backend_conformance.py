@@ -428,8 +428,14 @@ def test_export_import_round_trip(store: Store) -> None:
     memory.flush()
     dump = "".join(memory.export_jsonl())
     target = store.sibling().memory()
-    report = target.import_jsonl(io.StringIO(dump))
+    report = target.import_jsonl(io.StringIO(dump))  # instructions are opt-in
+    assert (report.instructions, report.instructions_skipped, target.instructions) == (
+        False,
+        True,
+        "",
+    )
     assert (report.imported, report.skipped_existing, report.reembedded) == (len(FACTS), 0, 0)
+    report = target.import_jsonl(io.StringIO(dump), with_instructions=True)
     assert report.instructions and target.instructions.strip() == "Be brief"
     before = {m.id: m for m in memory.list(include_superseded=True, limit=100)}
     after = {m.id: m for m in target.list(include_superseded=True, limit=100)}

@@ -187,3 +187,4 @@ class ImportOut(BaseModel):
     skipped_existing: int
     reembedded: int
     instructions: bool
+    instructions_skipped: bool = False
