@@ -33,6 +33,7 @@ class Settings:
     embedder: str = "auto"  # auto | local | openai
     embedding_model: str | None = None  # None: MiniLM (local) or text-embedding-3-small (openai)
     chat_model: str = "gpt-5.1"
+    chat_api: str = "auto"  # auto | responses | chat_completions (see llm/factory.py)
     reasoning_effort: str = "low"
     temperature: float = 0.7
     expansion_model: str = "gpt-4.1-mini"
@@ -63,6 +64,7 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "embedder": ("SEMMEM_EMBEDDER",),
     "embedding_model": ("EMBEDDING_MODEL",),
     "chat_model": ("CHAT_MODEL",),
+    "chat_api": ("SEMMEM_CHAT_API",),
     "reasoning_effort": ("REASONING_EFFORT",),
     "temperature": ("TEMPERATURE",),
     "expansion_model": ("EXPANSION_MODEL",),
@@ -84,6 +86,7 @@ _CHOICES = {
     "embedder": ("auto", "local", "openai"),
     "reasoning_effort": ("none", "minimal", "low", "medium", "high"),
     "durability": ("full", "normal"),
+    "chat_api": ("auto", "responses", "chat_completions"),
 }
 _POSITIVE = ("hnsw_m", "hnsw_ef_construction", "hnsw_ef", "max_text_chars")
 

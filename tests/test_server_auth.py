@@ -216,3 +216,40 @@ def test_stats_show_server_wide_figures_to_a_keyless_local_caller(tmp_path: Path
     with serve(tmp_path / "store") as base, httpx.Client(base_url=base) as client:
         seen = client.get("/stats").json()
     assert {"storage_dir", "db_bytes", "seq"} <= set(seen)
+
+
+def test_previous_response_id_must_be_the_callers_own(tmp_path: Path) -> None:
+    from fake_openai import FakeOpenAI
+
+    with FakeOpenAI(api_key="sk-test") as fake:
+        fake.responder = lambda body: "noted"
+        with (
+            serve(
+                tmp_path / "s",
+                api_keys=KEYS,
+                openai_api_key="sk-test",
+                openai_base_url=fake.base_url,
+                chat_api="responses",  # the API whose ids continue a conversation
+                auto_memory=False,
+            ) as base,
+            httpx.Client(base_url=base, timeout=30) as http,
+        ):
+            first = http.post("/chat", json={"query": "my secret plan"}, headers=ALICE).json()
+            rid = first["response_id"]
+            assert rid
+            sent = len(fake.requests)
+            stolen = http.post(
+                "/chat", json={"query": "go on", "previous_response_id": rid}, headers=BOB
+            )
+            assert stolen.status_code == 422 and "previous_response_id" in stolen.text
+            assert len(fake.requests) == sent  # nothing went to the provider
+            made_up = http.post(
+                "/chat", json={"query": "go on", "previous_response_id": "resp_x"}, headers=BOB
+            )
+            assert made_up.status_code == 422  # unknown and foreign ids look the same
+            own = http.post(
+                "/chat", json={"query": "go on", "previous_response_id": rid}, headers=ALICE_2
+            )
+            assert own.status_code == 200, own.text
+            continued = [b for b in fake.bodies("/v1/responses") if b.get("previous_response_id")]
+            assert continued and continued[-1]["previous_response_id"] == rid

@@ -221,6 +221,19 @@ class StorageBackend(ABC):
         ``namespace`` only. ``wait`` as in :meth:`record_hits`.
         """
 
+    # -- chat responses ---------------------------------------------------------------------
+    @abstractmethod
+    def record_response(self, namespace: str, response_id: str) -> None:
+        """Note that the chat provider's ``response_id`` was given to ``namespace``."""
+
+    @abstractmethod
+    def owns_response(self, namespace: str, response_id: str) -> bool:
+        """True if ``response_id`` was given to ``namespace`` (see :meth:`record_response`).
+
+        A caller's ``previous_response_id`` is checked with this before it goes to the
+        provider, which would otherwise continue another tenant's conversation.
+        """
+
     # -- instructions ---------------------------------------------------------------------
     @abstractmethod
     def get_instructions(self, namespace: str) -> str: ...

@@ -991,6 +991,24 @@ class PostgresBackend(StorageBackend):
                 ],
             )
 
+    # ------------------------------------------------------------------ chat responses
+
+    def record_response(self, namespace: str, response_id: str) -> None:
+        with self._conn() as conn:
+            conn.execute(
+                "INSERT INTO responses (namespace, response_id, created_at) "
+                "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                (namespace, response_id, time.time()),
+            )
+
+    def owns_response(self, namespace: str, response_id: str) -> bool:
+        with self._conn() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM responses WHERE namespace = %s AND response_id = %s",
+                (namespace, response_id),
+            ).fetchone()
+        return row is not None
+
     # ------------------------------------------------------------------ instructions
 
     def get_instructions(self, namespace: str) -> str:

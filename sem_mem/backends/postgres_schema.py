@@ -163,7 +163,7 @@ CREATE TRIGGER memories_stats_status AFTER UPDATE OF status ON memories
     ),
     (
         3,
-        "memory ids unique per namespace, not per store",
+        "memory and response ids per namespace",
         # Importing id X into namespace A must not depend on whether B holds an X
         # (that told A that B had it). Written to apply whether or not 2 ran first.
         """
@@ -177,6 +177,13 @@ ALTER TABLE memory_hits ADD CONSTRAINT memory_hits_memory_fkey FOREIGN KEY (name
     REFERENCES memories (namespace, id) ON DELETE CASCADE;
 ALTER TABLE tombstones DROP CONSTRAINT IF EXISTS tombstones_pkey;
 ALTER TABLE tombstones ADD CONSTRAINT tombstones_pkey PRIMARY KEY (namespace, id);
+-- chat responses given to each namespace (a previous_response_id is checked against it)
+CREATE TABLE IF NOT EXISTS responses (
+    namespace   text NOT NULL,
+    response_id text NOT NULL,
+    created_at  double precision NOT NULL,
+    PRIMARY KEY (namespace, response_id)
+);
 """,
     ),
 ]

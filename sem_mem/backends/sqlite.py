@@ -750,6 +750,26 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
         if wait:
             self._light.wait()
 
+    # ------------------------------------------------------------------ chat responses
+
+    def record_response(self, namespace: str, response_id: str) -> None:
+        self._check_open()
+        self._light.submit(
+            "INSERT OR IGNORE INTO responses (namespace, response_id, created_at) VALUES (?, ?, ?)",
+            [(namespace, response_id, time.time())],
+        )
+        self._light.wait()
+
+    def owns_response(self, namespace: str, response_id: str) -> bool:
+        with self._read() as conn:
+            return (
+                conn.execute(
+                    "SELECT 1 FROM responses WHERE namespace = ? AND response_id = ?",
+                    (namespace, response_id),
+                ).fetchone()
+                is not None
+            )
+
     # ------------------------------------------------------------------ instructions
 
     def _instructions_path(self, namespace: str) -> Path:

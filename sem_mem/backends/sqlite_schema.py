@@ -30,7 +30,7 @@ def _ids_per_namespace(conn: sqlite3.Connection) -> None:
     ).fetchone()
     sql, found = re.subn(r"(\bid\s+TEXT\s+NOT\s+NULL)\s+UNIQUE", r"\1", sql, count=1)
     if not found:
-        return  # already per namespace
+        raise sqlite3.DatabaseError("memories.id is not declared as it was in migration 1")
     end = sql.rstrip().rfind(")")
     # a newline first: the last column line may end in a -- comment
     sql = sql[:end] + "\n    , UNIQUE (namespace, id)\n)"
@@ -54,6 +54,11 @@ def _ids_per_namespace(conn: sqlite3.Connection) -> None:
     conn.execute("DELETE FROM sqlite_sequence WHERE name IN ('memories', 'memories_v4')")
     if counter is not None:
         conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('memories', ?)", counter)
+    # chat responses given to each namespace (a previous_response_id is checked against it)
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS responses (namespace TEXT NOT NULL, response_id TEXT NOT "
+        "NULL, created_at REAL NOT NULL, PRIMARY KEY (namespace, response_id)) WITHOUT ROWID"
+    )
 
 
 MIGRATIONS: list[tuple[int, str, str | Callable[[sqlite3.Connection], None]]] = [
@@ -160,7 +165,7 @@ DROP TRIGGER memories_after_insert;
 """,
     ),
     # 3 is the conversation columns (another branch); each number runs once, in any order
-    (4, "memory ids unique per namespace, not per store", _ids_per_namespace),
+    (4, "memory and response ids per namespace", _ids_per_namespace),
 ]
 
 

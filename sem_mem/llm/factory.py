@@ -54,6 +54,8 @@ def create_chat_model(settings: Settings, *, api: ChatAPI | None = None) -> Chat
     base_url = settings.openai_base_url or None
     if key is None and base_url is None:
         return None
+    if api is None and settings.chat_api != "auto":
+        api = settings.chat_api  # type: ignore[assignment]  # e.g. a Responses gateway
     if api is None:
         api = "responses" if uses_openai(base_url) else "chat_completions"
     cls: Callable[..., ChatModel]

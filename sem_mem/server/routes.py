@@ -3,12 +3,13 @@ model, PDF upload and thread saving. Each is a few lines over the async engine."
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Request, UploadFile
 
 from .. import __version__
-from ..errors import LimitExceededError
+from ..errors import LimitExceededError, ValidationError
 from ..ingest import describe_limits
 from .auth import Memory, is_loopback, namespace_of
 from .schemas import (
@@ -58,7 +59,17 @@ async def health(request: Request) -> dict[str, Any]:
 @router.post("/chat", response_model=ChatOut, tags=["chat"])
 async def chat(body: ChatIn, memory: Memory, request: Request) -> dict[str, Any]:
     """Answer with retrieved memories as context (memory-only mode without a chat model)."""
-    prefs = request.app.state.registry.prefs(namespace_of(request))
+    namespace = namespace_of(request)
+    prefs = request.app.state.registry.prefs(namespace)
+    backend = memory.backend
+    previous = body.previous_response_id
+    if previous is not None and not await asyncio.to_thread(
+        backend.owns_response, namespace, previous
+    ):
+        # the provider would continue whichever conversation the id names, any tenant's
+        raise ValidationError(
+            "previous_response_id is not a response this server gave to your namespace"
+        )
     kwargs: dict[str, Any] = {
         "previous_response_id": body.previous_response_id,
         "model": body.model or prefs.model,
@@ -69,6 +80,8 @@ async def chat(body: ChatIn, memory: Memory, request: Request) -> dict[str, Any]
     if body.auto_remember is not None:
         kwargs["auto_remember"] = body.auto_remember
     response, response_id, memories, logs = await memory.chat_with_memory(body.query, **kwargs)
+    if response_id:
+        await asyncio.to_thread(backend.record_response, namespace, response_id)
     return {
         "response": response,
         "response_id": response_id,
