@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 
 from ..errors import (
-    ConfigurationError,
     EmbeddingMismatchError,
     NotFoundError,
     StorageError,
@@ -51,8 +50,9 @@ from .sqlite_rows import (
 from .sqlite_rows import (
     now as utc_now,
 )
-from .sqlite_schema import apply_migrations
+from .sqlite_schema import apply_migrations, pending_migrations
 from .vector_index import HNSWIndex, HNSWParams
+from .writer_lock import WriterLock
 
 __all__ = ["SQLiteBackend", "canonical_json", "decode_vector", "encode_vector"]
 
@@ -87,7 +87,8 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
         self.save_every = save_every
         self.save_interval = save_interval
         self._lock = threading.RLock()
-        self._file_lock = _file_lock(self.root / "write.lock", lock_timeout)
+        self._file_lock = WriterLock(self.root / "write.lock", lock_timeout)
+        self._bound: tuple[str, int] | None = None  # the embedding space this object uses
         # hit counts and the query-embedding cache (see sqlite_light)
         self._light = LightWriter(self.root / DB_NAME, self._file_lock)
         self._indexes: dict[str, HNSWIndex] = {}
@@ -106,15 +107,38 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
             # big stores: let SQLite map the file and keep more pages in RAM
             self._conn.execute("PRAGMA mmap_size=2147418112")
             self._conn.execute("PRAGMA cache_size=-65536")
-            with self._file_lock:
-                apply_migrations(self._conn)
-                self._init_meta()
+            self._open_schema()
         except sqlite3.DatabaseError as exc:
             raise StorageError(f"cannot open the store at {self.root / DB_NAME}: {exc}") from exc
         self._data_version = self._pragma_data_version()
         self._seq = self._read_seq()
 
     # ------------------------------------------------------------------ plumbing
+
+    def _open_schema(self) -> None:
+        """Migrate and initialise the store if needed. Only then is the writer lock taken:
+        opening an up-to-date store never waits for another process's long write
+        (a ``reembed``, say)."""
+        if not pending_migrations(self._conn):
+            self.store_id = self._meta("store_id")
+            if self.store_id is not None:
+                return
+        with self._file_lock.holding("migration"):
+            apply_migrations(self._conn)
+            self._init_meta()
+
+    def _check_space(self) -> None:
+        """Refuse to go on if another process re-embedded the store since this one bound
+        it: vectors of the old model must never be written under the new one's name."""
+        if self._bound is None:
+            return
+        model, dim = self._meta("embedding_model"), self._meta("embedding_dim")
+        if model is not None and (model, int(dim or 0)) != self._bound:
+            raise EmbeddingMismatchError(
+                f"the store at {self.root} was re-embedded by another process: it now uses "
+                f"{model!r} ({dim} dimensions), this memory uses {self._bound[0]!r} "
+                f"({self._bound[1]} dimensions). Reopen it with the new embedder."
+            )
 
     def _init_meta(self) -> None:
         self._conn.execute("BEGIN IMMEDIATE")
@@ -199,7 +223,7 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
     def bind_embedding_space(self, model_id: str, dimensions: int) -> None:
         current = self.embedding_space()
         if current is None:
-            with self._lock, self._file_lock:
+            with self._lock, self._file_lock.holding("binding the embedding model"):
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
                     for key, value in (
@@ -215,7 +239,9 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
                     self._rollback()
                     raise
             current = self.embedding_space()
-        if current != (model_id, dimensions):
+        if current == (model_id, dimensions):
+            self._bound = current
+        else:
             raise EmbeddingMismatchError(
                 f"the store at {self.root} was built with embedding model {current[0]!r} "  # type: ignore[index]
                 f"({current[1]} dimensions), but this memory uses {model_id!r} "  # type: ignore[index]
@@ -254,6 +280,7 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
         self, namespace: str, items: Sequence[NewMemory], seq: int, dedupe: bool
     ) -> list[AddResult]:
         now = utc_now()
+        self._check_space()
         model = self._model_id()
         out: list[AddResult] = []
         rows = []
@@ -378,6 +405,8 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
             ).fetchone()
             if row is None:
                 raise NotFoundError(f"no memory {memory_id!r} in namespace {namespace!r}")
+            if text is not None:
+                self._check_space()
             now = utc_now()
             sets, args = ["updated_at = ?", "seq = ?"], [now, seq]
             if text is not None:
@@ -690,6 +719,7 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
             self._check_open()
             version = self._pragma_data_version()
             if version != self._data_version:
+                self._check_space()  # before replaying vectors of another model
                 self._data_version = version
                 self._sync_indexes()
             return self._seq
@@ -813,7 +843,7 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
         New vectors go to a staging table first; a crash before the final swap leaves
         the store exactly as it was (the staging table is cleared on the next run).
         """
-        with self._lock, self._file_lock:
+        with self._lock, self._file_lock.holding("reembed"):
             self._check_open()
             conn = self._conn
             conn.execute("DROP TABLE IF EXISTS reembed_staging")
@@ -862,6 +892,7 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
                 path.unlink(missing_ok=True)
             self._data_version = self._pragma_data_version()
             self._seq = seq
+            self._bound = (model_id, dimensions)
         return done
 
     def stats(self, namespace: str) -> dict[str, Any]:
@@ -918,19 +949,12 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
             try:
                 self._light.close()
                 self._await_index_job()
-                with self._file_lock:
-                    self._maybe_save(force=True)
+                try:
+                    with self._file_lock.holding("index save"):
+                        self._maybe_save(force=True)
+                except StorageError as exc:  # e.g. another process holds the lock
+                    log.warning("index files not saved on close (%s); caught up on next open", exc)
             finally:
                 self._closed = True
                 self._indexes.clear()
                 self._conn.close()
-
-
-def _file_lock(path: Path, timeout: float) -> Any:
-    try:
-        from filelock import FileLock
-    except ImportError as exc:  # pragma: no cover - a core dependency
-        raise ConfigurationError("filelock is required: pip install filelock") from exc
-    # thread_local=False: our own RLock already serialises threads; the file lock
-    # only has to exclude other processes.
-    return FileLock(os.fspath(path), timeout=timeout, thread_local=False)

@@ -269,5 +269,5 @@ class IndexManagerMixin:
         with self._lock:
             if self._closed:
                 return
-            with self._file_lock:
+            with self._file_lock.holding("index save"):
                 self._maybe_save(force=True)
