@@ -149,6 +149,7 @@ class AsyncSemanticMemory:
     chat_with_memory = _threaded(SemanticMemory.chat_with_memory)
     stats = _threaded(SemanticMemory.stats)
     reembed = _threaded(SemanticMemory.reembed)
+    check = _threaded(SemanticMemory.check)
 
     async def count(self) -> int:
         """How many active memories the namespace holds (``len(memory)`` of the sync API)."""

@@ -638,6 +638,15 @@ def mcp(
     raise typer.Exit(mcp_main(argv))  # nothing may reach stdout first: it is the protocol
 
 
+def _register_doctor() -> None:
+    from .cli_doctor import doctor
+
+    app.command()(doctor)
+
+
+_register_doctor()
+
+
 def main() -> None:
     """Entry point of the ``sem-mem`` script."""
     app()

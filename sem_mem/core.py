@@ -824,6 +824,21 @@ class SemanticMemory:
         }
         return out
 
+    def check(self, *, repair: bool = False) -> dict[str, Any]:
+        """Check the store (``sem-mem doctor``): database integrity, full text, counts,
+        index files, leftover temp files. ``repair`` rebuilds what is derived from the
+        memories; a damaged database is recovered with ``sem-mem doctor --recover-to``.
+        """
+        self._check_open()
+        with self._lock:
+            self._flush_pending()
+        report = self.backend.check(repair=repair)
+        if repair:
+            self._after_write([])
+            with self._lock:
+                self.cache.clear()
+        return report
+
     def reembed(
         self, new_embedder: Embedder, *, progress: Callable[[int, int], None] | None = None
     ) -> int:

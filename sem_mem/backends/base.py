@@ -221,6 +221,14 @@ class StorageBackend(ABC):
         ``namespace`` only. ``wait`` as in :meth:`record_hits`.
         """
 
+    # -- maintenance ----------------------------------------------------------------------
+    def check(self, *, repair: bool = False) -> dict[str, Any]:
+        """Check the store's consistency; with ``repair`` rebuild what is derived.
+
+        Returns ``{"ok", "checks", "problems": [{"check", "detail", "repaired"}]}``.
+        """
+        return {"ok": True, "checks": [], "problems": [], "note": f"no checks for {self.name}"}
+
     # -- chat responses ---------------------------------------------------------------------
     @abstractmethod
     def record_response(self, namespace: str, response_id: str) -> None:

@@ -895,6 +895,11 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
             self._bound = (model_id, dimensions)
         return done
 
+    def check(self, *, repair: bool = False) -> dict[str, Any]:
+        from .sqlite_doctor import check_store
+
+        return check_store(self, repair=repair)
+
     def stats(self, namespace: str) -> dict[str, Any]:
         space = self.embedding_space()
         with self._read() as conn:

@@ -16,21 +16,31 @@ __all__ = ["MIGRATIONS", "apply_migrations", "pending_migrations", "split_statem
 
 
 def _ids_per_namespace(conn: sqlite3.Connection) -> None:
-    """Migration 4: ``memories.id`` unique per namespace (``UNIQUE (namespace, id)``).
+    """Migration 4: ``memories.id`` unique per namespace (``UNIQUE (namespace, id)``), and
+    the ``responses`` table (chat response ids given to each namespace).
 
     SQLite cannot drop a column constraint, so the table is rebuilt (SQLite's own
     recipe: create, copy, drop, rename). The new table is made from the current
     ``CREATE TABLE`` text, and the table's indexes and triggers are recreated from
     theirs, so columns, indexes or triggers that other migrations added (before or
     after this one) are kept as they are. Labels and the AUTOINCREMENT counter are
-    kept, so HNSW labels stay valid and are never reused.
+    kept, so HNSW labels stay valid and are never reused. Running it again is harmless.
     """
     (sql,) = conn.execute(
         "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'memories'"
     ).fetchone()
     sql, found = re.subn(r"(\bid\s+TEXT\s+NOT\s+NULL)\s+UNIQUE", r"\1", sql, count=1)
-    if not found:
-        raise sqlite3.DatabaseError("memories.id is not declared as it was in migration 1")
+    if found:
+        _rebuild_memories(conn, sql)
+    conn.execute("CREATE INDEX IF NOT EXISTS memories_id ON memories (id)")
+    # chat responses given to each namespace (a previous_response_id is checked against it)
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS responses (namespace TEXT NOT NULL, response_id TEXT NOT "
+        "NULL, created_at REAL NOT NULL, PRIMARY KEY (namespace, response_id)) WITHOUT ROWID"
+    )
+
+
+def _rebuild_memories(conn: sqlite3.Connection, sql: str) -> None:
     end = sql.rstrip().rfind(")")
     # a newline first: the last column line may end in a -- comment
     sql = sql[:end] + "\n    , UNIQUE (namespace, id)\n)"
@@ -50,15 +60,9 @@ def _ids_per_namespace(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE memories_v4 RENAME TO memories")
     for statement in keep:
         conn.execute(statement)
-    conn.execute("CREATE INDEX IF NOT EXISTS memories_id ON memories (id)")
     conn.execute("DELETE FROM sqlite_sequence WHERE name IN ('memories', 'memories_v4')")
     if counter is not None:
         conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('memories', ?)", counter)
-    # chat responses given to each namespace (a previous_response_id is checked against it)
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS responses (namespace TEXT NOT NULL, response_id TEXT NOT "
-        "NULL, created_at REAL NOT NULL, PRIMARY KEY (namespace, response_id)) WITHOUT ROWID"
-    )
 
 
 MIGRATIONS: list[tuple[int, str, str | Callable[[sqlite3.Connection], None]]] = [
