@@ -721,17 +721,22 @@ class SemanticMemory:
         chunk_chars: int = 1000,
         overlap_chars: int = 150,
         progress: Callable[[int, int], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> IngestResult:
         """Read a PDF (or a text or Markdown file) and store it as chunks (``source="pdf"``).
 
         Chunks follow paragraphs and sentences with a small overlap and carry the file
         name, page numbers and chunk index in their metadata. The same file (by
         content hash) is stored once: ingesting it again stores nothing new.
+
+        What a PDF may expand to and cost is bounded (``sem_mem.ingest.PdfLimits``: over
+        a limit, LimitExceededError names it). Setting ``cancel`` stops the work before
+        anything is stored (DocumentError, ``reason="cancelled"``).
         """
         from .ingest import chunk_document, read_document
 
         self._check_open()
-        doc = read_document(source, name=name)
+        doc = read_document(source, name=name, cancel=cancel)
         chunks = chunk_document(doc, chunk_chars=chunk_chars, overlap_chars=overlap_chars)
         if not chunks:
             note = "0 chunks: the PDF has no text layer" if not doc.has_text else "0 chunks: empty"
@@ -749,6 +754,12 @@ class SemanticMemory:
                 note="already ingested (same content)",
             )
         source_name = "pdf" if doc.kind == "pdf" else "document"
+        if cancel is not None and cancel.is_set():
+            from .ingest import DocumentError
+
+            raise DocumentError(
+                f"ingesting {doc.name!r} was cancelled", file=doc.name, reason="cancelled"
+            )
         before = len(self)
         self.remember_batch(
             [c.text for c in chunks],

@@ -197,3 +197,17 @@ def test_index_save_on_a_full_disk_keeps_the_good_file(tmp_path: Path) -> None:
         assert proc.returncode == 0, proc.stderr[-3000:]
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_an_empty_namespace_index_is_saved_and_trusted(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    with SemanticMemory(str(store), namespace="empty", embedder=HashingEmbedder()) as memory:
+        assert memory.recall("anything") == []
+    index = store / "index" / "ns-empty.hnsw"
+    assert index.exists()  # an empty graph's header (max level -1) is valid
+    proc = run_python(
+        "from embedders import HashingEmbedder; from sem_mem import SemanticMemory\n"
+        f"m = SemanticMemory({str(store)!r}, namespace='empty', embedder=HashingEmbedder())\n"
+        "assert m.recall('anything') == []\nm.close()\n"
+    )
+    assert "rebuilding" not in proc.stderr and "could not save" not in proc.stderr

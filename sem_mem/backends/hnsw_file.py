@@ -69,7 +69,8 @@ def check_header(head: bytes, dim: int, m: int) -> tuple[int, int]:
     for name, (value, want) in expected.items():
         if value != want:
             raise StorageError(f"index header field {name} is {value}, expected {want}")
-    if count > max_elements or max_level < 0 or max_level > 64:
+    # an empty graph has max level -1
+    if count > max_elements or max_level < (0 if count else -1) or max_level > 64:
         raise StorageError(
             f"index header is inconsistent ({count} elements of {max_elements}, "
             f"max level {max_level})"

@@ -4,6 +4,7 @@ model, PDF upload and thread saving. Each is a few lines over the async engine."
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Request, UploadFile
@@ -202,11 +203,32 @@ async def put_model(body: ModelIn, memory: Memory, request: Request) -> dict[str
     ),
 )
 async def upload_pdf(
-    memory: Memory, file: Annotated[UploadFile, File(description="PDF, text or Markdown")]
+    memory: Memory,
+    request: Request,
+    file: Annotated[UploadFile, File(description="PDF, text or Markdown")],
 ) -> dict[str, Any]:
-    """Read the upload and store its chunks."""
-    result = await memory.ingest_pdf(file.file, name=file.filename or "upload.pdf")
+    """Read the upload and store its chunks (in a worker thread; stopped if the client
+    disconnects before it is done)."""
+    cancel = threading.Event()
+    work = asyncio.ensure_future(
+        memory.ingest_pdf(file.file, name=file.filename or "upload.pdf", cancel=cancel)
+    )
+    watcher = asyncio.ensure_future(_cancel_on_disconnect(request, cancel))
+    try:
+        result = await work
+    finally:
+        watcher.cancel()
     return result.to_dict()
+
+
+async def _cancel_on_disconnect(request: Request, cancel: threading.Event) -> None:
+    """Set ``cancel`` when the client goes away (the body is read: what comes next on
+    the ASGI channel is the disconnect)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            cancel.set()
+            return
 
 
 @router.post("/threads/save", response_model=BatchOut, tags=["memories"])
