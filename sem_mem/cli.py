@@ -589,7 +589,15 @@ def serve(
         _err().print(
             f"sem-mem: {auth_banner(NamespaceRegistry(settings), config)}", highlight=False
         )
-        uvicorn.run(create_app(settings, config=config), host=host, port=port, log_level=log_level)
+        from .server.protocol import uvicorn_options
+
+        uvicorn.run(
+            create_app(settings, config=config),
+            host=host,
+            port=port,
+            log_level=log_level,
+            **uvicorn_options(config),
+        )
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
