@@ -71,7 +71,16 @@ class Turn:
     session: int
     date: str
     speaker: str
-    text: str
+    text: str  # "Speaker: text [shares caption]", as remember_batch stores it
+    said: str  # the turn's own words (plus caption): what remember_conversation is given
+
+    @property
+    def when(self) -> dt.datetime | None:
+        """The session's date ("1:56 pm on 8 May, 2023"), if it parses."""
+        try:
+            return dt.datetime.strptime(self.date, "%I:%M %p on %d %B, %Y")
+        except ValueError:
+            return None
 
 
 @dataclass(frozen=True)
@@ -100,12 +109,17 @@ def normalise_dia_ids(evidence: Sequence[str]) -> set[str]:
     return out
 
 
-def turn_text(turn: dict[str, Any]) -> str:
-    """The stored text of one turn: ``"Speaker: text"`` plus the shared image's caption."""
-    text = f"{turn['speaker']}: {turn['text']}"
+def turn_said(turn: dict[str, Any]) -> str:
+    """What the speaker said, plus the caption of an image they shared."""
+    text = str(turn["text"])
     if turn.get("blip_caption"):
         text += f" [shares {turn['blip_caption']}]"
     return text
+
+
+def turn_text(turn: dict[str, Any]) -> str:
+    """The stored text of one turn: ``"Speaker: text"`` plus the shared image's caption."""
+    return f"{turn['speaker']}: {turn_said(turn)}"
 
 
 def load_conversations(path: Path) -> list[Conversation]:
@@ -125,6 +139,7 @@ def load_conversations(path: Path) -> list[Conversation]:
                         conv.get(f"session_{n}_date_time", ""),
                         t["speaker"],
                         turn_text(t),
+                        turn_said(t),
                     )
                 )
         questions = [
@@ -191,14 +206,25 @@ class Variant:
     mode: str = "hybrid"
     config: FusionConfig | None = None  # None: the library's own ranking for ``mode``
     note: str = ""
+    #: how the turns are stored: "conversation" (remember_conversation, one thread per
+    #: session, with its date) or "batch" (remember_batch of "Speaker: text" strings)
+    storage: str = "conversation"
 
 
 _RRF = FusionConfig.plain_rrf()
 _CONVEX = FusionConfig(neighbour_weight=0.0)
 VARIANTS: tuple[Variant, ...] = (
     Variant("vector", "vector", note="library mode: HNSW cosine"),
-    Variant("lexical", "lexical", note="library mode: FTS5 bm25 (OR of content words)"),
-    Variant("hybrid", "hybrid", note="library default: FusionConfig() (convex + neighbours)"),
+    Variant("lexical", "lexical", note="library mode: full-text bm25"),
+    Variant("hybrid", "hybrid", note="library default, turns stored with remember_conversation"),
+    Variant(
+        "batch: vector",
+        "vector",
+        storage="batch",
+        note="remember_batch of 'Speaker: text' strings (no threads): HNSW cosine",
+    ),
+    Variant("batch: lexical", "lexical", storage="batch", note="remember_batch, full text"),
+    Variant("batch: hybrid", "hybrid", storage="batch", note="remember_batch, library default"),
     Variant("rrf", config=_RRF, note="reciprocal-rank fusion k=60 (the first release)"),
     Variant(
         "weighted rrf",
@@ -251,42 +277,66 @@ class Scores:
         return ([float(x) for x in total / n] if n else [float("nan")] * len(KS)), n
 
 
+def store_turns(memory: SemanticMemory, conv: Conversation, storage: str) -> dict[str, str]:
+    """Store every turn of ``conv``; returns memory id -> dia_id."""
+    if storage == "batch":
+        ids = memory.remember_batch(
+            [t.text for t in conv.turns],
+            [
+                {"dia_id": t.dia_id, "session": t.session, "date": t.date, "speaker": t.speaker}
+                for t in conv.turns
+            ],
+            source="thread",
+            dedupe=False,
+        )
+        return dict(zip(ids, (t.dia_id for t in conv.turns), strict=True))
+    out: dict[str, str] = {}
+    for session in sorted({t.session for t in conv.turns}):
+        turns = [t for t in conv.turns if t.session == session]
+        ids = memory.remember_conversation(
+            [
+                {
+                    "speaker": t.speaker,
+                    "text": t.said,
+                    "metadata": {"dia_id": t.dia_id},
+                    **({"timestamp": t.when} if t.when else {}),
+                }
+                for t in turns
+            ],
+            thread_id=f"session-{session}",
+            dedupe=False,
+        )
+        out.update(zip(ids, (t.dia_id for t in turns), strict=True))
+    return out
+
+
 def evaluate(
     conv: Conversation,
     embedder: Embedder,
     variants: Sequence[Variant],
 ) -> tuple[dict[str, Scores], float]:
-    """Scores of every variant on one conversation (one fresh store); remember_batch seconds.
-
-    Turns are stored as a conversation thread (``source="thread"``): sequential content,
-    whose neighbours the default fusion may use.
-    """
+    """Scores of every variant on one conversation (one fresh store per storage kind);
+    seconds to store the turns the default way."""
     out = {v.name: Scores() for v in variants}
-    with tempfile.TemporaryDirectory(prefix="semmem-locomo-") as tmp:
-        memory = SemanticMemory(tmp, embedder=embedder)
-        try:
-            start = time.perf_counter()
-            ids = memory.remember_batch(
-                [t.text for t in conv.turns],
-                [
-                    {"dia_id": t.dia_id, "session": t.session, "date": t.date, "speaker": t.speaker}
-                    for t in conv.turns
-                ],
-                source="thread",
-                dedupe=False,
-            )
-            remember_s = time.perf_counter() - start
-            dia_of = dict(zip(ids, (t.dia_id for t in conv.turns), strict=True))
-            for variant in variants:
-                memory.fusion = variant.config or FusionConfig()
-                memory._results.clear()  # the result cache must not serve another variant
-                for q in conv.questions:
-                    start = time.perf_counter()
-                    hits = memory.recall(q.text, limit=25, mode=variant.mode)  # type: ignore[arg-type]
-                    out[variant.name].latencies.append(time.perf_counter() - start)
-                    out[variant.name].add(q.category, q.gold, [dia_of[h.id] for h in hits])
-        finally:
-            memory.close()
+    remember_s = float("nan")
+    for storage in dict.fromkeys(v.storage for v in variants):
+        with tempfile.TemporaryDirectory(prefix="semmem-locomo-") as tmp:
+            memory = SemanticMemory(tmp, embedder=embedder)
+            try:
+                start = time.perf_counter()
+                dia_of = store_turns(memory, conv, storage)
+                if storage == "conversation":
+                    remember_s = time.perf_counter() - start
+                for variant in (v for v in variants if v.storage == storage):
+                    memory.fusion = variant.config or FusionConfig()
+                    memory._results.clear()  # the result cache must not serve another variant
+                    for q in conv.questions:
+                        start = time.perf_counter()
+                        hits = memory.recall(q.text, limit=25, mode=variant.mode)  # type: ignore[arg-type]
+                        out[variant.name].latencies.append(time.perf_counter() - start)
+                        out[variant.name].add(q.category, q.gold, [dia_of[h.id] for h in hits])
+            finally:
+                memory.close()
     return out, remember_s
 
 
@@ -298,15 +348,7 @@ def timing_pass(conv: Conversation, int8: bool = False) -> dict[str, float]:
         memory = SemanticMemory(tmp, embedder=embedder)
         try:
             start = time.perf_counter()
-            memory.remember_batch(
-                [t.text for t in conv.turns],
-                [
-                    {"dia_id": t.dia_id, "session": t.session, "date": t.date, "speaker": t.speaker}
-                    for t in conv.turns
-                ],
-                source="thread",
-                dedupe=False,
-            )
+            store_turns(memory, conv, "conversation")
             remember_s = time.perf_counter() - start
             lat = []
             for q in conv.questions:

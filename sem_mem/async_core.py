@@ -26,6 +26,7 @@ import asyncio
 import functools
 import inspect
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from .core import SemanticMemory
@@ -133,6 +134,7 @@ class AsyncSemanticMemory:
     # ------------------------------------------------------------------ operations
 
     remember = _threaded(SemanticMemory.remember)
+    remember_conversation = _threaded(SemanticMemory.remember_conversation)
     update = _threaded(SemanticMemory.update)
     forget = _threaded(SemanticMemory.forget)
     supersede = _threaded(SemanticMemory.supersede)
@@ -164,6 +166,7 @@ class AsyncSemanticMemory:
         dedupe: bool = True,
         progress: Callable[[int, int], None] | None = None,
         chunk_size: int = 1000,
+        timestamp: datetime | str | float | None = None,
     ) -> list[str]:
         """Store many memories; returns their ids in order (see ``SemanticMemory``).
 
@@ -174,7 +177,11 @@ class AsyncSemanticMemory:
         embedders are CPU-bound: threads would not help) this simply delegates.
         """
         call = functools.partial(
-            self.sync.remember_batch, source=source, dedupe=dedupe, chunk_size=chunk_size
+            self.sync.remember_batch,
+            source=source,
+            dedupe=dedupe,
+            chunk_size=chunk_size,
+            timestamp=timestamp,
         )
         per_text = isinstance(metadata, Iterable) and not isinstance(metadata, (str, bytes, dict))
         slices = range(0, len(texts), max(1, chunk_size))

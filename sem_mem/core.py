@@ -17,7 +17,6 @@ from __future__ import annotations
 import atexit
 import hashlib
 import logging
-import math
 import os
 import threading
 import time
@@ -29,14 +28,32 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from .backends.base import ListQuery, NewMemory, StorageBackend, StoredMemory
+from .backends.base import ListQuery, MemoryFilter, NewMemory, StorageBackend, StoredMemory
 from .cache import SmartCache
 from .config import Settings, resolve_settings
+from .dates import query_windows
 from .embedders.base import Embedder
 from .errors import LimitExceededError, NotFoundError, ValidationError
-from .retrieval import FusionConfig, fuse_candidates, neighbours_within, reciprocal_rank_fusion
+from .retrieval import (
+    FusionConfig,
+    boost,
+    fuse_candidates,
+    merge_max,
+    named_speakers,
+    reciprocal_rank_fusion,
+    spread_to_neighbours,
+    thread_neighbours,
+)
 from .types import HistoryEvent, IngestResult, Memory, Recollection
-from .validation import check_unicode, clean_batch, clean_metadata, clean_source, clean_text
+from .validation import (
+    check_unicode,
+    clean_batch,
+    clean_metadata,
+    clean_source,
+    clean_text,
+    clean_timestamp,
+    clean_turns,
+)
 
 if TYPE_CHECKING:
     from .llm.base import ChatModel
@@ -266,14 +283,20 @@ class SemanticMemory:
         *,
         source: str = "manual",
         dedupe: bool = True,
+        timestamp: datetime | str | float | None = None,
     ) -> str:
         """Store one memory; committed to disk before this returns. Returns its id.
 
         With ``dedupe`` (the default) remembering the same text with the same metadata
         again refreshes the existing memory and returns its id instead of adding a copy.
+        ``timestamp`` is when the fact happened or was said (a datetime, an ISO 8601
+        string or unix seconds; default: now): recall and list filter on it, and the
+        chat prompt shows it.
         """
         cleaned = self._clean_text(text)  # so errors name "text", not "texts[0]"
-        return self.remember_batch([cleaned], metadata, source=source, dedupe=dedupe)[0]
+        return self.remember_batch(
+            [cleaned], metadata, source=source, dedupe=dedupe, timestamp=timestamp
+        )[0]
 
     def remember_batch(
         self,
@@ -284,24 +307,124 @@ class SemanticMemory:
         dedupe: bool = True,
         progress: Callable[[int, int], None] | None = None,
         chunk_size: int = 1000,
+        timestamp: datetime | str | float | None = None,
     ) -> list[str]:
         """Store many memories, embedding them in batches; returns their ids in order.
 
         ``metadata`` is one dict for all or a list with one dict (or None) per text.
         Memories are committed in transactions of ``chunk_size``: if the process dies
         midway, every chunk committed before is kept. ``progress(done, total)`` is
-        called as texts are embedded and then as they are committed.
+        called as texts are embedded and then as they are committed. ``timestamp``: as
+        in :meth:`remember`, for all of them.
         """
         self._check_open()
         cleaned, metas = self.validate_batch(texts, metadata, source)
+        when = clean_timestamp(timestamp, "timestamp")
+        return self._store(
+            cleaned,
+            metas,
+            source=source,
+            dedupe=dedupe,
+            progress=progress,
+            chunk_size=chunk_size,
+            timestamps=[when] * len(cleaned),
+        )
+
+    def remember_conversation(
+        self,
+        turns: Sequence[Mapping[str, Any]],
+        *,
+        thread_id: str | None = None,
+        timestamp: datetime | str | float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        dedupe: bool = True,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[str]:
+        """Store a conversation, one memory per turn; returns their ids in order.
+
+        Each turn is a dict with ``"speaker"`` (or ``"role"``), ``"text"`` (or
+        ``"content"``) and optionally ``"timestamp"``, ``"metadata"`` and ``"position"``.
+        A turn is stored as ``"Speaker: text"`` with ``source="thread"``; its thread,
+        its place in the thread and its speaker are recorded, so recall can lift the
+        turns around a hit and weigh who said what.
+
+        ``thread_id`` names the thread (a new one is generated if omitted: read it back
+        from any turn's ``Memory.thread_id``). Turns without a ``"position"`` continue
+        the thread after its last stored turn, so saving a growing conversation in
+        pieces keeps its order; saving the same turns at the same positions again
+        refreshes them instead of adding copies. ``timestamp`` is the default time of the
+        turns, ``metadata`` is merged under each turn's own. All turns are committed in
+        one transaction, as in :meth:`remember_batch`.
+        """
+        self._check_open()
+        default_time = clean_timestamp(timestamp, "timestamp")
+        base_meta = self._clean_metadata(metadata or {})
+        parsed = clean_turns(turns, max_chars=self.settings.max_text_chars)
+        if not parsed:
+            return []
+        if thread_id is None:
+            import uuid
+
+            thread_id = uuid.uuid4().hex
+        thread_id = clean_text(thread_id, field="thread_id", max_chars=256)
+        start = 0
+        if any(turn.position is None for turn in parsed):
+            last = self.backend.thread_last_position(self.namespace, thread_id)
+            start = 0 if last is None else last + 1
+        texts, metas, times, positions, speakers = [], [], [], [], []
+        for offset, turn in enumerate(parsed):
+            texts.append(f"{turn.speaker}: {turn.text}")
+            metas.append({**base_meta, **turn.metadata})
+            times.append(turn.timestamp if turn.timestamp is not None else default_time)
+            positions.append(turn.position if turn.position is not None else start + offset)
+            speakers.append(turn.speaker)
+        cleaned, metas = self.validate_batch(texts, metas, "thread")
+        return self._store(
+            cleaned,
+            metas,
+            source="thread",
+            dedupe=dedupe,
+            progress=progress,
+            chunk_size=max(len(cleaned), 1),
+            timestamps=times,
+            thread_id=thread_id,
+            positions=positions,
+            speakers=speakers,
+        )
+
+    def _store(
+        self,
+        cleaned: Sequence[str],
+        metas: Sequence[dict[str, Any]],
+        *,
+        source: str,
+        dedupe: bool,
+        progress: Callable[[int, int], None] | None,
+        chunk_size: int,
+        timestamps: Sequence[float | None],
+        thread_id: str | None = None,
+        positions: Sequence[int | None] | None = None,
+        speakers: Sequence[str | None] | None = None,
+    ) -> list[str]:
+        """Embed and commit validated memories: the one write path of every remember."""
         if not cleaned:
             return []
         total = len(cleaned)
         embed_progress = (lambda done, _t: progress(done, total)) if progress else None
         vectors = self._embed_texts(cleaned, embed_progress)
         items = [
-            NewMemory(text=t, embedding=v, content_hash=text_hash(t), metadata=m, source=source)
-            for t, v, m in zip(cleaned, vectors, metas, strict=True)
+            NewMemory(
+                text=t,
+                embedding=vectors[i],
+                content_hash=text_hash(t),
+                metadata=metas[i],
+                source=source,
+                timestamp=timestamps[i],
+                thread_id=thread_id,
+                position=positions[i] if positions is not None else None,
+                speaker=speakers[i] if speakers is not None else None,
+            )
+            for i, t in enumerate(cleaned)
         ]
         results = self.backend.add(
             self.namespace,
@@ -373,32 +496,60 @@ class SemanticMemory:
         limit: int = 50,
         offset: int = 0,
         source: str | None = None,
-        since: datetime | float | None = None,
-        until: datetime | float | None = None,
+        since: datetime | str | float | None = None,
+        until: datetime | str | float | None = None,
         metadata: Mapping[str, Any] | None = None,
         include_superseded: bool = False,
         newest_first: bool = True,
+        thread_id: str | None = None,
     ) -> list[Memory]:
-        """Memories page by page, newest first, optionally filtered."""
+        """Memories page by page, newest first (by timestamp), optionally filtered.
+
+        ``since``/``until`` bound when a memory happened (its ``timestamp``);
+        ``thread_id`` lists a conversation's turns (in order with ``newest_first=False``).
+        """
         self._check_open()
         if not 1 <= limit <= 10_000:
             raise ValidationError(f"limit must be between 1 and 10000, got {limit}")
         if offset < 0:
             raise ValidationError(f"offset must be >= 0, got {offset}")
-        if source is not None:
-            clean_source(source)
+        where = self._filter(source, since, until, metadata, thread_id)
         return self.backend.list(
             self.namespace,
             ListQuery(
                 limit=limit,
                 offset=offset,
-                source=source,
-                since=_timestamp(since),
-                until=_timestamp(until),
-                metadata=metadata,
+                source=where.source,
+                since=where.since,
+                until=where.until,
+                metadata=where.metadata,
                 include_superseded=include_superseded,
                 newest_first=newest_first,
+                thread_id=where.thread_id,
             ),
+        )
+
+    def _filter(
+        self,
+        source: str | None,
+        since: datetime | str | float | None,
+        until: datetime | str | float | None,
+        metadata: Mapping[str, Any] | None,
+        thread_id: str | None = None,
+    ) -> MemoryFilter:
+        """Checked filters for list and recall (ValidationError names the bad one)."""
+        if source is not None:
+            clean_source(source)
+        if metadata is not None:
+            metadata = self._clean_metadata(metadata)
+        if thread_id is not None and not isinstance(thread_id, str):
+            raise ValidationError(f"thread_id must be a string, got {type(thread_id).__name__}")
+        return MemoryFilter(
+            source=source,
+            since=clean_timestamp(since, "since"),
+            until=clean_timestamp(until, "until"),
+            metadata=metadata or None,
+            thread_id=thread_id,
         )
 
     def history(self, memory_id: str) -> list[HistoryEvent]:
@@ -420,8 +571,17 @@ class SemanticMemory:
         expand_query: bool = False,
         logs: list[str] | None = None,
         record_hits: bool = True,
+        metadata: Mapping[str, Any] | None = None,
+        source: str | None = None,
+        since: datetime | str | float | None = None,
+        until: datetime | str | float | None = None,
     ) -> list[Recollection]:
         """The memories most relevant to ``query``, best first.
+
+        ``metadata``, ``source``, ``since`` and ``until`` restrict recall to the
+        memories that match, as in :meth:`list` (``since``/``until`` bound when a memory
+        happened). They are applied while candidates are found, so a matching memory is
+        returned even when thousands of others are closer to the query.
 
         ``mode``: ``"hybrid"`` (default) fuses vector and full-text candidates,
         ``"vector"`` is pure cosine similarity, ``"lexical"`` pure full-text.
@@ -440,6 +600,7 @@ class SemanticMemory:
         if mode not in ("hybrid", "vector", "lexical"):
             raise ValidationError(f"mode must be hybrid, vector or lexical, got {mode!r}")
         pool = max(candidates or 0, 50, 2 * limit)
+        where = self._filter(source, since, until, metadata)
         self._sync()
         generation = self._generation  # before anything is read from the store
         queries = [query]
@@ -455,7 +616,8 @@ class SemanticMemory:
                 )
         fetched: dict[str, StoredMemory] = {}
         rankings = [
-            self._ranked(q, mode, limit, pool, threshold, fetched, generation) for q in queries
+            self._ranked(q, mode, limit, pool, threshold, fetched, where, generation)
+            for q in queries
         ]
         if len(rankings) == 1:
             ranked = rankings[0]
@@ -482,17 +644,18 @@ class SemanticMemory:
         pool: int,
         threshold: float | None,
         fetched: dict[str, StoredMemory],
+        where: MemoryFilter,
         generation: int,
     ) -> list[tuple[str, float, float]]:
         """The ranking for one query, from the result cache while the store is unchanged."""
-        key = (text_hash(query), limit, threshold, mode, pool)
+        key = (text_hash(query), limit, threshold, mode, pool, _filter_key(where))
         with self._lock:
             ranked = self._results.get(key)
             if ranked is not None:
                 self._results.move_to_end(key)
                 return ranked
         vector = self._query_vector(query)
-        ranked = self._rank(query, vector, mode, limit, pool, threshold, fetched)
+        ranked = self._rank(query, vector, mode, limit, pool, threshold, fetched, where)
         with self._lock:
             if generation == self._generation:  # else a write came in: do not cache
                 self._results[key] = ranked
@@ -509,18 +672,21 @@ class SemanticMemory:
         pool: int,
         threshold: float | None,
         fetched: dict[str, StoredMemory],
+        where: MemoryFilter,
     ) -> list[tuple[str, float, float]]:
         """(id, score, similarity) of the winners, decided by the full L2 store.
 
         Records read from the store on the way are left in ``fetched`` for hydration.
         """
+        # (filters are passed only when set, so a backend without them fails loudly)
+        extra: dict[str, Any] = {} if where.empty else {"filters": where}
         vector_hits = (
-            self.backend.vector_search(self.namespace, vector, pool, ef=max(pool, 64))
+            self.backend.vector_search(self.namespace, vector, pool, ef=max(pool, 64), **extra)
             if mode in ("hybrid", "vector")
             else []
         )
         lexical_hits = (
-            self.backend.lexical_search(self.namespace, query, pool)
+            self.backend.lexical_search(self.namespace, query, pool, **extra)
             if mode in ("hybrid", "lexical")
             else []
         )
@@ -531,17 +697,7 @@ class SemanticMemory:
             top = lexical_hits[0][1] if lexical_hits else 1.0
             fused = [(i, s / top if top > 0 else 0.0) for i, s in lexical_hits]
         else:
-            neighbours = None
-            if self.fusion.uses_neighbours:
-                seeds = list(dict.fromkeys(i for i, _ in (*vector_hits, *lexical_hits)))
-                window = self.fusion.neighbour_window
-                neighbours = neighbours_within(
-                    self.backend.positions(
-                        self.namespace, seeds, window, self.fusion.neighbour_sources
-                    ),
-                    window,
-                )
-            fused = fuse_candidates(vector_hits, lexical_hits, self.fusion, neighbours=neighbours)
+            fused = self._hybrid(query, vector, vector_hits, lexical_hits, where, similarity)
         # Lexical-only candidates need their cosine similarity from the stored vectors;
         # fetch them a window at a time, only as far down the list as the results reach.
         ranked: list[tuple[str, float, float]] = []
@@ -562,6 +718,70 @@ class SemanticMemory:
                 if len(ranked) == limit:
                     break
         return ranked
+
+    def _hybrid(
+        self,
+        query: str,
+        vector: np.ndarray,
+        vector_hits: list[tuple[str, float]],
+        lexical_hits: list[tuple[str, float]],
+        where: MemoryFilter,
+        similarity: dict[str, float],
+    ) -> list[tuple[str, float]]:
+        """Hybrid ranking (see :class:`FusionConfig` and ``bench/results/recall_quality.md``):
+        convex fusion of the two retrievers; for each absolute date the query names, a
+        search of that time window, fused the same way, and a bonus for what happened in
+        it; scores spread to thread neighbours; the turns of a speaker the query names
+        lifted."""
+        config = self.fusion
+        plain = config.but(neighbour_weight=0.0)
+        fused = fuse_candidates(vector_hits, lexical_hits, plain)
+        windows = query_windows(query) if config.date_weight or config.date_candidates else []
+        if windows and config.date_candidates:
+            found = [fused]
+            for start, end in windows[:4]:
+                inside = _narrow(where, start, end)
+                if inside is None:
+                    continue
+                k = config.date_candidates
+                sub_vector = self.backend.vector_search(
+                    self.namespace, vector, k, ef=max(k, 64), filters=inside
+                )
+                sub_lexical = self.backend.lexical_search(self.namespace, query, k, filters=inside)
+                similarity.update(sub_vector)
+                found.append(fuse_candidates(sub_vector, sub_lexical, plain))
+            fused = merge_max(*found)
+        needs_places = windows or config.uses_neighbours or config.speaker_weight
+        if not needs_places or not fused:
+            return fused
+        extra: dict[str, Any] = {} if where.empty else {"filters": where}
+        places = self.backend.thread_places(
+            self.namespace, [i for i, _ in fused], config.neighbour_window, **extra
+        )
+        if windows and config.date_weight:
+            fused = boost(
+                fused,
+                {
+                    i: config.date_weight
+                    for i, p in places.items()
+                    if any(a <= p.timestamp < b for a, b in windows)
+                },
+                add=True,
+            )
+        if config.uses_neighbours:
+            neighbours = thread_neighbours(
+                {i: (p.thread_id, p.position) for i, p in places.items() if p.thread_id},
+                config.neighbour_window,
+            )
+            fused = spread_to_neighbours(fused, neighbours, config.neighbour_weight)
+        if config.speaker_weight:
+            named = named_speakers(query, (p.speaker for p in places.values() if p.speaker))
+            if len(named) == 1:
+                lift = 1.0 + config.speaker_weight
+                fused = boost(fused, {i: lift for i, p in places.items() if p.speaker in named})
+        # back to [0, 1]: divide by the best score a memory could reach
+        top = (1.0 + (config.date_weight if windows else 0.0)) * (1.0 + config.speaker_weight)
+        return [(i, score / top) for i, score in fused]
 
     def _hydrate(
         self,
@@ -603,6 +823,10 @@ class SemanticMemory:
                     tier=tier,  # type: ignore[arg-type]
                     created_at=m.created_at,
                     source=m.source,
+                    timestamp=m.timestamp,
+                    thread_id=m.thread_id,
+                    position=m.position,
+                    speaker=m.speaker,
                 )
             )
         return out
@@ -876,14 +1100,18 @@ class SemanticMemory:
         return count
 
 
-def _timestamp(value: datetime | float | None) -> float | None:
-    if value is None:
+def _narrow(where: MemoryFilter, start: float, end: float) -> MemoryFilter | None:
+    """``where`` restricted to ``[start, end)``; None if nothing can match both."""
+    since = start if where.since is None else max(start, where.since)
+    until = end if where.until is None else min(end, where.until)
+    if since >= until:
         return None
-    if isinstance(value, datetime):
-        return value.timestamp()
-    if isinstance(value, (int, float)) and math.isfinite(value):
-        return float(value)
-    raise ValidationError(f"expected a datetime or unix seconds, got {value!r}")
+    return MemoryFilter(where.source, since, until, where.metadata, where.thread_id)
+
+
+def _filter_key(where: MemoryFilter) -> tuple[Any, ...]:
+    meta = tuple(sorted((k, repr(v)) for k, v in (where.metadata or {}).items()))
+    return (where.source, where.since, where.until, meta, where.thread_id)
 
 
 def _create_backend(settings: Settings) -> StorageBackend:

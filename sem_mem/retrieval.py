@@ -10,18 +10,23 @@ around it in a document) borrow part of its score.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 __all__ = [
     "RRF_K",
     "FusionConfig",
+    "boost",
     "convex_fusion",
     "fuse_candidates",
+    "merge_max",
+    "named_speakers",
     "neighbours_within",
     "reciprocal_rank_fusion",
     "spread_to_neighbours",
+    "thread_neighbours",
 ]
 
 RRF_K = 60
@@ -131,6 +136,18 @@ def spread_to_neighbours(
     return sorted(scores.items(), key=lambda kv: (-kv[1], order[kv[0]]))
 
 
+def thread_neighbours(places: Mapping[str, tuple[str, int]], window: int) -> dict[str, list[str]]:
+    """:func:`neighbours_within`, thread by thread: ``places`` maps an id to its
+    ``(thread_id, position)``; only turns of the same thread are neighbours."""
+    by_thread: dict[str, dict[str, int]] = {}
+    for item, (thread, position) in places.items():
+        by_thread.setdefault(thread, {})[item] = position
+    out: dict[str, list[str]] = {}
+    for positions in by_thread.values():
+        out.update(neighbours_within(positions, window))
+    return out
+
+
 def neighbours_within(positions: Mapping[str, int], window: int) -> dict[str, list[str]]:
     """For each id, the other ids whose position is at most ``window`` away, nearest first.
 
@@ -164,8 +181,8 @@ class FusionConfig:
     ``"rrf"`` (plain reciprocal-rank fusion with constant ``k``) or ``"weighted_rrf"``
     (RRF with ``lexical_weight`` on the full-text list and 1 on the vector list).
     ``neighbour_weight`` > 0 spreads scores to memories stored within
-    ``neighbour_window`` places of a candidate (:func:`spread_to_neighbours`), among
-    memories whose source is one of ``neighbour_sources`` (empty: every source).
+    ``neighbour_window`` places of a candidate (:func:`spread_to_neighbours`)
+    in the same thread (the turns of a conversation, the chunks of a document).
 
     The defaults were chosen on three LoCoMo conversations and checked on two held-out
     ones (``bench/recall_quality.py --ablation``); bm25 carries more of the signal than
@@ -177,9 +194,14 @@ class FusionConfig:
     lexical_weight: float = 0.6
     neighbour_weight: float = 0.5
     neighbour_window: int = 2
-    #: only sequential content has meaningful neighbours: the turns of a conversation,
-    #: the chunks of a document. Facts remembered one by one do not lend each other score.
-    neighbour_sources: tuple[str, ...] = ("thread", "pdf", "document")
+    #: a query that names exactly one speaker of the candidate turns ("what did Caroline
+    #: say about ...") multiplies that speaker's turns by ``1 + speaker_weight``
+    speaker_weight: float = 1.0
+    #: a query that names an absolute date ("on 8 May, 2023", "in December 2023") also
+    #: searches that window (``date_candidates`` per retriever) and adds ``date_weight``
+    #: to memories that happened in it
+    date_weight: float = 0.2
+    date_candidates: int = 20
 
     def __post_init__(self) -> None:
         if self.method not in ("rrf", "weighted_rrf", "convex"):
@@ -188,13 +210,31 @@ class FusionConfig:
             raise ValueError(f"k must be >= 0, got {self.k}")
         if self.method == "convex" and not 0.0 <= self.lexical_weight <= 1.0:
             raise ValueError(f"convex lexical_weight must be in [0, 1], got {self.lexical_weight}")
-        if self.lexical_weight < 0 or self.neighbour_weight < 0 or self.neighbour_window < 0:
-            raise ValueError("weights and the neighbour window must be >= 0")
+        if (
+            min(
+                self.lexical_weight,
+                self.neighbour_weight,
+                self.neighbour_window,
+                self.speaker_weight,
+                self.date_weight,
+                self.date_candidates,
+            )
+            < 0
+        ):
+            raise ValueError("weights, the neighbour window and date_candidates must be >= 0")
 
     @classmethod
     def plain_rrf(cls) -> FusionConfig:
         """Reciprocal-rank fusion (k=60) with no neighbours: what recall did before."""
-        return cls(method="rrf", k=RRF_K, lexical_weight=1.0, neighbour_weight=0.0)
+        return cls(
+            method="rrf",
+            k=RRF_K,
+            lexical_weight=1.0,
+            neighbour_weight=0.0,
+            speaker_weight=0.0,
+            date_weight=0.0,
+            date_candidates=0,
+        )
 
     @property
     def uses_neighbours(self) -> bool:
@@ -236,3 +276,38 @@ def fuse_candidates(
     if neighbours and config.uses_neighbours:
         fused = spread_to_neighbours(fused, neighbours, config.neighbour_weight)
     return fused
+
+
+def named_speakers(query: str, speakers: Iterable[str]) -> set[str]:
+    """The speakers whose name appears in ``query`` as a whole word (any case)."""
+    lowered = query.lower()
+    return {
+        name
+        for name in set(speakers)
+        if name and re.search(r"(?<!\w)" + re.escape(name.lower()) + r"(?!\w)", lowered)
+    }
+
+
+def boost(
+    fused: Sequence[tuple[str, float]], factors: Mapping[str, float], *, add: bool = False
+) -> list[tuple[str, float]]:
+    """Scores multiplied by (or, with ``add``, increased by) ``factors[id]`` where given,
+    re-sorted best first; ties keep their order."""
+    if not factors:
+        return list(fused)
+    if add:
+        scored = [(i, s + factors.get(i, 0.0)) for i, s in fused]
+    else:
+        scored = [(i, s * factors.get(i, 1.0)) for i, s in fused]
+    order = {item: n for n, (item, _) in enumerate(fused)}
+    return sorted(scored, key=lambda kv: (-kv[1], order[kv[0]]))
+
+
+def merge_max(*rankings: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Several scored lists as one: each id keeps its best score; best first."""
+    best: dict[str, float] = {}
+    for ranking in rankings:
+        for item, score in ranking:
+            if score > best.get(item, float("-inf")):
+                best[item] = score
+    return sorted(best.items(), key=lambda kv: -kv[1])

@@ -32,7 +32,7 @@ from .backends.base import NewMemory
 from .embedders.base import normalize_rows
 from .errors import LimitExceededError, ValidationError
 from .types import SOURCES
-from .validation import MAX_INT, check_unicode, clean_metadata, clean_text
+from .validation import MAX_INT, check_unicode, clean_metadata, clean_text, clean_timestamp
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -122,7 +122,10 @@ def export_lines(memory: SemanticMemory, *, include_embeddings: bool = True) -> 
             "updated_at": m.updated_at.timestamp(),
             "hit_count": m.hit_count,
             "embedding_model": m.embedding_model,
+            "timestamp": m.happened_at.timestamp(),
         }
+        if m.thread_id is not None:
+            line.update(thread_id=m.thread_id, position=m.position, speaker=m.speaker)
         if include_embeddings:
             line["embedding"] = base64.b64encode(
                 np.ascontiguousarray(stored.embedding, dtype="<f4").tobytes()
@@ -254,7 +257,27 @@ def _to_new_memory(
             if superseded_by is not None
             else None
         ),
+        timestamp=clean_timestamp(record.get("timestamp"), field("timestamp")),
+        **_thread_fields(record, number),
     )
+
+
+def _thread_fields(record: dict[str, Any], number: int) -> dict[str, Any]:
+    """A conversation turn's thread, position and speaker (all three, or none)."""
+    thread_id = record.get("thread_id")
+    if thread_id is None:
+        return {}
+    position, speaker = record.get("position"), record.get("speaker")
+    if not isinstance(thread_id, str) or not thread_id or len(thread_id) > 256:
+        raise ValidationError(f"line {number}: thread_id must be a string of 1-256 characters")
+    if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position < 2**53:
+        raise ValidationError(f"line {number}: position must be an integer >= 0")
+    if speaker is not None and (not isinstance(speaker, str) or len(speaker) > 200):
+        raise ValidationError(f"line {number}: speaker must be a string of at most 200 chars")
+    check_unicode(thread_id, f"line {number}: thread_id")
+    if speaker is not None:
+        check_unicode(speaker, f"line {number}: speaker")
+    return {"thread_id": thread_id, "position": position, "speaker": speaker}
 
 
 #: ids are UUIDs when Sem-Mem makes them; imported ones may be any short string

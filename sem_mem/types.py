@@ -34,6 +34,18 @@ class Memory:
     status: str = "active"  # "active" or "superseded"
     superseded_by: str | None = None
     embedding_model: str = ""
+    #: when the fact happened or was said (``remember(..., timestamp=)``); else ``created_at``
+    timestamp: datetime | None = None
+    #: for conversation turns (``remember_conversation``): the thread, the turn's place in
+    #: it (0-based) and who spoke; None for memories stored one by one
+    thread_id: str | None = None
+    position: int | None = None
+    speaker: str | None = None
+
+    @property
+    def happened_at(self) -> datetime:
+        """``timestamp`` if one was given, else when the memory was stored."""
+        return self.timestamp or self.created_at
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +61,10 @@ class Memory:
             "status": self.status,
             "superseded_by": self.superseded_by,
             "embedding_model": self.embedding_model,
+            "timestamp": self.happened_at.isoformat(),
+            "thread_id": self.thread_id,
+            "position": self.position,
+            "speaker": self.speaker,
         }
 
 
@@ -71,6 +87,14 @@ class Recollection:
     created_at: datetime
     source: str = "manual"
     explain: dict[str, Any] = field(default_factory=dict, compare=False)
+    timestamp: datetime | None = None  # when it happened (see Memory.timestamp)
+    thread_id: str | None = None
+    position: int | None = None
+    speaker: str | None = None
+
+    @property
+    def happened_at(self) -> datetime:
+        return self.timestamp or self.created_at
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +106,10 @@ class Recollection:
             "tier": self.tier,
             "created_at": self.created_at.isoformat(),
             "source": self.source,
+            "timestamp": self.happened_at.isoformat(),
+            "thread_id": self.thread_id,
+            "position": self.position,
+            "speaker": self.speaker,
         }
 
 

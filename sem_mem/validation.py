@@ -8,7 +8,10 @@ says which field is wrong, before anything is written.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from .errors import LimitExceededError, ValidationError
@@ -17,13 +20,22 @@ from .types import SOURCES
 __all__ = [
     "MAX_INT",
     "MAX_METADATA_DEPTH",
+    "Turn",
     "check_int",
     "check_unicode",
     "clean_batch",
     "clean_metadata",
     "clean_source",
     "clean_text",
+    "clean_timestamp",
+    "clean_turns",
 ]
+
+#: timestamps must lie in years 1..9999 (what a datetime can hold, on every backend)
+_MIN_TS = datetime(1, 1, 2, tzinfo=UTC).timestamp()
+_MAX_TS = datetime(9999, 12, 30, tzinfo=UTC).timestamp()
+#: speakers are names, not paragraphs
+MAX_SPEAKER_CHARS = 200
 
 #: integers are stored as SQLite INTEGER / PostgreSQL bigint: signed 64 bits
 MAX_INT = 2**63 - 1
@@ -148,3 +160,91 @@ def clean_batch(
         return cleaned, [clean_metadata(m, max_bytes=max_bytes) for m in metadata]
     one = clean_metadata(metadata, max_bytes=max_bytes)
     return cleaned, [one] * len(cleaned)
+
+
+def clean_timestamp(value: object, field: str = "timestamp") -> float | None:
+    """Unix seconds from a datetime (naive means UTC), an ISO 8601 string or a number.
+
+    None stays None. Anything else, a non-finite number or a time outside years
+    1-9999 is a ValidationError naming ``field``.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValidationError(f"{field} must be a datetime, an ISO 8601 string or unix seconds")
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+        except ValueError as exc:
+            raise ValidationError(
+                f"{field} is not an ISO 8601 date or time: {value!r} (e.g. 2023-05-08T13:56:00)"
+            ) from exc
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        seconds = value.timestamp()
+    elif isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        raise ValidationError(
+            f"{field} must be a datetime, an ISO 8601 string or unix seconds, "
+            f"got {type(value).__name__}"
+        )
+    if not math.isfinite(seconds) or not _MIN_TS <= seconds <= _MAX_TS:
+        raise ValidationError(f"{field} must be a finite time in years 1-9999, got {value!r}")
+    return round(seconds, 6)
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One checked conversation turn."""
+
+    speaker: str
+    text: str
+    timestamp: float | None
+    metadata: dict[str, Any]
+    position: int | None
+
+
+def clean_turns(turns: object, *, max_chars: int) -> list[Turn]:
+    """Checked turns of ``remember_conversation``; errors name the turn (``turns[3].text``)."""
+    if isinstance(turns, (str, bytes, Mapping)) or not isinstance(turns, Sequence):
+        raise ValidationError("turns must be a list of dicts (speaker/role, text/content)")
+    out: list[Turn] = []
+    for i, turn in enumerate(turns):
+        where = f"turns[{i}]"
+        if not isinstance(turn, Mapping):
+            raise ValidationError(f"{where} must be a dict, got {type(turn).__name__}")
+        unknown = set(turn) - {
+            "speaker", "role", "text", "content", "timestamp", "metadata", "position",
+        }  # fmt: skip
+        if unknown:
+            names = ", ".join(sorted(map(str, unknown)))
+            raise ValidationError(f"{where} has unknown keys: {names}")
+        speaker = turn.get("speaker", turn.get("role"))
+        if speaker is None:
+            raise ValidationError(f"{where} needs a 'speaker' (or 'role')")
+        speaker = clean_text(speaker, field=f"{where}.speaker", max_chars=MAX_SPEAKER_CHARS)
+        text = turn.get("text", turn.get("content"))
+        if text is None:
+            raise ValidationError(f"{where} needs a 'text' (or 'content')")
+        text = clean_text(text, field=f"{where}.text", max_chars=max_chars)
+        position = turn.get("position")
+        if position is not None and (
+            isinstance(position, bool) or not isinstance(position, int) or not 0 <= position < 2**53
+        ):
+            raise ValidationError(f"{where}.position must be an integer >= 0, got {position!r}")
+        metadata = turn.get("metadata") or {}
+        if not isinstance(metadata, Mapping):
+            raise ValidationError(f"{where}.metadata must be a dict")
+        out.append(
+            Turn(
+                speaker=speaker,
+                text=text,
+                timestamp=clean_timestamp(turn.get("timestamp"), f"{where}.timestamp"),
+                metadata=dict(metadata),
+                position=position,
+            )
+        )
+    return out

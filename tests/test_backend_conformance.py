@@ -213,6 +213,8 @@ def test_list_filters_and_order(memory: SemanticMemory) -> None:
     assert [m.text for m in memory.list(source="pdf")] == ["from a pdf"]
     assert [m.text for m in memory.list(metadata={"kind": "chart", "n": 1})] == ["from the chart"]
     assert [m.text for m in memory.list(metadata={"ok": True})] == ["from the chart"]
+    assert memory.list(metadata={"ok": 1}) == []  # JSON true is not the number 1
+    assert [m.text for m in memory.list(metadata={"n": 1.0})] == ["from the chart"]
     assert memory.list(metadata={"kind": "nothing"}) == []
     assert len(memory.list(limit=2)) == 2 and len(memory.list(limit=2, offset=2)) == 1
     newest = memory.list()[0].created_at
@@ -729,3 +731,151 @@ def test_pg_bulk_load_builds_the_index_once_and_a_lost_index_is_rebuilt(
     reopened.close()
     memory.close()
     backend.close()
+
+
+# -- conversations and recall filters ---------------------------------------------------------
+
+CHAT = [
+    {"speaker": "Caroline", "text": "I went to the adoption agency on Friday"},
+    {"role": "Melanie", "content": "How did it go?"},
+    {"speaker": "Caroline", "text": "They said the home study takes three months"},
+    {"speaker": "Melanie", "text": "My kids painted the garden fence blue"},
+]
+
+
+def _pending_on_postgres(store: Store) -> None:
+    if store.kind == "postgres":
+        pytest.skip("the PostgreSQL side of conversations and recall filters lands with #14")
+
+
+def test_remember_conversation_records_thread_order_and_speakers(store: Store) -> None:
+    _pending_on_postgres(store)
+    memory = store.memory()
+    ids = memory.remember_conversation(CHAT, thread_id="s1", timestamp="2023-05-08T13:56:00")
+    assert len(ids) == 4
+    turns = [memory.get(i) for i in ids]
+    assert [t.position for t in turns] == [0, 1, 2, 3]
+    assert {t.thread_id for t in turns} == {"s1"} and {t.source for t in turns} == {"thread"}
+    assert [t.speaker for t in turns] == ["Caroline", "Melanie", "Caroline", "Melanie"]
+    assert turns[0].text == "Caroline: I went to the adoption agency on Friday"
+    assert turns[0].happened_at.isoformat() == "2023-05-08T13:56:00+00:00"
+    # more turns continue the thread; the same turns at the same places are not copied
+    more = memory.remember_conversation(
+        [{"speaker": "Caroline", "text": "Lovely!"}], thread_id="s1"
+    )
+    assert memory.get(more[0]).position == 4
+    again = memory.remember_conversation(
+        [{**turn, "position": n} for n, turn in enumerate(CHAT)],
+        thread_id="s1",
+        timestamp="2023-05-08T13:56:00",
+    )
+    assert again == ids and len(memory) == 5
+    listed = memory.list(thread_id="s1", newest_first=False)
+    assert [m.id for m in listed] == [*ids, more[0]]
+    # a new thread gets a generated id; another process sees it all
+    other = memory.remember_conversation(CHAT[:2])
+    assert memory.get(other[0]).thread_id not in (None, "s1")
+    seen = store.memory().get(ids[2])
+    assert (seen.thread_id, seen.position, seen.speaker) == ("s1", 2, "Caroline")
+
+
+def test_remember_conversation_rejects_bad_turns_and_stores_nothing(store: Store) -> None:
+    _pending_on_postgres(store)
+    memory = store.memory()
+    bad: list[tuple[Any, str]] = [
+        ("hello", "list of dicts"),
+        ([{"text": "no speaker"}], r"turns\[0\] needs a 'speaker'"),
+        ([{"speaker": "A"}], r"turns\[0\] needs a 'text'"),
+        ([CHAT[0], {"speaker": "B", "text": "  "}], r"turns\[1\]\.text is empty"),
+        ([{**CHAT[0], "timestamp": "last May"}], r"turns\[0\]\.timestamp"),
+        ([{**CHAT[0], "timestamp": float("inf")}], r"turns\[0\]\.timestamp"),
+        ([{**CHAT[0], "position": -1}], r"turns\[0\]\.position"),
+        ([{**CHAT[0], "colour": "red"}], "unknown keys: colour"),
+    ]
+    for turns, message in bad:
+        with pytest.raises(ValidationError, match=message):
+            memory.remember_conversation(turns)
+    assert len(memory) == 0
+    with pytest.raises(ValidationError, match="timestamp"):
+        memory.remember("x", timestamp=1e300)
+
+
+def test_recall_filters_find_one_match_among_thousands_of_closer_memories(store: Store) -> None:
+    _pending_on_postgres(store)
+    memory = store.memory()
+    twins = [f"the quarterly budget review meeting is on floor {i}" for i in range(3000)]
+    memory.remember_batch(twins, metadata={"team": "finance"}, timestamp="2024-01-10")
+    target = memory.remember(
+        "budget notes for the garden club", metadata={"team": "garden", "year": 2023},
+        source="document", timestamp="2023-06-01T10:00:00",
+    )  # fmt: skip
+    query = "the quarterly budget review meeting"
+    for mode in ("hybrid", "vector", "lexical"):
+        assert target not in [h.id for h in memory.recall(query, limit=10, mode=mode)]
+        by_meta = memory.recall(query, limit=5, mode=mode, metadata={"team": "garden"})
+        assert [h.id for h in by_meta] == [target], mode
+        assert [h.id for h in memory.recall(query, limit=5, mode=mode, source="document")] == [
+            target
+        ]
+        window = memory.recall(query, limit=5, mode=mode, since="2023-01-01", until="2024-01-01")
+        assert [h.id for h in window] == [target], mode
+        assert memory.recall(query, mode=mode, metadata={"year": "2023"}) == []  # not equal
+        assert memory.recall(query, mode=mode, until="2023-06-01T10:00:00") == []
+    hit = memory.recall("garden", limit=1, metadata={"year": 2023})[0]
+    assert hit.timestamp is not None and hit.timestamp.year == 2023
+    with pytest.raises(ValidationError, match="since"):
+        memory.recall(query, since="yesterday-ish")
+    with pytest.raises(ValidationError, match="source"):
+        memory.recall(query, source="bogus")
+
+
+def test_recall_filters_in_a_big_namespace_use_the_graph(store: Store) -> None:
+    _pending_on_postgres(store)
+    memory = store.memory()
+    texts = [f"note {i} about topic {i % 97} and item {i % 13}" for i in range(6000)]
+    metas = [{"bucket": i % 3} for i in range(6000)]
+    ids = memory.remember_batch(texts, metas)
+    hits = memory.recall("note 4500 about topic", limit=10, mode="vector", metadata={"bucket": 0})
+    assert len(hits) == 10
+    assert all(memory.get(h.id).metadata == {"bucket": 0} for h in hits)
+    assert ids[4500] in [h.id for h in hits]  # 4500 % 3 == 0: its own text is nearest
+
+
+def test_export_import_keeps_threads_and_timestamps(store: Store) -> None:
+    _pending_on_postgres(store)
+    memory = store.memory(namespace="src")
+    ids = memory.remember_conversation(CHAT, thread_id="s9", timestamp="2023-05-08T13:56:00")
+    memory.remember("a plain fact", timestamp=1_600_000_000)
+    lines = list(memory.export_jsonl())
+    copy = store.sibling().memory(namespace="dst")
+    assert copy.import_jsonl(lines).imported == 5
+    turns = copy.list(thread_id="s9", newest_first=False)
+    assert [(t.id, t.position, t.speaker) for t in turns] == [
+        (i, n, CHAT[n].get("speaker", CHAT[n].get("role"))) for n, i in enumerate(ids)
+    ]
+    assert turns[0].happened_at.isoformat() == "2023-05-08T13:56:00+00:00"
+    fact = copy.list(source="manual")[0]
+    assert fact.happened_at.timestamp() == 1_600_000_000 and fact.thread_id is None
+
+
+def test_recall_weighs_the_speaker_and_the_date_a_query_names(store: Store) -> None:
+    _pending_on_postgres(store)
+    memory = store.memory()
+    memory.remember_conversation(
+        [
+            {"speaker": "Melanie", "text": "I finished a painting of the lake at sunset"},
+            {"speaker": "Caroline", "text": "I finished a painting of the lake last week"},
+        ],
+        thread_id="a",
+    )
+    for speaker in ("Caroline", "Melanie"):
+        top = memory.recall(f"What did {speaker} say about her painting of the lake?", limit=2)
+        assert top[0].speaker == speaker
+    # the same words on two days: only when it happened can tell them apart
+    for when in ("2023-03-02T10:00:00", "2023-05-08T18:30:00"):
+        memory.remember_conversation(
+            [{"speaker": "Jon", "text": "I sold a painting at the market"}], timestamp=when
+        )
+    for day, month in (("2 March, 2023", 3), ("8 May 2023", 5)):
+        top = memory.recall(f"Which painting did Jon sell on {day}?", limit=2)
+        assert top[0].happened_at.month == month

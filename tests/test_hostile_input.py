@@ -38,8 +38,8 @@ PY_CASES: list[tuple[str, Callable[[SemanticMemory], Any], str]] = [
     ("update metadata", lambda m: m.update(m.list()[0].id, metadata={LONE: 1}), "metadata key"),
     ("instructions", lambda m: m.set_instructions(LONE), "instructions"),
     ("instruction", lambda m: m.add_instruction(LONE), "instruction"),
-    ("filter value", lambda m: m.list(metadata={"k": LONE}), "metadata filter value"),
-    ("filter key", lambda m: m.list(metadata={LONE: 1}), "metadata filter key"),
+    ("filter value", lambda m: m.list(metadata={"k": LONE}), "metadata['k']"),
+    ("filter key", lambda m: m.list(metadata={LONE: 1}), "metadata key"),
     ("filter int", lambda m: m.list(metadata={"k": 2**70}), "64 bits"),
 ]
 

@@ -55,7 +55,7 @@ def _writer_main(conn: Any) -> None:
         request = conn.recv()
         if request is None:
             return
-        kind, target, namespace, text = request
+        token, kind, target, namespace, text = request
         try:
             options: dict[str, Any] = {"namespace": namespace, "embedder": Embedder()}
             if kind == "sqlite":
@@ -63,9 +63,9 @@ def _writer_main(conn: Any) -> None:
             else:
                 memory = Memory(database_url=target, **options)
             with memory:
-                conn.send(("ok", memory.remember(text)))
+                conn.send((token, "ok", memory.remember(text)))
         except Exception as exc:  # reported to the test, which fails with it
-            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+            conn.send((token, "error", f"{type(exc).__name__}: {exc}"))
 
 
 class OtherProcess:
@@ -76,12 +76,17 @@ class OtherProcess:
         self.conn, child = context.Pipe()
         self.process = context.Process(target=_writer_main, args=(child,), daemon=True)
         self.process.start()
+        self.sent = 0
 
     def remember(self, kind: str, target: str, namespace: str, text: str) -> str:
-        self.conn.send((kind, target, namespace, text))
-        if not self.conn.poll(120):
-            raise AssertionError("the other process did not answer in 120 s")
-        status, value = self.conn.recv()
+        self.sent += 1
+        self.conn.send((self.sent, kind, target, namespace, text))
+        while True:  # skip answers to requests abandoned by an interrupted step
+            if not self.conn.poll(120):
+                raise AssertionError("the other process did not answer in 120 s")
+            token, status, value = self.conn.recv()
+            if token == self.sent:
+                break
         assert status == "ok", f"a write from another process failed: {value}"
         return str(value)
 

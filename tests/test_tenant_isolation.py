@@ -80,7 +80,7 @@ def test_importing_an_id_does_not_depend_on_other_tenants(
 
 def _old_store(path: Path, *, with_other_branch_3: bool) -> None:
     """A store as the code before migration 4 left it (ids unique store-wide), with
-    memories in it; optionally with another branch's migration 3 (a new column) applied."""
+    memories in it; after migration 2, or also after migration 3 (new columns)."""
     from sem_mem.backends.sqlite_rows import encode_vector
     from sem_mem.backends.sqlite_schema import MIGRATIONS, split_statements
     from sem_mem.core import text_hash
@@ -91,14 +91,13 @@ def _old_store(path: Path, *, with_other_branch_3: bool) -> None:
         "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
         "applied_at REAL NOT NULL)"
     )
-    for version, name, script in MIGRATIONS[:2]:
+    for version, name, script in MIGRATIONS:
+        if version >= (4 if with_other_branch_3 else 3):
+            break
         assert isinstance(script, str)
         for statement in split_statements(script):
             conn.execute(statement)
         conn.execute("INSERT INTO schema_migrations VALUES (?, ?, 0)", (version, name))
-    if with_other_branch_3:
-        conn.execute("ALTER TABLE memories ADD COLUMN conversation_id TEXT")
-        conn.execute("INSERT INTO schema_migrations VALUES (3, 'conversation columns', 0)")
     embedder = HashingEmbedder()
     conn.executemany(
         "INSERT INTO meta VALUES (?, ?)",
@@ -128,6 +127,8 @@ def _old_store(path: Path, *, with_other_branch_3: bool) -> None:
         )
     conn.execute("INSERT INTO memories_fts (rowid, text) SELECT label, text FROM memories")
     conn.execute("INSERT INTO namespace_stats VALUES ('default', 5)")
+    if with_other_branch_3:  # what migration 3 did to the rows it found
+        conn.execute("UPDATE memories SET timestamp = created_at")
     # the last memory was forgotten: its label must never be issued again
     conn.execute("DELETE FROM memories WHERE id = 'old-4'")
     conn.close()
@@ -152,11 +153,13 @@ def test_sqlite_migration_4_keeps_everything_and_scopes_ids(
     labels = dict(conn.execute("SELECT id, label FROM memories WHERE namespace = 'default'"))
     assert labels["old-2"] == 3 and max(labels.values()) > 5  # kept; label 5 not reused
     columns = {r[1] for r in conn.execute("PRAGMA table_info(memories)")}
-    assert ("conversation_id" in columns) == with_other_branch_3
+    assert "thread_id" in columns  # migration 3's columns, whether it ran before or after 4
     versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations")]
     assert 4 in versions
     triggers = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'")}
-    assert "memories_after_delete" in triggers
+    assert "memories_after_delete" in triggers and "memories_fts" not in {
+        r[0] for r in conn.execute("SELECT name FROM sqlite_master")
+    }
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     conn.close()
 

@@ -25,7 +25,15 @@ import numpy as np
 
 from ..types import HistoryEvent, Memory
 
-__all__ = ["AddResult", "ListQuery", "NewMemory", "StorageBackend", "StoredMemory"]
+__all__ = [
+    "AddResult",
+    "ListQuery",
+    "MemoryFilter",
+    "NewMemory",
+    "StorageBackend",
+    "StoredMemory",
+    "ThreadPlace",
+]
 
 
 @dataclass
@@ -43,6 +51,50 @@ class NewMemory:
     hit_count: int = 0
     status: str = "active"
     superseded_by: str | None = None
+    #: when it happened (unix seconds); the backend stores ``created_at`` when None
+    timestamp: float | None = None
+    #: a conversation turn's thread, 0-based place in it, and speaker
+    thread_id: str | None = None
+    position: int | None = None
+    speaker: str | None = None
+
+
+@dataclass(frozen=True)
+class ThreadPlace:
+    """What ranking needs to know of a candidate: its thread and place in it (None for a
+    memory stored on its own), when it happened, and who said it (conversation turns)."""
+
+    thread_id: str | None
+    position: int | None
+    timestamp: float
+    speaker: str | None = None
+
+
+@dataclass(frozen=True)
+class MemoryFilter:
+    """Conditions a memory must meet, shared by ``list`` and recall.
+
+    ``since``/``until`` bound the memory's timestamp (when it happened; ``created_at``
+    unless one was given): ``since <= timestamp < until``. ``metadata`` is equality on
+    top-level keys (JSON-equal values). Backends apply it while they generate candidates,
+    never after: one matching memory is found even when thousands of others outrank it.
+    """
+
+    source: str | None = None
+    since: float | None = None
+    until: float | None = None
+    metadata: Mapping[str, Any] | None = None
+    thread_id: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return (
+            self.source is None
+            and self.since is None
+            and self.until is None
+            and not self.metadata
+            and self.thread_id is None
+        )
 
 
 @dataclass(frozen=True)
@@ -64,11 +116,16 @@ class ListQuery:
     limit: int = 50
     offset: int = 0
     source: str | None = None
-    since: float | None = None  # created_at >= since (unix seconds)
-    until: float | None = None  # created_at < until
+    since: float | None = None  # timestamp >= since (unix seconds)
+    until: float | None = None  # timestamp < until
     metadata: Mapping[str, Any] | None = None  # equality on top-level keys
     include_superseded: bool = False
-    newest_first: bool = True
+    newest_first: bool = True  # by timestamp
+    thread_id: str | None = None  # a thread's turns (oldest_first gives them in order)
+
+    @property
+    def filter(self) -> MemoryFilter:
+        return MemoryFilter(self.source, self.since, self.until, self.metadata, self.thread_id)
 
 
 class StorageBackend(ABC):
@@ -147,25 +204,42 @@ class StorageBackend(ABC):
 
     @abstractmethod
     def vector_search(
-        self, namespace: str, vector: np.ndarray, k: int, *, ef: int | None = None
+        self,
+        namespace: str,
+        vector: np.ndarray,
+        k: int,
+        *,
+        ef: int | None = None,
+        filters: MemoryFilter | None = None,
     ) -> list[tuple[str, float]]:
-        """Up to ``k`` active memories nearest to ``vector``: (id, cosine similarity)."""
+        """Up to ``k`` active memories nearest to ``vector``: (id, cosine similarity).
+
+        With ``filters``, the ``k`` nearest among the memories that match them."""
 
     @abstractmethod
-    def lexical_search(self, namespace: str, query: str, k: int) -> list[tuple[str, float]]:
-        """Up to ``k`` active memories by full-text relevance: (id, score, higher is better)."""
+    def lexical_search(
+        self, namespace: str, query: str, k: int, *, filters: MemoryFilter | None = None
+    ) -> list[tuple[str, float]]:
+        """Up to ``k`` active memories by full-text relevance: (id, score, higher is better).
 
-    def positions(
+        Words are stemmed; a conversation turn's speaker counts as one of its words."""
+
+    @abstractmethod
+    def thread_places(
         self,
         namespace: str,
         ids: Sequence[str],
         window: int,
-        sources: Sequence[str] = (),
-    ) -> dict[str, int]:
-        """Insertion positions of ``ids`` and of the active memories stored within
-        ``window`` places of them, limited to ``sources`` if given (for neighbour-aware
-        recall). The default knows no order: no neighbours."""
-        return {}
+        *,
+        filters: MemoryFilter | None = None,
+    ) -> dict[str, ThreadPlace]:
+        """Places of ``ids`` (every one that exists in the namespace), plus those of the
+        active memories within ``window`` positions of them in the same threads that
+        match ``filters`` (for neighbour-, speaker- and date-aware recall)."""
+
+    def thread_last_position(self, namespace: str, thread_id: str) -> int | None:
+        """The highest position stored in the thread (any status), or None if it is new."""
+        return None
 
     @abstractmethod
     def list(self, namespace: str, query: ListQuery) -> list[Memory]:

@@ -57,7 +57,14 @@ from ..errors import (
     ValidationError,
 )
 from ..types import HistoryEvent, Memory, to_datetime
-from .base import AddResult, ListQuery, NewMemory, StorageBackend, StoredMemory
+from .base import (
+    AddResult,
+    ListQuery,
+    NewMemory,
+    StorageBackend,
+    StoredMemory,
+    ThreadPlace,
+)
 from .postgres_schema import (
     HNSW_INDEX,
     HNSW_MAX_DIMENSIONS,
@@ -717,6 +724,25 @@ class PostgresBackend(StorageBackend):
             )
             return {row[0]: _stored(row) for row in cur.fetchall()}
 
+    def thread_places(
+        self,
+        namespace: str,
+        ids: Sequence[str],
+        window: int,
+        *,
+        filters: Any = None,
+    ) -> dict[str, ThreadPlace]:
+        # Interim until this backend records threads (#14 branch): no thread, no speaker;
+        # a memory happened when it was stored.
+        if not ids:
+            return {}
+        with self._conn() as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT id, created_at FROM memories WHERE namespace = %s AND id = ANY(%s)",
+                (namespace, list(ids)),
+            )
+            return {r[0]: ThreadPlace(None, None, float(r[1])) for r in cur.fetchall()}
+
     def vector_search(
         self, namespace: str, vector: np.ndarray, k: int, *, ef: int | None = None
     ) -> list[tuple[str, float]]:
@@ -803,15 +829,8 @@ class PostgresBackend(StorageBackend):
             args.append(query.until - _TIME_EPSILON)
         for key, value in (query.metadata or {}).items():
             json_path(key)  # the same key rules as the embedded backend
-            value = sql_value(value)
-            if value is None:  # like SQL's "= NULL" in the embedded backend: matches nothing
-                where.append("false")
-                continue
-            if value in (0, 1) and not isinstance(value, float):
-                # SQLite's json_extract reads true/false as 1/0: match both, like it does
-                where.append("m.metadata -> %s IN (%s::jsonb, %s::jsonb)")
-                args += [key, str(int(value)), json.dumps(bool(value))]
-                continue
+            sql_value(value)  # and the same value types
+            # JSON equality: 1 == 1.0, true is not 1, None matches null
             where.append("m.metadata -> %s = %s::jsonb")
             args += [key, json.dumps(value)]
         order = "DESC" if query.newest_first else "ASC"

@@ -30,27 +30,33 @@ from ..errors import (
     StorageError,
 )
 from ..types import HistoryEvent, Memory, to_datetime
-from .base import AddResult, ListQuery, NewMemory, StorageBackend, StoredMemory
+from .base import (
+    AddResult,
+    ListQuery,
+    MemoryFilter,
+    NewMemory,
+    StorageBackend,
+    StoredMemory,
+    ThreadPlace,
+)
 from .sqlite_index import INDEX_DIR, IndexManagerMixin
 from .sqlite_light import LightWriter
 from .sqlite_rows import (
+    EMBEDDING_AT,
     MEMORY_COLUMNS,
-    TIME_EPSILON,
     canonical_json,
-    content_words,
     decode_vector,
     encode_vector,
     file_name,
-    fts_query,
-    json_path,
+    filter_sql,
     row_to_memory,
     scoped_hash,
-    sql_value,
 )
 from .sqlite_rows import (
     now as utc_now,
 )
 from .sqlite_schema import apply_migrations, pending_migrations
+from .text_index import TextIndex
 from .vector_index import HNSWIndex, HNSWParams
 from .writer_lock import WriterLock
 
@@ -60,7 +66,8 @@ log = logging.getLogger("sem_mem.store")
 
 DB_NAME = "memory.sqlite3"
 LABEL_CACHE_MAX = 200_000  # ~60 MB of label <-> id entries
-FTS_COMMON_MIN = 5_000  # see _selective_words
+#: filtered vector search ranks up to this many matching memories exactly
+FILTER_EXACT_MAX = 20_000
 
 
 class SQLiteBackend(IndexManagerMixin, StorageBackend):
@@ -92,6 +99,8 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
         # hit counts and the query-embedding cache (see sqlite_light)
         self._light = LightWriter(self.root / DB_NAME, self._file_lock)
         self._indexes: dict[str, HNSWIndex] = {}
+        self._texts: dict[str, TextIndex] = {}
+        self._text_applied: dict[str, int] = {}  # store seq each text index reflects
         self._label_ids: dict[int, str] = {}  # HNSW label -> memory id (see vector_search)
         self._id_labels: dict[str, int] = {}  # and back (see get_many)
         self._last_save = time.monotonic()
@@ -183,6 +192,8 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
             self._check_open()
             if namespace not in self._indexes:  # (a loaded one may still be building)
                 self._index_for(namespace)
+            if namespace not in self._texts:
+                self._text_for(namespace)
             with self._file_lock:
                 try:
                     self._conn.execute("BEGIN IMMEDIATE")
@@ -289,14 +300,24 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
         for item in items:
             meta_json = canonical_json(item.metadata)
             if dedupe:
+                # the same text and metadata (and, for a conversation turn, the same place
+                # in the same thread) is the same memory
                 existing = self._conn.execute(
                     "SELECT id FROM memories WHERE content_hash = ? AND +namespace = ? "
-                    "AND status = 'active' AND metadata = ? LIMIT 1",
-                    (item.content_hash, namespace, meta_json),
+                    "AND status = 'active' AND metadata = ? AND thread_id IS ? "
+                    "AND position IS ? LIMIT 1",
+                    (item.content_hash, namespace, meta_json, item.thread_id, item.position),
                 ).fetchone()
                 if existing is None and rows:
                     existing = next(
-                        ((r[0],) for r in rows if r[7] == item.content_hash and r[3] == meta_json),
+                        (
+                            (r[0],)
+                            for r in rows
+                            if r[7] == item.content_hash
+                            and r[3] == meta_json
+                            and r[15] == item.thread_id
+                            and r[16] == item.position
+                        ),
                         None,
                     )
                 if existing is not None:
@@ -329,32 +350,26 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
                     updated,
                     item.hit_count,
                     seq,
+                    item.timestamp if item.timestamp is not None else created,
+                    item.thread_id,
+                    item.position,
+                    item.speaker,
                 )
             )
             event = "imported" if item.id else "created"
             history.append((memory_id, namespace, event, item.text, meta_json, now, item.source))
             out.append(AddResult(memory_id, True))
-        # labels only grow (AUTOINCREMENT): the new rows are those above the last one issued
-        last = self._conn.execute(
-            "SELECT seq FROM sqlite_sequence WHERE name = 'memories'"
-        ).fetchone()
         try:
             self._conn.executemany(
                 "INSERT INTO memories (id, namespace, text, metadata, source, status, "
                 "superseded_by, content_hash, embedding, embedding_model, created_at, updated_at, "
-                "hit_count, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "hit_count, seq, timestamp, thread_id, position, speaker) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
         except sqlite3.IntegrityError as exc:
             raise StorageError(f"could not add memories: {exc}") from exc
         if rows:
-            # what a per-row trigger used to do (schema migration 2), once per chunk
-            since = last[0] if last else 0
-            self._conn.execute(
-                "INSERT INTO memories_fts (rowid, text) SELECT label, text FROM memories "
-                "WHERE label > ?",
-                (since,),
-            )
             self._conn.execute(
                 "INSERT INTO namespace_stats (namespace, active) VALUES (?, ?) "
                 "ON CONFLICT (namespace) DO UPDATE SET active = active + excluded.active",
@@ -509,137 +524,157 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
                         f"WHERE {column} IN ({','.join('?' * len(part))}) AND +namespace = ?",
                         (*part, namespace),
                     ):
-                        out[row[0]] = StoredMemory(row_to_memory(row), decode_vector(row[12]))
+                        out[row[0]] = StoredMemory(
+                            row_to_memory(row), decode_vector(row[EMBEDDING_AT])
+                        )
 
             fetch("label", [known[i] for i in memory_ids if i in known])
             fetch("id", [i for i in memory_ids if i not in out])
         return out
 
     def vector_search(
-        self, namespace: str, vector: np.ndarray, k: int, *, ef: int | None = None
+        self,
+        namespace: str,
+        vector: np.ndarray,
+        k: int,
+        *,
+        ef: int | None = None,
+        filters: MemoryFilter | None = None,
     ) -> list[tuple[str, float]]:
         with self._read() as conn:
             index = self._index_for(namespace)
-            hits = index.search(vector, k, ef=ef)
+            if filters is not None and not filters.empty:
+                hits = self._filtered_vector_hits(conn, index, namespace, vector, k, ef, filters)
+            else:
+                hits = index.search(vector, k, ef=ef)
             if not hits:
                 return []
-            # Labels are never reused and a memory's id never changes, so the mapping
-            # can be cached; the index itself no longer returns forgotten or
-            # superseded labels (they are marked deleted when the change is replayed).
-            missing = [label for label, _ in hits if label not in self._label_ids]
-            if missing:
-                if len(self._label_ids) > LABEL_CACHE_MAX:
-                    self._label_ids.clear()
-                    self._id_labels.clear()
-                found = conn.execute(
-                    f"SELECT label, id FROM memories WHERE status = 'active' AND label IN "
-                    f"({','.join('?' * len(missing))})",
-                    missing,
-                ).fetchall()
-                self._label_ids.update(found)
-                self._id_labels.update((memory_id, label) for label, memory_id in found)
-            ids = self._label_ids
+            ids = self._ids_of(conn, [label for label, _ in hits])
         return [(ids[label], sim) for label, sim in hits if label in ids]
 
-    def lexical_search(self, namespace: str, query: str, k: int) -> list[tuple[str, float]]:
-        words = content_words(query)
-        if not words or k <= 0:
+    def _ids_of(self, conn: sqlite3.Connection, labels: Sequence[int]) -> dict[int, str]:
+        """Memory ids of index labels (active rows only).
+
+        Labels are never reused and a memory's id never changes, so the mapping is
+        cached; the indexes no longer return forgotten or superseded labels (they are
+        removed when the change is replayed).
+        """
+        missing = [label for label in labels if label not in self._label_ids]
+        if missing:
+            if len(self._label_ids) > LABEL_CACHE_MAX:
+                self._label_ids.clear()
+                self._id_labels.clear()
+            found = conn.execute(
+                f"SELECT label, id FROM memories WHERE status = 'active' AND label IN "
+                f"({','.join('?' * len(missing))})",
+                missing,
+            ).fetchall()
+            self._label_ids.update(found)
+            self._id_labels.update((memory_id, label) for label, memory_id in found)
+        return self._label_ids
+
+    def _filtered_vector_hits(
+        self,
+        conn: sqlite3.Connection,
+        index: HNSWIndex,
+        namespace: str,
+        vector: np.ndarray,
+        k: int,
+        ef: int | None,
+        filters: MemoryFilter,
+    ) -> list[tuple[int, float]]:
+        """The ``k`` nearest among the memories matching ``filters``.
+
+        The matching labels come from SQLite (an index on namespace, status and
+        timestamp serves time ranges). Up to ``FILTER_EXACT_MAX`` of them are ranked
+        exactly from the vectors the HNSW index holds in RAM; more are searched in the
+        graph restricted to them (hnswlib's filtered search), which stays accurate when
+        a good share of the namespace matches.
+        """
+        where, args = filter_sql(filters)
+        labels = [
+            r[0]
+            for r in conn.execute(
+                "SELECT label FROM memories WHERE namespace = ? AND status = 'active' "
+                f"AND seq <= ? AND {' AND '.join(where)}",
+                (namespace, index.applied_seq, *args),
+            )
+        ]
+        if not labels:
+            return []
+        if len(labels) <= FILTER_EXACT_MAX:
+            return index.search_among(np.asarray(labels, dtype=np.int64), vector, k)
+        return index.search(vector, k, ef=ef, allowed=frozenset(labels))
+
+    def lexical_search(
+        self, namespace: str, query: str, k: int, *, filters: MemoryFilter | None = None
+    ) -> list[tuple[str, float]]:
+        if k <= 0:
             return []
         with self._read() as conn:
-            match = fts_query(self._selective_words(conn, words))
-            try:
-                rows = conn.execute(
-                    "SELECT m.id, bm25(memories_fts) AS rank FROM memories_fts "
-                    "JOIN memories m ON m.label = memories_fts.rowid "
-                    "WHERE memories_fts MATCH ? AND m.namespace = ? AND m.status = 'active' "
-                    "ORDER BY rank LIMIT ?",
-                    (match, namespace, k),
-                ).fetchall()
-            except sqlite3.OperationalError as exc:
-                raise StorageError(f"full-text search failed: {exc}") from exc
-        # bm25() is negative, lower is better: flip so that higher is better
-        return [(memory_id, -rank) for memory_id, rank in rows]
+            hits = self._text_for(namespace).search(query, k, filters)
+            if not hits:
+                return []
+            ids = self._ids_of(conn, [label for label, _ in hits])
+        return [(ids[label], score) for label, score in hits if label in ids]
 
-    def _selective_words(self, conn: sqlite3.Connection, words: list[str]) -> list[str]:
-        """``words`` without those in too many memories to rank by, if any others remain.
-
-        FTS5 scores every row that matches any word before it sorts (~1.3 us per row
-        here), so one word found in most memories made a hybrid recall cost ~1 ms per
-        800 memories. A word in more than ``max(FTS_COMMON_MIN, 1% of the store)``
-        memories adds little to bm25 (its idf is low) and is left out of the query,
-        unless every word is that common. Each count stops at the threshold, so the
-        check costs at most a threshold's worth of posting-list reads per word, and
-        nothing at all while the store is smaller than the threshold.
-        """
-        total = conn.execute("SELECT COALESCE(SUM(active), 0) FROM namespace_stats").fetchone()[0]
-        limit = max(FTS_COMMON_MIN, total // 100)
-        if total <= limit or len(words) == 1:
-            return words
-        kept = [
-            word
-            for word in words
-            if conn.execute(
-                "SELECT count(*) FROM (SELECT 1 FROM memories_fts WHERE memories_fts MATCH ? "
-                "LIMIT ?)",
-                (f'"{word}"', limit + 1),
-            ).fetchone()[0]
-            <= limit
-        ]
-        return kept or words
-
-    def positions(
+    def thread_places(
         self,
         namespace: str,
         ids: Sequence[str],
         window: int,
-        sources: Sequence[str] = (),
-    ) -> dict[str, int]:
-        if not ids or window <= 0:
+        *,
+        filters: MemoryFilter | None = None,
+    ) -> dict[str, ThreadPlace]:
+        if not ids:
             return {}
-        only = f" AND source IN ({','.join('?' * len(sources))})" if sources else ""
+        where, args = filter_sql(filters)
+        extra = "".join(f" AND {clause}" for clause in where)
+        out: dict[str, ThreadPlace] = {}
         with self._read() as conn:
-            labels: set[int] = set()
+            seeds: list[tuple[str, int]] = []
             for start in range(0, len(ids), 500):
                 part = ids[start : start + 500]
-                for (label,) in conn.execute(
-                    f"SELECT label FROM memories WHERE id IN ({','.join('?' * len(part))}) "
-                    f"AND +namespace = ?{only}",
-                    (*part, namespace, *sources),
+                for memory_id, thread_id, position, ts, speaker in conn.execute(
+                    "SELECT id, thread_id, position, timestamp, speaker FROM memories "
+                    f"WHERE id IN ({','.join('?' * len(part))}) AND +namespace = ?",
+                    (*part, namespace),
                 ):
-                    labels.update(range(label - window, label + window + 1))
-            wanted = sorted(labels)
-            out: dict[str, int] = {}
-            for start in range(0, len(wanted), 500):
-                part_labels = wanted[start : start + 500]
-                out.update(
-                    conn.execute(
-                        "SELECT id, label FROM memories WHERE +namespace = ? AND status = 'active' "
-                        f"AND label IN ({','.join('?' * len(part_labels))}){only}",
-                        (namespace, *part_labels, *sources),
-                    ).fetchall()
-                )
+                    out[memory_id] = ThreadPlace(thread_id, position, ts, speaker)
+                    if thread_id is not None:
+                        seeds.append((thread_id, position))
+            if window > 0:
+                for thread_id, position in set(seeds):
+                    for memory_id, pos, ts, speaker in conn.execute(
+                        "SELECT id, position, timestamp, speaker FROM memories "
+                        "WHERE namespace = ? "
+                        "AND thread_id = ? AND position BETWEEN ? AND ? AND status = 'active'"
+                        + extra,
+                        (namespace, thread_id, position - window, position + window, *args),
+                    ):
+                        out.setdefault(memory_id, ThreadPlace(thread_id, pos, ts, speaker))
         return out
 
+    def thread_last_position(self, namespace: str, thread_id: str) -> int | None:
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT MAX(position) FROM memories WHERE namespace = ? AND thread_id = ?",
+                (namespace, thread_id),
+            ).fetchone()
+        return None if row[0] is None else int(row[0])
+
     def list(self, namespace: str, query: ListQuery) -> list[Memory]:
-        where, args = ["namespace = ?"], [namespace]
+        where, args = filter_sql(query.filter)
+        where.insert(0, "namespace = ?")
+        args.insert(0, namespace)
         if not query.include_superseded:
             where.append("status = 'active'")
-        if query.source:
-            where.append("source = ?")
-            args.append(query.source)
-        if query.since is not None:
-            where.append("created_at >= ?")
-            args.append(query.since - TIME_EPSILON)
-        if query.until is not None:
-            where.append("created_at < ?")
-            args.append(query.until - TIME_EPSILON)
-        for key, value in (query.metadata or {}).items():
-            where.append("json_extract(metadata, ?) = ?")
-            args += [json_path(key), sql_value(value)]
         order = "DESC" if query.newest_first else "ASC"
+        # a thread's turns come in their order; other memories by when they happened
+        by = "position" if query.thread_id is not None else "timestamp"
         sql = (
             f"SELECT {MEMORY_COLUMNS} FROM memories WHERE {' AND '.join(where)} "
-            f"ORDER BY created_at {order}, label {order} LIMIT ? OFFSET ?"
+            f"ORDER BY {by} {order}, label {order} LIMIT ? OFFSET ?"
         )
         with self._read() as conn:
             rows = conn.execute(sql, (*args, query.limit, query.offset)).fetchall()
@@ -683,7 +718,7 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
                 "ORDER BY hit_count DESC LIMIT ?",
                 (namespace, n),
             ).fetchall()
-        return [StoredMemory(row_to_memory(r), decode_vector(r[12])) for r in rows]
+        return [StoredMemory(row_to_memory(r), decode_vector(r[EMBEDDING_AT])) for r in rows]
 
     def iter_memories(
         self, namespace: str, *, batch: int = 1000, include_superseded: bool = True
@@ -700,8 +735,8 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
             if not rows:
                 return
             for r in rows:
-                yield StoredMemory(row_to_memory(r), decode_vector(r[12]))
-            last = rows[-1][13]
+                yield StoredMemory(row_to_memory(r), decode_vector(r[EMBEDDING_AT]))
+            last = rows[-1][EMBEDDING_AT + 1]
 
     def namespaces(self) -> list[str]:
         with self._read() as conn:
@@ -962,4 +997,7 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
             finally:
                 self._closed = True
                 self._indexes.clear()
+                for text in self._texts.values():
+                    text.close()
+                self._texts.clear()
                 self._conn.close()

@@ -4,7 +4,8 @@
 
 - ``sqlite``: ``PRAGMA integrity_check`` of the database file (not repairable in
   place: see :func:`recover_store`);
-- ``fulltext``: the full-text index against the memories (rebuilt on repair);
+- ``fulltext``: every namespace's full-text index files against their sidecar
+  (rebuilt from SQLite on repair);
 - ``counts``: the per-namespace counters against the memories (recounted on repair);
 - ``index``: every namespace's HNSW file against its sidecar and the store (rebuilt
   from SQLite on repair);
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import StorageError
 from .base import NewMemory
-from .sqlite_index import INDEX_DIR
+from .sqlite_index import INDEX_DIR, TEXT_DIR
 from .sqlite_rows import decode_vector
 from .vector_index import HNSWIndex
 
@@ -39,21 +40,53 @@ def _problem(check: str, detail: str, repaired: bool = False) -> dict[str, Any]:
     return {"check": check, "detail": detail, "repaired": repaired}
 
 
-# -- full text: the one place that knows how full-text search is stored (FTS5 today) --
+# -- full text: the one place that knows how full-text search is stored (tantivy today) --
 
 
-def fulltext_problem(conn: sqlite3.Connection) -> str | None:
-    """Why the full-text index does not match the memories, or None if it does."""
-    try:
-        conn.execute("INSERT INTO memories_fts (memories_fts, rank) VALUES ('integrity-check', 1)")
-    except sqlite3.DatabaseError as exc:
-        return f"the full-text index does not match the memories ({exc})"
-    return None
+def fulltext_problems(backend: SQLiteBackend) -> list[dict[str, Any]]:
+    """Each namespace's full-text index files, checked (and rebuilt on repair).
+
+    :class:`~sem_mem.backends.text_index.TextIndex` verifies its files against its
+    sidecar when it opens, and starts empty (``rebuilt``) when any is missing, changed
+    or foreign; the caller holds the writer lock, so no commit is half done meanwhile.
+    """
+    from .text_index import TextIndex
+
+    out = []
+    for namespace in _namespaces(backend):
+        path = backend._text_path(namespace)
+        if not ((path / "sidecar.json").exists() or (path / "meta.json").exists()):
+            continue  # never written: built on first use
+        probe = TextIndex(path, {"store_id": backend.store_id, "namespace": namespace})
+        try:
+            damaged = probe.rebuilt and probe.rebuilt_reason is not None
+            reason = probe.rebuilt_reason
+            stale = probe.committed_seq > backend._read_seq()
+        finally:
+            probe.close()
+        if not (damaged or stale):
+            continue
+        # opening a damaged index already wiped its files: refill it from SQLite now,
+        # whether or not a repair was asked for (an empty index would miss everything)
+        cached = backend._texts.pop(namespace, None)
+        if cached is not None:
+            cached.close()
+        text = backend._text_for(namespace)
+        backend._commit_text(namespace, text)
+        repaired = True
+        out.append(
+            _problem(
+                "fulltext",
+                f"the full-text index of namespace {namespace!r} is damaged or stale "
+                f"({reason or 'ahead of the store'})",
+                repaired,
+            )
+        )
+    return out
 
 
-def rebuild_fulltext(conn: sqlite3.Connection) -> None:
-    """Rebuild the full-text index from the memories (inside the caller's transaction)."""
-    conn.execute("INSERT INTO memories_fts (memories_fts) VALUES ('rebuild')")
+def _namespaces(backend: SQLiteBackend) -> list[str]:
+    return [r[0] for r in backend._conn.execute("SELECT namespace FROM namespace_stats")]
 
 
 # -- the checks ---------------------------------------------------------------------------
@@ -79,7 +112,7 @@ def check_store(backend: SQLiteBackend, *, repair: bool = False) -> dict[str, An
                 )
             )
             return _report(problems)  # the derived checks would read damaged pages
-        problems += _check_fulltext(conn, repair)
+        problems += fulltext_problems(backend)
         problems += _check_counts(conn, repair)
         problems += _check_indexes(backend, repair)
         problems += _check_temps(backend.root, repair)
@@ -103,16 +136,6 @@ def _in_transaction(conn: sqlite3.Connection) -> Iterator[None]:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-
-
-def _check_fulltext(conn: sqlite3.Connection, repair: bool) -> list[dict[str, Any]]:
-    detail = fulltext_problem(conn)
-    if detail is None:
-        return []
-    if repair:
-        with _in_transaction(conn):
-            rebuild_fulltext(conn)
-    return [_problem("fulltext", detail, repair and fulltext_problem(conn) is None)]
 
 
 def _check_counts(conn: sqlite3.Connection, repair: bool) -> list[dict[str, Any]]:
@@ -147,8 +170,7 @@ def _check_indexes(backend: SQLiteBackend, repair: bool) -> list[dict[str, Any]]
     if space is None:
         return []
     out = []
-    namespaces = [r[0] for r in backend._conn.execute("SELECT namespace FROM namespace_stats")]
-    for namespace in namespaces:
+    for namespace in _namespaces(backend):
         path = backend._index_path(namespace)
         if not path.exists() and not path.with_suffix(".json").exists():
             continue  # never saved: built on first use, nothing to check
@@ -181,7 +203,11 @@ def _check_indexes(backend: SQLiteBackend, repair: bool) -> list[dict[str, Any]]
 def _check_temps(root: Path, repair: bool) -> list[dict[str, Any]]:
     # only saves write *.tmp files, always under the writer lock (held here): any one
     # found now was left by a save that was killed
-    found = [*(root / INDEX_DIR).glob("*.tmp"), *(root / "instructions").glob("*.tmp")]
+    found = [
+        *(root / INDEX_DIR).glob("*.tmp"),
+        *(root / TEXT_DIR).glob("*/*.tmp"),
+        *(root / "instructions").glob("*.tmp"),
+    ]
     out = []
     for path in found:
         size = path.stat().st_size
@@ -194,6 +220,17 @@ def _check_temps(root: Path, repair: bool) -> list[dict[str, Any]]:
 # -- recovery of a damaged database -----------------------------------------------------------
 
 PROBE_AFTER_LAST = 10_000
+_TURN_COLUMNS = ", timestamp, thread_id, position, speaker"
+
+
+def _has_turn_columns(conn: sqlite3.Connection) -> bool:
+    try:
+        names = {r[1] for r in conn.execute("PRAGMA table_info(memories)")}
+    except sqlite3.DatabaseError:
+        return False
+    return "thread_id" in names
+
+
 _COLUMNS = (
     "id, namespace, text, metadata, source, status, superseded_by, content_hash, embedding, "
     "embedding_model, created_at, updated_at, hit_count"
@@ -219,6 +256,7 @@ def recover_store(source: Path, target: Path) -> dict[str, Any]:
     recovered: list[tuple[Any, ...]] = []
     unreadable: list[int] = []
     with closing(conn):
+        columns = _COLUMNS + (_TURN_COLUMNS if _has_turn_columns(conn) else "")
         top = _highest_label(conn)
         label, last_read, misses = 0, 0, 0
         # with no readable count, read on until PROBE_AFTER_LAST labels in a row fail
@@ -226,7 +264,7 @@ def recover_store(source: Path, target: Path) -> dict[str, Any]:
             label += 1
             try:
                 row = conn.execute(
-                    f"SELECT {_COLUMNS} FROM memories WHERE label = ?", (label,)
+                    f"SELECT {columns} FROM memories WHERE label = ?", (label,)
                 ).fetchone()
             except sqlite3.DatabaseError:
                 unreadable.append(label)
@@ -354,6 +392,15 @@ def _space_of(rows: list[tuple[Any, ...]]) -> tuple[str, int] | None:
     return None
 
 
+def _turn_fields(row: tuple[Any, ...]) -> dict[str, Any]:
+    if len(row) <= 13:
+        return {}
+    fields = {"timestamp": row[13]}
+    if row[14] is not None:
+        fields.update(thread_id=row[14], position=row[15], speaker=row[16])
+    return fields
+
+
 def _new_memory(row: tuple[Any, ...], dim: int) -> NewMemory | None:
     import json
 
@@ -373,6 +420,7 @@ def _new_memory(row: tuple[Any, ...], dim: int) -> NewMemory | None:
             hit_count=row[12],
             status=row[5],
             superseded_by=row[6],
+            **_turn_fields(row),
         )
     except (TypeError, ValueError):
         return None

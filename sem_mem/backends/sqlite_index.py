@@ -8,6 +8,7 @@ reflects; everything committed after it is replayed from SQLite (see
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
@@ -19,13 +20,15 @@ import numpy as np
 
 from ..errors import StorageError
 from .sqlite_rows import decode_matrix, file_name
+from .text_index import TextDoc, TextIndex
 from .vector_index import EXACT_SEARCH_MAX, HNSWIndex, HNSWParams
 
-__all__ = ["INDEX_DIR", "IndexManagerMixin"]
+__all__ = ["INDEX_DIR", "TEXT_DIR", "IndexManagerMixin"]
 
 log = logging.getLogger("sem_mem.store")
 
 INDEX_DIR = "index"
+TEXT_DIR = "text"
 
 
 class IndexManagerMixin:
@@ -40,6 +43,8 @@ class IndexManagerMixin:
     _lock: threading.RLock
     _file_lock: Any
     _indexes: dict[str, HNSWIndex]
+    _texts: dict[str, TextIndex]
+    _text_applied: dict[str, int]
     _last_save: float
     _closed: bool
     _seq: int
@@ -65,14 +70,105 @@ class IndexManagerMixin:
     def _sync_indexes(self, background: bool = False) -> None:
         """Replay every change after each loaded index's ``applied_seq``."""
         self._await_index_job()
+        for text in self._texts.values():
+            text.reload()  # another process's commit: its tail entries are in tantivy now
         self._conn.execute("BEGIN")  # one read snapshot for rows, tombstones and counts
         try:
             self._seq = self._read_seq()
             for namespace, index in self._indexes.items():
                 if index.applied_seq < self._seq:
                     self._replay(namespace, index, self._seq, background)
+            for namespace, text in self._texts.items():
+                if self._text_applied[namespace] < self._seq:
+                    self._replay_text(namespace, text, self._text_applied[namespace])
+                    self._text_applied[namespace] = self._seq
         finally:
             self._conn.execute("COMMIT")
+
+    # ------------------------------------------------------------------ full text
+
+    def _text_path(self, namespace: str) -> Path:
+        return self.root / TEXT_DIR / f"ns-{file_name(namespace)}"
+
+    def _text_for(self, namespace: str) -> TextIndex:
+        """The namespace's full-text index, opened (and caught up) or rebuilt on first use.
+
+        Like the HNSW index it is derived data: tantivy's files hold what was committed
+        up to ``committed_seq``, and every later change is replayed from SQLite into the
+        index's in-RAM tail (a rebuild replays the whole namespace).
+        """
+        text = self._texts.get(namespace)
+        if text is not None:
+            return text
+        # Opened under the writers' lock: a commit by another process must not be half
+        # done while the files are checked (a half-written index would be wiped).
+        with self._file_lock:
+            text = TextIndex(
+                self._text_path(namespace), {"store_id": self.store_id, "namespace": namespace}
+            )
+            if text.committed_seq > self._read_seq():
+                log.warning("text index of %r is ahead of the store; rebuilding", namespace)
+                text.reset()
+        since = 0 if text.rebuilt else text.committed_seq
+        self._conn.execute("BEGIN")
+        try:
+            seq = self._read_seq()
+            self._replay_text(namespace, text, since)
+        finally:
+            self._conn.execute("COMMIT")
+        self._texts[namespace] = text
+        self._text_applied[namespace] = seq
+        if text.tail_size >= self._text_commit_threshold(namespace):
+            with self._file_lock:  # persist a big catch-up at once (one writer at a time)
+                self._commit_text(namespace, text)
+        return text
+
+    def _replay_text(self, namespace: str, text: TextIndex, since: int) -> None:
+        """Changes after ``since`` into the text index's tail (inside a read transaction)."""
+        docs: list[TextDoc] = []
+        for label, status, seq, body, speaker, source, ts, thread, meta in self._conn.execute(
+            "SELECT label, status, seq, text, speaker, source, timestamp, thread_id, metadata "
+            "FROM memories WHERE seq > ? AND +namespace = ?",
+            (since, namespace),
+        ):
+            if status == "active":
+                docs.append(
+                    TextDoc(
+                        label=label,
+                        seq=seq,
+                        text=body,
+                        speaker=speaker,
+                        source=source,
+                        timestamp=ts,
+                        thread_id=thread,
+                        metadata={} if meta == "{}" else json.loads(meta),
+                    )
+                )
+            else:
+                text.delete([label], seq)
+            if len(docs) >= 2000:
+                text.upsert(docs)
+                docs = []
+        text.upsert(docs)
+        for label, seq in self._conn.execute(
+            "SELECT label, seq FROM tombstones WHERE seq > ? AND namespace = ?", (since, namespace)
+        ):
+            text.delete([label], seq)
+
+    def _text_commit_threshold(self, namespace: str) -> int:
+        """Commit the tail once it holds ~10% of the namespace (32 to 512 changes): a
+        tantivy commit costs ~100 ms, and a tail scored in Python should stay small."""
+        index = self._indexes.get(namespace)
+        size = index.active if index is not None else 0
+        return min(512, max(32, size // 10))
+
+    def _commit_text(self, namespace: str, text: TextIndex) -> None:
+        """Write the tail to tantivy (the caller holds the writer file lock). A failure
+        is logged: the changes are in SQLite and replayed into the tail on next open."""
+        try:
+            text.commit()
+        except StorageError as exc:
+            log.warning("%s; it will be caught up from SQLite", exc)
 
     def _await_index_job(self) -> None:
         """Wait for the background index update, if any.
@@ -247,6 +343,11 @@ class IndexManagerMixin:
                     )
                 except StorageError as exc:
                     log.warning("%s; it will be caught up from SQLite on next open", exc)
+        for namespace, text in list(self._texts.items()):
+            if text.tail_size and (
+                force or due or text.tail_size >= self._text_commit_threshold(namespace)
+            ):
+                self._commit_text(namespace, text)
         if force or due:
             self._last_save = time.monotonic()
 

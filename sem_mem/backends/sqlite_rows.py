@@ -18,8 +18,10 @@ import numpy as np
 from ..errors import ValidationError
 from ..types import Memory, to_datetime
 from ..validation import check_int, check_unicode
+from .base import MemoryFilter
 
 __all__ = [
+    "EMBEDDING_AT",
     "MEMORY_COLUMNS",
     "STOPWORDS",
     "TIME_EPSILON",
@@ -29,6 +31,7 @@ __all__ = [
     "decode_vector",
     "encode_vector",
     "file_name",
+    "filter_sql",
     "fts_query",
     "json_path",
     "now",
@@ -53,8 +56,11 @@ STOPWORDS = frozenset((
 # fmt: on
 MEMORY_COLUMNS = (
     "id, text, metadata, namespace, source, created_at, updated_at, hit_count, "
-    "last_accessed, status, superseded_by, embedding_model"
+    "last_accessed, status, superseded_by, embedding_model, timestamp, thread_id, position, "
+    "speaker"
 )
+#: where the embedding sits in a row of ``SELECT {MEMORY_COLUMNS}, embedding``
+EMBEDDING_AT = 16
 
 
 def encode_vector(vector: np.ndarray) -> bytes:
@@ -95,6 +101,10 @@ def row_to_memory(row: Sequence[Any]) -> Memory:
         status=row[9],
         superseded_by=row[10],
         embedding_model=row[11],
+        timestamp=to_datetime(row[12]),
+        thread_id=row[13],
+        position=row[14],
+        speaker=row[15],
     )
 
 
@@ -160,6 +170,50 @@ def scoped_hash(namespace: str, text_hash: str) -> str:
     """The embedding-cache key of a text in one namespace (caches are never shared:
     a hit would tell a tenant, by its speed, what another tenant asked)."""
     return hashlib.sha256(f"{namespace}\x00{text_hash}".encode()).hexdigest()
+
+
+def filter_sql(filters: MemoryFilter | None, prefix: str = "") -> tuple[list[str], list[Any]]:
+    """WHERE clauses (ANDed) and their arguments for a :class:`MemoryFilter`.
+
+    ``prefix`` qualifies the columns (e.g. ``"m."``). Timestamps compare with the same
+    microsecond slack as ``list`` so that a memory's own timestamp finds it again.
+    """
+    where: list[str] = []
+    args: list[Any] = []
+    if filters is None:
+        return where, args
+    if filters.source:
+        where.append(f"{prefix}source = ?")
+        args.append(filters.source)
+    if filters.since is not None:
+        where.append(f"{prefix}timestamp >= ?")
+        args.append(filters.since - TIME_EPSILON)
+    if filters.until is not None:
+        where.append(f"{prefix}timestamp < ?")
+        args.append(filters.until - TIME_EPSILON)
+    if filters.thread_id is not None:
+        where.append(f"{prefix}thread_id = ?")
+        args.append(filters.thread_id)
+    for key, value in (filters.metadata or {}).items():
+        path = json_path(key)
+        if value is None:
+            where.append(f"json_type({prefix}metadata, ?) = 'null'")
+            args.append(path)
+        elif isinstance(value, bool):
+            # JSON true/false, never the numbers 1/0
+            where.append(f"json_type({prefix}metadata, ?) = ?")
+            args += [path, "true" if value else "false"]
+        elif isinstance(value, (int, float)):
+            # numbers equal numbers (1 == 1.0), never JSON true/false
+            where.append(
+                f"json_extract({prefix}metadata, ?) = ? "
+                f"AND json_type({prefix}metadata, ?) IN ('integer', 'real')"
+            )
+            args += [path, sql_value(value), path]
+        else:
+            where.append(f"json_extract({prefix}metadata, ?) = ?")
+            args += [path, sql_value(value)]
+    return where, args
 
 
 def file_name(namespace: str) -> str:

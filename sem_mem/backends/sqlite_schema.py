@@ -168,8 +168,40 @@ END;
 DROP TRIGGER memories_after_insert;
 """,
     ),
-    # 3 is the conversation columns (another branch); each number runs once, in any order
+    (
+        3,
+        "conversation turns (thread, position, speaker) and when a memory happened",
+        # ``timestamp`` is when the fact happened or was said (recall and list filter on
+        # it); existing memories happened when they were stored. Threads used to be
+        # inferred from label adjacency, which interleaved writes and other namespaces broke.
+        """
+ALTER TABLE memories ADD COLUMN timestamp REAL;
+ALTER TABLE memories ADD COLUMN thread_id TEXT;
+ALTER TABLE memories ADD COLUMN position INTEGER;
+ALTER TABLE memories ADD COLUMN speaker TEXT;
+UPDATE memories SET timestamp = created_at;
+CREATE INDEX memories_ns_time ON memories (namespace, status, timestamp);
+CREATE INDEX memories_thread ON memories (namespace, thread_id, position)
+    WHERE thread_id IS NOT NULL;
+""",
+    ),
     (4, "memory and response ids per namespace", _ids_per_namespace),
+    (
+        6,
+        "full text moves to per-namespace tantivy indexes (derived data, text/ folder)",
+        # FTS5 scored every match of every namespace before filtering (issue #11: 12-14 ms
+        # at 10^5 turns, 5x slower beside other tenants); the tantivy index of each
+        # namespace is rebuilt from the memories table like the HNSW index.
+        """
+DROP TRIGGER IF EXISTS memories_after_delete;
+DROP TRIGGER IF EXISTS memories_after_update_text;
+DROP TABLE IF EXISTS memories_fts;
+CREATE TRIGGER memories_after_delete AFTER DELETE ON memories BEGIN
+    UPDATE namespace_stats SET active = active - (old.status = 'active')
+        WHERE namespace = old.namespace;
+END;
+""",
+    ),
 ]
 
 

@@ -147,26 +147,68 @@ class HNSWIndex:
     # -- searching --------------------------------------------------------------
 
     def search(
-        self, vector: np.ndarray, k: int, *, ef: int | None = None
+        self,
+        vector: np.ndarray,
+        k: int,
+        *,
+        ef: int | None = None,
+        allowed: frozenset[int] | None = None,
     ) -> list[tuple[int, float]]:
-        """Up to ``k`` nearest (label, cosine similarity), best first."""
-        k = min(k, self.active)
+        """Up to ``k`` nearest (label, cosine similarity), best first.
+
+        ``allowed``: only these labels (hnswlib's filtered search, with a wider beam so
+        that enough allowed labels are met on the way).
+        """
+        k = min(k, self.active if allowed is None else min(self.active, len(allowed)))
         if k <= 0:
             return []
         if self._exact is not None:
+            if allowed is not None:
+                return self.search_among(np.fromiter(allowed, dtype=np.int64), vector, k)
             return self._search_exact(vector, k)
         ef = max(ef or self.params.ef, k)
+        if allowed is not None:
+            # the beam must reach past the non-matching neighbours: widen it by the
+            # inverse share of allowed labels (bounded)
+            share = len(allowed) / max(self.active, 1)
+            ef = min(max(ef, int(ef / max(share, 1e-3))), max(self.active, ef))
         if ef != self._ef:  # skip the call (and its lock) when unchanged
             self._index.set_ef(ef)
             self._ef = ef
         query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        keep = allowed.__contains__ if allowed is not None else None
         try:
-            labels, distances = self._index.knn_query(query, k=k, num_threads=1)
+            labels, distances = self._index.knn_query(query, k=k, num_threads=1, filter=keep)
         except RuntimeError:
-            # hnswlib cannot always fill k slots when many elements are deleted;
-            # ask for fewer rather than fail the recall.
-            return self._search_fewer(query, k)
+            # hnswlib cannot always fill k slots when many elements are deleted (or
+            # filtered out); ask for fewer rather than fail the recall.
+            return self._search_fewer(query, k, keep)
         return _hits(labels, distances)
+
+    def search_among(
+        self, labels: np.ndarray, vector: np.ndarray, k: int
+    ) -> list[tuple[int, float]]:
+        """The exact ``k`` nearest among ``labels`` (live labels of this index)."""
+        if labels.size == 0 or k <= 0:
+            return []
+        if self._exact is not None:
+            rows = [self._exact.get(int(label)) for label in labels]
+            keep = [i for i, row in enumerate(rows) if row is not None]
+            labels = labels[keep]
+            if labels.size == 0:
+                return []
+            matrix = np.vstack([rows[i] for i in keep])
+        else:
+            matrix = np.asarray(self._index.get_items(labels, return_type="numpy"), np.float32)
+        norms = np.linalg.norm(matrix, axis=1)
+        norms[norms == 0] = 1.0
+        query = np.asarray(vector, dtype=np.float32)
+        query = query / (np.linalg.norm(query) or 1.0)
+        sims = np.einsum("ij,j->i", matrix, query) / norms
+        k = min(k, labels.size)
+        top = np.argpartition(-sims, k - 1)[:k]
+        top = top[np.argsort(-sims[top], kind="stable")]
+        return [(int(labels[i]), float(sims[i])) for i in top]
 
     def _search_exact(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         if self._matrix is None:
@@ -191,11 +233,11 @@ class HNSWIndex:
         top = top[np.argsort(-sims[top], kind="stable")]
         return [(int(labels[i]), float(sims[i])) for i in top]
 
-    def _search_fewer(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+    def _search_fewer(self, query: np.ndarray, k: int, keep: Any = None) -> list[tuple[int, float]]:
         while k > 1:
             k //= 2
             try:
-                labels, distances = self._index.knn_query(query, k=k, num_threads=1)
+                labels, distances = self._index.knn_query(query, k=k, num_threads=1, filter=keep)
             except RuntimeError:
                 continue
             return _hits(labels, distances)
