@@ -1,6 +1,6 @@
 """Offline quickstart: remember and recall with local embeddings (no API key needed).
 
-Run with `make run` (sets everything up first) or `python examples/quickstart.py`.
+Run with `make demo` (sets everything up first) or `python examples/quickstart.py`.
 The store lives in ./local_memory unless MEMORY_STORAGE_DIR says otherwise.
 """
 

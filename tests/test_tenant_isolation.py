@@ -112,8 +112,10 @@ def _old_store(path: Path, *, with_other_branch_3: bool) -> None:
     for i, (text, vector) in enumerate(zip(texts, embedder.encode(texts), strict=True)):
         conn.execute(
             "INSERT INTO memories (id, namespace, text, source, content_hash, embedding, "
-            "embedding_model, created_at, updated_at, seq) VALUES (?, 'default', ?, 'manual', "
-            "?, ?, ?, ?, ?, ?)",
+            "embedding_model, created_at, updated_at, seq"
+            + (", timestamp) " if with_other_branch_3 else ") ")
+            + "VALUES (?, 'default', ?, 'manual', ?, ?, ?, ?, ?, ?"
+            + (", 1000.0)" if with_other_branch_3 else ")"),
             (
                 f"old-{i}",
                 text,
@@ -127,8 +129,6 @@ def _old_store(path: Path, *, with_other_branch_3: bool) -> None:
         )
     conn.execute("INSERT INTO memories_fts (rowid, text) SELECT label, text FROM memories")
     conn.execute("INSERT INTO namespace_stats VALUES ('default', 5)")
-    if with_other_branch_3:  # what migration 3 did to the rows it found
-        conn.execute("UPDATE memories SET timestamp = created_at")
     # the last memory was forgotten: its label must never be issued again
     conn.execute("DELETE FROM memories WHERE id = 'old-4'")
     conn.close()

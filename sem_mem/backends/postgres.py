@@ -72,6 +72,7 @@ from .postgres_schema import (
     apply_migrations,
     vector_index_statements,
 )
+from .postgres_sessions import PostgresSessionsMixin
 from .sqlite_rows import canonical_json, content_words, json_path, scoped_hash, sql_value
 
 __all__ = ["BULK_LOAD_MIN", "EXACT_SEARCH_MAX", "PostgresBackend", "redact_url", "tsquery_text"]
@@ -257,7 +258,7 @@ class _Pool:
             conn.close()
 
 
-class PostgresBackend(StorageBackend):
+class PostgresBackend(PostgresSessionsMixin, StorageBackend):
     """PostgreSQL + pgvector (HNSW) + tsvector full text, shared by many processes."""
 
     name = "postgres"
@@ -1009,24 +1010,6 @@ class PostgresBackend(StorageBackend):
                     for h in keys
                 ],
             )
-
-    # ------------------------------------------------------------------ chat responses
-
-    def record_response(self, namespace: str, response_id: str) -> None:
-        with self._conn() as conn:
-            conn.execute(
-                "INSERT INTO responses (namespace, response_id, created_at) "
-                "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-                (namespace, response_id, time.time()),
-            )
-
-    def owns_response(self, namespace: str, response_id: str) -> bool:
-        with self._conn() as conn:
-            row = conn.execute(
-                "SELECT 1 FROM responses WHERE namespace = %s AND response_id = %s",
-                (namespace, response_id),
-            ).fetchone()
-        return row is not None
 
     # ------------------------------------------------------------------ instructions
 

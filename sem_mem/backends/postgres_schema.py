@@ -163,7 +163,7 @@ CREATE TRIGGER memories_stats_status AFTER UPDATE OF status ON memories
     ),
     (
         3,
-        "memory and response ids per namespace",
+        "memory ids unique per namespace, not per store",
         # Importing id X into namespace A must not depend on whether B holds an X
         # (that told A that B had it). Written to apply whether or not 2 ran first.
         """
@@ -177,13 +177,31 @@ ALTER TABLE memory_hits ADD CONSTRAINT memory_hits_memory_fkey FOREIGN KEY (name
     REFERENCES memories (namespace, id) ON DELETE CASCADE;
 ALTER TABLE tombstones DROP CONSTRAINT IF EXISTS tombstones_pkey;
 ALTER TABLE tombstones ADD CONSTRAINT tombstones_pkey PRIMARY KEY (namespace, id);
--- chat responses given to each namespace (a previous_response_id is checked against it)
-CREATE TABLE IF NOT EXISTS responses (
+""",
+    ),
+    (
+        6,
+        "chat sessions kept in the store, and the provider response ids they produced",
+        # Written with IF NOT EXISTS and touching no other table, so it applies whether
+        # or not migrations 2-5 (held by other branches) ran before it.
+        """
+CREATE TABLE IF NOT EXISTS chat_sessions (
+    namespace  text NOT NULL,
+    id         text NOT NULL,
+    title      text NOT NULL DEFAULT '',
+    state      jsonb NOT NULL,
+    created_at double precision NOT NULL,
+    updated_at double precision NOT NULL,
+    PRIMARY KEY (namespace, id)
+);
+CREATE INDEX IF NOT EXISTS chat_sessions_updated ON chat_sessions (namespace, updated_at);
+CREATE TABLE IF NOT EXISTS chat_responses (
     namespace   text NOT NULL,
     response_id text NOT NULL,
-    created_at  double precision NOT NULL,
+    session_id  text NOT NULL,
     PRIMARY KEY (namespace, response_id)
 );
+CREATE INDEX IF NOT EXISTS chat_responses_session ON chat_responses (namespace, session_id);
 """,
     ),
 ]
@@ -209,11 +227,17 @@ def vector_index_statements(dimensions: int, m: int, ef_construction: int) -> li
     return statements
 
 
-def _applied_versions(conn: Any) -> set[int]:
+def _all_applied(conn: Any) -> bool:
+    """True when every known migration has its row (not just the highest number:
+    migrations written on parallel branches may arrive below one already applied)."""
     row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
     if not row[0]:
-        return set()
-    return {r[0] for r in conn.execute("SELECT version FROM schema_migrations").fetchall()}
+        return False
+    versions = [version for version, _, _ in MIGRATIONS]
+    done = conn.execute(
+        "SELECT count(*) FROM schema_migrations WHERE version = ANY(%s)", (versions,)
+    ).fetchone()[0]
+    return int(done) == len(versions)
 
 
 def apply_migrations(conn: Any) -> list[int]:
@@ -222,9 +246,7 @@ def apply_migrations(conn: Any) -> list[int]:
     ``conn`` is a psycopg connection in autocommit mode. A database that is already
     up to date costs one query and takes no lock.
     """
-    # every number, not the highest: migrations written on parallel branches may have
-    # been applied out of order (3 before 2), and each one still has to run once
-    if {m[0] for m in MIGRATIONS} <= _applied_versions(conn):
+    if _all_applied(conn):
         return []
     applied = []
     for version, name, script in MIGRATIONS:
