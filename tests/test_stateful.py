@@ -333,6 +333,9 @@ MemoryModel.TestCase.settings = settings(
 )
 
 
+# 30 examples of 30 steps each, every rule on a real store: minutes on a loaded
+# 2-core machine, more than the suite's default per-test timeout
+@pytest.mark.timeout(900)
 class TestSQLiteModel(MemoryModel.TestCase):
     pass
 
@@ -349,5 +352,6 @@ PostgresModel.TestCase.settings = settings(
 
 
 @pytest.mark.postgres
+@pytest.mark.timeout(900)
 class TestPostgresModel(PostgresModel.TestCase):
     pass
