@@ -32,6 +32,7 @@ import numpy as np
 
 from ..errors import ConfigurationError, StorageError
 from .hnsw_file import HEADER, check_header, fsync_dir, sha256_file, verify_written, write_durably
+from .rows import EXACT_SEARCH_MAX
 
 __all__ = ["HNSWIndex", "HNSWParams"]
 
@@ -64,7 +65,6 @@ def _hits(labels: np.ndarray, distances: np.ndarray) -> list[tuple[int, float]]:
 #: Up to this many live vectors a namespace is searched exactly (a numpy scan of at
 #: most ~0.1 ms). HNSW graphs lose recall on small sets with many identical vectors
 #: (the same text stored with different metadata), and small stores are the common case.
-EXACT_SEARCH_MAX = 2048
 
 
 class HNSWIndex:
