@@ -153,6 +153,7 @@ class AsyncSemanticMemory:
     chat_with_memory = _threaded(SemanticMemory.chat_with_memory)
     stats = _threaded(SemanticMemory.stats)
     reembed = _threaded(SemanticMemory.reembed)
+    check = _threaded(SemanticMemory.check)
 
     async def count(self) -> int:
         """How many active memories the namespace holds (``len(memory)`` of the sync API)."""
@@ -243,11 +244,15 @@ class AsyncSemanticMemory:
                 return
 
     async def import_jsonl(
-        self, lines: Iterable[str | bytes] | AsyncIterable[str | bytes]
+        self,
+        lines: Iterable[str | bytes] | AsyncIterable[str | bytes],
+        *,
+        with_instructions: bool = False,
     ) -> ImportReport:
         """Import JSON Lines (a plain or an async iterable, e.g. a streamed request body)."""
+        run = functools.partial(self.sync.import_jsonl, with_instructions=with_instructions)
         if not isinstance(lines, AsyncIterable):
-            return await asyncio.to_thread(self.sync.import_jsonl, lines)
+            return await asyncio.to_thread(run, lines)
         loop = asyncio.get_running_loop()
         source = aiter(lines)
 
@@ -259,7 +264,7 @@ class AsyncSemanticMemory:
                     return
                 yield item
 
-        return await asyncio.to_thread(self.sync.import_jsonl, pull())
+        return await asyncio.to_thread(run, pull())
 
 
 async def _next_or_end(iterator: AsyncIterator[Any]) -> Any:

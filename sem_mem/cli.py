@@ -283,36 +283,53 @@ def import_(
     file: Annotated[str, typer.Argument(help="JSON Lines file written by `export` ('-': stdin)")],
     storage_dir: StorageDir = None,
     namespace: Namespace = None,
+    with_instructions: Annotated[
+        bool,
+        typer.Option(
+            "--with-instructions",
+            help="Also replace the namespace's instructions with the file's (off by default)",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Import JSON Lines (ids, timestamps and hit counts are kept)."""
+    from .transfer import bounded_lines, max_line_bytes
+
     with _memory(ctx, storage_dir, namespace) as memory, _progress(disable=as_json) as progress:
+        limit = max_line_bytes(memory.settings)
         if file == "-":
-            report = memory.import_jsonl(sys.stdin)
+            lines = bounded_lines(sys.stdin.buffer.readline, limit)
+            report = memory.import_jsonl(lines, with_instructions=with_instructions)
         else:
             try:
                 with open(file, "rb") as counting:
                     total = sum(
                         chunk.count(b"\n") for chunk in iter(lambda: counting.read(1 << 20), b"")
                     )
-                fp = open(file, encoding="utf-8")  # noqa: SIM115 - closed below
+                fp = open(file, "rb")  # noqa: SIM115 - closed below
             except OSError as exc:
                 raise ValidationError(f"cannot read {file}: {exc.strerror or exc}") from exc
             task = progress.add_task("importing lines", total=total)
 
-            def counted(lines: Iterator[str]) -> Iterator[str]:
+            def counted(lines: Iterator[bytes]) -> Iterator[bytes]:
                 for line in lines:
                     yield line
                     progress.advance(task)
 
             with fp:
-                report = memory.import_jsonl(counted(fp))
+                lines = bounded_lines(fp.readline, limit)
+                report = memory.import_jsonl(counted(lines), with_instructions=with_instructions)
     if as_json:
         _json(report.to_dict())
     else:
         _out().print(
             f"imported {report.imported}, skipped {report.skipped_existing} already present, "
-            f"re-embedded {report.reembedded}",
+            f"re-embedded {report.reembedded}"
+            + (
+                "; the file's instructions were not imported (--with-instructions)"
+                if report.instructions_skipped
+                else ""
+            ),
             highlight=False,
         )
 
@@ -467,7 +484,15 @@ def serve(
         _err().print(
             f"sem-mem: {auth_banner(NamespaceRegistry(settings), config)}", highlight=False
         )
-        uvicorn.run(create_app(settings, config=config), host=host, port=port, log_level=log_level)
+        from .server.protocol import uvicorn_options
+
+        uvicorn.run(
+            create_app(settings, config=config),
+            host=host,
+            port=port,
+            log_level=log_level,
+            **uvicorn_options(config),
+        )
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -514,6 +539,15 @@ def mcp(
     if allow_unauthenticated:
         argv.append("--allow-unauthenticated")
     raise typer.Exit(mcp_main(argv))  # nothing may reach stdout first: it is the protocol
+
+
+def _register_doctor() -> None:
+    from .cli_doctor import doctor
+
+    app.command()(doctor)
+
+
+_register_doctor()
 
 
 def main() -> None:

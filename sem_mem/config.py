@@ -236,3 +236,7 @@ def _validate(settings: Settings) -> None:
         raise ConfigurationError("setting 'cache_size' must be >= 0")
     if not settings.namespace or len(settings.namespace) > 128:
         raise ConfigurationError("namespace must be 1-128 characters")
+    if not settings.namespace.encode("utf-8", "surrogatepass").decode("utf-8", "ignore") == (
+        settings.namespace
+    ):
+        raise ConfigurationError("namespace must be valid Unicode text (no lone surrogates)")

@@ -48,6 +48,7 @@ from .retrieval import (
 )
 from .types import HistoryEvent, IngestResult, Memory, Recollection
 from .validation import (
+    check_unicode,
     clean_batch,
     clean_metadata,
     clean_source,
@@ -162,6 +163,11 @@ class SemanticMemory:
         #: query expansion: its cached answers and the small model (see expansion.py)
         self.expander = QueryExpander(settings.expansion_model)
         self._results: OrderedDict[tuple[Any, ...], list[tuple[str, float, float]]] = OrderedDict()
+        # Bumped (under _lock) by every write and every change seen from another
+        # process. A recall notes it before reading the store and puts what it read
+        # into L1 or the result cache only if it is unchanged: a record read before a
+        # write can never be admitted after that write has returned.
+        self._generation = 0
         self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._pending_query_vectors: dict[str, np.ndarray] = {}
         self._pending_hits: Counter[str] = Counter()
@@ -241,7 +247,9 @@ class SemanticMemory:
     ) -> np.ndarray:
         """Vectors for ``texts``, reusing any embedding the store already has."""
         hashes = [text_hash(t) for t in texts]
-        known = self.backend.cached_embeddings(self.embedder.model_id, list(dict.fromkeys(hashes)))
+        known = self.backend.cached_embeddings(
+            self.namespace, self.embedder.model_id, list(dict.fromkeys(hashes))
+        )
         missing = [i for i, h in enumerate(hashes) if h not in known]
         out = np.empty((len(texts), self.embedder.dimensions), dtype=np.float32)
         if missing:
@@ -263,7 +271,7 @@ class SemanticMemory:
             if vec is not None:
                 self._query_vectors.move_to_end(key)
                 return vec
-        vec = self.backend.cached_embeddings(self.embedder.model_id, [key]).get(key)
+        vec = self.backend.cached_embeddings(self.namespace, self.embedder.model_id, [key]).get(key)
         if vec is None:
             vec = self.embedder.encode([query])[0]
             with self._lock:
@@ -476,6 +484,7 @@ class SemanticMemory:
 
     def _after_write(self, touched: Sequence[str]) -> None:
         with self._lock:
+            self._generation += 1
             self.cache.discard_many(touched)
             self._results.clear()
 
@@ -601,6 +610,7 @@ class SemanticMemory:
         pool = max(candidates or 0, 50, 2 * limit)
         where = self._filter(source, since, until, metadata)
         self._sync()
+        generation = self._generation  # before anything is read from the store
         queries = [query]
         if expand_query:
             alternatives = self.expander.expand(self.chat_model, query)
@@ -611,7 +621,10 @@ class SemanticMemory:
                     + "".join(f"\n  - {q}" for q in alternatives)
                 )
         fetched: dict[str, StoredMemory] = {}
-        rankings = [self._ranked(q, mode, limit, pool, threshold, fetched, where) for q in queries]
+        rankings = [
+            self._ranked(q, mode, limit, pool, threshold, fetched, where, generation)
+            for q in queries
+        ]
         if len(rankings) == 1:
             ranked = rankings[0]
         else:
@@ -621,7 +634,7 @@ class SemanticMemory:
                     best[memory_id] = max(sim, best.get(memory_id, -1.0))
             fused = reciprocal_rank_fusion([[i for i, _, _ in r] for r in rankings])
             ranked = [(i, score, best[i]) for i, score in fused[:limit]]
-        results = self._hydrate(ranked, fetched, touch=record_hits)
+        results = self._hydrate(ranked, fetched, generation, touch=record_hits)
         if record_hits:
             self._record_hits([r.id for r in results])
         if logs is not None:
@@ -638,6 +651,7 @@ class SemanticMemory:
         threshold: float | None,
         fetched: dict[str, StoredMemory],
         where: MemoryFilter,
+        generation: int,
     ) -> builtins.list[tuple[str, float, float]]:
         """The ranking for one query, from the result cache while the store is unchanged."""
         key = (text_hash(query), limit, threshold, mode, pool, _filter_key(where))
@@ -649,9 +663,10 @@ class SemanticMemory:
         vector = self._query_vector(query)
         ranked = self._rank(query, vector, mode, limit, pool, threshold, fetched, where)
         with self._lock:
-            self._results[key] = ranked
-            while len(self._results) > 256:
-                self._results.popitem(last=False)
+            if generation == self._generation:  # else a write came in: do not cache
+                self._results[key] = ranked
+                while len(self._results) > 256:
+                    self._results.popitem(last=False)
         return ranked
 
     def _rank(
@@ -787,6 +802,7 @@ class SemanticMemory:
         self,
         ranked: builtins.list[tuple[str, float, float]],
         fetched: dict[str, StoredMemory],
+        generation: int,
         *,
         touch: bool = True,
     ) -> builtins.list[Recollection]:
@@ -803,14 +819,14 @@ class SemanticMemory:
         if misses:
             for memory_id, stored in self.backend.get_many(self.namespace, misses).items():
                 records[memory_id] = (stored, "L2")
+        if touch:
+            self._admit(ranked, records, generation)
         out = []
         for memory_id, score, sim in ranked:
             found = records.get(memory_id)
             if found is None:  # forgotten between ranking and hydration
                 continue
             stored, tier = found
-            if touch:
-                self.cache.touch(memory_id, stored)
             m = stored.memory
             out.append(
                 Recollection(
@@ -830,6 +846,21 @@ class SemanticMemory:
             )
         return out
 
+    def _admit(
+        self,
+        ranked: list[tuple[str, float, float]],
+        records: dict[str, tuple[StoredMemory, str]],
+        generation: int,
+    ) -> None:
+        """Put recalled records into L1, unless a write came in since they were read."""
+        with self._lock:
+            if generation != self._generation:
+                return
+            for memory_id, _, _ in ranked:
+                found = records.get(memory_id)
+                if found is not None:
+                    self.cache.touch(memory_id, found[0])
+
     def refresh(self) -> None:
         """Pick up commits made by other processes now (recall does this by itself)."""
         self._check_open()
@@ -842,6 +873,7 @@ class SemanticMemory:
             if seq == self._seen_seq:
                 return
             changed = self.backend.changed_ids(self.namespace, self._seen_seq)
+            self._generation += 1
             self.cache.discard_many(changed)
             self._results.clear()
             self._seen_seq = seq
@@ -865,7 +897,9 @@ class SemanticMemory:
         if hits:
             self.backend.record_hits(self.namespace, dict(hits), time.time(), wait=wait)
         if vectors:
-            self.backend.cache_embeddings(self.embedder.model_id, vectors, wait=wait)
+            self.backend.cache_embeddings(
+                self.namespace, self.embedder.model_id, vectors, wait=wait
+            )
 
     def _warm_cache(self) -> None:
         """Fill L1 from the most recalled memories (protected from PROTECTED_HITS on)."""
@@ -897,6 +931,7 @@ class SemanticMemory:
         """Replace the persistent instructions."""
         if not isinstance(text, str):
             raise ValidationError("instructions must be a string")
+        check_unicode(text, "instructions")
         if len(text) > self.settings.max_text_chars:
             raise LimitExceededError(
                 f"instructions have {len(text):,} characters; the limit is "
@@ -925,17 +960,22 @@ class SemanticMemory:
         chunk_chars: int = 1000,
         overlap_chars: int = 150,
         progress: Callable[[int, int], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> IngestResult:
         """Read a PDF (or a text or Markdown file) and store it as chunks (``source="pdf"``).
 
         Chunks follow paragraphs and sentences with a small overlap and carry the file
         name, page numbers and chunk index in their metadata. The same file (by
         content hash) is stored once: ingesting it again stores nothing new.
+
+        What a PDF may expand to and cost is bounded (``sem_mem.ingest.PdfLimits``: over
+        a limit, LimitExceededError names it). Setting ``cancel`` stops the work before
+        anything is stored (DocumentError, ``reason="cancelled"``).
         """
         from .ingest import chunk_document, read_document
 
         self._check_open()
-        doc = read_document(source, name=name)
+        doc = read_document(source, name=name, cancel=cancel)
         chunks = chunk_document(doc, chunk_chars=chunk_chars, overlap_chars=overlap_chars)
         if not chunks:
             note = "0 chunks: the PDF has no text layer" if not doc.has_text else "0 chunks: empty"
@@ -955,6 +995,12 @@ class SemanticMemory:
                 note="already ingested (same content)",
             )
         source_name = "pdf" if doc.kind == "pdf" else "document"
+        if cancel is not None and cancel.is_set():
+            from .ingest import DocumentError
+
+            raise DocumentError(
+                f"ingesting {doc.name!r} was cancelled", file=doc.name, reason="cancelled"
+            )
         before = len(self)
         # committed slice by slice (embedding is most of the time): if the process is
         # stopped midway, the slices committed so far stay, and ingesting again resumes
@@ -986,12 +1032,17 @@ class SemanticMemory:
             self._flush_pending()  # so the export carries every hit count
         return export_lines(self, include_embeddings=include_embeddings)
 
-    def import_jsonl(self, lines: Iterable[str | bytes]) -> ImportReport:
-        """Import JSON Lines written by :meth:`export_jsonl`, keeping ids and timestamps."""
+    def import_jsonl(
+        self, lines: Iterable[str | bytes], *, with_instructions: bool = False
+    ) -> ImportReport:
+        """Import JSON Lines written by :meth:`export_jsonl`, keeping ids and timestamps.
+
+        The file's instructions replace this namespace's only with ``with_instructions``.
+        """
         from .transfer import import_lines
 
         self._check_open()
-        report = import_lines(self, lines)
+        report = import_lines(self, lines, with_instructions=with_instructions)
         self._after_write([])
         return report
 
@@ -1033,6 +1084,21 @@ class SemanticMemory:
         }
         return out
 
+    def check(self, *, repair: bool = False) -> dict[str, Any]:
+        """Check the store (``sem-mem doctor``): database integrity, full text, counts,
+        index files, leftover temp files. ``repair`` rebuilds what is derived from the
+        memories; a damaged database is recovered with ``sem-mem doctor --recover-to``.
+        """
+        self._check_open()
+        with self._lock:
+            self._flush_pending()
+        report = self.backend.check(repair=repair)
+        if repair:
+            self._after_write([])
+            with self._lock:
+                self.cache.clear()
+        return report
+
     def reembed(
         self, new_embedder: Embedder, *, progress: Callable[[int, int], None] | None = None
     ) -> int:
@@ -1050,6 +1116,7 @@ class SemanticMemory:
                 progress=progress,
             )
             self.embedder = new_embedder
+            self._generation += 1
             self.cache.clear()
             self._results.clear()
             self._query_vectors.clear()

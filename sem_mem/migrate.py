@@ -418,7 +418,9 @@ def _import(
     missing = [i for i, v in enumerate(vectors) if v is None]
     if missing:
         hashes = {kept[i].text: text_hash(kept[i].text) for i in missing}
-        known = memory.backend.cached_embeddings(embedder.model_id, list(hashes.values()))
+        known = memory.backend.cached_embeddings(
+            memory.namespace, embedder.model_id, list(hashes.values())
+        )
         to_embed = [t for t, h in hashes.items() if h not in known]
         if to_embed:
             for text, vec in zip(to_embed, embedder.encode(to_embed), strict=True):

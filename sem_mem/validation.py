@@ -18,7 +18,11 @@ from .errors import LimitExceededError, ValidationError
 from .types import SOURCES
 
 __all__ = [
+    "MAX_INT",
+    "MAX_METADATA_DEPTH",
     "Turn",
+    "check_int",
+    "check_unicode",
     "clean_batch",
     "clean_metadata",
     "clean_source",
@@ -33,6 +37,30 @@ _MAX_TS = datetime(9999, 12, 30, tzinfo=UTC).timestamp()
 #: speakers are names, not paragraphs
 MAX_SPEAKER_CHARS = 200
 
+#: integers are stored as SQLite INTEGER / PostgreSQL bigint: signed 64 bits
+MAX_INT = 2**63 - 1
+#: nesting deeper than this is refused before any recursive code sees it
+MAX_METADATA_DEPTH = 32
+
+
+def check_unicode(text: str, field: str) -> str:
+    """``text`` if it encodes as UTF-8 (no lone surrogates such as ``"\\ud800"``)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationError(
+            f"{field} contains a lone surrogate ({text[exc.start]!a}) at position {exc.start}, "
+            "which is not valid Unicode text"
+        ) from None
+    return text
+
+
+def check_int(value: int, field: str) -> int:
+    """``value`` if it fits a signed 64-bit integer."""
+    if not -MAX_INT - 1 <= value <= MAX_INT:
+        raise ValidationError(f"{field} is an integer beyond 64 bits ({value.bit_length()} bits)")
+    return value
+
 
 def clean_text(text: object, *, field: str = "text", max_chars: int) -> str:
     """The text stripped of surrounding whitespace; not empty and at most ``max_chars``."""
@@ -43,6 +71,7 @@ def clean_text(text: object, *, field: str = "text", max_chars: int) -> str:
         raise ValidationError(f"{field} is empty (or only whitespace)")
     if "\x00" in cleaned:
         raise ValidationError(f"{field} contains a NUL character (\\x00), which cannot be stored")
+    check_unicode(cleaned, field)
     if len(cleaned) > max_chars:
         raise LimitExceededError(
             f"{field} has {len(cleaned):,} characters; the limit is {max_chars:,} (max_text_chars)",
@@ -59,14 +88,10 @@ def clean_metadata(metadata: object, *, max_bytes: int) -> dict[str, Any]:
         return {}
     if not isinstance(metadata, Mapping):
         raise ValidationError(f"metadata must be a dict, got {type(metadata).__name__}")
-    for key in metadata:
-        if not isinstance(key, str):
-            raise ValidationError(
-                f"metadata keys must be strings, got {key!r} ({type(key).__name__})"
-            )
+    _check_json(metadata, "metadata", 0)
     try:
         encoded = json.dumps(dict(metadata), allow_nan=False, ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise ValidationError(f"metadata must be JSON-serialisable: {exc}") from exc
     size = len(encoded.encode("utf-8"))
     if size > max_bytes:
@@ -77,6 +102,39 @@ def clean_metadata(metadata: object, *, max_bytes: int) -> dict[str, Any]:
             actual=size,
         )
     return json.loads(encoded)  # type: ignore[no-any-return]
+
+
+def _check_json(value: object, field: str, depth: int) -> None:
+    """Refuse what JSON, UTF-8 or a 64-bit integer column cannot hold, naming the field.
+
+    Iterative depth is bounded first, so no input reaches a RecursionError.
+    """
+    if depth > MAX_METADATA_DEPTH:
+        raise ValidationError(
+            f"{field} is nested more than {MAX_METADATA_DEPTH} levels deep (max_metadata_depth)"
+        )
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        check_unicode(value, field)
+    elif isinstance(value, int):
+        check_int(value, field)
+    elif isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValidationError(f"{field} is {value}, which JSON cannot hold")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValidationError(
+                    f"{field} keys must be strings, got {key!r} ({type(key).__name__})"
+                )
+            check_unicode(key, f"{field} key {key!a}")
+            _check_json(item, f"{field}[{key!a}]", depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_json(item, f"{field}[{i}]", depth + 1)
+    else:
+        raise ValidationError(f"{field} must be JSON-serialisable, got {type(value).__name__}")
 
 
 def clean_source(source: object) -> str:

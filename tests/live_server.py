@@ -31,14 +31,19 @@ def make_settings(storage: Path | str, **overrides: Any) -> Settings:
 
 
 @contextmanager
-def serve_app(app: Any) -> Iterator[str]:
-    """Serve ``app`` on 127.0.0.1:<free port>; yields the base URL; stops and joins after."""
+def serve_app(app: Any, **options: Any) -> Iterator[str]:
+    """Serve ``app`` on 127.0.0.1:<free port>; yields the base URL; stops and joins after.
+
+    ``options`` go to ``uvicorn.Config`` (e.g. ``sem_mem.server.protocol.uvicorn_options``).
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     port = sock.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
+        uvicorn.Config(
+            app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5, **options
+        )
     )
     failure: list[BaseException] = []
 

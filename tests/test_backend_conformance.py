@@ -392,13 +392,18 @@ def test_texts_are_not_embedded_twice(store: Store) -> None:
     memory = store.memory(embedder=embedder)
     memory.remember_batch(FACTS)
     assert embedder.texts_embedded == len(FACTS)
-    store.memory(embedder=embedder, namespace="b").remember_batch(FACTS)  # from stored memories
+    store.memory(embedder=embedder).remember_batch(FACTS, {"again": 1})  # from stored memories
+    assert embedder.texts_embedded == len(FACTS)
+    # another namespace embeds its own (a shared cache would leak through timing)
+    store.memory(embedder=embedder, namespace="b").remember_batch(FACTS)
+    total = 2 * len(FACTS)
+    assert embedder.texts_embedded == total
     memory.recall("what is the query", limit=2)
     memory.recall("what is the query", limit=2)
-    assert embedder.texts_embedded == len(FACTS) + 1
+    assert embedder.texts_embedded == total + 1
     memory.flush()
     store.memory(embedder=embedder).recall("what is the query", limit=2)  # persistent cache
-    assert embedder.texts_embedded == len(FACTS) + 1
+    assert embedder.texts_embedded == total + 1
 
 
 # -- export / import -------------------------------------------------------------------------
@@ -414,8 +419,14 @@ def test_export_import_round_trip(store: Store) -> None:
     memory.flush()
     dump = "".join(memory.export_jsonl())
     target = store.sibling().memory()
-    report = target.import_jsonl(io.StringIO(dump))
+    report = target.import_jsonl(io.StringIO(dump))  # instructions are opt-in
+    assert (report.instructions, report.instructions_skipped, target.instructions) == (
+        False,
+        True,
+        "",
+    )
     assert (report.imported, report.skipped_existing, report.reembedded) == (len(FACTS), 0, 0)
+    report = target.import_jsonl(io.StringIO(dump), with_instructions=True)
     assert report.instructions and target.instructions.strip() == "Be brief"
     before = {m.id: m for m in memory.list(include_superseded=True, limit=100)}
     after = {m.id: m for m in target.list(include_superseded=True, limit=100)}

@@ -138,7 +138,7 @@ def test_export_import_round_trip_is_lossless(tmp_path: Path, make_memory: MakeM
     ids = _populate(source)
     exported = list(source.export_jsonl())
     target = make_memory(tmp_path / "b")
-    report = target.import_jsonl(exported)
+    report = target.import_jsonl(exported, with_instructions=True)
     assert report.imported == len(exported) - 2 and report.reembedded == 0 and report.instructions
     round_trip = list(target.export_jsonl())
     assert _without_vectors(_records(round_trip)) == _without_vectors(_records(exported))

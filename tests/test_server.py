@@ -343,13 +343,18 @@ def test_export_import_round_trip(tmp_path: Path) -> None:
     assert '"status":"superseded"' in exported
     with serve(tmp_path / "b") as url, httpx.Client(base_url=url, timeout=30) as b:
         report = b.post(
-            "/import", content=exported.encode(), headers={"content-type": "application/x-ndjson"}
+            "/import?with_instructions=true",
+            content=exported.encode(),
+            headers={"content-type": "application/x-ndjson"},
         ).json()
         assert report == {
-            "imported": 3, "skipped_existing": 0, "reembedded": 0, "instructions": True
+            "imported": 3, "skipped_existing": 0, "reembedded": 0, "instructions": True,
+            "instructions_skipped": False,
         }  # fmt: skip
         again = b.post("/import", content=exported.encode()).json()
         assert again["imported"] == 0 and again["skipped_existing"] == 3
+        # without the flag the file's instructions are reported, never applied
+        assert (again["instructions"], again["instructions_skipped"]) == (False, True)
         round_trip = b.get("/export").text
         assert b.get(f"/memories/{new}").json()["metadata"] == {"v": 2}
         assert b.get(f"/memories/{ids[1]}").json()["hit_count"] == 3

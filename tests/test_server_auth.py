@@ -143,15 +143,15 @@ def test_importing_bobs_export_as_alice_never_touches_bob(
     exported = http.get("/export", headers=BOB).text
     before = http.get("/export", headers=BOB).text
     response = http.post("/import", content=exported.encode(), headers=ALICE)
-    # the ids are taken (in bob's namespace): alice gets her own copies under fresh ids,
-    # bob's memories are untouched and his ids stay invisible to her
+    # ids are unique per namespace: alice gets her own copies under the same ids, as she
+    # would if bob held none (whether he does must not show), and bob's are untouched
     assert response.status_code == 200, response.text
     assert response.json()["imported"] == exported.count('"type":"memory"')
     assert http.get("/export", headers=BOB).text == before
-    assert_error(http.get(f"/memories/{bob_memory['id']}", headers=ALICE), 404)
-    mine = http.get("/memories", headers=ALICE).json()
-    texts = {m["text"]: m["id"] for m in mine["memories"]}
-    assert texts.get(bob_memory["text"]) not in (None, bob_memory["id"])
+    copy = http.get(f"/memories/{bob_memory['id']}", headers=ALICE).json()
+    assert (copy["namespace"], copy["text"]) == ("alice", bob_memory["text"])
+    http.delete(f"/memories/{bob_memory['id']}", headers=ALICE).raise_for_status()
+    assert http.get("/export", headers=BOB).text == before
 
 
 def test_writes_land_in_the_keys_namespace(http: httpx.Client) -> None:
@@ -199,3 +199,57 @@ def test_no_keys_and_a_public_bind_is_refused_by_the_cli(tmp_path: Path) -> None
     )
     assert result.exit_code == 2
     assert "without API keys" in result.output
+
+
+def test_stats_show_tenants_only_their_own_figures(http: httpx.Client, url: str) -> None:
+    http.post("/remember", json={"text": "alice's fact"}, headers=ALICE).raise_for_status()
+    seen = http.get("/stats", headers=ALICE).json()
+    for key in ("storage_dir", "db_bytes", "seq", "database"):
+        assert key not in seen  # store-wide: would show other tenants' activity
+    assert seen["namespace"] == "alice" and seen["total_memories"] >= 1
+    before = http.get("/stats", headers=ALICE).json()
+    http.post("/remember", json={"text": "bob writes a lot"}, headers=BOB).raise_for_status()
+    assert http.get("/stats", headers=ALICE).json() == before  # nothing of Bob's shows
+
+
+def test_stats_show_server_wide_figures_to_a_keyless_local_caller(tmp_path: Path) -> None:
+    with serve(tmp_path / "store") as base, httpx.Client(base_url=base) as client:
+        seen = client.get("/stats").json()
+    assert {"storage_dir", "db_bytes", "seq"} <= set(seen)
+
+
+def test_previous_response_id_must_be_the_callers_own(tmp_path: Path) -> None:
+    from fake_openai import FakeOpenAI
+
+    with FakeOpenAI(api_key="sk-test") as fake:
+        fake.responder = lambda body: "noted"
+        with (
+            serve(
+                tmp_path / "s",
+                api_keys=KEYS,
+                openai_api_key="sk-test",
+                openai_base_url=fake.base_url,
+                chat_api="responses",  # the API whose ids continue a conversation
+                auto_memory=False,
+            ) as base,
+            httpx.Client(base_url=base, timeout=30) as http,
+        ):
+            first = http.post("/chat", json={"query": "my secret plan"}, headers=ALICE).json()
+            rid = first["response_id"]
+            assert rid
+            sent = len(fake.requests)
+            stolen = http.post(
+                "/chat", json={"query": "go on", "previous_response_id": rid}, headers=BOB
+            )
+            assert stolen.status_code == 422 and "previous_response_id" in stolen.text
+            assert len(fake.requests) == sent  # nothing went to the provider
+            made_up = http.post(
+                "/chat", json={"query": "go on", "previous_response_id": "resp_x"}, headers=BOB
+            )
+            assert made_up.status_code == 422  # unknown and foreign ids look the same
+            own = http.post(
+                "/chat", json={"query": "go on", "previous_response_id": rid}, headers=ALICE_2
+            )
+            assert own.status_code == 200, own.text
+            continued = [b for b in fake.bodies("/v1/responses") if b.get("previous_response_id")]
+            assert continued and continued[-1]["previous_response_id"] == rid

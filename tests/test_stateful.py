@@ -1,8 +1,9 @@
 """A stateful, model-based test of the public API on both backends.
 
 Hypothesis drives random sequences of every operation that changes or reads a store
-(remember, remember_batch, update, forget, recall in every mode, close and reopen,
-and a write made by another OS process) against a plain dict model. Namespaces that
+(remember, remember_batch, update, forget, recall in every mode, export and import
+between namespaces, ``check()``, close and reopen, and a write made by another OS
+process) against a plain dict model. Namespaces that
 were never written to, and namespaces whose last memory was forgotten, are always in
 reach: the store must stay usable in every one of them, in this process and after a
 reopen. (A recall on an empty namespace once saved an index that bricked the
@@ -259,6 +260,29 @@ class MemoryModel(RuleBasedStateMachine):
         self.model[namespace].clear()
         assert memory.recall("apple river") == []
 
+    @rule(
+        target=ids,
+        source=st.sampled_from(NAMESPACES),
+        destination=st.sampled_from(NAMESPACES),
+    )
+    def copy_by_export_and_import(self, source: str, destination: str) -> Any:
+        # ids are kept and unique per namespace: an id the destination lacks is imported
+        # whether or not another namespace holds it (issue 12, item 11)
+        lines = list(self.open(source).export_jsonl())
+        report = self.open(destination).import_jsonl(lines)
+        fresh = {i: t for i, t in self.model[source].items() if i not in self.model[destination]}
+        assert (report.imported, report.skipped_existing) == (
+            len(fresh),
+            len(self.model[source]) - len(fresh),
+        )
+        self.model[destination].update(fresh)
+        return multiple(*[(destination, i) for i in fresh])
+
+    @rule()
+    def doctor_finds_nothing_wrong(self) -> None:
+        report = self.open("alpha").check()
+        assert report["ok"] and report["problems"] == [], report
+
     @rule(namespace=st.sampled_from(NAMESPACES))
     def close_and_reopen(self, namespace: str) -> None:
         memory = self.memories.pop(namespace, None)
@@ -313,6 +337,9 @@ MemoryModel.TestCase.settings = settings(
 )
 
 
+# 30 examples of 30 steps each, every rule on a real store: minutes on a loaded
+# 2-core machine, more than the suite's default per-test timeout
+@pytest.mark.timeout(900)
 class TestSQLiteModel(MemoryModel.TestCase):
     pass
 

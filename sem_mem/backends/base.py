@@ -151,6 +151,9 @@ class StorageBackend(ABC):
     """Durable memories plus the indexes over them, for every namespace of a store."""
 
     name: str = ""
+    #: keys of ``stats()`` that describe the whole store, not one namespace ("a.b" for
+    #: nested ones): the server shows them only to a keyless local caller
+    server_wide_stats: tuple[str, ...] = ("storage_dir", "db_bytes", "seq")
 
     # -- identity of the embedding space -------------------------------------------------
     @abstractmethod
@@ -318,17 +321,30 @@ class StorageBackend(ABC):
 
     # -- embedding cache ------------------------------------------------------------------
     @abstractmethod
-    def cached_embeddings(self, model_id: str, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
-        """Known embeddings of texts (by sha256) for ``model_id``."""
+    def cached_embeddings(
+        self, namespace: str, model_id: str, text_hashes: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        """Known embeddings of texts (by sha256) for ``model_id``, from ``namespace`` only.
+
+        Scoped by namespace so that how fast a text is embedded reveals nothing about
+        what another tenant stored or asked.
+        """
 
     @abstractmethod
     def cache_embeddings(
-        self, model_id: str, items: Mapping[str, np.ndarray], *, wait: bool = True
+        self, namespace: str, model_id: str, items: Mapping[str, np.ndarray], *, wait: bool = True
     ) -> None:
-        """Remember embeddings of texts that are not stored as memories (queries).
-
-        ``wait`` as in :meth:`record_hits`.
+        """Remember embeddings of texts that are not stored as memories (queries), for
+        ``namespace`` only. ``wait`` as in :meth:`record_hits`.
         """
+
+    # -- maintenance ----------------------------------------------------------------------
+    def check(self, *, repair: bool = False) -> dict[str, Any]:
+        """Check the store's consistency; with ``repair`` rebuild what is derived.
+
+        Returns ``{"ok", "checks", "problems": [{"check", "detail", "repaired"}]}``.
+        """
+        return {"ok": True, "checks": [], "problems": [], "note": f"no checks for {self.name}"}
 
     # -- instructions ---------------------------------------------------------------------
     @abstractmethod

@@ -85,6 +85,7 @@ from .rows import (
     content_words,
     history_from_row,
     memory_from_row,
+    scoped_hash,
 )
 from .rows import (
     now as utc_now,
@@ -122,7 +123,7 @@ _HIT_COLUMNS = _MEMORY_COLUMNS.replace(
 )
 
 #: memories with their hit counters (alias m and h)
-_MEMORIES = "memories AS m LEFT JOIN memory_hits AS h ON h.id = m.id"
+_MEMORIES = "memories AS m LEFT JOIN memory_hits AS h ON h.namespace = m.namespace AND h.id = m.id"
 _INSERT_COLUMNS = (
     "id",
     "namespace",
@@ -374,6 +375,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
     """PostgreSQL + pgvector (HNSW) + tsvector full text, shared by many processes."""
 
     name = "postgres"
+    server_wide_stats = ("database", "db_bytes", "seq", "index.elements", "index.file_bytes")
     copies_history = True
 
     def __init__(
@@ -808,7 +810,10 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
             )
             out.append(AddResult(memory_id, True))
         if refreshed:
-            conn.execute("UPDATE memories SET updated_at = %s WHERE id = ANY(%s)", (now, refreshed))
+            conn.execute(
+                "UPDATE memories SET updated_at = %s WHERE namespace = %s AND id = ANY(%s)",
+                (now, namespace, refreshed),
+            )
         if rows:
             with conn.cursor() as cur:
                 try:
@@ -864,7 +869,10 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
             if metadata is not None:
                 sets.append("metadata = %s::jsonb")
                 args.append(meta_json)
-            conn.execute(f"UPDATE memories SET {', '.join(sets)} WHERE id = %s", (*args, memory_id))
+            conn.execute(
+                f"UPDATE memories SET {', '.join(sets)} WHERE namespace = %s AND id = %s",
+                (*args, namespace, memory_id),
+            )
             conn.execute(
                 "INSERT INTO history (memory_id, namespace, event, text, metadata, at) "
                 "VALUES (%s, %s, %s, %s, %s::jsonb, %s)",
@@ -888,12 +896,15 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
                 conn.execute(
                     "INSERT INTO tombstones (id, namespace, deleted_at, seq) "
                     "SELECT i, %s, %s, %s FROM unnest(%s::text[]) AS i "
-                    "ON CONFLICT (id) DO UPDATE SET namespace = excluded.namespace, "
+                    "ON CONFLICT (namespace, id) DO UPDATE SET "
                     "deleted_at = excluded.deleted_at, seq = excluded.seq",
                     (namespace, now, seq, found),
                 )
                 # Forgetting erases the text everywhere, history included.
-                conn.execute("DELETE FROM history WHERE memory_id = ANY(%s)", (found,))
+                conn.execute(
+                    "DELETE FROM history WHERE namespace = %s AND memory_id = ANY(%s)",
+                    (namespace, found),
+                )
                 conn.execute(
                     "INSERT INTO history (memory_id, namespace, event, at) "
                     "SELECT i, %s, 'forgotten', %s FROM unnest(%s::text[]) AS i",
@@ -939,7 +950,8 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
                 "SELECT m.id, m.namespace, h.n, %s "
                 "FROM unnest(%s::text[], %s::bigint[]) AS h(id, n) "
                 "JOIN memories AS m ON m.id = h.id AND m.namespace = %s ORDER BY m.id "
-                "ON CONFLICT (id) DO UPDATE SET hit_count = t.hit_count + excluded.hit_count, "
+                "ON CONFLICT (namespace, id) DO UPDATE SET "
+                "hit_count = t.hit_count + excluded.hit_count, "
                 "last_accessed = excluded.last_accessed",
                 (at, ids, [int(hits[i]) for i in ids], namespace),
             )
@@ -1255,7 +1267,8 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         with self._conn() as conn, conn.cursor(binary=True) as cur:
             cur.execute(
                 f"SELECT {_MEMORY_COLUMNS}, m.embedding "
-                "FROM memory_hits AS h JOIN memories AS m ON m.id = h.id "
+                "FROM memory_hits AS h JOIN memories AS m "
+                "ON m.namespace = h.namespace AND m.id = h.id "
                 "WHERE h.namespace = %s AND h.hit_count > 0 AND m.status = 'active' "
                 "ORDER BY h.hit_count DESC, m.label LIMIT %s",
                 (namespace, n),
@@ -1318,32 +1331,35 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
 
     # ------------------------------------------------------------------ embedding cache
 
-    def cached_embeddings(self, model_id: str, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
+    def cached_embeddings(
+        self, namespace: str, model_id: str, text_hashes: Sequence[str]
+    ) -> dict[str, np.ndarray]:
         if not text_hashes:
             return {}
         wanted = list(dict.fromkeys(text_hashes))
+        scoped = {scoped_hash(namespace, h): h for h in wanted}
         out: dict[str, np.ndarray] = {}
         with self._conn() as conn, conn.cursor(binary=True) as cur:
             cur.execute(
                 "SELECT text_hash, vector FROM embedding_cache "
                 "WHERE model = %s AND text_hash = ANY(%s)",
-                (model_id, wanted),
+                (model_id, list(scoped)),
             )
-            for h, vec in cur.fetchall():
-                out[h] = _vector(vec)
+            for key, vec in cur.fetchall():
+                out[scoped[key]] = _vector(vec)
             missing = [h for h in wanted if h not in out]
             if missing:
                 cur.execute(
                     "SELECT DISTINCT ON (content_hash) content_hash, embedding FROM memories "
-                    "WHERE embedding_model = %s AND content_hash = ANY(%s)",
-                    (model_id, missing),
+                    "WHERE embedding_model = %s AND namespace = %s AND content_hash = ANY(%s)",
+                    (model_id, namespace, missing),
                 )
                 for h, vec in cur.fetchall():
                     out.setdefault(h, _vector(vec))
         return out
 
     def cache_embeddings(
-        self, model_id: str, items: Mapping[str, np.ndarray], *, wait: bool = True
+        self, namespace: str, model_id: str, items: Mapping[str, np.ndarray], *, wait: bool = True
     ) -> None:
         if not items:
             return
@@ -1355,7 +1371,12 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
                 "VALUES (%s, %s, %s, %s) ON CONFLICT (model, text_hash) "
                 "DO UPDATE SET vector = excluded.vector, used_at = excluded.used_at",
                 [
-                    (model_id, h, np.ascontiguousarray(items[h], dtype=np.float32), now)
+                    (
+                        model_id,
+                        scoped_hash(namespace, h),
+                        np.ascontiguousarray(items[h], dtype=np.float32),
+                        now,
+                    )
                     for h in keys
                 ],
             )

@@ -224,6 +224,24 @@ CREATE INDEX memories_metadata ON memories USING gin (metadata jsonb_path_ops);
 """,
     ),
     (
+        3,
+        "memory ids unique per namespace, not per store",
+        # Importing id X into namespace A must not depend on whether B holds an X
+        # (that told A that B had it). Written to apply whether or not 2 ran first.
+        """
+ALTER TABLE memory_hits DROP CONSTRAINT IF EXISTS memory_hits_id_fkey;
+ALTER TABLE memory_hits DROP CONSTRAINT IF EXISTS memory_hits_pkey;
+ALTER TABLE memories DROP CONSTRAINT IF EXISTS memories_pkey;
+ALTER TABLE memories ADD CONSTRAINT memories_pkey PRIMARY KEY (namespace, id);
+CREATE INDEX IF NOT EXISTS memories_id ON memories (id);
+ALTER TABLE memory_hits ADD CONSTRAINT memory_hits_pkey PRIMARY KEY (namespace, id);
+ALTER TABLE memory_hits ADD CONSTRAINT memory_hits_memory_fkey FOREIGN KEY (namespace, id)
+    REFERENCES memories (namespace, id) ON DELETE CASCADE;
+ALTER TABLE tombstones DROP CONSTRAINT IF EXISTS tombstones_pkey;
+ALTER TABLE tombstones ADD CONSTRAINT tombstones_pkey PRIMARY KEY (namespace, id);
+""",
+    ),
+    (
         6,
         "chat sessions kept in the store, and the provider response ids they produced",
         # Written with IF NOT EXISTS and touching no other table, so it applies whether

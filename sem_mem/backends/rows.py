@@ -7,6 +7,7 @@ and ``postgres`` build on it; neither imports the other's helpers.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -30,6 +31,7 @@ __all__ = [
     "json_path",
     "memory_from_row",
     "now",
+    "scoped_hash",
     "sql_value",
 ]
 
@@ -158,3 +160,9 @@ def check_filter(filters: MemoryFilter | None) -> None:
     for key, value in ((filters.metadata or {}) if filters else {}).items():
         json_path(key)
         sql_value(value)
+
+
+def scoped_hash(namespace: str, text_hash: str) -> str:
+    """The embedding-cache key of a text in one namespace (caches are never shared:
+    a hit would tell a tenant, by its speed, what another tenant asked)."""
+    return hashlib.sha256(f"{namespace}\x00{text_hash}".encode()).hexdigest()

@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 
 from ..errors import (
-    ConfigurationError,
     EmbeddingMismatchError,
     NotFoundError,
     StorageError,
@@ -51,14 +50,16 @@ from .sqlite_rows import (
     file_name,
     filter_sql,
     row_to_memory,
+    scoped_hash,
 )
 from .sqlite_rows import (
     now as utc_now,
 )
-from .sqlite_schema import apply_migrations
+from .sqlite_schema import apply_migrations, pending_migrations
 from .sqlite_sessions import SQLiteSessionsMixin
 from .text_index import TextIndex
 from .vector_index import HNSWIndex, HNSWParams
+from .writer_lock import WriterLock
 
 __all__ = ["SQLiteBackend", "canonical_json", "decode_vector", "encode_vector"]
 
@@ -94,7 +95,8 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
         self.save_every = save_every
         self.save_interval = save_interval
         self._lock = threading.RLock()
-        self._file_lock = _file_lock(self.root / "write.lock", lock_timeout)
+        self._file_lock = WriterLock(self.root / "write.lock", lock_timeout)
+        self._bound: tuple[str, int] | None = None  # the embedding space this object uses
         # hit counts and the query-embedding cache (see sqlite_light)
         self._light = LightWriter(self.root / DB_NAME, self._file_lock)
         self._indexes: dict[str, HNSWIndex] = {}
@@ -115,15 +117,38 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
             # big stores: let SQLite map the file and keep more pages in RAM
             self._conn.execute("PRAGMA mmap_size=2147418112")
             self._conn.execute("PRAGMA cache_size=-65536")
-            with self._file_lock:
-                apply_migrations(self._conn)
-                self._init_meta()
+            self._open_schema()
         except sqlite3.DatabaseError as exc:
             raise StorageError(f"cannot open the store at {self.root / DB_NAME}: {exc}") from exc
         self._data_version = self._pragma_data_version()
         self._seq = self._read_seq()
 
     # ------------------------------------------------------------------ plumbing
+
+    def _open_schema(self) -> None:
+        """Migrate and initialise the store if needed. Only then is the writer lock taken:
+        opening an up-to-date store never waits for another process's long write
+        (a ``reembed``, say)."""
+        if not pending_migrations(self._conn):
+            self.store_id = self._meta("store_id")
+            if self.store_id is not None:
+                return
+        with self._file_lock.holding("migration"):
+            apply_migrations(self._conn)
+            self._init_meta()
+
+    def _check_space(self) -> None:
+        """Refuse to go on if another process re-embedded the store since this one bound
+        it: vectors of the old model must never be written under the new one's name."""
+        if self._bound is None:
+            return
+        model, dim = self._meta("embedding_model"), self._meta("embedding_dim")
+        if model is not None and (model, int(dim or 0)) != self._bound:
+            raise EmbeddingMismatchError(
+                f"the store at {self.root} was re-embedded by another process: it now uses "
+                f"{model!r} ({dim} dimensions), this memory uses {self._bound[0]!r} "
+                f"({self._bound[1]} dimensions). Reopen it with the new embedder."
+            )
 
     def _init_meta(self) -> None:
         self._conn.execute("BEGIN IMMEDIATE")
@@ -210,7 +235,7 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
     def bind_embedding_space(self, model_id: str, dimensions: int) -> None:
         current = self.embedding_space()
         if current is None:
-            with self._lock, self._file_lock:
+            with self._lock, self._file_lock.holding("binding the embedding model"):
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
                     for key, value in (
@@ -226,7 +251,9 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
                     self._rollback()
                     raise
             current = self.embedding_space()
-        if current != (model_id, dimensions):
+        if current == (model_id, dimensions):
+            self._bound = current
+        else:
             raise EmbeddingMismatchError(
                 f"the store at {self.root} was built with embedding model {current[0]!r} "  # type: ignore[index]
                 f"({current[1]} dimensions), but this memory uses {model_id!r} "  # type: ignore[index]
@@ -265,11 +292,12 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
         self, namespace: str, items: Sequence[NewMemory], seq: int, dedupe: bool
     ) -> list[AddResult]:
         now = utc_now()
+        self._check_space()
         model = self._model_id()
         out: list[AddResult] = []
         rows = []
         history = []
-        taken = self._taken_ids([item.id for item in items if item.id])
+        taken = self._taken_ids(namespace, [item.id for item in items if item.id])
         for item in items:
             meta_json = canonical_json(item.metadata)
             if dedupe:
@@ -295,12 +323,14 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
                     )
                 if existing is not None:
                     self._conn.execute(
-                        "UPDATE memories SET updated_at = ? WHERE id = ?", (now, existing[0])
+                        "UPDATE memories SET updated_at = ? WHERE id = ? AND namespace = ?",
+                        (now, existing[0], namespace),
                     )
                     history.append((existing[0], namespace, "refreshed", None, None, now, None))
                     out.append(AddResult(existing[0], False))
                     continue
-            # an imported id already used (in any namespace) gets a fresh one
+            # an imported id already used in this namespace gets a fresh one (ids are
+            # unique per namespace: whether another tenant has it must not matter)
             memory_id = item.id if item.id and item.id not in taken else str(uuid.uuid4())
             taken.add(memory_id)
             created = item.created_at if item.created_at is not None else now
@@ -353,14 +383,16 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
         )
         return out
 
-    def _taken_ids(self, ids: Sequence[str]) -> set[str]:
+    def _taken_ids(self, namespace: str, ids: Sequence[str]) -> set[str]:
         taken: set[str] = set()
         for start in range(0, len(ids), 500):
             part = ids[start : start + 500]
             taken.update(
                 r[0]
                 for r in self._conn.execute(
-                    f"SELECT id FROM memories WHERE id IN ({','.join('?' * len(part))})", part
+                    f"SELECT id FROM memories WHERE id IN ({','.join('?' * len(part))}) "
+                    "AND +namespace = ?",
+                    (*part, namespace),
                 )
             )
         return taken
@@ -389,6 +421,8 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
             ).fetchone()
             if row is None:
                 raise NotFoundError(f"no memory {memory_id!r} in namespace {namespace!r}")
+            if text is not None:
+                self._check_space()
             now = utc_now()
             sets, args = ["updated_at = ?", "seq = ?"], [now, seq]
             if text is not None:
@@ -401,7 +435,8 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
                 sets.append("metadata = ?")
                 args.append(meta_json)
             self._conn.execute(
-                f"UPDATE memories SET {', '.join(sets)} WHERE id = ?", (*args, memory_id)
+                f"UPDATE memories SET {', '.join(sets)} WHERE id = ? AND namespace = ?",
+                (*args, memory_id, namespace),
             )
             self._conn.execute(
                 "INSERT INTO history (memory_id, namespace, event, text, metadata, at) "
@@ -428,7 +463,10 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
                     (label, memory_id, namespace, now, seq),
                 )
                 # Forgetting erases the text everywhere, history included.
-                self._conn.execute("DELETE FROM history WHERE memory_id = ?", (memory_id,))
+                self._conn.execute(
+                    "DELETE FROM history WHERE memory_id = ? AND namespace = ?",
+                    (memory_id, namespace),
+                )
                 self._conn.execute(
                     "INSERT INTO history (memory_id, namespace, event, at) "
                     "VALUES (?, ?, 'forgotten', ?)",
@@ -720,6 +758,7 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
             self._check_open()
             version = self._pragma_data_version()
             if version != self._data_version:
+                self._check_space()  # before replaying vectors of another model
                 self._data_version = version
                 self._sync_indexes()
             return self._seq
@@ -735,32 +774,35 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
 
     # ------------------------------------------------------------------ embedding cache
 
-    def cached_embeddings(self, model_id: str, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
+    def cached_embeddings(
+        self, namespace: str, model_id: str, text_hashes: Sequence[str]
+    ) -> dict[str, np.ndarray]:
         if not text_hashes:
             return {}
         out: dict[str, np.ndarray] = {}
         with self._read() as conn:
             for start in range(0, len(text_hashes), 500):
                 part = list(text_hashes[start : start + 500])
+                scoped = {scoped_hash(namespace, h): h for h in part}
                 marks = ",".join("?" * len(part))
-                for h, blob in conn.execute(
+                for key, blob in conn.execute(
                     f"SELECT text_hash, vector FROM embedding_cache WHERE model = ? "
                     f"AND text_hash IN ({marks})",
-                    (model_id, *part),
+                    (model_id, *scoped),
                 ):
-                    out[h] = decode_vector(blob)
+                    out[scoped[key]] = decode_vector(blob)
                 missing = [h for h in part if h not in out]
                 if missing:
                     for h, blob in conn.execute(
                         f"SELECT content_hash, embedding FROM memories WHERE embedding_model = ? "
-                        f"AND content_hash IN ({','.join('?' * len(missing))})",
-                        (model_id, *missing),
+                        f"AND +namespace = ? AND content_hash IN ({','.join('?' * len(missing))})",
+                        (model_id, namespace, *missing),
                     ):
                         out.setdefault(h, decode_vector(blob))
         return out
 
     def cache_embeddings(
-        self, model_id: str, items: Mapping[str, np.ndarray], *, wait: bool = True
+        self, namespace: str, model_id: str, items: Mapping[str, np.ndarray], *, wait: bool = True
     ) -> None:
         if not items:
             return
@@ -769,7 +811,10 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
         self._light.submit(
             "INSERT OR REPLACE INTO embedding_cache "
             "(model, text_hash, vector, used_at) VALUES (?, ?, ?, ?)",
-            [(model_id, h, encode_vector(v), now) for h, v in items.items()],
+            [
+                (model_id, scoped_hash(namespace, h), encode_vector(v), now)
+                for h, v in items.items()
+            ],
         )
         if wait:
             self._light.wait()
@@ -817,7 +862,7 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
         New vectors go to a staging table first; a crash before the final swap leaves
         the store exactly as it was (the staging table is cleared on the next run).
         """
-        with self._lock, self._file_lock:
+        with self._lock, self._file_lock.holding("reembed"):
             self._check_open()
             conn = self._conn
             conn.execute("DROP TABLE IF EXISTS reembed_staging")
@@ -866,7 +911,13 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
                 path.unlink(missing_ok=True)
             self._data_version = self._pragma_data_version()
             self._seq = seq
+            self._bound = (model_id, dimensions)
         return done
+
+    def check(self, *, repair: bool = False) -> dict[str, Any]:
+        from .sqlite_doctor import check_store
+
+        return check_store(self, repair=repair)
 
     def stats(self, namespace: str) -> dict[str, Any]:
         space = self.embedding_space()
@@ -922,8 +973,11 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
             try:
                 self._light.close()
                 self._await_index_job()
-                with self._file_lock:
-                    self._maybe_save(force=True)
+                try:
+                    with self._file_lock.holding("index save"):
+                        self._maybe_save(force=True)
+                except StorageError as exc:  # e.g. another process holds the lock
+                    log.warning("index files not saved on close (%s); caught up on next open", exc)
             finally:
                 self._closed = True
                 self._indexes.clear()
@@ -931,13 +985,3 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
                     text.close()
                 self._texts.clear()
                 self._conn.close()
-
-
-def _file_lock(path: Path, timeout: float) -> Any:
-    try:
-        from filelock import FileLock
-    except ImportError as exc:  # pragma: no cover - a core dependency
-        raise ConfigurationError("filelock is required: pip install filelock") from exc
-    # thread_local=False: our own RLock already serialises threads; the file lock
-    # only has to exclude other processes.
-    return FileLock(os.fspath(path), timeout=timeout, thread_local=False)

@@ -253,7 +253,12 @@ class IndexManagerMixin:
         space = self.embedding_space()
         if space is None:
             raise StorageError("the store has no embedding space yet")
-        expect = {"store_id": self.store_id, "namespace": namespace, "model": space[0]}
+        expect = {
+            "store_id": self.store_id,
+            "namespace": namespace,
+            "model": space[0],
+            "dim": space[1],
+        }
         path = self._index_path(namespace)
         started = time.perf_counter()
         index = HNSWIndex.load(path, self.hnsw, expect)
@@ -326,6 +331,7 @@ class IndexManagerMixin:
                 self._await_index_job()
                 if namespace not in self._indexes:  # its update failed: nothing to save
                     continue
+                self.remove_stale_temps()
                 try:
                     index.save(
                         self._index_path(namespace),
@@ -345,9 +351,24 @@ class IndexManagerMixin:
         if force or due:
             self._last_save = time.monotonic()
 
+    def remove_stale_temps(self) -> list[Path]:
+        """Delete temporary files left in ``index/`` by a killed save; returns them.
+
+        Call with the writer lock held: saves only run under it, so every ``*.tmp``
+        there belongs to a save that died.
+        """
+        removed = []
+        for path in (self.root / INDEX_DIR).glob("*.tmp"):
+            try:
+                path.unlink()
+            except OSError:
+                continue
+            removed.append(path)
+        return removed
+
     def flush(self) -> None:
         with self._lock:
             if self._closed:
                 return
-            with self._file_lock:
+            with self._file_lock.holding("index save"):
                 self._maybe_save(force=True)

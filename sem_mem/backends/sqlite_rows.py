@@ -24,6 +24,7 @@ from .rows import (
     content_words,
     json_path,
     now,
+    scoped_hash,
     sql_value,
 )
 from .rows import memory_from_row as row_to_memory
@@ -44,6 +45,7 @@ __all__ = [
     "json_path",
     "now",
     "row_to_memory",
+    "scoped_hash",
     "sql_value",
 ]
 
@@ -131,5 +133,12 @@ def filter_sql(filters: MemoryFilter | None, prefix: str = "") -> tuple[list[str
 
 
 def file_name(namespace: str) -> str:
-    """A file-system-safe name for a namespace (hashed when it has other characters)."""
-    return namespace if SAFE_NAME.match(namespace) else "h-" + _hash_name(namespace)
+    """A file-system-safe name for a namespace, one per namespace (injective).
+
+    Plain names are used as they are; any other name is hashed to ``h-<hash>``. A
+    plain name that itself starts with ``h-`` is hashed too, so that a namespace
+    literally named like another's hash cannot share its files (instructions, index).
+    """
+    if SAFE_NAME.match(namespace) and not namespace.startswith("h-"):
+        return namespace
+    return "h-" + _hash_name(namespace)

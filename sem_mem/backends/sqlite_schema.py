@@ -7,12 +7,59 @@ released migration: add the next number.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
+from collections.abc import Callable
 
-__all__ = ["MIGRATIONS", "apply_migrations", "split_statements"]
+__all__ = ["MIGRATIONS", "apply_migrations", "pending_migrations", "split_statements"]
 
-MIGRATIONS: list[tuple[int, str, str]] = [
+
+def _ids_per_namespace(conn: sqlite3.Connection) -> None:
+    """Migration 4: ``memories.id`` unique per namespace (``UNIQUE (namespace, id)``).
+
+    SQLite cannot drop a column constraint, so the table is rebuilt (SQLite's own
+    recipe: create, copy, drop, rename). The new table is made from the current
+    ``CREATE TABLE`` text, and the table's indexes and triggers are recreated from
+    theirs, so columns, indexes or triggers that other migrations added (before or
+    after this one) are kept as they are. Labels and the AUTOINCREMENT counter are
+    kept, so HNSW labels stay valid and are never reused. Running it again is harmless.
+    """
+    (sql,) = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'memories'"
+    ).fetchone()
+    sql, found = re.subn(r"(\bid\s+TEXT\s+NOT\s+NULL)\s+UNIQUE", r"\1", sql, count=1)
+    if found:
+        _rebuild_memories(conn, sql)
+    conn.execute("CREATE INDEX IF NOT EXISTS memories_id ON memories (id)")
+
+
+def _rebuild_memories(conn: sqlite3.Connection, sql: str) -> None:
+    end = sql.rstrip().rfind(")")
+    # a newline first: the last column line may end in a -- comment
+    sql = sql[:end] + "\n    , UNIQUE (namespace, id)\n)"
+    sql = re.sub(r'^CREATE TABLE\s+"?memories"?', "CREATE TABLE memories_v4", sql, count=1)
+    keep = [
+        r[0]
+        for r in conn.execute(
+            "SELECT sql FROM sqlite_master WHERE tbl_name = 'memories' "
+            "AND type IN ('index', 'trigger') AND sql IS NOT NULL"
+        )
+    ]
+    counter = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'memories'").fetchone()
+    columns = ", ".join(r[1] for r in conn.execute("PRAGMA table_info(memories)"))
+    conn.execute(sql)
+    conn.execute(f"INSERT INTO memories_v4 ({columns}) SELECT {columns} FROM memories")
+    conn.execute("DROP TABLE memories")
+    conn.execute("ALTER TABLE memories_v4 RENAME TO memories")
+    for statement in keep:
+        conn.execute(statement)
+    conn.execute("DELETE FROM sqlite_sequence WHERE name IN ('memories', 'memories_v4')")
+    if counter is not None:
+        conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('memories', ?)", counter)
+
+
+MIGRATIONS: list[tuple[int, str, str | Callable[[sqlite3.Connection], None]]] = [
     (
         1,
         "initial schema",
@@ -194,6 +241,7 @@ CREATE TRIGGER memories_after_update_status AFTER UPDATE OF status ON memories B
 END;
 """,
     ),
+    (4, "memory ids unique per namespace, not per store", _ids_per_namespace),
     (
         5,
         "chat sessions kept in the store, and the provider response ids they produced",
@@ -253,6 +301,15 @@ def split_statements(script: str) -> list[str]:
     return statements
 
 
+def pending_migrations(conn: sqlite3.Connection) -> list[int]:
+    """Versions not yet applied to the store behind ``conn`` (reads only, takes no lock)."""
+    try:
+        done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    except sqlite3.OperationalError:  # a new store: no table yet
+        done = set()
+    return [version for version, _, _ in MIGRATIONS if version not in done]
+
+
 def apply_migrations(conn: sqlite3.Connection) -> list[int]:
     """Apply every pending migration; returns the versions applied.
 
@@ -269,8 +326,11 @@ def apply_migrations(conn: sqlite3.Connection) -> list[int]:
             continue
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in split_statements(script):
-                conn.execute(statement)
+            if callable(script):
+                script(conn)
+            else:
+                for statement in split_statements(script):
+                    conn.execute(statement)
             conn.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                 (version, name, time.time()),

@@ -13,13 +13,13 @@ Files, in the storage dir's ``index/`` folder::
     <name>.json        sidecar: store id, namespace, model, dim, parameters, applied_seq
 
 The sidecar is written after the index file, so a crash between the two leaves a
-sidecar with an *older* ``applied_seq``; replaying changes is idempotent, so that
-is harmless. Saves happen under the store's writer lock.
+sidecar with an *older* ``applied_seq`` and the checksum of the previous file: the new
+file is then rebuilt from the store, never trusted. Saves happen under the store's
+writer lock; the file checks are in :mod:`sem_mem.backends.hnsw_file`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigurationError, StorageError
+from .hnsw_file import HEADER, check_header, fsync_dir, sha256_file, verify_written, write_durably
 from .rows import EXACT_SEARCH_MAX
 
 __all__ = ["HNSWIndex", "HNSWParams"]
@@ -54,18 +55,6 @@ def _hnswlib() -> Any:
     except ImportError as exc:  # pragma: no cover - a core dependency
         raise ConfigurationError("hnswlib is required: pip install hnswlib") from exc
     return hnswlib
-
-
-def _fingerprint(path: Path, span: int = 1 << 16) -> str:
-    """Size plus a hash of the file's head and tail: cheap even for a 1.5 GB index."""
-    size = path.stat().st_size
-    digest = hashlib.sha256(str(size).encode())
-    with path.open("rb") as fh:
-        digest.update(fh.read(span))
-        if size > span:
-            fh.seek(max(span, size - span))
-            digest.update(fh.read(span))
-    return digest.hexdigest()
 
 
 def _hits(labels: np.ndarray, distances: np.ndarray) -> list[tuple[int, float]]:
@@ -264,13 +253,19 @@ class HNSWIndex:
     # -- persistence --------------------------------------------------------------
 
     def save(self, path: Path, sidecar: dict[str, Any]) -> None:
-        """Write ``path`` atomically, then its sidecar (see the module docstring)."""
+        """Write ``path`` atomically and durably, then its sidecar (see the module docstring).
+
+        The new file is parsed to its last byte and fsynced before it replaces the old
+        one, so a write cut short (a full disk) keeps the previous good file.
+        """
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         os.close(fd)
         try:
             self._index.save_index(tmp)
+            size, digest = verify_written(Path(tmp), self.dim, self.params.m)
             os.replace(tmp, path)
+            fsync_dir(path.parent)
         except Exception as exc:
             Path(tmp).unlink(missing_ok=True)
             raise StorageError(f"could not save the HNSW index to {path}: {exc}") from exc
@@ -279,34 +274,32 @@ class HNSWIndex:
             params=asdict(self.params),
             applied_seq=self.applied_seq,
             dim=self.dim,
-            fingerprint=_fingerprint(path),
+            bytes=size,
+            sha256=digest,
         )
         side = path.with_suffix(".json")
-        tmp_side = side.with_suffix(".json.tmp")
         try:
-            tmp_side.write_text(json.dumps(meta, indent=1), encoding="utf-8")
-            os.replace(tmp_side, side)
+            write_durably(side, json.dumps(meta, indent=1).encode("utf-8"))
         except OSError as exc:
-            tmp_side.unlink(missing_ok=True)
             raise StorageError(f"could not save the index sidecar {side}: {exc}") from exc
         self.dirty = 0
 
     @classmethod
     def load(cls, path: Path, params: HNSWParams, expect: dict[str, Any]) -> HNSWIndex | None:
-        """Load ``path`` if it exists and its sidecar matches ``expect``; else None.
+        """Load ``path`` if it exists, its sidecar matches ``expect`` and the whole file
+        matches the checksum in the sidecar; else None.
 
-        Returns None (and logs why) for a missing, unreadable or foreign file, so the
-        caller rebuilds from the store.
+        Returns None (and logs why) for a missing, damaged, truncated or foreign file, so
+        the caller rebuilds from the store. No file content can crash the process:
+        hnswlib only ever reads a file byte-identical to one this class wrote and checked.
         """
         side = path.with_suffix(".json")
         if not path.exists() or not side.exists():
             if path.exists() or side.exists():
                 log.warning("index %s is incomplete (file or sidecar missing); rebuilding", path)
             return None
-        try:
-            meta = json.loads(side.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            log.warning("index sidecar %s is unreadable (%s); rebuilding", side, exc)
+        meta = _read_sidecar(side)
+        if meta is None:
             return None
         for key, value in expect.items():
             if meta.get(key) != value:
@@ -318,7 +311,7 @@ class HNSWIndex:
                     value,
                 )
                 return None
-        stored = meta.get("params", {})
+        stored = meta["params"]
         if stored.get("m") != params.m:
             log.warning("index %s was built with M=%s; rebuilding", path, stored.get("m"))
             return None
@@ -326,16 +319,25 @@ class HNSWIndex:
             # only the build effort differs: the graph is as valid, so keep it (a
             # rebuild of a million memories would cost minutes for nothing)
             log.info("index %s keeps ef_construction=%s", path, stored.get("ef_construction"))
-        if meta.get("fingerprint") != _fingerprint(path):
-            # hnswlib may crash outright on a damaged file, so check before loading it
+        dim = meta["dim"]
+        try:
+            size, digest = sha256_file(path)
+            with path.open("rb") as fh:
+                check_header(fh.read(HEADER.size), dim, params.m)
+        except (OSError, StorageError) as exc:
+            log.warning("index %s is damaged (%s); rebuilding", path, exc)
+            return None
+        if size != meta["bytes"] or digest != meta["sha256"]:
             log.warning(
-                "index %s does not match its sidecar (truncated or damaged); rebuilding", path
+                "index %s does not match the checksum in its sidecar (damaged or truncated); "
+                "rebuilding",
+                path,
             )
             return None
         self = cls.__new__(cls)
-        self.dim = int(meta["dim"])
+        self.dim = dim
         self.params = params
-        self.applied_seq = int(meta.get("applied_seq", 0))
+        self.applied_seq = meta["applied_seq"]
         self.active = 0
         self.dirty = 0
         self._exact = None  # the owner seeds it with mirror() for small namespaces
@@ -353,3 +355,26 @@ class HNSWIndex:
         self._ef = params.ef
         self._index.set_num_threads(params.threads)
         return self
+
+
+def _read_sidecar(side: Path) -> dict[str, Any] | None:
+    """The sidecar's fields, type-checked; None (logged) if unreadable or malformed."""
+    try:
+        meta = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        log.warning("index sidecar %s is unreadable (%s); rebuilding", side, exc)
+        return None
+    if not isinstance(meta, dict):
+        log.warning("index sidecar %s is not a JSON object; rebuilding", side)
+        return None
+    fields = {"dim": int, "bytes": int, "applied_seq": int, "sha256": str, "params": dict}
+    for key, kind in fields.items():
+        value = meta.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            # sidecars older than the full checksum land here too: rebuilt once
+            log.warning("index sidecar %s has no valid %r; rebuilding", side, key)
+            return None
+    if meta["dim"] <= 0 or meta["bytes"] < 0 or meta["applied_seq"] < 0:
+        log.warning("index sidecar %s has out-of-range values; rebuilding", side)
+        return None
+    return meta

@@ -37,7 +37,7 @@ from .documents import (
     Page,
     describe_limits,
 )
-from .reading import read_document
+from .reading import PdfLimits, read_document
 from .text import normalize_text, split_sentences
 
 __all__ = [
@@ -52,6 +52,7 @@ __all__ = [
     "DocumentError",
     "DocumentKind",
     "Page",
+    "PdfLimits",
     "chunk_document",
     "describe_limits",
     "normalize_text",

@@ -40,7 +40,10 @@ DEFAULT_MIN_CHUNK_CHARS = 40
 
 def describe_limits() -> dict[str, Any]:
     """The defaults and limits of ingestion, for the server and CLI to document."""
+    from .reading import PdfLimits
+
     return {
+        **PdfLimits().describe(),
         "supported_suffixes": list(SUPPORTED_SUFFIXES),
         "max_upload_bytes": DEFAULT_MAX_BYTES,
         "max_pdf_pages": DEFAULT_MAX_PAGES,

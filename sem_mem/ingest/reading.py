@@ -10,9 +10,12 @@ import hashlib
 import importlib
 import io
 import os
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from sem_mem.errors import ConfigurationError, LimitExceededError, SemMemError, ValidationError
 
@@ -28,7 +31,35 @@ from .documents import (
 )
 from .text import _mark_pdf_paragraphs, normalize_text
 
-__all__ = ["read_document"]
+__all__ = ["PdfLimits", "read_document"]
+
+MiB = 2**20
+
+
+@dataclass(frozen=True)
+class PdfLimits:
+    """Bounds on the work one PDF may cause (each named in the error that enforces it).
+
+    A small file can inflate to huge content streams (a "decompression bomb": 36 KB
+    inflating to 10 MiB took four minutes of CPU and gave 6,014 chunks), so what counts
+    is what the file expands to, not its size.
+    """
+
+    page_bytes: int = 2 * MiB  # max_pdf_page_bytes: a page's inflated content streams
+    inflated_bytes: int = 64 * MiB  # max_pdf_inflated_bytes: all pages together
+    page_chars: int = 200_000  # max_pdf_page_chars: text extracted from one page
+    chars: int = 5_000_000  # max_pdf_chars: text extracted from the document
+    seconds: float = 60.0  # max_pdf_seconds: time to extract the document's text
+
+    def describe(self) -> dict[str, float]:
+        return {
+            "max_pdf_page_bytes": self.page_bytes,
+            "max_pdf_inflated_bytes": self.inflated_bytes,
+            "max_pdf_page_chars": self.page_chars,
+            "max_pdf_chars": self.chars,
+            "max_pdf_seconds": self.seconds,
+        }
+
 
 _MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
 _PDF_MAGIC = b"%PDF-"
@@ -41,6 +72,8 @@ def read_document(
     name: str | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pages: int = DEFAULT_MAX_PAGES,
+    pdf_limits: PdfLimits | None = None,
+    cancel: threading.Event | None = None,
 ) -> Document:
     """Read a PDF, text or Markdown document from a path, raw bytes or a binary file object.
 
@@ -53,6 +86,10 @@ def read_document(
             the PDF has more than ``max_pages`` pages (``limit="max_pdf_pages"``).
         DocumentError: the file is missing, damaged, encrypted, or neither PDF nor text.
         ConfigurationError: a PDF was given but pypdf (the ``pdf`` extra) is not installed.
+
+    ``pdf_limits`` bound what a PDF may expand to and cost (:class:`PdfLimits`; over one:
+    LimitExceededError naming it). Setting ``cancel`` stops the extraction (DocumentError,
+    ``reason="cancelled"``), e.g. when the client that sent the file has gone.
     """
     _check_positive_int("max_bytes", max_bytes)
     _check_positive_int("max_pages", max_pages)
@@ -63,7 +100,13 @@ def read_document(
     suffix = Path(name).suffix.lower()
 
     if _looks_like_pdf(data, suffix):
-        texts = _extract_pdf_pages(data, name=name, max_pages=max_pages)
+        texts = _extract_pdf_pages(
+            data,
+            name=name,
+            max_pages=max_pages,
+            limits=pdf_limits or PdfLimits(),
+            cancel=cancel,
+        )
         pages = tuple(
             Page(number, _mark_pdf_paragraphs(normalize_text(text)))
             for number, text in enumerate(texts, start=1)
@@ -142,31 +185,53 @@ def _import_pypdf() -> ModuleType:
         raise ConfigurationError(f"reading PDFs needs pypdf; {_PDF_EXTRA_HINT}") from exc
 
 
-def _extract_pdf_pages(data: bytes, *, name: str, max_pages: int) -> list[str]:
-    """The raw text layer of each page (``""`` for a page without one)."""
+def _extract_pdf_pages(
+    data: bytes,
+    *,
+    name: str,
+    max_pages: int,
+    limits: PdfLimits,
+    cancel: threading.Event | None = None,
+) -> list[str]:
+    """The raw text layer of each page (``""`` for a page without one), within ``limits``."""
     pypdf = _import_pypdf()
+    watch = _Watch(name, limits, cancel)
+    # pypdf's own decompression limits (a context variable: this thread only)
+    bounded = {
+        f"{codec}_maximum_output_length": limits.inflated_bytes
+        for codec in ("zlib", "lzw", "run_length", "brotli", "jbig2")
+    }
     try:
-        reader = pypdf.PdfReader(io.BytesIO(data))
-        # Many PDFs are "encrypted" only to restrict printing or copying, with an empty user
-        # password; pypdf opens those with decrypt("").
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise DocumentError(
-                f"PDF is encrypted: {name!r} needs a password; remove the password "
-                "(e.g. print it to a new PDF) and upload it again",
-                file=name,
-                reason="encrypted",
-            )
-        page_count = len(reader.pages)
-        if page_count > max_pages:
-            raise LimitExceededError(
-                f"{name!r} has {page_count} pages, more than the limit of {max_pages}",
-                limit="max_pdf_pages",
-                maximum=max_pages,
-                actual=page_count,
-            )
-        return [page.extract_text() or "" for page in reader.pages]
+        with pypdf.apply_configuration(**bounded):
+            reader = pypdf.PdfReader(io.BytesIO(data))
+            # Many PDFs are "encrypted" only to restrict printing or copying, with an empty
+            # user password; pypdf opens those with decrypt("").
+            if reader.is_encrypted and not reader.decrypt(""):
+                raise DocumentError(
+                    f"PDF is encrypted: {name!r} needs a password; remove the password "
+                    "(e.g. print it to a new PDF) and upload it again",
+                    file=name,
+                    reason="encrypted",
+                )
+            page_count = len(reader.pages)
+            if page_count > max_pages:
+                raise LimitExceededError(
+                    f"{name!r} has {page_count} pages, more than the limit of {max_pages}",
+                    limit="max_pdf_pages",
+                    maximum=max_pages,
+                    actual=page_count,
+                )
+            return [watch.page(number, page) for number, page in enumerate(reader.pages, 1)]
     except SemMemError:
         raise
+    except pypdf.errors.LimitReachedError as exc:
+        raise LimitExceededError(
+            f"{name!r} inflates beyond {limits.inflated_bytes:,} bytes "
+            f"(max_pdf_inflated_bytes): {exc}",
+            limit="max_pdf_inflated_bytes",
+            maximum=limits.inflated_bytes,
+            actual=limits.inflated_bytes + 1,
+        ) from exc
     except pypdf.errors.DependencyError as exc:
         raise ConfigurationError(
             f"{name!r} uses AES encryption, which pypdf can only open with the cryptography "
@@ -179,6 +244,65 @@ def _extract_pdf_pages(data: bytes, *, name: str, max_pages: int) -> list[str]:
             file=name,
             reason="corrupt",
         ) from exc
+
+
+class _Watch:
+    """Counts one document's inflated bytes and extracted characters, and checks its
+    deadline and cancellation, also while pypdf works through a page (its operator
+    visitor is called for every content-stream operator)."""
+
+    def __init__(self, name: str, limits: PdfLimits, cancel: threading.Event | None) -> None:
+        self.name, self.limits, self.cancel = name, limits, cancel
+        self.deadline = time.monotonic() + limits.seconds
+        self.inflated = self.chars = self.calls = 0
+
+    def page(self, number: int, page: Any) -> str:
+        self.check()
+        contents = page.get_contents()
+        size = len(contents.get_data()) if contents is not None else 0
+        self._limit(size, self.limits.page_bytes, "max_pdf_page_bytes", f"page {number}'s content")
+        self.inflated += size
+        self._limit(self.inflated, self.limits.inflated_bytes, "max_pdf_inflated_bytes", "content")
+        text = page.extract_text(visitor_operand_before=self._visit) or ""
+        self._limit(
+            len(text), self.limits.page_chars, "max_pdf_page_chars", f"page {number}'s text"
+        )
+        self.chars += len(text)
+        self._limit(self.chars, self.limits.chars, "max_pdf_chars", "text")
+        return str(text)
+
+    def _visit(self, *_: Any) -> None:
+        self.calls += 1
+        if self.calls % 512 == 0:
+            self.check()
+
+    def check(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise DocumentError(
+                f"reading {self.name!r} was cancelled", file=self.name, reason="cancelled"
+            )
+        if time.monotonic() > self.deadline:
+            seconds = self.limits.seconds
+            raise LimitExceededError(
+                f"reading {self.name!r} takes longer than {seconds:g} s (max_pdf_seconds)",
+                limit="max_pdf_seconds",
+                maximum=int(seconds),
+                actual=int(seconds) + 1,
+            )
+
+    def _limit(self, actual: int, maximum: int, limit: str, what: str) -> None:
+        if actual > maximum:
+            raise LimitExceededError(
+                f"{self.name!r}: {what} is {actual:,} {_unit(limit)} or more; the limit is "
+                f"{maximum:,} ({limit})",
+                limit=limit,
+                maximum=maximum,
+                actual=actual,
+            )
+
+
+def _unit(limit: str) -> str:
+    return "characters" if "chars" in limit else "bytes"
 
 
 def _decode_text(data: bytes, *, name: str) -> str:

@@ -33,6 +33,9 @@ _ENV = {
     "max_batch": "SEMMEM_MAX_BATCH",
     "cors_origins": "SEMMEM_CORS_ORIGINS",
     "allow_unauthenticated": "SEMMEM_ALLOW_UNAUTHENTICATED",
+    "header_timeout": "SEMMEM_HEADER_TIMEOUT",
+    "keep_alive_timeout": "SEMMEM_KEEP_ALIVE_TIMEOUT",
+    "max_connections": "SEMMEM_MAX_CONNECTIONS",
 }
 
 
@@ -52,6 +55,12 @@ class ServerConfig:
     cors_origins: tuple[str, ...] = ()
     allow_unauthenticated: bool = False
     max_concurrency: int = 4
+    #: seconds a connection may take to send a request's headers (see server/protocol.py)
+    header_timeout: int = 10
+    #: seconds an idle keep-alive connection stays open
+    keep_alive_timeout: int = 5
+    #: open connections at most; more are answered 503 at once
+    max_connections: int = 1000
 
     @classmethod
     def from_env(
@@ -83,7 +92,15 @@ class ServerConfig:
                     raise ConfigurationError(f"{var} must be an integer, got {raw!r}") from exc
         values.update({k: v for k, v in overrides.items() if v is not None})
         config = cls(**values)
-        for name in ("max_body_bytes", "max_upload_bytes", "max_import_bytes", "max_batch"):
+        for name in (
+            "max_body_bytes",
+            "max_upload_bytes",
+            "max_import_bytes",
+            "max_batch",
+            "header_timeout",
+            "keep_alive_timeout",
+            "max_connections",
+        ):
             if getattr(config, name) <= 0:
                 raise ConfigurationError(f"{name} must be positive")
         return config

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -16,7 +17,7 @@ from .. import __version__
 from ..errors import LimitExceededError, SemMemError
 from ..ingest import describe_limits
 from ..llm.factory import chat_api_of, web_search_unavailable
-from .auth import Memory, namespace_of
+from .auth import Memory, is_loopback, namespace_of
 from .errors import error_response
 from .schemas import (
     BatchIn,
@@ -119,9 +120,23 @@ async def cache(memory: Memory) -> dict[str, list[dict[str, Any]]]:
 
 
 @router.get("/stats", tags=["service"])
-async def stats(memory: Memory) -> dict[str, Any]:
-    """Counts, L1 figures, index parameters and the embedder of this namespace."""
-    return await memory.stats()
+async def stats(memory: Memory, request: Request) -> dict[str, Any]:
+    """Counts, L1 figures, index parameters and the embedder of this namespace.
+
+    Figures of the whole store (its size, change counter, location) are left out
+    unless the server has no API keys and the request came over loopback: a tenant
+    could otherwise watch other tenants' activity in them.
+    """
+    out = await memory.stats()
+    if request.app.state.registry.auth_enabled or not is_loopback(_client_host(request)):
+        for key in memory.backend.server_wide_stats:
+            parent, _, child = key.rpartition(".")
+            (out.get(parent, {}) if parent else out).pop(child, None)
+    return out
+
+
+def _client_host(request: Request) -> str | None:
+    return request.client.host if request.client else None
 
 
 def _model_out(request: Request, memory: Memory) -> dict[str, Any]:
@@ -171,17 +186,35 @@ async def put_model(body: ModelIn, memory: Memory, request: Request) -> dict[str
 )
 async def upload_pdf(
     memory: Memory,
+    request: Request,
     file: Annotated[UploadFile, File(description="PDF, text or Markdown")],
     progress: Annotated[
         bool, Query(description="Stream progress as NDJSON lines, then the result")
     ] = False,
 ) -> Any:
-    """Read the upload and store its chunks."""
+    """Read the upload and store its chunks (in a worker thread; without ``progress``
+    the reading stops if the client disconnects before it is done)."""
     name = file.filename or "upload.pdf"
     if not progress:
-        result = await memory.ingest_pdf(file.file, name=name)
+        cancel = threading.Event()
+        work = asyncio.ensure_future(memory.ingest_pdf(file.file, name=name, cancel=cancel))
+        watcher = asyncio.ensure_future(_cancel_on_disconnect(request, cancel))
+        try:
+            result = await work
+        finally:
+            watcher.cancel()
         return result.to_dict()
     return await _ingest_with_progress(memory, file, name)
+
+
+async def _cancel_on_disconnect(request: Request, cancel: threading.Event) -> None:
+    """Set ``cancel`` when the client goes away (the body is read: what comes next on
+    the ASGI channel is the disconnect)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            cancel.set()
+            return
 
 
 async def _ingest_with_progress(memory: Memory, file: UploadFile, name: str) -> Any:

@@ -12,7 +12,8 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from ..errors import ValidationError
+from ..errors import LimitExceededError, ValidationError
+from ..transfer import max_line_bytes
 from .auth import Memory, namespace_of
 from .schemas import HistoryOut, ImportOut, MemoryOut, MemoryPage, PatchIn
 
@@ -110,16 +111,32 @@ async def export(
     )
 
 
-async def _lines(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    buffer = b""
+async def _lines(stream: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    """The body's lines as they arrive; a line longer than ``limit`` is refused (413)
+    as soon as that many bytes of it are buffered, never held whole."""
+    buffer = bytearray()
+    number = 0
     async for chunk in stream:
+        start = len(buffer)
         buffer += chunk
-        if b"\n" in buffer:
-            *complete, buffer = buffer.split(b"\n")
-            for line in complete:
-                yield line
+        end = buffer.find(b"\n", start)
+        taken = 0
+        while end != -1:  # each byte is searched once: no quadratic rescans
+            number += 1
+            yield bytes(buffer[taken:end])
+            taken = end + 1
+            end = buffer.find(b"\n", taken)
+        del buffer[:taken]
+        if len(buffer) > limit:
+            raise LimitExceededError(
+                f"line {number + 1} of the import is longer than {limit:,} bytes "
+                "(max_import_line_bytes)",
+                limit="max_import_line_bytes",
+                maximum=limit,
+                actual=len(buffer),
+            )
     if buffer:
-        yield buffer
+        yield bytes(buffer)
 
 
 @router.post(
@@ -133,9 +150,17 @@ async def _lines(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         }
     },
 )
-async def import_(memory: Memory, request: Request) -> dict[str, Any]:
-    """Import JSON Lines written by ``GET /export`` (streamed; ids and timestamps kept)."""
-    report = await memory.import_jsonl(_lines(request.stream()))
+async def import_(
+    memory: Memory, request: Request, with_instructions: bool = False
+) -> dict[str, Any]:
+    """Import JSON Lines written by ``GET /export`` (streamed; ids and timestamps kept).
+
+    The file's instructions replace the namespace's only with ``?with_instructions=true``.
+    """
+    limit = max_line_bytes(memory.settings)
+    report = await memory.import_jsonl(
+        _lines(request.stream(), limit), with_instructions=with_instructions
+    )
     return report.to_dict()
 
 

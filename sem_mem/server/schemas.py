@@ -288,3 +288,4 @@ class ImportOut(BaseModel):
     skipped_existing: int
     reembedded: int
     instructions: bool
+    instructions_skipped: bool = False
