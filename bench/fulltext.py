@@ -302,7 +302,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--no-chroma", action="store_true")
     ap.add_argument("--tenants", type=int, default=TENANTS, help="other namespaces")
     ap.add_argument("--profile", type=int, default=100, help="hybrid recalls to profile")
+    ap.add_argument(
+        "--large", action="store_true", help="case 1 only, this tree only, one thread per "
+        "conversation (for 10^6: fewer, bigger writes); writes fulltext_large.{md,json}",
+    )  # fmt: skip
     args = ap.parse_args(argv)
+    if args.large:
+        return main_large(args)
     tmp = Path(tempfile.mkdtemp(prefix="bench-fulltext-"))
     engines: list[Engine] = []
     try:
@@ -330,6 +336,66 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     for t in tables:
         print(t.markdown())
+    print(f"wrote {md}")
+
+
+def main_large(args: argparse.Namespace) -> None:
+    """Case 1 at a size where only this tree is built (10^6 takes the old engine too long)."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-fulltext-large-"))
+    new = Engine("tantivy (this tree)", ROOT)
+    try:
+        convs = load_conversations()
+        vectors = cached_vectors()
+        threads, table = real_corpus(convs, vectors, args.n)
+        merged: dict[str, list[dict[str, Any]]] = {}
+        for th in threads:  # c{copy}-{conv}-s{session}: one thread per conversation copy
+            merged.setdefault(th["thread"].rsplit("-", 1)[0], []).extend(th["turns"])
+        plan = [{"thread": k, "turns": v} for k, v in merged.items()]
+        questions = [q["question"] for c in convs for q in c["qa"] if sha(q["question"]) in vectors]
+        queries = random.Random(3).sample(questions, min(args.queries, len(questions)))
+        table.update((q, vectors[sha(q)]) for q in questions)
+        new.call("load", **save_table(tmp, "table", table))
+        del table
+        t0 = time.perf_counter()
+        built = new.call(
+            "build", store="real", directory=str(tmp / "real"), namespace="default",
+            plan=dump(tmp / "real.json", plan),
+        )  # fmt: skip
+        print(f"built {args.n:,} in {time.perf_counter() - t0:.0f} s", flush=True)
+        new.call("warm", store="real", queries=queries, modes=list(MODES))
+        load_before = os.getloadavg()
+        lat = rounds_of([new], [("real", m, queries) for m in MODES], args.rounds, None, {})
+        load_after = os.getloadavg()
+        phases = new.call("phases", store="real", mode="hybrid", queries=queries[: args.profile])
+        new.close()
+    finally:
+        if new.proc.poll() is None:
+            new.proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+    t = Table(
+        f"Real-ish conversation turns, {args.n:,} memories, this tree: recall, k=10 (ms)",
+        ["mode", "p50", "p99"],
+    )
+    for mode in MODES:
+        v = lat[f"real/{mode}"][new.name]
+        t.add(mode, fmt(v["p50"], 3), fmt(v["p99"], 2))
+    t.notes += [
+        f"{len(queries)} dev questions, {args.rounds} rounds; one thread per conversation "
+        f"copy (remember_conversation of ~{args.n // max(len(plan), 1)} turns); build "
+        f"{built['seconds']:.0f} s; load average {load_before[0]:.1f} -> {load_after[0]:.1f}.",
+        "hybrid, mean ms per recall: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in phases["ms"].items())
+        + f"; whole recall {phases['total_ms']:.2f}.",
+    ]
+    md, _ = write_results(
+        "fulltext_large",
+        title=f"Recall latency on {args.n:,} real-ish turns (this tree only)",
+        intro=["Produced by `python -m bench.fulltext --large --n N`; see fulltext.md."],
+        tables=[t],
+        meta=machine(["tantivy", "hnswlib"]),
+        data={"n": args.n, "latency": lat, "build_s": built["seconds"], "phases": phases},
+    )
+    print(t.markdown())
     print(f"wrote {md}")
 
 
