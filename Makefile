@@ -1,23 +1,30 @@
 # The two commands (see README):
-#   make run   set everything up from a fresh clone and open the app (offline, local embeddings)
-#   make test  set everything up and run the whole test suite
+#   make run   install what running needs (app, server, local model) and open the app
+#   make test  install that plus every extra and the dev/test tools, and run the test suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+RUN_STAMP  := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: setup run demo test lint bench bench-full clean
+.PHONY: setup setup-run run demo test lint bench bench-full clean
 
-$(STAMP): pyproject.toml scripts/setup.sh
-	bash scripts/setup.sh "$(PYTHON)" "$(VENV)"
-	touch $(STAMP)
+$(RUN_STAMP): pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh "$(PYTHON)" "$(VENV)" run
+	touch $(RUN_STAMP)
 
-setup: $(STAMP)
+$(TEST_STAMP): pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh "$(PYTHON)" "$(VENV)" test
+	touch $(TEST_STAMP) $(RUN_STAMP)
 
-run: setup
+setup-run: $(RUN_STAMP)
+
+setup: $(TEST_STAMP)
+
+run: setup-run
 	$(BIN)/sem-mem ui
 
-demo: setup
+demo: setup-run
 	$(BIN)/python examples/quickstart.py
 
 test: setup

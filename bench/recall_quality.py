@@ -212,10 +212,11 @@ class Variant:
 
 
 _RRF = FusionConfig.plain_rrf()
-_CONVEX = FusionConfig(neighbour_weight=0.0)
+_DEFAULT = FusionConfig()
+_CONVEX = _DEFAULT.but(neighbour_weight=0.0, speaker_weight=0.0, date_weight=0.0, date_candidates=0)
 VARIANTS: tuple[Variant, ...] = (
     Variant("vector", "vector", note="library mode: HNSW cosine"),
-    Variant("lexical", "lexical", note="library mode: full-text bm25"),
+    Variant("lexical", "lexical", note="library mode: tantivy BM25"),
     Variant("hybrid", "hybrid", note="library default, turns stored with remember_conversation"),
     Variant(
         "batch: vector",
@@ -227,22 +228,34 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("batch: hybrid", "hybrid", storage="batch", note="remember_batch, library default"),
     Variant("rrf", config=_RRF, note="reciprocal-rank fusion k=60 (the first release)"),
     Variant(
-        "weighted rrf",
-        config=_RRF.but(method="weighted_rrf", k=10, lexical_weight=1.5),
-        note="RRF with k=10 and the bm25 list weighted 1.5",
+        "convex",
+        config=_CONVEX,
+        note="0.4 * minmax(cosine) + 0.6 * bm25/max(bm25), nothing else",
     ),
     Variant(
-        "convex", config=_CONVEX, note="0.4 * minmax(cosine) + 0.6 * bm25/max(bm25), no neighbours"
+        "convex + neighbours",
+        config=_CONVEX.but(neighbour_weight=0.5),
+        note="convex, then scores spread to turns ±2 places away in the same thread (0.5)",
     ),
     Variant(
-        "rrf + neighbours ±2",
-        config=_RRF.but(neighbour_weight=0.5),
-        note="plain RRF, then scores spread to memories stored ±2 places away (weight 0.5)",
+        "convex + neighbours + speaker",
+        config=_DEFAULT.but(date_weight=0.0, date_candidates=0),
+        note="... and a query naming one speaker lifts that speaker's turns (x2)",
     ),
     Variant(
-        "convex + neighbours ±1",
-        config=_CONVEX.but(neighbour_weight=0.5, neighbour_window=1),
-        note="convex, then scores spread to memories stored ±1 place away (weight 0.5)",
+        "default without neighbours",
+        config=_DEFAULT.but(neighbour_weight=0.0),
+        note="the default (speaker + dates) with no thread neighbours",
+    ),
+    Variant(
+        "default without speaker",
+        config=_DEFAULT.but(speaker_weight=0.0),
+        note="the default with no speaker lift",
+    ),
+    Variant(
+        "default without date search",
+        config=_DEFAULT.but(date_candidates=0),
+        note="the default: dates only as a bonus, no filtered search of the named window",
     ),
 )
 

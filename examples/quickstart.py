@@ -1,6 +1,6 @@
 """Offline quickstart: remember and recall with local embeddings (no API key needed).
 
-Run with `make run` (sets everything up first) or `python examples/quickstart.py`.
+Run with `make demo` (sets everything up first) or `python examples/quickstart.py`.
 The store lives in ./local_memory unless MEMORY_STORAGE_DIR says otherwise.
 """
 
@@ -30,8 +30,10 @@ def main() -> None:
         print(f"Store: {memory.settings.storage_dir}  embedder: {memory.embedder.model_id}")
         started = time.perf_counter()
         memory.remember_batch(FACTS, metadata={"source": "quickstart"})
-        print(f"Remembered {len(FACTS)} facts in {time.perf_counter() - started:.2f} s "
-              f"({len(memory)} memories in the store)")
+        print(
+            f"Remembered {len(FACTS)} facts in {time.perf_counter() - started:.2f} s "
+            f"({len(memory)} memories in the store)"
+        )
         for question in QUESTIONS:
             started = time.perf_counter()
             hits = memory.recall(question, limit=2)
@@ -42,8 +44,10 @@ def main() -> None:
         memory.add_instruction("I am an informatics physician")
         print(f"\nInstructions: {memory.instructions.strip()}")
         stats = memory.stats()
-        print(f"L1 hit rate {stats['l1']['hit_rate']:.0%}, index M={stats['index']['M']}, "
-              f"ef_construction={stats['index']['ef_construction']}")
+        print(
+            f"L1 hit rate {stats['l1']['hit_rate']:.0%}, index M={stats['index']['M']}, "
+            f"ef_construction={stats['index']['ef_construction']}"
+        )
 
 
 if __name__ == "__main__":

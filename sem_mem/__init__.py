@@ -28,6 +28,7 @@ from .types import HistoryEvent, Memory, Recollection
 
 if TYPE_CHECKING:
     from .cache import SmartCache
+    from .conversation import ChatOptions, ChatSession
     from .core import SemanticMemory
     from .decorators import MemoryChat, with_memory, with_rag
     from .embedders.base import Embedder
@@ -43,12 +44,16 @@ _LAZY = {
     "migrate_lsh_to_hnsw": ("migrate", "migrate_lsh_to_hnsw"),
     "migrate_original_sem_mem": ("migrate", "migrate_original_sem_mem"),
     "MemoryChat": ("decorators", "MemoryChat"),
+    "ChatSession": ("conversation", "ChatSession"),
+    "ChatOptions": ("conversation", "ChatOptions"),
     "with_memory": ("decorators", "with_memory"),
     "with_rag": ("decorators", "with_rag"),
 }
 
 __all__ = [
     "AuthenticationError",
+    "ChatOptions",
+    "ChatSession",
     "ConfigurationError",
     "ConflictError",
     "Embedder",

@@ -86,7 +86,7 @@ def memory_only_answer(memories: Sequence[Recollection]) -> str:
     if not memories:
         return f"{MEMORY_ONLY_NOTICE}\nNo relevant memories found."
     lines = [MEMORY_ONLY_NOTICE, "Relevant memories:"]
-    lines += [f"- [{memory_date(m.created_at)}] {m.text}" for m in memories]
+    lines += [f"- [{memory_date(m.happened_at)}] {m.text}" for m in memories]
     return "\n".join(lines)
 
 

@@ -10,7 +10,6 @@ runner to choose the embedder; ``obj={"new_embedder": ...}`` is used by ``reembe
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from collections.abc import Iterator
@@ -20,21 +19,30 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import Progress
 from rich.table import Table
 
-from .errors import ConfigurationError, NotFoundError, SemMemError, ValidationError
+from .cli_common import (
+    EXIT_CODES,
+    JsonFlag,
+    Namespace,
+    StorageDir,
+    _err,
+    _errors,
+    _fail,
+    _full_id,
+    _json,
+    _memory,
+    _out,
+    _parse_metadata,
+    _progress,
+    _short,
+    _when,
+)
+from .cli_conversation import chat, ingest
+from .errors import ValidationError
 
 __all__ = ["EXIT_CODES", "app", "main"]
-
-#: exit code by error class (first match wins); Typer's own usage errors exit with 2
-EXIT_CODES: list[tuple[type[SemMemError], int]] = [
-    (NotFoundError, 3),
-    (ValidationError, 2),
-    (ConfigurationError, 4),
-    (SemMemError, 1),
-]
 
 app = typer.Typer(
     name="sem-mem",
@@ -43,81 +51,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-@functools.cache
-def _out() -> Console:
-    return Console(soft_wrap=True)
-
-
-@functools.cache
-def _err() -> Console:
-    return Console(stderr=True, soft_wrap=True)
-
-
-StorageDir = Annotated[
-    str | None,
-    typer.Option(
-        "--storage-dir",
-        "-d",
-        help="Memory directory (default: MEMORY_STORAGE_DIR or ./local_memory)",
-    ),
-]
-Namespace = Annotated[
-    str | None,
-    typer.Option("--namespace", "-n", help="Namespace (default: SEMMEM_NAMESPACE or 'default')"),
-]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
-
-
-def _fail(message: str, code: int) -> typer.Exit:
-    _err().print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
-    return typer.Exit(code)
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Print a SemMemError as one line and exit with its class's code."""
-    try:
-        yield
-    except SemMemError as exc:
-        code = next(c for cls, c in EXIT_CODES if isinstance(exc, cls))
-        raise _fail(str(exc).replace("[", r"\["), code) from None
-
-
-@contextmanager
-def _memory(ctx: typer.Context, storage_dir: str | None, namespace: str | None) -> Iterator[Any]:
-    """Open the memory (errors handled), yield it, close it."""
-    from .core import SemanticMemory
-
-    obj = ctx.obj or {}
-    with _errors():
-        memory = SemanticMemory(storage_dir, namespace=namespace, embedder=obj.get("embedder"))
-        try:
-            yield memory
-        finally:
-            memory.close()
-
-
-def _json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=2, default=str) + "\n")
-
-
-def _parse_metadata(raw: str | None) -> dict[str, Any] | None:
-    if raw is None:
-        return None
-    try:
-        value = json.loads(raw)
-    except ValueError as exc:
-        raise ValidationError(f"--metadata must be a JSON object: {exc}") from exc
-    if not isinstance(value, dict):
-        raise ValidationError('--metadata must be a JSON object, e.g. {"topic": "cardio"}')
-    return value
-
-
-def _short(text: str, width: int = 80) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 # --------------------------------------------------------------------------- memories
@@ -130,13 +63,19 @@ def remember(
     metadata: Annotated[
         str | None, typer.Option("--metadata", "-m", help="JSON object stored with it")
     ] = None,
+    timestamp: Annotated[
+        str | None,
+        typer.Option(help="When it happened or was said (ISO 8601; default: now)"),
+    ] = None,
     storage_dir: StorageDir = None,
     namespace: Namespace = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Store one memory and print its id."""
     with _memory(ctx, storage_dir, namespace) as memory:
-        memory_id = memory.remember(text, _parse_metadata(metadata))
+        memory_id = memory.remember(
+            text, _parse_metadata(metadata), timestamp=_when(timestamp, "--timestamp")
+        )
     if as_json:
         _json({"id": memory_id})
     else:
@@ -152,13 +91,34 @@ def recall(
         float | None, typer.Option(help="Drop results below this cosine similarity")
     ] = None,
     mode: Annotated[str, typer.Option(help="hybrid, vector or lexical")] = "hybrid",
+    source: Annotated[
+        str | None, typer.Option(help="Only this source: manual, auto, thread, pdf, …")
+    ] = None,
+    metadata: Annotated[
+        str | None, typer.Option("--metadata", "-m", help="Only memories matching this JSON")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only what happened at or after this (ISO 8601)")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Only what happened before this (ISO 8601)")
+    ] = None,
     storage_dir: StorageDir = None,
     namespace: Namespace = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Print the memories most relevant to QUERY, best first."""
     with _memory(ctx, storage_dir, namespace) as memory:
-        results = memory.recall(query, limit, threshold=threshold, mode=mode)  # type: ignore[arg-type]
+        results = memory.recall(
+            query,
+            limit,
+            threshold=threshold,
+            mode=mode,  # type: ignore[arg-type]
+            source=source,
+            metadata=_parse_metadata(metadata),
+            since=_when(since, "--since"),
+            until=_when(until, "--until"),
+        )
     if as_json:
         _json([r.to_dict() for r in results])
         return
@@ -180,11 +140,33 @@ def forget(
     storage_dir: StorageDir = None,
     namespace: Namespace = None,
 ) -> None:
-    """Delete memories for good."""
+    """Delete memories for good (an id may be shortened as `recall` prints it)."""
     with _memory(ctx, storage_dir, namespace) as memory:
         for memory_id in memory_ids:
-            memory.forget(memory_id)
-            _out().print(f"forgot {memory_id}", highlight=False)
+            full = _full_id(memory, memory_id)
+            memory.forget(full)
+            _out().print(f"forgot {full}", highlight=False)
+
+
+@app.command()
+def get(
+    ctx: typer.Context,
+    memory_id: Annotated[str, typer.Argument(help="The id (or its start, as recall prints it)")],
+    storage_dir: StorageDir = None,
+    namespace: Namespace = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show one memory."""
+    with _memory(ctx, storage_dir, namespace) as memory:
+        found = memory.get(_full_id(memory, memory_id))
+    if as_json:
+        _json(found.to_dict())
+        return
+    table = Table("field", "value", show_header=False)
+    for key, value in found.to_dict().items():
+        if value not in (None, {}, ""):
+            table.add_row(key, value if isinstance(value, str) else json.dumps(value))
+    _out().print(table)
 
 
 @app.command("list")
@@ -217,6 +199,14 @@ def list_(
     if as_json:
         _json([m.to_dict() for m in page])
         return
+    if not page:
+        filtered = any(v is not None for v in (source, metadata, since, until)) or offset
+        where = f"namespace {memory.namespace!r}"
+        _out().print(
+            f"no memories match in {where}" if filtered else f"{where} has no memories yet",
+            highlight=False,
+        )
+        return
     table = Table("id", "created", "source", "hits", "text")
     for m in page:
         table.add_row(
@@ -225,116 +215,11 @@ def list_(
     _out().print(table)
 
 
-# --------------------------------------------------------------------------- chat
+# --------------------------------------------------------------------------- chat and documents
+# (in cli_conversation.py; registered here so --help lists them in this order)
 
-
-@app.command()
-def chat(
-    ctx: typer.Context,
-    model: Annotated[str | None, typer.Option(help="Chat model (default: CHAT_MODEL)")] = None,
-    reasoning_effort: Annotated[str | None, typer.Option(help="none … high")] = None,
-    web_search: Annotated[bool | None, typer.Option("--web-search/--no-web-search")] = None,
-    auto_remember: Annotated[
-        bool | None, typer.Option("--auto-remember/--no-auto-remember")
-    ] = None,
-    show_memories: Annotated[bool, typer.Option(help="Print the memories used")] = False,
-    storage_dir: StorageDir = None,
-    namespace: Namespace = None,
-) -> None:
-    """Interactive chat with memory. Type `remember: <fact>`, `instruct: <rule>` or `exit`."""
-    kwargs: dict[str, Any] = {"model": model, "reasoning_effort": reasoning_effort}
-    if web_search is not None:
-        kwargs["web_search"] = web_search
-    if auto_remember is not None:
-        kwargs["auto_remember"] = auto_remember
-    with _memory(ctx, storage_dir, namespace) as memory:
-        _out().print("sem-mem chat — `remember: …`, `instruct: …`, `exit` to quit")
-        previous: str | None = None
-        for line in sys.stdin if not sys.stdin.isatty() else _prompt_lines():
-            line = line.strip()
-            if not line:
-                continue
-            if line.lower() in ("exit", "quit", ":q"):
-                break
-            command, sep, rest = line.partition(":")
-            with _errors_inline():
-                if sep and command.strip().lower() == "remember":
-                    _out().print(f"remembered {memory.remember(rest.strip())}", highlight=False)
-                elif sep and command.strip().lower() == "instruct":
-                    memory.add_instruction(rest.strip())
-                    _out().print("instruction added")
-                else:
-                    answer, previous, memories, _ = memory.chat_with_memory(
-                        line, previous_response_id=previous, **kwargs
-                    )
-                    _out().print(answer, highlight=False, markup=False)
-                    if show_memories:
-                        for m in memories:
-                            _out().print(f"  · {_short(m.text)}", style="dim", markup=False)
-
-
-def _prompt_lines() -> Iterator[str]:
-    while True:
-        try:
-            yield input("you> ")
-        except EOFError:
-            return
-
-
-@contextmanager
-def _errors_inline() -> Iterator[None]:
-    """In the REPL an error is printed and the session goes on."""
-    try:
-        yield
-    except SemMemError as exc:
-        _err().print(f"error: {exc}", markup=False, highlight=False)
-
-
-# --------------------------------------------------------------------------- documents
-
-
-@app.command()
-def ingest(
-    ctx: typer.Context,
-    files: Annotated[list[Path], typer.Argument(help="PDF, text or Markdown files")],
-    chunk_chars: Annotated[int, typer.Option(help="Maximum characters per chunk")] = 1000,
-    overlap_chars: Annotated[int, typer.Option(help="Sentence overlap between chunks")] = 150,
-    storage_dir: StorageDir = None,
-    namespace: Namespace = None,
-    as_json: JsonFlag = False,
-) -> None:
-    """Read documents and store them as chunks (the same file twice stores nothing new)."""
-    results = []
-    with (
-        _memory(ctx, storage_dir, namespace) as memory,
-        Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            console=_err(),
-            disable=as_json,
-        ) as progress,
-    ):
-        for path in files:
-            task = progress.add_task(path.name, total=None)
-
-            def report(done: int, total: int, task: Any = task) -> None:
-                progress.update(task, completed=done, total=total)
-
-            result = memory.ingest_pdf(
-                path, chunk_chars=chunk_chars, overlap_chars=overlap_chars, progress=report
-            )
-            progress.update(task, completed=result.chunks_created, total=result.chunks_created)
-            results.append(result)
-    if as_json:
-        _json([r.to_dict() for r in results])
-        return
-    table = Table("file", "kind", "pages", "chunks", "stored", "note")
-    for r in results:
-        table.add_row(
-            r.filename, r.kind, str(r.pages), str(r.chunks_created), str(r.chunks_stored), r.note
-        )
-    _out().print(table)
+app.command()(chat)
+app.command()(ingest)
 
 
 # --------------------------------------------------------------------------- maintenance
@@ -401,16 +286,27 @@ def import_(
     as_json: JsonFlag = False,
 ) -> None:
     """Import JSON Lines (ids, timestamps and hit counts are kept)."""
-    with _memory(ctx, storage_dir, namespace) as memory:
+    with _memory(ctx, storage_dir, namespace) as memory, _progress(disable=as_json) as progress:
         if file == "-":
             report = memory.import_jsonl(sys.stdin)
         else:
             try:
+                with open(file, "rb") as counting:
+                    total = sum(
+                        chunk.count(b"\n") for chunk in iter(lambda: counting.read(1 << 20), b"")
+                    )
                 fp = open(file, encoding="utf-8")  # noqa: SIM115 - closed below
             except OSError as exc:
                 raise ValidationError(f"cannot read {file}: {exc.strerror or exc}") from exc
+            task = progress.add_task("importing lines", total=total)
+
+            def counted(lines: Iterator[str]) -> Iterator[str]:
+                for line in lines:
+                    yield line
+                    progress.advance(task)
+
             with fp:
-                report = memory.import_jsonl(fp)
+                report = memory.import_jsonl(counted(fp))
     if as_json:
         _json(report.to_dict())
     else:
@@ -443,7 +339,7 @@ def reembed(
             f"re-embed every memory with {new.model_id}?", default=False
         ):
             raise typer.Exit(1)
-        with Progress(console=_err()) as progress:
+        with _progress() as progress:
             task = progress.add_task("re-embedding", total=None)
             count = memory.reembed(
                 new, progress=lambda done, total: progress.update(task, completed=done, total=total)

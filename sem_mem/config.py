@@ -30,9 +30,11 @@ class Settings:
     namespace: str = "default"
     openai_api_key: str | None = None
     openai_base_url: str | None = None
+    openai_embedding_base_url: str | None = None  # embeddings elsewhere than the chat model
     embedder: str = "auto"  # auto | local | openai
     embedding_model: str | None = None  # None: MiniLM (local) or text-embedding-3-small (openai)
     chat_model: str = "gpt-5.1"
+    chat_api: str = "auto"  # auto | responses | chat_completions (see llm/factory.py)
     reasoning_effort: str = "low"
     temperature: float = 0.7
     expansion_model: str = "gpt-4.1-mini"
@@ -60,9 +62,11 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "namespace": ("SEMMEM_NAMESPACE",),
     "openai_api_key": ("OPENAI_API_KEY",),
     "openai_base_url": ("OPENAI_BASE_URL",),
+    "openai_embedding_base_url": ("OPENAI_EMBEDDING_BASE_URL",),
     "embedder": ("SEMMEM_EMBEDDER",),
     "embedding_model": ("EMBEDDING_MODEL",),
     "chat_model": ("CHAT_MODEL",),
+    "chat_api": ("CHAT_API",),
     "reasoning_effort": ("REASONING_EFFORT",),
     "temperature": ("TEMPERATURE",),
     "expansion_model": ("EXPANSION_MODEL",),
@@ -82,6 +86,7 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
 
 _CHOICES = {
     "embedder": ("auto", "local", "openai"),
+    "chat_api": ("auto", "responses", "chat_completions"),
     "reasoning_effort": ("none", "minimal", "low", "medium", "high"),
     "durability": ("full", "normal"),
 }

@@ -83,6 +83,10 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+#: ``ingest_pdf`` embeds and commits this many chunks at a time
+INGEST_SLICE = 64
+
+
 class SemanticMemory:
     """Tiered semantic memory: L1 SmartCache (RAM) over an L2 store with HNSW + FTS5.
 
@@ -740,9 +744,14 @@ class SemanticMemory:
         if not needs_places or not fused:
             return fused
         extra: dict[str, Any] = {} if where.empty else {"filters": where}
-        places = self.backend.thread_places(
-            self.namespace, [i for i, _ in fused], config.neighbour_window, **extra
-        )
+        # when and by whom for every candidate; thread neighbourhoods only around the
+        # strongest (a weak candidate lends its neighbours next to nothing)
+        places = self.backend.thread_places(self.namespace, [i for i, _ in fused], 0)
+        if config.uses_neighbours:
+            seeds = [i for i, _ in fused[: config.neighbour_seeds]]
+            places.update(
+                self.backend.thread_places(self.namespace, seeds, config.neighbour_window, **extra)
+            )
         if windows and config.date_weight:
             fused = boost(
                 fused,
@@ -927,7 +936,9 @@ class SemanticMemory:
             return IngestResult(
                 doc.name, doc.kind, len(doc.pages), 0, 0, has_text=doc.has_text, note=note
             )
-        if self.list(metadata={"doc_sha256": doc.sha256}, limit=1):
+        # complete when every chunk is there: an interrupted ingest is resumed, not skipped
+        stored_before = self.list(metadata={"doc_sha256": doc.sha256}, limit=len(chunks))
+        if len(stored_before) >= len(chunks):
             return IngestResult(
                 doc.name,
                 doc.kind,
@@ -939,12 +950,20 @@ class SemanticMemory:
             )
         source_name = "pdf" if doc.kind == "pdf" else "document"
         before = len(self)
-        self.remember_batch(
-            [c.text for c in chunks],
-            [c.metadata for c in chunks],
-            source=source_name,
-            progress=progress,
-        )
+        # committed slice by slice (embedding is most of the time): if the process is
+        # stopped midway, the slices committed so far stay, and ingesting again resumes
+        for start in range(0, len(chunks), INGEST_SLICE):
+            piece = chunks[start : start + INGEST_SLICE]
+            self.remember_batch(
+                [c.text for c in piece],
+                [c.metadata for c in piece],
+                source=source_name,
+                progress=(
+                    (lambda done, _t, s=start: progress(s + done, len(chunks)))
+                    if progress
+                    else None
+                ),
+            )
         stored = len(self) - before
         return IngestResult(doc.name, doc.kind, len(doc.pages), len(chunks), stored)
 

@@ -2,9 +2,10 @@
 
 ``sem-mem mcp`` (or ``python -m sem_mem.mcp_server``) opens one
 :class:`~sem_mem.core.SemanticMemory` on a storage directory and namespace and serves
-six tools over stdio, or over streamable HTTP with ``--http``::
+seven tools over stdio, or over streamable HTTP with ``--http``::
 
-    remember  recall  forget  list_memories  add_instruction  get_instructions
+    remember  remember_conversation  recall  forget  list_memories  add_instruction
+    get_instructions
 
 It is a thin edge over the core, built on the official ``mcp`` Python SDK (2.x,
 ``MCPServer``): each tool is a typed function whose signature and docstring become the
@@ -53,6 +54,7 @@ DEFAULT_PORT = 8765
 #: the tools every server exposes, in the order they are registered
 TOOL_NAMES = (
     "remember",
+    "remember_conversation",
     "recall",
     "forget",
     "list_memories",
@@ -61,6 +63,8 @@ TOOL_NAMES = (
 )
 #: largest ``limit`` a recall or a listing accepts over MCP (results go into a model's context)
 MAX_RECALL_RESULTS = 50
+#: most turns one remember_conversation call stores
+MAX_CONVERSATION_TURNS = 1000
 MAX_LIST_RESULTS = 100
 _INSTALL_HINT = 'pip install "sem-mem[mcp]"'
 
@@ -93,7 +97,7 @@ def _call(operation: Callable[[], T]) -> T:
 
 
 def build_server(memory: "SemanticMemory") -> "MCPServer":
-    """An MCP server exposing ``memory`` (one namespace of one store) as six tools.
+    """An MCP server exposing ``memory`` (one namespace of one store) as seven tools.
 
     The caller owns ``memory``: it stays open while the server runs and is closed by
     whoever opened it (:func:`main` does both).
@@ -118,8 +122,22 @@ def build_server(memory: "SemanticMemory") -> "MCPServer":
         score: float = Field(description="Ranking score, higher is better (fused in hybrid mode).")
         similarity: float = Field(description="Cosine similarity to the query, -1..1.")
         created_at: str = Field(description="When it was stored (ISO 8601, UTC).")
+        happened_at: str = Field(description="When it happened or was said (ISO 8601, UTC).")
         source: str = Field(description="How it was stored: manual, auto, pdf, document, ...")
+        speaker: str | None = Field(description="Who said it, for a conversation turn.")
+        thread_id: str | None = Field(description="The conversation it belongs to, if any.")
         metadata: dict[str, Any] = Field(description="The metadata stored with it.")
+
+    class Turn(BaseModel):
+        speaker: str = Field(min_length=1, max_length=200, description="Who said it.")
+        text: str = Field(min_length=1, max_length=max_chars, description="What was said.")
+        timestamp: str | None = Field(
+            default=None, description="When it was said (ISO 8601); default: the call's."
+        )
+
+    class StoredConversation(BaseModel):
+        ids: list[str] = Field(description="One memory id per turn, in order.")
+        thread_id: str = Field(description="The conversation's thread id.")
 
     class Recollections(BaseModel):
         memories: list[Recalled] = Field(description="Matching memories, best first.")
@@ -233,9 +251,40 @@ def build_server(memory: "SemanticMemory") -> "MCPServer":
                 )
             ),
         ] = "hybrid",
+        source: Annotated[
+            str | None,
+            Field(description="Only memories of this source: manual, auto, thread, pdf, ..."),
+        ] = None,
+        metadata: Annotated[
+            dict[str, Any] | None,
+            Field(description="Only memories whose metadata has all these key/values."),
+        ] = None,
+        since: Annotated[
+            str | None,
+            Field(description="Only what happened at or after this time (ISO 8601)."),
+        ] = None,
+        until: Annotated[
+            str | None,
+            Field(description="Only what happened before this time (ISO 8601)."),
+        ] = None,
     ) -> Recollections:
-        """Find the stored memories most relevant to a query, best first."""
-        found = _call(lambda: memory.recall(query, limit, threshold=threshold, mode=mode))
+        """Find the stored memories most relevant to a query, best first.
+
+        The filters restrict the search itself, so a matching memory is found even when
+        many others are closer to the query.
+        """
+        found = _call(
+            lambda: memory.recall(
+                query,
+                limit,
+                threshold=threshold,
+                mode=mode,
+                source=source,
+                metadata=metadata,
+                since=since,
+                until=until,
+            )
+        )
         return Recollections(
             memories=[
                 Recalled(
@@ -244,12 +293,51 @@ def build_server(memory: "SemanticMemory") -> "MCPServer":
                     score=round(r.score, 6),
                     similarity=round(r.similarity, 6),
                     created_at=r.created_at.isoformat(),
+                    happened_at=r.happened_at.isoformat(),
                     source=r.source,
+                    speaker=r.speaker,
+                    thread_id=r.thread_id,
                     metadata=r.metadata,
                 )
                 for r in found
             ]
         )
+
+    @tool(ToolAnnotations(idempotent_hint=True, open_world_hint=False))
+    def remember_conversation(
+        turns: Annotated[
+            list[Turn],
+            Field(
+                min_length=1,
+                max_length=MAX_CONVERSATION_TURNS,
+                description="The conversation's turns, oldest first.",
+            ),
+        ],
+        thread_id: Annotated[
+            str | None,
+            Field(
+                max_length=256,
+                description="The conversation's id; turns added later with the same id "
+                "continue it. Generated when omitted.",
+            ),
+        ] = None,
+        timestamp: Annotated[
+            str | None,
+            Field(description="When the conversation happened (ISO 8601), for turns without one."),
+        ] = None,
+    ) -> StoredConversation:
+        """Store a conversation, one memory per turn ("Speaker: text"), in order.
+
+        Recall can then find who said what and when, and filter on source="thread".
+        """
+        import uuid
+
+        thread = thread_id or uuid.uuid4().hex
+        rows = [t.model_dump(exclude_none=True) for t in turns]
+        ids = _call(
+            lambda: memory.remember_conversation(rows, thread_id=thread, timestamp=timestamp)
+        )
+        return StoredConversation(ids=ids, thread_id=thread)
 
     @tool(ToolAnnotations(destructive_hint=True, idempotent_hint=False, open_world_hint=False))
     def forget(

@@ -139,12 +139,19 @@ def spread_to_neighbours(
 def thread_neighbours(places: Mapping[str, tuple[str, int]], window: int) -> dict[str, list[str]]:
     """:func:`neighbours_within`, thread by thread: ``places`` maps an id to its
     ``(thread_id, position)``; only turns of the same thread are neighbours."""
-    by_thread: dict[str, dict[str, int]] = {}
-    for item, (thread, position) in places.items():
-        by_thread.setdefault(thread, {})[item] = position
+    if window <= 0:
+        return {}
+    at = {place: item for item, place in places.items()}
     out: dict[str, list[str]] = {}
-    for positions in by_thread.values():
-        out.update(neighbours_within(positions, window))
+    for item, (thread, pos) in places.items():
+        near = []
+        for distance in range(1, window + 1):
+            for other_pos in (pos - distance, pos + distance):
+                other = at.get((thread, other_pos))
+                if other is not None and other != item:
+                    near.append(other)
+        if near:
+            out[item] = near
     return out
 
 
@@ -194,6 +201,8 @@ class FusionConfig:
     lexical_weight: float = 0.6
     neighbour_weight: float = 0.5
     neighbour_window: int = 2
+    #: how many of the best candidates lend score to their thread neighbours
+    neighbour_seeds: int = 20
     #: a query that names exactly one speaker of the candidate turns ("what did Caroline
     #: say about ...") multiplies that speaker's turns by ``1 + speaker_weight``
     speaker_weight: float = 1.0

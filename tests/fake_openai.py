@@ -17,6 +17,7 @@ SDK at :attr:`FakeOpenAI.base_url` and assert on what was sent and what came bac
         server.fail_next(429)                  # the next request is rate limited
         server.delay_next(2.0)                 # ... and the one after is slow
         server.responder = lambda body: "42"   # scripted answers
+        server.responder = lambda body: ToolCall("recall", {"query": "diet"})  # a tool call
 
 Behaviour that mirrors the real service, so client code is tested honestly:
 
@@ -55,6 +56,7 @@ __all__ = [
     "FakeOpenAI",
     "Fault",
     "RecordedRequest",
+    "ToolCall",
     "closed_port_url",
     "fake_embedding",
     "fake_openai",
@@ -72,7 +74,24 @@ MODEL_DIMENSIONS: dict[str, int] = {
     "all-minilm": 384,
 }
 
-Responder = Callable[[dict[str, Any]], str]
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A function call a scripted responder asks the model to make.
+
+    Answered as a ``function_call`` output item (Responses) or an assistant message with
+    ``tool_calls`` (Chat Completions), as OpenAI does; the client runs the tool and sends
+    its output back in the next request.
+    """
+
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+    call_id: str | None = None
+
+
+#: a responder answers with text, or with one or more tool calls
+Answer = str | ToolCall | list[ToolCall]
+Responder = Callable[[dict[str, Any]], Answer]
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
@@ -160,7 +179,8 @@ class FakeOpenAI:
 
     ``api_key``: when set, requests must send ``Authorization: Bearer <api_key>``.
     ``known_models``: when set, any other model gets 404 ``model_not_found``.
-    ``responder``: ``callable(request_json) -> str`` computing chat answers; the
+    ``responder``: ``callable(request_json) -> str | ToolCall | list[ToolCall]`` computing
+    chat answers (text, or function calls for the client to run); the
     default echoes the last user input after :data:`ECHO_MARKER`.
     """
 
@@ -306,6 +326,10 @@ class FakeOpenAI:
     def _knows_response(self, response_id: str) -> bool:
         with self._lock:
             return response_id in self._state.response_ids
+
+    def knows_response(self, response_id: str) -> bool:
+        """True when this server answered with ``response_id`` (Responses API)."""
+        return self._knows_response(response_id)
 
     def _sleep(self, seconds: float) -> None:
         self._stopping.wait(seconds)  # returns at once when the server stops
@@ -517,15 +541,30 @@ class _Handler(BaseHTTPRequestHandler):
                     },
                 }
             )
-        output.append(
-            {
-                "type": "message",
-                "id": fake._next_id("msg_"),
-                "status": "completed",
-                "role": "assistant",
-                "content": [{"type": "output_text", "text": answer, "annotations": []}],
-            }
-        )
+        calls = _tool_calls(answer)
+        if calls is not None:
+            for call in calls:
+                output.append(
+                    {
+                        "type": "function_call",
+                        "id": fake._next_id("fc_"),
+                        "call_id": call.call_id or fake._next_id("call_"),
+                        "name": call.name,
+                        "arguments": json.dumps(call.arguments),
+                        "status": "completed",
+                    }
+                )
+            answer = json.dumps([c.arguments for c in calls])
+        else:
+            output.append(
+                {
+                    "type": "message",
+                    "id": fake._next_id("msg_"),
+                    "status": "completed",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": answer, "annotations": []}],
+                }
+            )
         input_tokens = _count_tokens(json.dumps(body.get("input"))) + _count_tokens(
             body.get("instructions") or ""
         )
@@ -575,6 +614,21 @@ class _Handler(BaseHTTPRequestHandler):
                 last_user = _content_text(message.get("content"))
                 break
         answer = self._answer(body, last_user)
+        message: dict[str, Any] = {"role": "assistant", "content": answer, "refusal": None}
+        finish_reason = "stop"
+        calls = _tool_calls(answer)
+        if calls is not None:
+            message["content"] = None
+            message["tool_calls"] = [
+                {
+                    "id": call.call_id or self.server.fake._next_id("call_"),
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
+                }
+                for call in calls
+            ]
+            finish_reason = "tool_calls"
+            answer = json.dumps([c.arguments for c in calls])
         prompt_tokens = sum(
             _count_tokens(_content_text(m.get("content"))) for m in messages if isinstance(m, dict)
         )
@@ -589,9 +643,9 @@ class _Handler(BaseHTTPRequestHandler):
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": answer, "refusal": None},
+                        "message": message,
                         "logprobs": None,
-                        "finish_reason": "stop",
+                        "finish_reason": finish_reason,
                     }
                 ],
                 "usage": {
@@ -602,7 +656,7 @@ class _Handler(BaseHTTPRequestHandler):
             },
         )
 
-    def _answer(self, body: dict[str, Any], last_user: str) -> str:
+    def _answer(self, body: dict[str, Any], last_user: str) -> Any:
         responder = self.server.fake.responder
         if responder is not None:
             return responder(body)
@@ -669,6 +723,15 @@ def _embedding_inputs(value: Any) -> list[str] | None:
         return [" ".join(f"tok{v}" for v in value)]
     if all(isinstance(v, list) and all(isinstance(i, int) for i in v) for v in value):
         return [" ".join(f"tok{i}" for i in v) for v in value]
+    return None
+
+
+def _tool_calls(answer: Any) -> list[ToolCall] | None:
+    """The tool calls a responder asked for, or None for a text answer."""
+    if isinstance(answer, ToolCall):
+        return [answer]
+    if isinstance(answer, list) and answer and all(isinstance(c, ToolCall) for c in answer):
+        return list(answer)
     return None
 
 

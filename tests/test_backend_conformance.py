@@ -557,6 +557,7 @@ def test_pg_migrations_are_applied_once_by_concurrent_openers(pg_url: str) -> No
     import psycopg
 
     from sem_mem.backends.postgres import PostgresBackend
+    from sem_mem.backends.postgres_schema import MIGRATIONS
 
     opened: list[PostgresBackend] = []
     errors: list[BaseException] = []
@@ -575,8 +576,8 @@ def test_pg_migrations_are_applied_once_by_concurrent_openers(pg_url: str) -> No
     assert errors == [] and len(opened) == 4
     assert len({b.store_id for b in opened}) == 1
     with psycopg.connect(pg_url) as conn:
-        versions = conn.execute("SELECT version FROM schema_migrations").fetchall()
-    assert versions == [(1,)]
+        versions = conn.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()
+    assert versions == sorted((v,) for v, _, _ in MIGRATIONS)  # each exactly once
     for b in opened:
         b.close()
 
@@ -866,3 +867,90 @@ def test_recall_weighs_the_speaker_and_the_date_a_query_names(store: Store) -> N
     for day, month in (("2 March, 2023", 3), ("8 May 2023", 5)):
         top = memory.recall(f"Which painting did Jon sell on {day}?", limit=2)
         assert top[0].happened_at.month == month
+
+
+# -- chat sessions -----------------------------------------------------------------------
+
+
+def test_chat_sessions_are_kept_per_namespace_and_seen_by_another_process(store: Store) -> None:
+    from sem_mem.backends.base import ChatSessionRecord
+
+    first = store.backend()
+    state = {"messages": [{"role": "user", "content": "héllo"}], "saved_upto": 0}
+    first.save_chat_session("alice", ChatSessionRecord("s1", "t", state, 1.0, 2.0, "resp_1"))
+    first.save_chat_session("alice", ChatSessionRecord("s2", "", {}, 1.0, 3.0))
+    first.save_chat_session("bob", ChatSessionRecord("s1", "bob's", {"x": 1}, 1.0, 5.0, "resp_9"))
+
+    other = store.backend()  # another process on the same store
+    got = other.get_chat_session("alice", "s1")
+    assert got is not None and (got.title, got.state) == ("t", state)
+    assert [r.id for r in other.list_chat_sessions("alice")] == ["s2", "s1"]  # newest first
+    assert [r.id for r in other.list_chat_sessions("alice", limit=1, offset=1)] == ["s1"]
+    assert other.chat_session_of_response("alice", "resp_1") == "s1"
+    assert other.chat_session_of_response("alice", "resp_9") is None  # bob's, not alice's
+    assert other.get_chat_session("carol", "s1") is None
+
+    newer = {"messages": [], "saved_upto": 0}
+    other.save_chat_session("alice", ChatSessionRecord("s1", "t2", newer, 9.0, 4.0, "resp_2"))
+    got = first.get_chat_session("alice", "s1")
+    assert got is not None and (got.title, got.state, got.created_at) == ("t2", newer, 1.0)
+    assert first.chat_session_of_response("alice", "resp_1") == "s1"  # older answers still trace
+
+    assert first.delete_chat_session("alice", "s1") is True
+    assert first.delete_chat_session("alice", "s1") is False
+    assert other.get_chat_session("alice", "s1") is None
+    assert other.chat_session_of_response("alice", "resp_2") is None
+    assert other.get_chat_session("bob", "s1") is not None  # bob's session untouched
+
+
+def test_a_chat_session_continues_from_the_store(store: Store) -> None:
+    from sem_mem.conversation import ChatSession
+
+    memory = store.memory(namespace="alice")
+    session = ChatSession(memory, session_id="trip", title="Trip")
+    session.send("I am planning a trip to Lisbon in May")  # memory-only mode: no model
+    session.persist()
+
+    again = ChatSession.load(store.memory(namespace="alice"), "trip")
+    assert [m.content for m in again.thread] == ["I am planning a trip to Lisbon in May"]
+    assert again.title == "Trip"
+    with pytest.raises(NotFoundError):
+        ChatSession.load(store.memory(namespace="bob"), "trip")
+    with pytest.raises(ValidationError, match="previous_response_id"):
+        ChatSession.continuing(store.memory(namespace="alice"), "resp_from_elsewhere")
+
+
+def test_a_memory_is_found_by_the_start_of_its_id(store: Store) -> None:
+    memory = store.memory(namespace="alice")
+    ids = [memory.remember(fact) for fact in FACTS[:4]]
+    other = store.memory(namespace="bob").remember("bob's fact")
+    backend = memory.backend
+    assert backend.ids_with_prefix("alice", ids[0][:8]) == [ids[0]]
+    assert backend.ids_with_prefix("alice", ids[0]) == [ids[0]]
+    assert backend.ids_with_prefix("alice", other[:8]) == []  # another namespace's
+    assert backend.ids_with_prefix("alice", "zz") == []
+    assert backend.ids_with_prefix("alice", "") == []
+    assert len(backend.ids_with_prefix("alice", "", limit=5)) == 0
+    everything = backend.ids_with_prefix("alice", ids[0][:0] or "-", limit=10)
+    assert everything == []  # uuids never start with "-"
+
+
+@pytest.mark.postgres
+def test_pg_a_migration_numbered_below_one_already_applied_still_runs(pg_url: str) -> None:
+    """Branches add migration numbers in parallel: a database at version 6 that lacks an
+    earlier number (merged later) must still get it, not be taken as up to date."""
+    import psycopg
+
+    from sem_mem.backends import postgres_schema
+    from sem_mem.backends.postgres import PostgresBackend
+
+    PostgresBackend(pg_url, pool_size=1).close()
+    late = (2, "a migration merged after 6", "CREATE TABLE late_arrival (x int)")
+    original = postgres_schema.MIGRATIONS
+    postgres_schema.MIGRATIONS = sorted([*original, late])
+    try:
+        PostgresBackend(pg_url, pool_size=1).close()
+    finally:
+        postgres_schema.MIGRATIONS = original
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT to_regclass('late_arrival') IS NOT NULL").fetchone() == (True,)

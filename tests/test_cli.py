@@ -17,7 +17,7 @@ from sem_mem.cli import app
 
 COMMANDS = [
     "remember", "recall", "forget", "list", "chat", "ingest", "stats", "export", "import",
-    "serve", "migrate", "reembed", "ui", "mcp",
+    "serve", "migrate", "reembed", "ui", "mcp", "get",
 ]  # fmt: skip
 
 

@@ -638,3 +638,46 @@ def test_lexical_search_ranks_rare_words_above_a_word_in_every_memory(
     assert len(memory.recall("patient routine", limit=10, mode="lexical")) == 10
     # and hybrid recall still puts the allergy first
     assert memory.recall("patient penicillin", limit=3)[0].text.endswith("penicillin")
+
+
+def test_a_schema_2_store_gains_threads_and_timestamps_and_never_reuses_a_label(
+    make_memory: MakeMemory, tmp_path: Path
+) -> None:
+    from sem_mem.backends.sqlite_rows import encode_vector
+    from sem_mem.backends.sqlite_schema import MIGRATIONS, split_statements
+    from sem_mem.core import text_hash
+
+    store = tmp_path / "v2"
+    store.mkdir()
+    db = sqlite3.connect(store / "memory.sqlite3")
+    db.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+        "applied_at REAL NOT NULL)"
+    )
+    for version, name, script in MIGRATIONS[:2]:
+        for statement in split_statements(script):
+            db.execute(statement)
+        db.execute("INSERT INTO schema_migrations VALUES (?, ?, 0)", (version, name))
+    vector = encode_vector(np.ones(64, dtype=np.float32) / 8.0)
+    for label, text in ((1, "kept from before"), (2, "forgotten before the upgrade")):
+        db.execute(
+            "INSERT INTO memories (label, id, namespace, text, metadata, source, content_hash, "
+            "embedding, embedding_model, created_at, updated_at, seq) "
+            "VALUES (?, ?, 'default', ?, '{}', 'manual', ?, ?, 'test:hashing-64', ?, ?, ?)",
+            (label, f"id-{label}", text, text_hash(text), vector, 1e9 + label, 1e9 + label, label),
+        )
+        db.execute("INSERT INTO memories_fts (rowid, text) VALUES (?, ?)", (label, text))
+    db.execute("DELETE FROM memories WHERE label = 2")
+    for key, value in (("embedding_model", "test:hashing-64"), ("embedding_dim", "64")):
+        db.execute("INSERT INTO meta VALUES (?, ?)", (key, value))
+    db.commit()
+    db.close()
+    with make_memory(store) as memory:
+        old = memory.get("id-1")
+        assert old.happened_at == old.created_at and old.thread_id is None
+        new = memory.remember("written after the upgrade")
+        assert memory.recall("kept from before", mode="lexical")[0].id == "id-1"
+    db = sqlite3.connect(store / "memory.sqlite3")
+    (label,) = db.execute("SELECT label FROM memories WHERE id = ?", (new,)).fetchone()
+    db.close()
+    assert label == 3  # label 2 belonged to a forgotten memory: never handed out again

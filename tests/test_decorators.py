@@ -7,7 +7,6 @@ first message.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +17,7 @@ from test_chat import ANSWER, KEY, ScriptedLLM, chat_bodies, memories_in
 from sem_mem import MemoryChat as LazyMemoryChat
 from sem_mem import SemanticMemory, with_memory, with_rag
 from sem_mem.chat import MEMORY_ONLY_NOTICE
-from sem_mem.decorators import THREAD_CHUNK_CHARS, MemoryChat, thread_chunks
+from sem_mem.decorators import MemoryChat
 from sem_mem.llm.base import ChatMessage
 from sem_mem.llm.prompts import MEMORIES_PREAMBLE
 from sem_mem.llm.responses import ResponsesChatModel
@@ -136,53 +135,42 @@ def _long_thread(turns: int, size: int = 400) -> list[ChatMessage]:
     return thread
 
 
-def test_save_thread_cuts_chunks_at_message_boundaries(
+def test_save_thread_stores_one_memory_per_turn_in_order(
     make_memory: Callable[..., SemanticMemory],
 ) -> None:
     memory = make_memory()
     chat = MemoryChat(memory)
-    chat.thread = _long_thread(6)
-    chat.thread.insert(5, ChatMessage("user", "long " + "x" * (2 * THREAD_CHUNK_CHARS)))
+    chat.thread = _long_thread(3)
+    chat.thread.insert(3, ChatMessage("user", "   "))  # an empty message is not a turn
 
     ids = chat.save_thread()
 
     saved = [memory.get(i) for i in ids]
-    assert len(saved) > 2
-    assert all(m.source == "thread" for m in saved)
-    assert all(m.metadata["thread_id"] == chat.thread_id for m in saved)
-    ranges = [(m.metadata["message_start"], m.metadata["message_end"]) for m in saved]
-    assert ranges[0][0] == 0 and ranges[-1][1] == len(chat.thread)
-    assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))  # contiguous
-    for m, (start, end) in zip(saved, ranges, strict=True):
-        assert m.text.startswith(("User: ", "Assistant: "))
-        expected = [f"{msg.role.title()}: {msg.content}" for msg in chat.thread[start:end]]
-        assert m.text == "\n\n".join(expected)  # whole messages only
-        assert len(m.text) <= THREAD_CHUNK_CHARS or end - start == 1
-    assert any(len(m.text) > THREAD_CHUNK_CHARS for m in saved)  # the long one, alone
+    assert len(saved) == 6
+    assert {m.source for m in saved} == {"thread"}
+    assert {m.thread_id for m in saved} == {chat.thread_id}
+    assert [m.speaker for m in saved] == ["User", "Assistant"] * 3
+    assert saved[0].text == "User: " + chat.thread[0].content
+    turns = memory.list(thread_id=chat.thread_id, newest_first=False)
+    assert [m.id for m in turns] == ids  # the thread's order is kept
 
 
-def test_saving_a_thread_again_stores_only_what_changed(
+def test_saving_a_thread_again_stores_only_the_new_turns(
     make_memory: Callable[..., SemanticMemory],
 ) -> None:
     memory = make_memory()
     chat = MemoryChat(memory)
-    chat.thread = _long_thread(5)
+    chat.thread = _long_thread(2)
     first = chat.save_thread()
 
-    assert chat.save_thread() == first  # unchanged: refreshed, not copied
+    assert chat.save_thread() == []  # nothing new: nothing stored
     chat.thread += [ChatMessage("user", "one more thing"), ChatMessage("assistant", "sure")]
     second = chat.save_thread()
 
-    assert second[:-1] == first[:-1]
-    assert second[-1] != first[-1]
-    assert memory.get(first[-1]).status == "superseded"
-    active = memory.list(source="thread")
-    assert sorted(m.id for m in active) == sorted(second)
-
-
-def test_thread_chunks_of_an_empty_thread() -> None:
-    assert thread_chunks([]) == []
-    assert thread_chunks([ChatMessage("user", "   ")]) == []
+    assert len(second) == 2 and not set(second) & set(first)
+    turns = memory.list(thread_id=chat.thread_id, newest_first=False)
+    assert [m.id for m in turns] == first + second
+    assert [m.position for m in turns] == [0, 1, 2, 3, 4, 5]
 
 
 def test_save_thread_after_a_conversation(chat_memory: SemanticMemory) -> None:
@@ -190,11 +178,12 @@ def test_save_thread_after_a_conversation(chat_memory: SemanticMemory) -> None:
     chat.send("Let's discuss the echo findings.")
     chat.send("What is the ejection fraction threshold?")
 
-    (chunk_id,) = chat.save_thread()
+    ids = chat.save_thread()
 
-    chunk = chat_memory.get(chunk_id)
-    assert chunk.text.startswith("User: Let's discuss the echo findings.\n\nAssistant: ")
-    assert (chunk.metadata["message_start"], chunk.metadata["message_end"]) == (0, 4)
+    turns = [chat_memory.get(i) for i in ids]
+    assert turns[0].text == "User: Let's discuss the echo findings."
+    assert turns[1].text.startswith("Assistant: ")
+    assert [t.position for t in turns] == [0, 1, 2, 3]
 
 
 # --------------------------------------------------------------------------- memory-only

@@ -62,6 +62,9 @@ def test_sigkill_mid_batch_loses_nothing_committed(tmp_path: Path) -> None:
                 h.text for h in memory.recall(text, limit=10, mode="vector") if h.similarity > 0.999
             }
             assert text in exact
+            # the full-text index is derived data too: caught up from SQLite after the kill
+            lexical = memory.recall(f"number {i}", limit=3, mode="lexical")
+            assert text in [h.text for h in lexical]
         listed = memory.list(limit=10_000, newest_first=False)
         assert [m.metadata["i"] for m in listed] == list(range(on_disk))
     conn = sqlite3.connect(store / "memory.sqlite3")
@@ -187,3 +190,31 @@ def test_full_disk_fails_cleanly_and_keeps_what_was_committed(tmp_path: Path) ->
             assert memory.recall(kept[-1], limit=1, mode="lexical")[0].text == kept[-1]
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.parametrize("damage", ["garbage in every file", "meta.json deleted", "folder gone"])
+def test_a_damaged_full_text_index_is_rebuilt_from_sqlite(tmp_path: Path, damage: str) -> None:
+    store = tmp_path / "store"
+    texts = [f"note {i} about the violin lesson number {i}" for i in range(300)]
+    with SemanticMemory(str(store), embedder=HashingEmbedder()) as memory:
+        memory.remember_batch(texts)
+        memory.remember("the cello is in the attic")
+    folder = next((store / "text").iterdir())
+    assert (folder / "meta.json").exists()  # committed on close
+    if damage == "garbage in every file":
+        for path in folder.iterdir():
+            if path.is_file() and path.stat().st_size > 64:
+                with path.open("r+b") as fh:
+                    fh.seek(path.stat().st_size // 2)
+                    fh.write(b"\xff" * 32)
+    elif damage == "meta.json deleted":
+        (folder / "meta.json").unlink()
+    else:
+        import shutil
+
+        shutil.rmtree(folder)
+    with SemanticMemory(str(store), embedder=HashingEmbedder()) as memory:
+        assert memory.recall("cello attic", limit=1, mode="lexical")[0].text.startswith("the cello")
+        hits = memory.recall("violin lesson number 123", limit=3, mode="lexical")
+        assert hits[0].text == texts[123]
+        assert len(memory.recall("violin", limit=1000, mode="lexical")) == 300

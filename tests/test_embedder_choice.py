@@ -50,3 +50,43 @@ def test_reopening_uses_the_stores_own_model(tmp_path: Path) -> None:
             assert again.embedder.model_id == memory.embedder.model_id
     with pytest.raises(ConfigurationError, match="OPENAI_API_KEY"):
         SemanticMemory(str(store), dotenv_path=None)  # OpenAI store, no key: a clear error
+
+
+def test_a_key_with_another_server_embeds_locally_unless_a_remote_model_is_named(
+    tmp_path: Path,
+) -> None:
+    with FakeOpenAI(api_key="sk-test") as server:
+        # an Ollama/vLLM-style chat server: auto must not ask it for text-embedding-3-small
+        with SemanticMemory(
+            str(tmp_path / "a"), api_key="sk-test", base_url=server.base_url, dotenv_path=None
+        ) as memory:
+            assert memory.embedder.model_id.startswith("local:")
+            memory.remember("Sam lives in Boston")
+        assert server.requests_to("/v1/embeddings") == []
+        with SemanticMemory(
+            str(tmp_path / "b"),
+            api_key="sk-test",
+            base_url=server.base_url,
+            embedding_model="nomic-embed-text",
+            dotenv_path=None,
+        ) as memory:
+            memory.remember("Sam lives in Boston")
+            assert memory.embedder.dimensions == 768
+        assert {b["model"] for b in server.bodies("/v1/embeddings")} == {"nomic-embed-text"}
+
+
+def test_embeddings_can_live_on_another_server_than_the_chat_model(tmp_path: Path) -> None:
+    with FakeOpenAI(api_key="sk-test") as chat, FakeOpenAI(api_key="sk-test") as embeddings:
+        with SemanticMemory(
+            str(tmp_path / "c"),
+            api_key="sk-test",
+            base_url=chat.base_url,
+            openai_embedding_base_url=embeddings.base_url,
+            dotenv_path=None,
+        ) as memory:
+            memory.remember("Sam lives in Boston")
+            assert memory.embedder.dimensions == 1536
+        assert chat.requests_to("/v1/embeddings") == []
+        assert [b["input"] for b in embeddings.bodies("/v1/embeddings")] == [
+            ["Sam lives in Boston"]
+        ]

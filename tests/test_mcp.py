@@ -118,7 +118,7 @@ async def recall_texts(client: Client, query: str, **args: Any) -> list[str]:
 # --------------------------------------------------------------------- stdio subprocess
 
 
-async def test_lists_the_six_tools_with_described_schemas(client: Client) -> None:
+async def test_lists_the_tools_with_described_schemas(client: Client) -> None:
     tools = {tool.name: tool for tool in (await client.list_tools()).tools}
     assert set(tools) == set(TOOL_NAMES)
     for tool in tools.values():
@@ -149,13 +149,47 @@ async def test_remember_recall_forget(client: Client) -> None:
     assert best["text"] == allergy
     assert best["metadata"] == {"tag": "med"}
     assert best["source"] == "manual"
-    assert set(best) == {"id", "text", "score", "similarity", "created_at", "source", "metadata"}
+    assert set(best) == {
+        "id", "text", "score", "similarity", "created_at", "happened_at", "source",
+        "speaker", "thread_id", "metadata",
+    }  # fmt: skip
 
     forgotten = data(await client.call_tool("forget", {"id": stored["id"]}))
     assert forgotten == {"id": stored["id"], "forgotten": True}
     texts = await recall_texts(client, "which drugs must be avoided?")
     assert allergy not in texts
     assert "Sam's favourite city is Lisbon" in texts
+
+
+async def test_remember_conversation_then_recall_with_filters(client: Client) -> None:
+    turns = [
+        {"speaker": "Caroline", "text": "I adopted a puppy named Oscar", "timestamp": "2023-05-08"},
+        {"speaker": "Melanie", "text": "Oscar is a lovely name for a puppy"},
+    ]
+    stored = data(
+        await client.call_tool(
+            "remember_conversation",
+            {"turns": turns, "thread_id": "s1", "timestamp": "2023-06-01T10:00:00"},
+        )
+    )
+    assert len(stored["ids"]) == 2 and stored["thread_id"] == "s1"
+    data(await client.call_tool("remember", {"text": "Oscar the puppy needs shots"}))
+
+    async def recall(**filters: object) -> list[dict]:
+        return data(await client.call_tool("recall", {"query": "puppy Oscar", **filters}))[
+            "memories"
+        ]
+
+    turns_only = await recall(source="thread")
+    assert sorted(m["speaker"] for m in turns_only) == ["Caroline", "Melanie"]
+    may = await recall(source="thread", since="2023-05-01", until="2023-05-31")
+    assert [m["text"] for m in may] == ["Caroline: I adopted a puppy named Oscar"]
+    assert may[0]["happened_at"].startswith("2023-05-08") and may[0]["thread_id"] == "s1"
+    manual = await recall(source="manual")
+    assert manual[0]["text"] == "Oscar the puppy needs shots"
+    assert {m["source"] for m in manual} == {"manual"}
+    bad = await client.call_tool("recall", {"query": "x", "since": "last may"})
+    assert bad.is_error and "since" in bad.content[0].text
 
 
 async def test_list_memories_pages_newest_first(client: Client) -> None:

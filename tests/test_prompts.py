@@ -215,3 +215,17 @@ def test_parse_expansions_drops_the_original_query_and_caps() -> None:
         "beta-lactam allergy",
     ]
     assert parse_expansions(reply, 0) == []
+
+
+def test_a_conversation_turn_shows_when_it_was_said_not_when_it_was_saved(
+    make_memory: Any,
+) -> None:
+    memory = make_memory()
+    memory.remember_conversation(
+        [{"speaker": "Caroline", "text": "I adopted a puppy named Oscar"}],
+        timestamp="2023-05-08T13:56:00",
+    )
+    (turn,) = memory.recall("puppy")
+    block = _block(build_instructions(instructions="", memories=[turn], today=TODAY))
+    assert 'date="2023-05-08" source="thread"' in block
+    assert "Caroline: I adopted a puppy named Oscar" in block

@@ -50,3 +50,14 @@ def test_migration_example_names_real_functions() -> None:
     for name in re.findall(r"from sem_mem import ([\w, ]+)", README):
         for item in name.split(","):
             assert hasattr(sem_mem, item.strip()), item
+
+
+def test_conversation_example_runs_offline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    exec(compile(_block("remember_conversation("), "README", "exec"), {})
+    first, second = capsys.readouterr().out.splitlines()
+    assert first.startswith("user: I moved to Chicago") and "2024-05-08-chat" in first
+    # both memories about work in that window; the badge first
+    assert second == "[\"Sam's badge number is 4471\", 'user: On the first of July.']"

@@ -80,13 +80,20 @@ def client(tmp_path: Path) -> Iterator[httpx.Client]:
 
 def test_health_docs_and_openapi(client: httpx.Client) -> None:
     assert client.get("/health").json() == {"status": "ok", "version": "0.1.0", "auth": False}
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    # offline: every script and stylesheet the page loads comes from this server
+    assets = re.findall(r'(?:src|href)="([^"]+)"', docs.text)
+    assert assets and not [a for a in assets if a.startswith(("http:", "https:", "//"))]
+    for asset in assets:
+        assert client.get(asset).status_code == 200, asset
+    assert "/openapi.json" in docs.text
     paths = client.get("/openapi.json").json()["paths"]
     for path in (
         "/health", "/chat", "/remember", "/remember/batch", "/recall", "/instructions",
         "/cache", "/stats", "/model", "/upload/pdf", "/threads/save", "/memories",
         "/memories/{memory_id}", "/memories/{memory_id}/history", "/export", "/import",
-        "/metrics",
+        "/metrics", "/sessions", "/sessions/{session_id}", "/conversations",
     ):  # fmt: skip
         assert path in paths, path
     assert set(paths["/instructions"]) == {"get", "put", "post"}
@@ -115,6 +122,10 @@ def test_remember_then_recall(client: httpx.Client) -> None:
         "tier",
         "created_at",
         "source",
+        "timestamp",
+        "thread_id",
+        "position",
+        "speaker",
     }
     assert any("recall" in line for line in body["logs"])
     none = client.post("/recall", json={"query": "physician", "threshold": 0.99}).json()
@@ -197,7 +208,8 @@ def test_instructions_cache_stats_model(client: httpx.Client) -> None:
     stats = client.get("/stats").json()
     assert stats["namespace"] == "default" and stats["embedder"]["model_id"] == "test:hashing-64"
     assert client.get("/model").json() == {
-        "model": "gpt-5.1", "reasoning_effort": "low", "chat_enabled": False
+        "model": "gpt-5.1", "reasoning_effort": "low", "chat_enabled": False,
+        "chat_api": "", "web_search_unavailable": "no chat model is configured",
     }  # fmt: skip
     changed = client.put("/model", json={"model": "gpt-4.1-mini", "reasoning_effort": "high"})
     assert changed.json()["model"] == "gpt-4.1-mini"
@@ -212,11 +224,17 @@ def test_threads_save(client: httpx.Client) -> None:
         {"role": "user", "content": "Thanks"},
     ]
     body = client.post("/threads/save", json={"messages": messages, "title": "bloods"}).json()
-    assert body["count"] == 2
+    assert (body["count"], body["thread_id"]) == (3, "bloods")
     saved = client.get("/memories", params={"source": "thread"}).json()["memories"]
-    texts = {m["text"] for m in saved}
-    assert "User: What is my blood type?\nAssistant: You said it is O negative." in texts
-    assert all(m["metadata"]["thread"] == "bloods" for m in saved)
+    assert sorted(m["text"] for m in saved) == [
+        "Assistant: You said it is O negative.",
+        "User: Thanks",
+        "User: What is my blood type?",
+    ]
+    assert {m["thread_id"] for m in saved} == {"bloods"}
+    again = client.post("/threads/save", json={"messages": messages, "title": "bloods"}).json()
+    assert again["ids"] == body["ids"]  # the same turns again: refreshed, not copied
+    assert_error(client.post("/threads/save", json={}), 422)
 
 
 # ----------------------------------------------------------------------------- uploads
@@ -493,7 +511,9 @@ def test_chat_memory_only_mode(client: httpx.Client) -> None:
     r = client.post("/chat", json={"query": "What is my dog called?"})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert set(body) == {"response", "response_id", "memories", "logs"}
+    assert set(body) == {
+        "response", "response_id", "session_id", "command", "memory_id", "memories", "logs",
+    }  # fmt: skip
     assert any("Biscuit" in m["text"] for m in body["memories"])
 
 
@@ -603,3 +623,32 @@ def test_app_is_built_lazily() -> None:
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_upload_reports_real_progress_as_ndjson(tmp_path: Path) -> None:
+    from sem_mem.ui.client import HttpClient
+
+    text = "\n\n".join(f"Paragraph {i} is about subject number {i} in detail." for i in range(3000))
+    with serve(tmp_path / "s") as url:
+        client = HttpClient(url)
+        try:
+            seen: list[tuple[int, int]] = []
+            result = client.ingest(text.encode(), "long.txt", lambda d, t: seen.append((d, t)))
+            assert result["chunks_stored"] == result["chunks_created"] > 64
+            total = result["chunks_created"]
+            assert {t for _, t in seen} == {total}
+            # one line per slice of chunks embedded and committed, not just 0/1 then 1/1
+            assert len({d for d, _ in seen}) >= 3 and seen[0][0] < total == seen[-1][0]
+            assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+            with pytest.raises(core.ValidationError, match="API 422"):
+                client.ingest(make_pdf(["x"])[:100], "broken.pdf", lambda d, t: None)
+            raw = httpx.post(
+                f"{url}/upload/pdf",
+                params={"progress": "true"},
+                files={"file": ("again.txt", text.encode(), "text/plain")},
+            )
+            lines = [json.loads(line) for line in raw.text.splitlines()]
+            assert raw.headers["content-type"].startswith("application/x-ndjson")
+            assert lines[-1]["result"]["already_ingested"] is True
+        finally:
+            client.close()

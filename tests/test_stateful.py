@@ -123,6 +123,7 @@ class MemoryModel(RuleBasedStateMachine):
         super().__init__()
         self.model: dict[str, dict[str, str]] = {ns: {} for ns in NAMESPACES}
         self.memories: dict[str, SemanticMemory] = {}
+        self.turns: set[str] = set()  # ids stored by remember_conversation
         self._drop: Any = None
         if self.kind == "sqlite":
             self.target = tempfile.mkdtemp(prefix="semmem-model-")
@@ -154,7 +155,10 @@ class MemoryModel(RuleBasedStateMachine):
 
     def _record(self, namespace: str, text: str, memory_id: str) -> None:
         # dedupe: the same text again in a namespace refreshes the one active copy
-        existing = [i for i, t in self.model[namespace].items() if t == text]
+        # (conversation turns are told apart by their thread and place)
+        existing = [
+            i for i, t in self.model[namespace].items() if t == text and i not in self.turns
+        ]
         if existing:
             assert memory_id in existing, "remembering a text again made a second copy"
         self.model[namespace][memory_id] = text
@@ -183,6 +187,34 @@ class MemoryModel(RuleBasedStateMachine):
         for text, memory_id in zip(batch, got, strict=True):
             self._record(namespace, text, memory_id)
         return multiple(*[(namespace, i) for i in got])
+
+    @rule(
+        target=ids,
+        namespace=st.sampled_from(NAMESPACES),
+        turns=st.lists(st.tuples(st.sampled_from(("Ann", "Bo")), texts), min_size=1, max_size=4),
+    )
+    def remember_conversation(self, namespace: str, turns: list[tuple[str, str]]) -> Any:
+        got = self.open(namespace).remember_conversation(
+            [{"speaker": speaker, "text": text} for speaker, text in turns]
+        )
+        assert len(got) == len(set(got)) == len(turns)  # a new thread: every turn is new
+        for (speaker, text), memory_id in zip(turns, got, strict=True):
+            assert memory_id not in self.model[namespace]
+            self.turns.add(memory_id)
+            self.model[namespace][memory_id] = f"{speaker}: {text}"
+        return multiple(*[(namespace, i) for i in got])
+
+    @rule(namespace=st.sampled_from(NAMESPACES), mode=st.sampled_from(MODES), data=st.data())
+    def recall_only_conversation_turns(
+        self, namespace: str, mode: str, data: st.DataObject
+    ) -> None:
+        stored = {i: t for i, t in self.model[namespace].items() if i in self.turns}
+        query = data.draw(st.sampled_from(sorted(stored.values())) if stored else texts)
+        memory = self.open(namespace)
+        hits = memory.recall(query, limit=10, mode=mode, source="thread")  # type: ignore[arg-type]
+        assert {h.id for h in hits} <= set(stored), "a filtered recall leaked another source"
+        if query in stored.values():
+            assert any(h.text == query for h in hits), (mode, query)
 
     @rule(target=ids, namespace=st.sampled_from(NAMESPACES), text=texts)
     def remember_from_another_process(self, namespace: str, text: str) -> tuple[str, str]:
@@ -283,6 +315,13 @@ class TestSQLiteModel(MemoryModel.TestCase):
 
 class PostgresModel(MemoryModel):
     kind = "postgres"
+
+
+PostgresModel.TestCase.settings = settings(
+    MemoryModel.TestCase.settings,
+    # each example is a fresh database and every step a few round trips: fewer examples
+    max_examples=max(1, MemoryModel.TestCase.settings.max_examples // 3),
+)
 
 
 @pytest.mark.postgres

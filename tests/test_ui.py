@@ -17,6 +17,7 @@ from embedders import HashingEmbedder
 from live_server import serve
 
 from sem_mem import SemanticMemory
+from sem_mem.conversation import ChatOptions
 from sem_mem.ui.client import HttpClient, LocalClient, MemoryClient, local_session_factory
 
 pytest.importorskip("streamlit")
@@ -181,9 +182,9 @@ def test_sessions_share_l2_but_each_has_its_own_l1(make_app: Callable[..., AppTe
     say(alice, "remember: The clinic opens at 8am")
     say(alice, "When does the clinic open?")
     cache = alice.sidebar.expander[2]
-    assert any("clinic opens" in c.value for c in cache.caption)
+    assert any("clinic opens" in c.value for c in cache.text)  # plain text, not Markdown
     bob.run()
-    assert not any("clinic opens" in c.value for c in bob.sidebar.expander[2].caption)
+    assert not any("clinic opens" in c.value for c in bob.sidebar.expander[2].text)
     say(bob, "When does the clinic open?")  # L2 is shared: bob finds alice's memory
     assert "The clinic opens at 8am" in assistant_texts(bob)[-1]
 
@@ -233,19 +234,35 @@ def test_browser_lists_filters_edits_and_deletes(
     at.selectbox(key="browser_source").set_value("all").run()
 
     at.button(key=f"delete-{gone}").click().run()
+    assert any("for good" in w.value for w in at.warning)  # asks first
+    at.button(key=f"cancel-{gone}").click().run()
+    assert memory.get(gone).text == "Sam's cat is called Miso"
+    at.button(key=f"delete-{gone}").click().run()
+    at.button(key=f"confirm-{gone}").click().run()
     assert any("Deleted" in s.value for s in at.success)
     assert not any("Miso" in e.label for e in at.expander)
     assert all(m.id != gone for m in memory.list())
 
+    at.button(key=f"save-{keep}").click().run()  # unchanged: no history event
+    assert [e.event for e in memory.history(keep)] == ["created"]
     at.text_area(key=f"edit-text-{keep}").set_value("Sam lives in Cambridge")
     at.button(key=f"save-{keep}").click().run()
     assert memory.get(keep).text == "Sam lives in Cambridge"
     at.toggle(key=f"history-{keep}").set_value(True).run()
-    history = " ".join(md.value for md in at.markdown)
-    assert "**created**" in history and "**updated**" in history
+    history = [t.value for t in at.text]
+    assert any(line.startswith("created ") for line in history)
+    assert any(line.startswith("updated ") for line in history)
+    assert not any(line.endswith(": ") for line in history)
 
-    at.text_input(key="browser_query").set_value("Cambridge").run()
-    assert any("Cambridge" in e.label for e in at.expander)
+    memory.remember("Sam lives near the river")
+    at.text_input(key="browser_query").set_value("Sam lives Cambridge").run()
+    labels = [e.label for e in at.expander if e.label.startswith("#")]
+    assert labels[0].startswith("#1 · score ") and "Cambridge" in labels[0]
+    scores = [float(label.split("score ")[1].split(" ")[0]) for label in labels]
+    assert scores == sorted(scores, reverse=True)  # most relevant first
+    at.selectbox(key="browser_source").set_value("pdf").run()  # search honours the filters
+    only_pdf = [e.label for e in at.expander if e.label.startswith("#")]
+    assert only_pdf and all(" · pdf · " in label for label in only_pdf)
 
 
 def test_export_then_import_into_another_store(
@@ -330,14 +347,11 @@ def _exercise(client: MemoryClient, pdf: bytes) -> dict[str, object]:
     """Every operation of the interface; returns what a user would see."""
     first = client.remember("Sam lives in Boston", {"kind": "fact"})
     second = client.remember("The clinic opens at 8am")
-    reply = client.chat("Where does Sam live?", auto_remember=False)
+    reply = client.chat("Where does Sam live?", options=ChatOptions(auto_remember=False))
     client.add_instruction("Be brief")
     client.set_instructions(client.instructions() + "Use metric units\n")
     ingest = client.ingest(pdf, "doc.pdf")
-    saved = client.save_thread(
-        [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"}],
-        title="t1",
-    )
+    saved = client.save_thread(reply.session_id)
     client.update(first, text="Sam lives in Cambridge")
     history = [e["event"] for e in client.history(first)]
     client.forget(second)
@@ -371,3 +385,101 @@ def test_local_and_http_clients_behave_the_same(tmp_path: Path) -> None:
         finally:
             remote.close()
     local.close()
+
+
+# ----------------------------------------------------------------------------- multi-turn
+
+CHAT_LOCAL_SCRIPT = """
+from embedders import HashingEmbedder
+from sem_mem import SemanticMemory
+from sem_mem.ui.app import run
+from sem_mem.ui.client import local_session_factory
+from test_ui import SHARED
+
+def shared():
+    if {store!r} not in SHARED:
+        SHARED[{store!r}] = SemanticMemory(
+            {store!r}, embedder=HashingEmbedder(), api_key="sk-test", base_url={base!r},
+            chat_api={api!r}, chat_model="llama3.1", auto_memory=False,
+        )
+    return SHARED[{store!r}]
+
+run(local_session_factory(shared))
+"""
+
+
+@pytest.mark.parametrize("mode", ["local", "api"])
+@pytest.mark.parametrize("api", ["responses", "chat_completions"])
+def test_turn_two_carries_turn_one_in_both_modes(tmp_path: Path, mode: str, api: str) -> None:
+    from contextlib import ExitStack
+
+    from chat_wire import assert_carries, turn_bodies
+    from fake_openai import FakeOpenAI
+
+    with ExitStack() as stack:
+        fake = stack.enter_context(FakeOpenAI(api_key="sk-test"))
+        fake.responder = lambda body: "noted"
+        script = tmp_path / "chat_app.py"
+        if mode == "local":
+            source = CHAT_LOCAL_SCRIPT.format(
+                store=str(tmp_path / "s"), base=fake.base_url, api=api
+            )
+        else:
+            url = stack.enter_context(
+                serve(
+                    tmp_path / "s",
+                    openai_api_key="sk-test",
+                    openai_base_url=fake.base_url,
+                    chat_api=api,
+                    chat_model="llama3.1",
+                    auto_memory=False,
+                )
+            )
+            source = API_SCRIPT.format(url=url)
+        script.write_text(source, encoding="utf-8")
+        at = AppTest.from_file(str(script), default_timeout=60).run()
+        assert not at.exception, [e.value for e in at.exception]
+
+        say(at, "My sister is called Ines")
+        say(at, "Who is Ines?")
+        assert [t.split(" - ")[0] for t in assistant_texts(at)] == ["noted", "noted"]
+        assert not at.error
+        first, second = turn_bodies(fake)
+        if api == "responses":
+            assert "previous_response_id" not in first
+            assert fake.knows_response(second["previous_response_id"])
+        else:
+            assert_carries(second, "My sister is called Ines", None)
+
+        # web search: the toggle says why it is off when the provider cannot search
+        toggle = at.sidebar.toggle(key="web_search")
+        assert toggle.disabled is (api == "chat_completions")
+        if mode == "api":
+            assert at.sidebar.selectbox(key="chat_api_choice").disabled
+
+        at.button(key="save_thread").click().run()
+        assert any("4 new turn" in s.value for s in at.success)
+        at.button(key="new_thread").click().run()
+        say(at, "Hello again")
+        assert "previous_response_id" not in turn_bodies(fake)[-1]
+
+
+def test_the_chat_api_selector_switches_the_wire_format(tmp_path: Path) -> None:
+    from chat_wire import turn_bodies
+    from fake_openai import FakeOpenAI
+
+    with FakeOpenAI(api_key="sk-test") as fake:
+        fake.responder = lambda body: "noted"
+        script = tmp_path / "chat_app.py"
+        script.write_text(
+            CHAT_LOCAL_SCRIPT.format(store=str(tmp_path / "s"), base=fake.base_url, api="auto"),
+            encoding="utf-8",
+        )
+        at = AppTest.from_file(str(script), default_timeout=60).run()
+        say(at, "first")
+        assert "messages" in turn_bodies(fake)[-1]  # auto with a non-OpenAI URL: Chat Completions
+        at.sidebar.selectbox(key="chat_api_choice").set_value("responses").run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert not at.sidebar.toggle(key="web_search").disabled
+        say(at, "second")
+        assert "input" in turn_bodies(fake)[-1]

@@ -27,6 +27,7 @@ from ..types import HistoryEvent, Memory
 
 __all__ = [
     "AddResult",
+    "ChatSessionRecord",
     "ListQuery",
     "MemoryFilter",
     "NewMemory",
@@ -34,6 +35,23 @@ __all__ = [
     "StoredMemory",
     "ThreadPlace",
 ]
+
+
+@dataclass(frozen=True)
+class ChatSessionRecord:
+    """A chat session as a backend keeps it (see :mod:`sem_mem.conversation`).
+
+    ``state`` is JSON-ready data the conversation engine owns (thread, continuation);
+    ``response_id`` is the provider's id of the session's last answer, recorded so a
+    client's ``previous_response_id`` can be traced back to the session that made it.
+    """
+
+    id: str
+    title: str
+    state: dict[str, Any]
+    created_at: float
+    updated_at: float
+    response_id: str | None = None
 
 
 @dataclass
@@ -239,6 +257,11 @@ class StorageBackend(ABC):
         return None
 
     @abstractmethod
+    def ids_with_prefix(self, namespace: str, prefix: str, *, limit: int = 2) -> list[str]:
+        """Up to ``limit`` ids of the namespace's memories (any status) starting with
+        ``prefix``, so a shortened id (as ``sem-mem recall`` prints it) can be resolved."""
+
+    @abstractmethod
     def list(self, namespace: str, query: ListQuery) -> list[Memory]:
         """Memories page by page, filtered."""
 
@@ -293,6 +316,30 @@ class StorageBackend(ABC):
 
     @abstractmethod
     def set_instructions(self, namespace: str, text: str) -> None: ...
+
+    # -- chat sessions --------------------------------------------------------------------
+    @abstractmethod
+    def save_chat_session(self, namespace: str, record: ChatSessionRecord) -> None:
+        """Insert or replace the session ``record.id`` of ``namespace`` (and remember its
+        ``response_id``, if any, as one of the session's)."""
+
+    @abstractmethod
+    def get_chat_session(self, namespace: str, session_id: str) -> ChatSessionRecord | None:
+        """The session, or None when the namespace has none of that id."""
+
+    @abstractmethod
+    def list_chat_sessions(
+        self, namespace: str, *, limit: int = 50, offset: int = 0
+    ) -> list[ChatSessionRecord]:
+        """The namespace's sessions, most recently updated first."""
+
+    @abstractmethod
+    def delete_chat_session(self, namespace: str, session_id: str) -> bool:
+        """Delete the session and its response ids; False when there was none."""
+
+    @abstractmethod
+    def chat_session_of_response(self, namespace: str, response_id: str) -> str | None:
+        """The id of the namespace's session that produced ``response_id``, else None."""
 
     # -- maintenance ----------------------------------------------------------------------
     @abstractmethod

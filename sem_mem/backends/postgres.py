@@ -72,6 +72,7 @@ from .postgres_schema import (
     apply_migrations,
     vector_index_statements,
 )
+from .postgres_sessions import PostgresSessionsMixin
 from .sqlite_rows import canonical_json, content_words, json_path, sql_value
 
 __all__ = ["BULK_LOAD_MIN", "EXACT_SEARCH_MAX", "PostgresBackend", "redact_url", "tsquery_text"]
@@ -257,7 +258,7 @@ class _Pool:
             conn.close()
 
 
-class PostgresBackend(StorageBackend):
+class PostgresBackend(PostgresSessionsMixin, StorageBackend):
     """PostgreSQL + pgvector (HNSW) + tsvector full text, shared by many processes."""
 
     name = "postgres"

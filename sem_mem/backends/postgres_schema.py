@@ -161,6 +161,31 @@ CREATE TRIGGER memories_stats_status AFTER UPDATE OF status ON memories
     EXECUTE FUNCTION semmem_stats_status();
 """,
     ),
+    (
+        6,
+        "chat sessions kept in the store, and the provider response ids they produced",
+        # Written with IF NOT EXISTS and touching no other table, so it applies whether
+        # or not migrations 2-5 (held by other branches) ran before it.
+        """
+CREATE TABLE IF NOT EXISTS chat_sessions (
+    namespace  text NOT NULL,
+    id         text NOT NULL,
+    title      text NOT NULL DEFAULT '',
+    state      jsonb NOT NULL,
+    created_at double precision NOT NULL,
+    updated_at double precision NOT NULL,
+    PRIMARY KEY (namespace, id)
+);
+CREATE INDEX IF NOT EXISTS chat_sessions_updated ON chat_sessions (namespace, updated_at);
+CREATE TABLE IF NOT EXISTS chat_responses (
+    namespace   text NOT NULL,
+    response_id text NOT NULL,
+    session_id  text NOT NULL,
+    PRIMARY KEY (namespace, response_id)
+);
+CREATE INDEX IF NOT EXISTS chat_responses_session ON chat_responses (namespace, session_id);
+""",
+    ),
 ]
 
 
@@ -184,13 +209,17 @@ def vector_index_statements(dimensions: int, m: int, ef_construction: int) -> li
     return statements
 
 
-def _current_version(conn: Any) -> int:
+def _all_applied(conn: Any) -> bool:
+    """True when every known migration has its row (not just the highest number:
+    migrations written on parallel branches may arrive below one already applied)."""
     row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
     if not row[0]:
-        return 0
-    return int(
-        conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0]
-    )
+        return False
+    versions = [version for version, _, _ in MIGRATIONS]
+    done = conn.execute(
+        "SELECT count(*) FROM schema_migrations WHERE version = ANY(%s)", (versions,)
+    ).fetchone()[0]
+    return int(done) == len(versions)
 
 
 def apply_migrations(conn: Any) -> list[int]:
@@ -199,8 +228,7 @@ def apply_migrations(conn: Any) -> list[int]:
     ``conn`` is a psycopg connection in autocommit mode. A database that is already
     up to date costs one query and takes no lock.
     """
-    latest = MIGRATIONS[-1][0]
-    if _current_version(conn) >= latest:
+    if _all_applied(conn):
         return []
     applied = []
     for version, name, script in MIGRATIONS:

@@ -56,6 +56,7 @@ from .sqlite_rows import (
     now as utc_now,
 )
 from .sqlite_schema import apply_migrations
+from .sqlite_sessions import SQLiteSessionsMixin
 from .text_index import TextIndex
 from .vector_index import HNSWIndex, HNSWParams
 
@@ -69,7 +70,7 @@ LABEL_CACHE_MAX = 200_000  # ~60 MB of label <-> id entries
 FILTER_EXACT_MAX = 20_000
 
 
-class SQLiteBackend(IndexManagerMixin, StorageBackend):
+class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
     """SQLite + FTS5 + per-namespace hnswlib indexes in one directory."""
 
     name = "sqlite"
@@ -590,11 +591,11 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
     ) -> dict[str, ThreadPlace]:
         if not ids:
             return {}
-        where, args = filter_sql(filters)
+        where, args = filter_sql(filters, "m.")
         extra = "".join(f" AND {clause}" for clause in where)
         out: dict[str, ThreadPlace] = {}
         with self._read() as conn:
-            seeds: list[tuple[str, int]] = []
+            spans: list[tuple[str, int, int]] = []
             for start in range(0, len(ids), 500):
                 part = ids[start : start + 500]
                 for memory_id, thread_id, position, ts, speaker in conn.execute(
@@ -604,17 +605,20 @@ class SQLiteBackend(IndexManagerMixin, StorageBackend):
                 ):
                     out[memory_id] = ThreadPlace(thread_id, position, ts, speaker)
                     if thread_id is not None:
-                        seeds.append((thread_id, position))
-            if window > 0:
-                for thread_id, position in set(seeds):
-                    for memory_id, pos, ts, speaker in conn.execute(
-                        "SELECT id, position, timestamp, speaker FROM memories "
-                        "WHERE namespace = ? "
-                        "AND thread_id = ? AND position BETWEEN ? AND ? AND status = 'active'"
-                        + extra,
-                        (namespace, thread_id, position - window, position + window, *args),
-                    ):
-                        out.setdefault(memory_id, ThreadPlace(thread_id, pos, ts, speaker))
+                        spans.append((thread_id, position - window, position + window))
+            # every neighbourhood in one statement (one index range scan per seed)
+            for start in range(0, len(spans) if window > 0 else 0, 300):
+                part_spans = spans[start : start + 300]
+                values = ",".join("(?, ?, ?)" for _ in part_spans)
+                for memory_id, thread_id, pos, ts, speaker in conn.execute(
+                    f"WITH s(t, lo, hi) AS (VALUES {values}) "
+                    "SELECT DISTINCT m.id, m.thread_id, m.position, m.timestamp, m.speaker "
+                    "FROM s JOIN memories m ON m.namespace = ? AND m.thread_id = s.t "
+                    "AND m.position BETWEEN s.lo AND s.hi "
+                    f"WHERE m.status = 'active'{extra}",
+                    (*(v for span in part_spans for v in span), namespace, *args),
+                ):
+                    out.setdefault(memory_id, ThreadPlace(thread_id, pos, ts, speaker))
         return out
 
     def thread_last_position(self, namespace: str, thread_id: str) -> int | None:

@@ -120,16 +120,103 @@ DROP TRIGGER memories_after_insert;
         "conversation turns (thread, position, speaker) and when a memory happened",
         # ``timestamp`` is when the fact happened or was said (recall and list filter on
         # it); existing memories happened when they were stored. Threads used to be
-        # inferred from label adjacency, which interleaved writes and other namespaces broke.
+        # inferred from label adjacency, which interleaved writes and other namespaces
+        # broke. The table is rebuilt rather than altered so that the embedding comes
+        # last: SQLite reads a row's columns in order, and every column after a 1.5 KB
+        # vector is reached through its overflow pages (reading thread places for recall
+        # took 5x longer with the new columns appended).
         """
-ALTER TABLE memories ADD COLUMN timestamp REAL;
-ALTER TABLE memories ADD COLUMN thread_id TEXT;
-ALTER TABLE memories ADD COLUMN position INTEGER;
-ALTER TABLE memories ADD COLUMN speaker TEXT;
-UPDATE memories SET timestamp = created_at;
+CREATE TEMP TABLE migration_3_seq AS
+    SELECT seq FROM sqlite_sequence WHERE name = 'memories';
+
+CREATE TABLE memories_v3 (
+    label           INTEGER PRIMARY KEY AUTOINCREMENT,  -- HNSW label; never reused
+    id              TEXT NOT NULL UNIQUE,               -- public id (UUID)
+    namespace       TEXT NOT NULL,
+    thread_id       TEXT,                               -- a conversation's thread
+    position        INTEGER,                            -- 0-based place in the thread
+    speaker         TEXT,
+    timestamp       REAL NOT NULL,                      -- when it happened (unix s, UTC)
+    text            TEXT NOT NULL,
+    metadata        TEXT NOT NULL DEFAULT '{}',         -- canonical JSON object
+    source          TEXT NOT NULL,
+    status          TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'superseded')),
+    superseded_by   TEXT,
+    content_hash    TEXT NOT NULL,                      -- sha256 of text
+    embedding_model TEXT NOT NULL,
+    created_at      REAL NOT NULL,                      -- unix seconds, UTC
+    updated_at      REAL NOT NULL,
+    hit_count       INTEGER NOT NULL DEFAULT 0,
+    last_accessed   REAL,
+    seq             INTEGER NOT NULL,                   -- store-wide change sequence
+    embedding       BLOB NOT NULL                       -- little-endian float32, unit length
+);
+
+INSERT INTO memories_v3 (label, id, namespace, thread_id, position, speaker, timestamp, text,
+    metadata, source, status, superseded_by, content_hash, embedding_model, created_at,
+    updated_at, hit_count, last_accessed, seq, embedding)
+SELECT label, id, namespace, NULL, NULL, NULL, created_at, text, metadata, source, status,
+    superseded_by, content_hash, embedding_model, created_at, updated_at, hit_count,
+    last_accessed, seq, embedding
+FROM memories ORDER BY label;
+
+DROP TABLE memories;
+ALTER TABLE memories_v3 RENAME TO memories;
+
+-- labels are never reused: keep the counter past forgotten rows at the end
+UPDATE sqlite_sequence SET seq = MAX(seq, COALESCE((SELECT seq FROM migration_3_seq), 0))
+    WHERE name = 'memories';
+DROP TABLE migration_3_seq;
+
+CREATE INDEX memories_ns_created ON memories (namespace, status, created_at);
 CREATE INDEX memories_ns_time ON memories (namespace, status, timestamp);
+CREATE INDEX memories_hash ON memories (content_hash);
+CREATE INDEX memories_seq ON memories (seq);
+CREATE INDEX memories_hits ON memories (namespace, hit_count DESC) WHERE hit_count > 0;
 CREATE INDEX memories_thread ON memories (namespace, thread_id, position)
     WHERE thread_id IS NOT NULL;
+
+CREATE TRIGGER memories_after_delete AFTER DELETE ON memories BEGIN
+    INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', old.label, old.text);
+    UPDATE namespace_stats SET active = active - (old.status = 'active')
+        WHERE namespace = old.namespace;
+END;
+
+CREATE TRIGGER memories_after_update_text AFTER UPDATE OF text ON memories BEGIN
+    INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', old.label, old.text);
+    INSERT INTO memories_fts (rowid, text) VALUES (new.label, new.text);
+END;
+
+CREATE TRIGGER memories_after_update_status AFTER UPDATE OF status ON memories BEGIN
+    UPDATE namespace_stats
+        SET active = active - (old.status = 'active') + (new.status = 'active')
+        WHERE namespace = new.namespace;
+END;
+""",
+    ),
+    (
+        5,
+        "chat sessions kept in the store, and the provider response ids they produced",
+        # Written with IF NOT EXISTS and touching no other table, so it applies whether
+        # or not migration 4 (held by another branch) ran before it.
+        """
+CREATE TABLE IF NOT EXISTS chat_sessions (
+    namespace  TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    title      TEXT NOT NULL DEFAULT '',
+    state      TEXT NOT NULL,          -- JSON owned by sem_mem.conversation
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (namespace, id)
+);
+CREATE INDEX IF NOT EXISTS chat_sessions_updated ON chat_sessions (namespace, updated_at);
+CREATE TABLE IF NOT EXISTS chat_responses (
+    namespace   TEXT NOT NULL,
+    response_id TEXT NOT NULL,
+    session_id  TEXT NOT NULL,
+    PRIMARY KEY (namespace, response_id)
+);
+CREATE INDEX IF NOT EXISTS chat_responses_session ON chat_responses (namespace, session_id);
 """,
     ),
     (

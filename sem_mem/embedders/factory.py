@@ -3,9 +3,16 @@
 ``SEMMEM_EMBEDDER`` / ``embedder=``: ``local`` (MiniLM through onnxruntime, the
 default when no OpenAI key is set; ``EMBEDDING_MODEL=all-MiniLM-L6-v2?int8`` runs it
 with int8 weights), ``openai`` (``text-embedding-3-small`` or
-``EMBEDDING_MODEL``; with ``OPENAI_BASE_URL`` any OpenAI-compatible server), or
-``auto``: the model a store was built with if it has one, else ``openai`` when a
-key is set and ``local`` otherwise.
+``EMBEDDING_MODEL``; at ``OPENAI_EMBEDDING_BASE_URL``, else ``OPENAI_BASE_URL``, any
+OpenAI-compatible server), or ``auto``: the model a store was built with if it has
+one, else (docs/configuration.md has the table):
+
+* ``OPENAI_EMBEDDING_BASE_URL`` set: ``openai`` at that URL;
+* a key and OpenAI itself (no base URL, or api.openai.com): ``openai``;
+* a key and another base URL (a chat server such as Ollama or vLLM): ``local``, unless
+  ``EMBEDDING_MODEL`` names a remote model (not MiniLM, not a local folder), which is
+  then asked of that server;
+* no key: ``local``.
 """
 
 from __future__ import annotations
@@ -37,14 +44,16 @@ def _local(settings: Settings, model: str | None) -> Embedder:
 def _openai(settings: Settings, model: str | None, dimensions: int | None = None) -> Embedder:
     from .openai import OpenAIEmbedder
 
-    if not settings.openai_api_key and not settings.openai_base_url:
+    if not (
+        settings.openai_api_key or settings.openai_base_url or settings.openai_embedding_base_url
+    ):
         raise ConfigurationError(
             "the OpenAI embedder needs OPENAI_API_KEY (or OPENAI_BASE_URL for a compatible server)"
         )
     return OpenAIEmbedder(
         model or DEFAULT_OPENAI_MODEL,
         api_key=settings.openai_api_key,
-        base_url=settings.openai_base_url,
+        base_url=settings.openai_embedding_base_url or settings.openai_base_url,
         dimensions=dimensions,
     )
 
@@ -68,9 +77,31 @@ def create_embedder(settings: Settings, *, recorded_model: str | None = None) ->
             name, _, query = name.partition("?dimensions=")
             return _openai(settings, name, int(query) if query.isdigit() else None)
     if kind == "auto":
-        kind = "openai" if settings.openai_api_key else "local"
+        kind = _auto_kind(settings, model)
     if kind == "local":
         return _local(settings, model if model != DEFAULT_OPENAI_MODEL else None)
     if kind == "openai":
         return _openai(settings, model)
     raise ConfigurationError(f"unknown embedder {kind!r}: choose local, openai or auto")
+
+
+def _auto_kind(settings: Settings, model: str | None) -> str:
+    """``auto`` for a new store: see the module docstring."""
+    from ..llm.factory import uses_openai
+
+    if settings.openai_embedding_base_url:
+        return "openai"
+    if not settings.openai_api_key:
+        return "local"
+    if uses_openai(settings.openai_base_url):
+        return "openai"
+    # a key with another server: chat servers rarely serve text-embedding-3-small
+    return "openai" if model and not _local_model_name(model) else "local"
+
+
+def _local_model_name(model: str) -> bool:
+    """True for the names (and folders) the local embedder runs."""
+    import os
+
+    name = model.removesuffix("?int8")
+    return name in (DEFAULT_LOCAL_MODEL, "all-MiniLM-L6-v2") or os.path.isdir(name)

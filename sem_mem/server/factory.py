@@ -18,6 +18,7 @@ from .errors import install_error_handlers
 from .limits import BodyLimitMiddleware, ServerConfig
 from .metrics import Metrics, MetricsMiddleware
 from .routes import router as seed_router
+from .routes_chat import router as chat_router
 from .routes_memories import router as memories_router
 
 __all__ = ["ServerConfig", "create_app"]
@@ -77,6 +78,8 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by _offline_docs, from the package instead of a CDN
+        redoc_url=None,
         responses={
             401: {"description": "Missing or unknown API key"},
             403: {"description": "Namespace not allowed for this key"},
@@ -90,7 +93,9 @@ def create_app(
     app.state.registry = registry
     app.state.metrics = metrics
     install_error_handlers(app)
+    _offline_docs(app)
     app.include_router(seed_router)
+    app.include_router(chat_router)
     app.include_router(memories_router)
     app.add_middleware(BodyLimitMiddleware, config=config)
     if config.cors_origins:
@@ -102,3 +107,32 @@ def create_app(
         )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """``/docs`` with Swagger UI's files served by this server (FastAPI's default loads
+    them from a CDN, so the page is blank offline). Falls back to the CDN page when the
+    ``swagger-ui-bundle`` package (in the ``server`` extra) is missing."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+
+    try:
+        from fastapi.staticfiles import StaticFiles
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:
+        static = None
+        log.info("swagger-ui-bundle is not installed: /docs loads Swagger UI from a CDN")
+    else:
+        static = "/docs-static"
+        app.mount(static, StaticFiles(directory=swagger_ui_path), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        assets: dict[str, str] = {}
+        if static is not None:
+            assets = {
+                "swagger_js_url": f"{static}/swagger-ui-bundle.js",
+                "swagger_css_url": f"{static}/swagger-ui.css",
+                "swagger_favicon_url": f"{static}/favicon-32x32.png",
+            }
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Sem-Mem API", **assets)

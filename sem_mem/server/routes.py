@@ -1,21 +1,26 @@
-"""The seed's endpoints: health, chat, remember, recall, instructions, cache, stats,
-model, PDF upload and thread saving. Each is a few lines over the async engine."""
+"""The seed's endpoints: health, remember, recall, instructions, cache, stats, model and
+PDF upload. Each is a few lines over the async engine (chat, sessions and thread saving
+are in ``routes_chat.py``)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Request, UploadFile
+from fastapi import APIRouter, File, Query, Request, UploadFile
+from fastapi.responses import StreamingResponse
 
 from .. import __version__
-from ..errors import LimitExceededError
+from ..errors import LimitExceededError, SemMemError
 from ..ingest import describe_limits
+from ..llm.factory import chat_api_of, web_search_unavailable
 from .auth import Memory, namespace_of
+from .errors import error_response
 from .schemas import (
     BatchIn,
     BatchOut,
-    ChatIn,
-    ChatOut,
     InstructionIn,
     InstructionsOut,
     ModelIn,
@@ -24,7 +29,6 @@ from .schemas import (
     RecallOut,
     RememberIn,
     RememberOut,
-    ThreadIn,
     UploadOut,
 )
 
@@ -55,39 +59,17 @@ async def health(request: Request) -> dict[str, Any]:
     }
 
 
-@router.post("/chat", response_model=ChatOut, tags=["chat"])
-async def chat(body: ChatIn, memory: Memory, request: Request) -> dict[str, Any]:
-    """Answer with retrieved memories as context (memory-only mode without a chat model)."""
-    prefs = request.app.state.registry.prefs(namespace_of(request))
-    kwargs: dict[str, Any] = {
-        "previous_response_id": body.previous_response_id,
-        "model": body.model or prefs.model,
-        "reasoning_effort": body.reasoning_effort or prefs.reasoning_effort,
-    }
-    if body.web_search is not None:
-        kwargs["web_search"] = body.web_search
-    if body.auto_remember is not None:
-        kwargs["auto_remember"] = body.auto_remember
-    response, response_id, memories, logs = await memory.chat_with_memory(body.query, **kwargs)
-    return {
-        "response": response,
-        "response_id": response_id,
-        "memories": [m.to_dict() for m in memories],
-        "logs": list(logs),
-    }
-
-
 @router.post("/remember", response_model=RememberOut, tags=["memories"])
 async def remember(body: RememberIn, memory: Memory) -> dict[str, Any]:
     """Store one memory (committed before the answer; the same text again is not duplicated)."""
-    return {"id": await memory.remember(body.text, body.metadata)}
+    return {"id": await memory.remember(body.text, body.metadata, timestamp=body.timestamp)}
 
 
 @router.post("/remember/batch", response_model=BatchOut, tags=["memories"])
 async def remember_batch(body: BatchIn, memory: Memory, request: Request) -> dict[str, Any]:
     """Store many memories at once (at most ``max_batch``); ids come back in order."""
     check_batch(request, len(body.texts))
-    ids = await memory.remember_batch(body.texts, body.metadata)
+    ids = await memory.remember_batch(body.texts, body.metadata, timestamp=body.timestamp)
     return {"ids": ids, "count": len(ids)}
 
 
@@ -102,6 +84,10 @@ async def recall(body: RecallIn, memory: Memory) -> dict[str, Any]:
         mode=body.mode,
         expand_query=body.expand_query,
         logs=logs,
+        metadata=body.metadata,
+        source=body.source,
+        since=body.since,
+        until=body.until,
     )
     return {"memories": [r.to_dict() for r in results], "logs": logs}
 
@@ -141,10 +127,16 @@ async def stats(memory: Memory) -> dict[str, Any]:
 def _model_out(request: Request, memory: Memory) -> dict[str, Any]:
     prefs = request.app.state.registry.prefs(namespace_of(request))
     settings = memory.settings
+    try:
+        chat_model = memory.sync.chat_model
+    except SemMemError:
+        chat_model = None
     return {
         "model": prefs.model,
         "reasoning_effort": prefs.reasoning_effort,
         "chat_enabled": bool(settings.openai_api_key or settings.openai_base_url),
+        "chat_api": chat_api_of(chat_model),
+        "web_search_unavailable": web_search_unavailable(chat_model),
     }
 
 
@@ -171,31 +163,70 @@ async def put_model(body: ModelIn, memory: Memory, request: Request) -> dict[str
     tags=["documents"],
     description=(
         "Ingest a PDF (or a .txt/.md file) as chunks. The same file twice stores nothing "
-        f"new. Limits: {describe_limits()}"
+        'new. With `progress=true` the answer is NDJSON: `{"done": n, "total": m}` '
+        'lines as chunks are embedded and committed, then `{"result": {...}}` (or '
+        '`{"error", "detail", "status"}` if it fails midway). Limits: '
+        f"{describe_limits()}"
     ),
 )
 async def upload_pdf(
-    memory: Memory, file: Annotated[UploadFile, File(description="PDF, text or Markdown")]
-) -> dict[str, Any]:
+    memory: Memory,
+    file: Annotated[UploadFile, File(description="PDF, text or Markdown")],
+    progress: Annotated[
+        bool, Query(description="Stream progress as NDJSON lines, then the result")
+    ] = False,
+) -> Any:
     """Read the upload and store its chunks."""
-    result = await memory.ingest_pdf(file.file, name=file.filename or "upload.pdf")
-    return result.to_dict()
+    name = file.filename or "upload.pdf"
+    if not progress:
+        result = await memory.ingest_pdf(file.file, name=name)
+        return result.to_dict()
+    return await _ingest_with_progress(memory, file, name)
 
 
-@router.post("/threads/save", response_model=BatchOut, tags=["memories"])
-async def save_thread(body: ThreadIn, memory: Memory, request: Request) -> dict[str, Any]:
-    """Save a conversation to L2: one memory per exchange (user turn + assistant reply)."""
-    title = body.title or "untitled"
-    exchanges: list[str] = []
-    current: list[str] = []
-    for message in body.messages:
-        if message.role == "user" and current:
-            exchanges.append("\n".join(current))
-            current = []
-        current.append(f"{message.role.capitalize()}: {message.content.strip()}")
-    if current:
-        exchanges.append("\n".join(current))
-    check_batch(request, len(exchanges), "the thread")
-    metadata = [{"thread": title, "turn": i} for i in range(len(exchanges))]
-    ids = await memory.remember_batch(exchanges, metadata, source="thread")
-    return {"ids": ids, "count": len(ids)}
+async def _ingest_with_progress(memory: Memory, file: UploadFile, name: str) -> Any:
+    """NDJSON progress lines, then the result. A failure before any progress (a damaged
+    or unsupported file) is an ordinary error answer with its status."""
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+    def put(event: tuple[str, Any]) -> None:
+        loop.call_soon_threadsafe(events.put_nowait, event)
+
+    def work() -> None:
+        try:
+            result = memory.sync.ingest_pdf(
+                file.file, name=name, progress=lambda d, t: put(("progress", (d, t)))
+            )
+            put(("result", result))
+        except Exception as exc:  # reported to the client below, by class
+            put(("error", exc))
+
+    worker = asyncio.ensure_future(asyncio.to_thread(work))
+    first = await events.get()
+    if first[0] == "error":
+        await worker
+        raise first[1]
+
+    async def lines() -> AsyncIterator[bytes]:
+        event = first
+        while True:
+            kind, value = event
+            if kind == "progress":
+                yield _line({"done": value[0], "total": value[1]})
+            elif kind == "result":
+                yield _line({"result": value.to_dict()})
+                break
+            else:
+                response = error_response(value)
+                body = json.loads(bytes(response.body))
+                yield _line({**body, "status": response.status_code})
+                break
+            event = await events.get()
+        await worker
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+
+def _line(value: dict[str, Any]) -> bytes:
+    return (json.dumps(value, ensure_ascii=False) + "\n").encode("utf-8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -11,6 +12,8 @@ __all__ = [
     "BatchOut",
     "ChatIn",
     "ChatOut",
+    "ConversationIn",
+    "ConversationOut",
     "ErrorOut",
     "HistoryOut",
     "ImportOut",
@@ -26,8 +29,13 @@ __all__ = [
     "RecollectionOut",
     "RememberIn",
     "RememberOut",
+    "SessionOut",
+    "SessionPage",
+    "SessionSummary",
     "ThreadIn",
     "ThreadMessage",
+    "ThreadOut",
+    "Turn",
     "UploadOut",
 ]
 
@@ -58,6 +66,10 @@ class RecollectionOut(BaseModel):
     tier: str
     created_at: str
     source: str
+    timestamp: str | None = None
+    thread_id: str | None = None
+    position: int | None = None
+    speaker: str | None = None
 
 
 class MemoryOut(BaseModel):
@@ -73,11 +85,20 @@ class MemoryOut(BaseModel):
     status: str
     superseded_by: str | None
     embedding_model: str
+    timestamp: str | None = None
+    thread_id: str | None = None
+    position: int | None = None
+    speaker: str | None = None
+
+
+Timestamp = datetime | float | None
+_TIMESTAMP = "When it happened or was said: ISO 8601 or unix seconds (default: now)"
 
 
 class RememberIn(_In):
     text: str = Field(description="The fact to store (limit: max_text_chars)")
     metadata: dict[str, Any] | None = None
+    timestamp: Timestamp = Field(default=None, description=_TIMESTAMP)
 
 
 class RememberOut(BaseModel):
@@ -90,6 +111,7 @@ class BatchIn(_In):
     metadata: dict[str, Any] | list[dict[str, Any] | None] | None = Field(
         default=None, description="One dict for all texts, or one (or null) per text"
     )
+    timestamp: Timestamp = Field(default=None, description=_TIMESTAMP)
 
 
 class BatchOut(BaseModel):
@@ -103,6 +125,12 @@ class RecallIn(_In):
     threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
     expand_query: bool = False
     mode: Mode = "hybrid"
+    metadata: dict[str, Any] | None = Field(
+        default=None, description="Only memories whose metadata has these key/values"
+    )
+    source: str | None = Field(default=None, description="Only this source (manual, thread, …)")
+    since: Timestamp = Field(default=None, description="Only what happened at or after this")
+    until: Timestamp = Field(default=None, description="Only what happened before this")
 
 
 class RecallOut(BaseModel):
@@ -112,9 +140,18 @@ class RecallOut(BaseModel):
 
 class ChatIn(_In):
     query: str
-    previous_response_id: str | None = None
+    session_id: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Continue (or start) this session; a new one when omitted",
+    )
+    title: str = Field(default="", max_length=200, description="Title of a new session")
+    previous_response_id: str | None = Field(
+        default=None, description="Accepted only when a session of this namespace produced it"
+    )
     model: str | None = None
     reasoning_effort: Effort | None = None
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     auto_remember: bool | None = None
     web_search: bool | None = None
 
@@ -122,6 +159,9 @@ class ChatIn(_In):
 class ChatOut(BaseModel):
     response: str
     response_id: str | None
+    session_id: str
+    command: str | None = Field(default=None, description="remember or instruct, for commands")
+    memory_id: str | None = Field(default=None, description="The id stored by remember:")
     memories: list[RecollectionOut]
     logs: list[str]
 
@@ -143,6 +183,10 @@ class ModelOut(BaseModel):
     model: str
     reasoning_effort: str
     chat_enabled: bool = Field(description="False in memory-only mode (no key, no base URL)")
+    chat_api: str = Field(default="", description="responses or chat_completions (CHAT_API)")
+    web_search_unavailable: str = Field(
+        default="", description="Why web search cannot be used; empty when it can"
+    )
 
 
 class UploadOut(BaseModel):
@@ -162,8 +206,65 @@ class ThreadMessage(_In):
 
 
 class ThreadIn(_In):
-    messages: list[ThreadMessage] = Field(min_length=1)
-    title: str | None = Field(default=None, max_length=200)
+    session_id: str | None = Field(default=None, description="Save this stored session's turns")
+    messages: list[ThreadMessage] = Field(default_factory=list)
+    title: str | None = Field(default=None, max_length=200, description="The thread id")
+
+
+class ThreadOut(BaseModel):
+    ids: list[str]
+    count: int
+    thread_id: str
+
+
+class Turn(_In):
+    speaker: str | None = None
+    role: str | None = None
+    text: str | None = None
+    content: str | None = None
+    timestamp: Timestamp = None
+    metadata: dict[str, Any] | None = None
+    position: int | None = Field(default=None, ge=0)
+
+
+class ConversationIn(_In):
+    turns: list[Turn] = Field(min_length=1, description="speaker/role and text/content each")
+    thread_id: str | None = Field(default=None, max_length=256)
+    timestamp: Timestamp = Field(default=None, description="Default time of the turns")
+    metadata: dict[str, Any] | None = None
+
+
+class ConversationOut(BaseModel):
+    ids: list[str]
+    count: int
+    thread_id: str
+
+
+class SessionSummary(BaseModel):
+    id: str
+    title: str
+    created_at: float
+    updated_at: float
+    thread_id: str
+    messages: int
+    saved_upto: int
+
+
+class SessionPage(BaseModel):
+    sessions: list[SessionSummary]
+    limit: int
+    offset: int
+
+
+class SessionOut(BaseModel):
+    id: str
+    title: str
+    created_at: float
+    updated_at: float
+    thread_id: str
+    messages: list[ThreadMessage]
+    previous_response_id: str | None
+    saved_upto: int
 
 
 class MemoryPage(BaseModel):

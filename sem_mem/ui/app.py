@@ -26,7 +26,13 @@ import streamlit as st
 from sem_mem.errors import SemMemError
 from sem_mem.llm.base import is_reasoning_model
 from sem_mem.ui import atlas_view, browser_view, chat_view
-from sem_mem.ui.client import HttpClient, MemoryClient, ModelInfo, local_session_factory
+from sem_mem.ui.client import (
+    CHAT_APIS,
+    HttpClient,
+    MemoryClient,
+    ModelInfo,
+    local_session_factory,
+)
 
 if TYPE_CHECKING:
     from sem_mem.core import SemanticMemory
@@ -102,9 +108,17 @@ def _chat_options(state: Any, info: ModelInfo) -> chat_view.ChatOptions:
         temperature=state.get("temperature")
         if not reasoning and info.supports_temperature
         else None,
-        web_search=bool(state.get("web_search", False)),
+        web_search=bool(state.get("web_search", False)) and not info.web_search_unavailable,
         auto_remember=bool(state.get("auto_remember", True)),
     )
+
+
+def _switch_chat_api(client: MemoryClient, state: Any) -> None:
+    try:
+        client.set_chat_api(state.get("chat_api_choice", "auto"))
+    except SemMemError as exc:
+        state["chat_api_notice"] = str(exc)
+    state.pop("model_info", None)  # read again: the wire format and web search changed
 
 
 def _save_instructions(client: MemoryClient, state: Any, key: str) -> None:
@@ -116,7 +130,7 @@ def _save_instructions(client: MemoryClient, state: Any, key: str) -> None:
     state["instructions_version"] = state.get("instructions_version", 0) + 1
 
 
-def _sidebar_model(info: ModelInfo) -> None:
+def _sidebar_model(client: MemoryClient, info: ModelInfo) -> None:
     st.markdown("#### Model")
     if not info.chat_enabled:
         st.caption("Memory-only mode: no chat model configured.")
@@ -152,7 +166,32 @@ def _sidebar_model(info: ModelInfo) -> None:
             if info.supports_temperature
             else "The API server uses its configured temperature.",
         )
-    st.toggle("🌐 Web Search", value=False, key="web_search", disabled=not info.chat_enabled)
+    if info.chat_enabled:
+        apis = list(CHAT_APIS)
+        st.selectbox(
+            "Chat API",
+            apis,
+            index=apis.index(info.chat_api) if info.chat_api in apis else 0,
+            key="chat_api_choice",
+            on_change=_switch_chat_api,
+            args=(client, st.session_state),
+            disabled=not info.can_switch_chat_api,
+            help=f"In use: {info.chat_api}. auto: the Responses API with OpenAI, Chat "
+            "Completions with any other base URL"
+            + ("" if info.can_switch_chat_api else " (set CHAT_API on the API server)"),
+        )
+        notice = st.session_state.pop("chat_api_notice", None)
+        if notice:
+            st.error(notice)
+    st.toggle(
+        "🌐 Web Search",
+        value=False,
+        key="web_search",
+        disabled=bool(info.web_search_unavailable),
+        help=f"Unavailable: {info.web_search_unavailable}" if info.web_search_unavailable else None,
+    )
+    if info.web_search_unavailable and info.chat_enabled:
+        st.caption(f"Web search is off: {info.web_search_unavailable}.")
     st.toggle("🧠 Auto-memory", value=True, key="auto_remember")
 
 
@@ -215,7 +254,8 @@ def _sidebar_cache_and_stats(client: MemoryClient) -> None:
             entries = cache.get(tier, [])
             st.markdown(f"**{tier.capitalize()}** ({len(entries)})")
             for entry in entries:
-                st.caption(f"{entry['hit_count']} hits · {entry['text'][:80]}")
+                # plain text: a memory is data, not Markdown to render
+                st.text(f"{entry['hit_count']} hits · {entry['text'][:80]}")
     with st.expander("📊 Statistics"):
         try:
             stats = client.stats()
@@ -259,7 +299,7 @@ def run(client_factory: Callable[[], MemoryClient] | None = None) -> None:
         st.title("🧠 Sem-Mem")
         st.radio("View", VIEWS, key="view", label_visibility="collapsed")
         st.caption(client.describe())
-        _sidebar_model(info)
+        _sidebar_model(client, info)
         _sidebar_instructions(client, state)
         _sidebar_upload(client)
         _sidebar_cache_and_stats(client)

@@ -22,6 +22,7 @@ def _flash(state: Any, kind: str, text: str) -> None:
 
 
 def _delete(client: MemoryClient, state: Any, memory_id: str) -> None:
+    state.pop(f"confirm-delete-{memory_id}", None)
     try:
         client.forget(memory_id)
         _flash(state, "success", f"Deleted memory {memory_id[:12]}.")
@@ -29,7 +30,15 @@ def _delete(client: MemoryClient, state: Any, memory_id: str) -> None:
         _flash(state, "error", f"Could not delete {memory_id[:12]}: {exc}")
 
 
-def _save_edit(client: MemoryClient, state: Any, memory_id: str) -> None:
+def _ask_delete(state: Any, memory_id: str, ask: bool) -> None:
+    if ask:
+        state[f"confirm-delete-{memory_id}"] = True
+    else:
+        state.pop(f"confirm-delete-{memory_id}", None)
+
+
+def _save_edit(client: MemoryClient, state: Any, memory: dict[str, Any]) -> None:
+    memory_id = memory["id"]
     text = state.get(f"edit-text-{memory_id}", "")
     raw_meta = state.get(f"edit-meta-{memory_id}", "")
     try:
@@ -40,18 +49,27 @@ def _save_edit(client: MemoryClient, state: Any, memory_id: str) -> None:
     if metadata is not None and not isinstance(metadata, dict):
         _flash(state, "error", "Metadata must be a JSON object.")
         return
+    # only what changed is sent: saving an unchanged memory adds no history event
+    new_text = text if text != memory["text"] else None
+    new_meta = metadata if (metadata or {}) != (memory.get("metadata") or {}) else None
+    if new_text is None and new_meta is None:
+        _flash(state, "info", f"No changes to memory {memory_id[:12]}.")
+        return
     try:
-        client.update(memory_id, text=text, metadata=metadata)
+        client.update(memory_id, text=new_text, metadata=new_meta)
         _flash(state, "success", f"Saved memory {memory_id[:12]} (old version kept in history).")
     except SemMemError as exc:
         _flash(state, "error", f"Could not save {memory_id[:12]}: {exc}")
 
 
-def _memory_card(client: MemoryClient, state: Any, m: dict[str, Any], extra: str = "") -> None:
+def _memory_card(
+    client: MemoryClient, state: Any, m: dict[str, Any], extra: str = "", prefix: str = ""
+) -> None:
     import streamlit as st
 
-    created = str(m.get("created_at", ""))[:19].replace("T", " ")
-    label = f"{m['text'][:90]}{'…' if len(m['text']) > 90 else ''} · {m['source']} · {created}"
+    created = str(m.get("timestamp") or m.get("created_at", ""))[:19].replace("T", " ")
+    short = f"{m['text'][:90]}{'…' if len(m['text']) > 90 else ''}"
+    label = f"{prefix}{short} · {m['source']} · {created}"
     with st.expander(label):
         if extra:
             st.caption(extra)
@@ -64,13 +82,28 @@ def _memory_card(client: MemoryClient, state: Any, m: dict[str, Any], extra: str
             height=68,
         )
         c1, c2, c3 = st.columns(3)
-        c1.button("Save", key=f"save-{m['id']}", on_click=_save_edit, args=(client, state, m["id"]))
-        c2.button(
-            "🗑️ Delete",
-            key=f"delete-{m['id']}",
-            on_click=_delete,
-            args=(client, state, m["id"]),
-        )
+        c1.button("Save", key=f"save-{m['id']}", on_click=_save_edit, args=(client, state, m))
+        if state.get(f"confirm-delete-{m['id']}"):
+            c2.warning("Delete this memory for good?")
+            c2.button(
+                "Yes, delete",
+                key=f"confirm-{m['id']}",
+                on_click=_delete,
+                args=(client, state, m["id"]),
+            )
+            c2.button(
+                "Cancel",
+                key=f"cancel-{m['id']}",
+                on_click=_ask_delete,
+                args=(state, m["id"], False),
+            )
+        else:
+            c2.button(
+                "🗑️ Delete",
+                key=f"delete-{m['id']}",
+                on_click=_ask_delete,
+                args=(state, m["id"], True),
+            )
         if c3.toggle("History", key=f"history-{m['id']}"):
             try:
                 events = client.history(m["id"])
@@ -79,9 +112,10 @@ def _memory_card(client: MemoryClient, state: Any, m: dict[str, Any], extra: str
                 events = []
             for event in events:
                 when = str(event.get("at", ""))[:19].replace("T", " ")
-                text = event.get("text") or ""
+                text = (event.get("text") or "").strip()
                 detail = f" ({event['detail']})" if event.get("detail") else ""
-                st.markdown(f"- **{event['event']}** {when}{detail}: {text[:200]}")
+                line = f"{event['event']} {when}{detail}" + (f": {text[:200]}" if text else "")
+                st.text(line)  # plain text: stored text is data, not Markdown
 
 
 def _export_import(client: MemoryClient, state: Any) -> None:
@@ -124,30 +158,35 @@ def render(client: MemoryClient, state: Any) -> None:
     if flash is not None:
         getattr(st, flash[0])(flash[1])
     query = st.text_input("Search", key="browser_query", placeholder="semantic + full-text search")
+    c1, c2, c3, c4 = st.columns(4)
+    source = c1.selectbox("Source", ["all", *SOURCES], key="browser_source")
+    since = c2.date_input("Happened from", value=None, key="browser_since")
+    until = c3.date_input("Happened until", value=None, key="browser_until")
+    size = c4.selectbox("Per page", PAGE_SIZES, key="browser_page_size")
+    filters = {
+        "source": None if source == "all" else source,
+        "since": _day_start(since),
+        "until": _day_start(until, next_day=True),
+    }
     if query.strip():
         try:
-            results = client.recall(query, limit=20)
+            results = client.recall(query, limit=size, **filters)
         except SemMemError as exc:
             st.error(str(exc))
             results = []
-        st.caption(f"{len(results)} result(s), best first.")
-        for r in results:
-            _memory_card(client, state, r, extra=f"{r['tier']} · score {r['score']:.2f}")
+        st.caption(f"{len(results)} result(s), most relevant first.")
+        for rank, r in enumerate(results, start=1):
+            _memory_card(
+                client,
+                state,
+                r,
+                prefix=f"#{rank} · score {r['score']:.3f} · ",
+                extra=f"{r['tier']} · score {r['score']:.3f} · similarity {r['similarity']:.3f}",
+            )
     else:
-        c1, c2, c3, c4 = st.columns(4)
-        source = c1.selectbox("Source", ["all", *SOURCES], key="browser_source")
-        since = c2.date_input("Created from", value=None, key="browser_since")
-        until = c3.date_input("Created until", value=None, key="browser_until")
-        size = c4.selectbox("Per page", PAGE_SIZES, key="browser_page_size")
         page = int(st.number_input("Page", min_value=1, value=1, key="browser_page"))
         try:
-            memories = client.list_memories(
-                limit=size,
-                offset=(page - 1) * size,
-                source=None if source == "all" else source,
-                since=_day_start(since),
-                until=_day_start(until, next_day=True),
-            )
+            memories = client.list_memories(limit=size, offset=(page - 1) * size, **filters)
         except SemMemError as exc:
             st.error(str(exc))
             memories = []

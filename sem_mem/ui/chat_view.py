@@ -1,106 +1,64 @@
 """Chat view: messages with the memories each answer used, commands, thread buttons.
 
-Commands, as in the seed: ``remember: <text>`` stores a fact in L2, ``instruct: <text>``
-appends a persistent instruction. Anything else is answered with memory as context
-(in memory-only mode: the relevant memories and a notice).
+The conversation itself (the thread, its continuation, ``remember:``/``instruct:``
+commands, thread saving) belongs to the engine's :class:`~sem_mem.conversation.ChatSession`
+(in this process, or on the API server in API mode); this view keeps only what it
+shows, and the session id to continue.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..conversation import ChatOptions
 from ..errors import SemMemError
 from .client import new_thread_title
 
 if TYPE_CHECKING:
     from .client import MemoryClient
 
-__all__ = ["ChatOptions", "handle_message", "parse_command", "render", "reset_thread"]
-
-_COMMAND = re.compile(r"^\s*(remember|instruct)\s*:\s*(.*)$", re.IGNORECASE | re.DOTALL)
-
-
-@dataclass(frozen=True)
-class ChatOptions:
-    """What the sidebar chose for the next turn."""
-
-    model: str | None = None
-    reasoning_effort: str | None = None
-    temperature: float | None = None
-    web_search: bool = False
-    auto_remember: bool = True
-
-
-def parse_command(text: str) -> tuple[str, str] | None:
-    """``("remember"|"instruct", argument)`` for a command, else ``None``."""
-    match = _COMMAND.match(text)
-    return (match.group(1).lower(), match.group(2).strip()) if match else None
+__all__ = ["ChatOptions", "handle_message", "render", "reset_thread"]
 
 
 def reset_thread(state: Any) -> None:
-    """Start a new thread in ``state`` (``st.session_state``): memory stays, history goes."""
+    """Start a new conversation in ``state`` (``st.session_state``): memory stays."""
     state["messages"] = []
-    state["previous_response_id"] = None
-    state["thread_title"] = new_thread_title()
-
-
-def _thread(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """The conversation the model sees: chat turns only, no commands or notices."""
-    return [
-        {"role": m["role"], "content": m["content"]} for m in messages if m.get("in_thread", False)
-    ]
+    state["session_id"] = new_thread_title()
 
 
 def handle_message(
     client: MemoryClient, state: Any, text: str, options: ChatOptions, chat_enabled: bool
 ) -> dict[str, Any]:
-    """Run one message (command or question); append both sides to ``state["messages"]``.
+    """Run one message (command or question) in the session; append both sides to
+    ``state["messages"]`` (what the page shows). Returns the assistant message.
 
-    Returns the assistant message appended. Errors become an assistant message that
-    says what failed; nothing is raised to Streamlit.
+    Errors become an assistant message that says what failed; nothing is raised to
+    Streamlit.
     """
-    messages: list[dict[str, Any]] = state["messages"]
-    command = parse_command(text)
-    user: dict[str, Any] = {"role": "user", "content": text.strip(), "in_thread": False}
-    reply: dict[str, Any] = {"role": "assistant", "content": "", "in_thread": False}
+    user: dict[str, Any] = {"role": "user", "content": text.strip()}
+    reply: dict[str, Any] = {"role": "assistant", "content": ""}
     try:
-        if command is not None:
-            name, argument = command
-            if name == "remember":
-                memory_id = client.remember(argument)
-                reply["content"] = f"🧠 Remembered (L2, id `{memory_id[:12]}`): {argument}"
-            else:
-                client.add_instruction(argument)
-                state["instructions_version"] = state.get("instructions_version", 0) + 1
-                reply["content"] = f"📌 Instruction added: {argument}"
+        answer = client.chat(text, session_id=state.get("session_id"), options=options)
+        state["session_id"] = answer.session_id
+        if answer.command == "remember":
+            fact = answer.response.split(":", 1)[-1].strip()
+            short = (answer.memory_id or "")[:12]
+            reply["content"] = f"🧠 Remembered (L2, id `{short}`): {fact}"
+        elif answer.command == "instruct":
+            state["instructions_version"] = state.get("instructions_version", 0) + 1
+            reply["content"] = f"📌 {answer.response}"
         else:
-            answer = client.chat(
-                text,
-                previous_response_id=state.get("previous_response_id"),
-                thread=_thread(messages),
-                model=options.model,
-                reasoning_effort=options.reasoning_effort,
-                temperature=options.temperature,
-                web_search=options.web_search,
-                auto_remember=options.auto_remember,
-            )
-            user["in_thread"] = True
             reply.update(
                 content=answer.response,
                 memories=answer.memories,
                 auto_memory=answer.auto_memory,
                 logs=answer.logs,
-                in_thread=chat_enabled,
             )
-            if answer.response_id:
-                state["previous_response_id"] = answer.response_id
     except SemMemError as exc:
         reply["content"] = f"⚠️ {type(exc).__name__}: {exc}"
         reply["error"] = True
-    messages.extend([user, reply])
+    state["messages"].extend([user, reply])
     return reply
 
 
@@ -152,16 +110,12 @@ def render(
     if c1.button("🆕 New thread", key="new_thread"):
         reset_thread(state)
     if c2.button("💾 Save thread", key="save_thread"):
-        turns = [m for m in state["messages"] if m.get("in_thread")]
-        if not turns:
+        if not state["messages"]:
             c3.info("Nothing to save yet.")
         else:
             try:
-                ids = client.save_thread(
-                    [{"role": m["role"], "content": m["content"]} for m in turns],
-                    title=state["thread_title"],
-                )
-                c3.success(f"Thread saved to L2 ({len(ids)} memories).")
+                ids = client.save_thread(state["session_id"])
+                c3.success(f"Thread saved to L2 ({len(ids)} new turn(s)).")
             except SemMemError as exc:
                 c3.error(f"Could not save the thread: {exc}")
     prompt = st.chat_input("Ask something, or  remember: <fact>  /  instruct: <rule>")

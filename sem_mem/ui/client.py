@@ -20,7 +20,7 @@ import json
 import uuid
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -35,12 +35,13 @@ from ..errors import (
     SemMemError,
     ValidationError,
 )
+from ..llm.factory import chat_api_of, web_search_unavailable
 
 if TYPE_CHECKING:
     import httpx
 
+    from ..conversation import ChatOptions, ChatSession
     from ..core import SemanticMemory
-    from ..decorators import MemoryChat
 
 __all__ = [
     "ApiError",
@@ -54,6 +55,8 @@ __all__ = [
 ]
 
 Progress = Callable[[int, int], None]
+#: the values of the CHAT_API setting
+CHAT_APIS = ("auto", "responses", "chat_completions")
 
 
 @dataclass(frozen=True)
@@ -63,10 +66,16 @@ class ModelInfo:
     model: str
     reasoning_effort: str
     chat_enabled: bool
-    #: True when a per-request temperature is honoured (in-process only)
+    #: True when a per-request temperature is honoured
     supports_temperature: bool = False
     #: why chat is unavailable, when it is
     reason: str = ""
+    #: why web search cannot be used ("" when the provider can search)
+    web_search_unavailable: str = ""
+    #: the chat wire format in use: responses or chat_completions ("" in memory-only mode)
+    chat_api: str = ""
+    #: the UI may switch the chat API (in-process only; the server's is its CHAT_API)
+    can_switch_chat_api: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,12 @@ class ChatReply:
     response_id: str | None
     memories: list[dict[str, Any]]
     logs: list[str] = field(default_factory=list)
+    #: the session the turn belongs to (pass it back to continue)
+    session_id: str = ""
+    #: ``"remember"``/``"instruct"`` when the message was a chat command
+    command: str | None = None
+    #: the id ``remember:`` stored
+    memory_id: str | None = None
 
     @property
     def auto_memory(self) -> list[str]:
@@ -109,18 +124,17 @@ class MemoryClient(ABC):
 
     @abstractmethod
     def chat(
-        self,
-        query: str,
-        *,
-        previous_response_id: str | None = None,
-        thread: Sequence[Mapping[str, str]] = (),
-        model: str | None = None,
-        reasoning_effort: str | None = None,
-        temperature: float | None = None,
-        web_search: bool | None = None,
-        auto_remember: bool | None = None,
+        self, query: str, *, session_id: str | None = None, options: ChatOptions | None = None
     ) -> ChatReply:
-        """Answer with memories as context; ``thread`` is the conversation so far."""
+        """One turn of the chat session ``session_id`` (a new session when ``None``).
+
+        The session (kept by the engine, or by the server in API mode) holds the
+        thread; ``remember:``/``instruct:`` commands are run by it too.
+        """
+
+    def set_chat_api(self, api: str) -> None:
+        """Switch the chat wire format (``auto``/``responses``/``chat_completions``)."""
+        raise ConfigurationError("this client cannot switch the chat API")
 
     @abstractmethod
     def remember(self, text: str, metadata: Mapping[str, Any] | None = None) -> str:
@@ -128,9 +142,17 @@ class MemoryClient(ABC):
 
     @abstractmethod
     def recall(
-        self, query: str, *, limit: int = 5, threshold: float | None = None
+        self,
+        query: str,
+        *,
+        limit: int = 5,
+        threshold: float | None = None,
+        source: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[dict[str, Any]]:
-        """The most relevant memories, best first (``tier`` says L1 or L2)."""
+        """The most relevant memories, best first (``tier`` says L1 or L2), optionally
+        only those of one source or that happened in a time range."""
 
     @abstractmethod
     def instructions(self) -> str:
@@ -157,8 +179,8 @@ class MemoryClient(ABC):
         """Store a PDF, text or Markdown file as chunks (``POST /upload/pdf`` shape)."""
 
     @abstractmethod
-    def save_thread(self, messages: Sequence[Mapping[str, str]], *, title: str) -> list[str]:
-        """Store a conversation (``role``/``content`` dicts) in L2; returns the ids."""
+    def save_thread(self, session_id: str) -> list[str]:
+        """Store the session's turns not saved before in L2, one memory per turn."""
 
     @abstractmethod
     def list_memories(
@@ -255,7 +277,7 @@ class LocalClient(MemoryClient):
 
     def __init__(self, memory: SemanticMemory, *, owns_memory: bool = False) -> None:
         self.memory = memory
-        self._threads: dict[str, MemoryChat] = {}
+        self._sessions: dict[str, ChatSession] = {}
         self._finalizer = weakref.finalize(self, _close_quietly, memory) if owns_memory else None
 
     def describe(self) -> str:
@@ -277,41 +299,64 @@ class LocalClient(MemoryClient):
             chat_enabled=chat_model is not None,
             supports_temperature=True,
             reason=reason,
+            web_search_unavailable=web_search_unavailable(chat_model),
+            chat_api=chat_api_of(chat_model),
+            can_switch_chat_api=chat_model is not None,
         )
+
+    def set_chat_api(self, api: str) -> None:
+        """A new session memory (same store, embedder and L2) whose chat model speaks ``api``."""
+        from ..core import SemanticMemory
+
+        if api not in CHAT_APIS:
+            raise ValidationError(f"chat_api must be one of {', '.join(CHAT_APIS)}, got {api!r}")
+        old = self.memory
+        self.memory = SemanticMemory(
+            backend=old.backend, embedder=old.embedder, settings=old.settings, chat_api=api
+        )
+        for session in self._sessions.values():
+            session.memory = self.memory
+        if self._finalizer is not None:
+            self._finalizer()  # closes the old session memory (the shared backend stays)
+            self._finalizer = weakref.finalize(self, _close_quietly, self.memory)
 
     def chat(
-        self,
-        query: str,
-        *,
-        previous_response_id: str | None = None,
-        thread: Sequence[Mapping[str, str]] = (),
-        model: str | None = None,
-        reasoning_effort: str | None = None,
-        temperature: float | None = None,
-        web_search: bool | None = None,
-        auto_remember: bool | None = None,
+        self, query: str, *, session_id: str | None = None, options: ChatOptions | None = None
     ) -> ChatReply:
-        from ..llm.base import ChatMessage
+        from ..conversation import ChatSession
 
-        response, response_id, memories, logs = self.memory.chat_with_memory(
-            query,
-            previous_response_id=previous_response_id,
-            thread=[ChatMessage(m["role"], m["content"]) for m in thread],  # type: ignore[arg-type]
-            model=model,
-            reasoning_effort=reasoning_effort,
-            temperature=temperature,
-            web_search=web_search,
-            auto_remember=auto_remember,
+        session = self._sessions.get(session_id) if session_id else None
+        if session is None:
+            session = ChatSession(self.memory, session_id=session_id or uuid.uuid4().hex)
+            self._sessions[str(session.id)] = session
+        reply = session.send(query, options)
+        return ChatReply(
+            reply.text,
+            reply.response_id,
+            [m.to_dict() for m in reply.memories],
+            list(reply.logs),
+            session_id=str(session.id),
+            command=reply.command,
+            memory_id=reply.memory_id,
         )
-        return ChatReply(response, response_id, [m.to_dict() for m in memories], list(logs))
 
     def remember(self, text: str, metadata: Mapping[str, Any] | None = None) -> str:
         return self.memory.remember(text, metadata)
 
     def recall(
-        self, query: str, *, limit: int = 5, threshold: float | None = None
+        self,
+        query: str,
+        *,
+        limit: int = 5,
+        threshold: float | None = None,
+        source: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[dict[str, Any]]:
-        return [r.to_dict() for r in self.memory.recall(query, limit, threshold=threshold)]
+        found = self.memory.recall(
+            query, limit, threshold=threshold, source=source, since=since, until=until
+        )
+        return [r.to_dict() for r in found]
 
     def instructions(self) -> str:
         return self.memory.instructions
@@ -333,16 +378,11 @@ class LocalClient(MemoryClient):
     def ingest(self, data: bytes, name: str, progress: Progress | None = None) -> dict[str, Any]:
         return self.memory.ingest_pdf(data, name=name, progress=progress).to_dict()
 
-    def save_thread(self, messages: Sequence[Mapping[str, str]], *, title: str) -> list[str]:
-        from ..decorators import MemoryChat
-        from ..llm.base import ChatMessage
-
-        chat = self._threads.get(title)
-        if chat is None:
-            chat = self._threads[title] = MemoryChat(self.memory)
-            chat.thread_id = title
-        chat.thread = [ChatMessage(m["role"], m["content"]) for m in messages]  # type: ignore[arg-type]
-        return chat.save_thread()
+    def save_thread(self, session_id: str) -> list[str]:
+        session = self._sessions.get(session_id)
+        if session is None:
+            raise NotFoundError(f"no chat session {session_id!r} in this browser session")
+        return session.save_thread()
 
     def list_memories(
         self,
@@ -456,10 +496,14 @@ class HttpClient(MemoryClient):
             body = {}
         if not isinstance(body, dict):
             body = {}
-        detail = body.get("detail") or response.text or response.reason_phrase
+        if not body.get("detail"):
+            body["detail"] = response.text or response.reason_phrase
+        return self._error_of(response.status_code, body)
+
+    def _error_of(self, status: int, body: dict[str, Any]) -> SemMemError:
+        detail = body.get("detail")
         if not isinstance(detail, str):
             detail = json.dumps(detail)
-        status = response.status_code
         message = f"API {status}: {detail}"
         error_class = _STATUS_ERRORS.get(status)
         if error_class is not None:
@@ -481,43 +525,58 @@ class HttpClient(MemoryClient):
             model=body.get("model") or "",
             reasoning_effort=body.get("reasoning_effort") or "low",
             chat_enabled=enabled,
-            supports_temperature=False,
+            supports_temperature=True,
             reason="" if enabled else "the API server has no OPENAI_API_KEY or OPENAI_BASE_URL",
+            web_search_unavailable=str(body.get("web_search_unavailable") or ""),
+            chat_api=str(body.get("chat_api") or ""),
         )
 
     def chat(
-        self,
-        query: str,
-        *,
-        previous_response_id: str | None = None,
-        thread: Sequence[Mapping[str, str]] = (),
-        model: str | None = None,
-        reasoning_effort: str | None = None,
-        temperature: float | None = None,
-        web_search: bool | None = None,
-        auto_remember: bool | None = None,
+        self, query: str, *, session_id: str | None = None, options: ChatOptions | None = None
     ) -> ChatReply:
-        # the server keeps the conversation through previous_response_id and takes no
-        # thread or temperature per request
-        body = {
-            "query": query,
-            "previous_response_id": previous_response_id,
-            "model": model,
-            "reasoning_effort": reasoning_effort,
-            "web_search": web_search,
-            "auto_remember": auto_remember,
-        }
+        # the server keeps the session (the thread and its continuation) in its store
+        body: dict[str, Any] = {"query": query, "session_id": session_id}
+        if options is not None:
+            body.update(
+                model=options.model,
+                reasoning_effort=options.reasoning_effort,
+                temperature=options.temperature,
+                web_search=options.web_search,
+                auto_remember=options.auto_remember,
+            )
         out = self._json("POST", "/chat", json=body)
-        return ChatReply(out["response"], out.get("response_id"), out["memories"], out["logs"])
+        return ChatReply(
+            out["response"],
+            out.get("response_id"),
+            out["memories"],
+            out["logs"],
+            session_id=out["session_id"],
+            command=out.get("command"),
+            memory_id=out.get("memory_id"),
+        )
 
     def remember(self, text: str, metadata: Mapping[str, Any] | None = None) -> str:
         body = {"text": text, "metadata": dict(metadata) if metadata else None}
         return str(self._json("POST", "/remember", json=body)["id"])
 
     def recall(
-        self, query: str, *, limit: int = 5, threshold: float | None = None
+        self,
+        query: str,
+        *,
+        limit: int = 5,
+        threshold: float | None = None,
+        source: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[dict[str, Any]]:
-        body = {"query": query, "limit": limit, "threshold": threshold}
+        body = {
+            "query": query,
+            "limit": limit,
+            "threshold": threshold,
+            "source": source,
+            "since": since.isoformat() if since is not None else None,
+            "until": until.isoformat() if until is not None else None,
+        }
         return list(self._json("POST", "/recall", json=body)["memories"])
 
     def instructions(self) -> str:
@@ -536,19 +595,37 @@ class HttpClient(MemoryClient):
         return dict(self._json("GET", "/stats"))
 
     def ingest(self, data: bytes, name: str, progress: Progress | None = None) -> dict[str, Any]:
-        if progress is not None:
-            progress(0, 1)
         mime = "application/pdf" if name.lower().endswith(".pdf") else "text/plain"
-        out = dict(self._json("POST", "/upload/pdf", files={"file": (name, data, mime)}))
-        if progress is not None:
-            progress(1, 1)
-        return out
+        files = {"file": (name, data, mime)}
+        if progress is None:
+            return dict(self._json("POST", "/upload/pdf", files=files))
+        # the server streams {"done", "total"} lines as chunks are stored, then the result
+        import httpx
 
-    def save_thread(self, messages: Sequence[Mapping[str, str]], *, title: str) -> list[str]:
-        body = {
-            "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
-            "title": title[:200],
-        }
+        try:
+            with self.http.stream(
+                "POST", "/upload/pdf", params={"progress": "true"}, files=files
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise self._error(response)
+                for line in response.iter_lines():
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    if "result" in event:
+                        return dict(event["result"])
+                    if "error" in event:
+                        raise self._error_of(int(event.get("status", 500)), event)
+                    progress(int(event["done"]), int(event["total"]))
+        except httpx.HTTPError as exc:
+            raise ApiError(
+                f"cannot reach the API server at {self.base_url}: {exc}", status=0
+            ) from exc
+        raise ApiError("the upload ended without a result", status=0)
+
+    def save_thread(self, session_id: str) -> list[str]:
+        body = {"session_id": session_id}
         return list(self._json("POST", "/threads/save", json=body)["ids"])
 
     def list_memories(
@@ -631,5 +708,5 @@ def _atlas_items(lines: Iterator[str]) -> Iterator[AtlasItem]:
 
 
 def new_thread_title() -> str:
-    """A fresh thread id (used as the title a saved thread is filed under)."""
+    """A fresh session id for the UI's chat (also the thread its turns are saved under)."""
     return f"ui-{uuid.uuid4().hex[:12]}"

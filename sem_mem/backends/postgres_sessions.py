@@ -1,0 +1,111 @@
+"""Chat sessions of the PostgreSQL store (tables of migration 6).
+
+Sessions are not memories: writing one does not take the ``seq`` row lock, so chat
+turns never wait for a large ``remember_batch``. Every process on the same database
+sees the same sessions.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from .base import ChatSessionRecord
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+__all__ = ["PostgresSessionsMixin"]
+
+_COLUMNS = "id, title, state, created_at, updated_at"
+
+
+def _record(row: Any) -> ChatSessionRecord:
+    state = row[2] if isinstance(row[2], dict) else json.loads(row[2])
+    return ChatSessionRecord(
+        id=row[0], title=row[1], state=state, created_at=row[3], updated_at=row[4]
+    )
+
+
+class PostgresSessionsMixin:
+    """The chat-session methods of :class:`~sem_mem.backends.postgres.PostgresBackend`."""
+
+    if TYPE_CHECKING:  # provided by PostgresBackend
+
+        def _conn(self) -> AbstractContextManager[Any]: ...
+
+    def save_chat_session(self, namespace: str, record: ChatSessionRecord) -> None:
+        state = json.dumps(record.state, ensure_ascii=False)
+        if "\\u0000" in state:
+            from ..errors import ValidationError
+
+            raise ValidationError(
+                "the chat session holds a NUL character, which PostgreSQL cannot store"
+            )
+        with self._conn() as conn, conn.transaction():
+            conn.execute(
+                f"INSERT INTO chat_sessions (namespace, {_COLUMNS}) "
+                "VALUES (%s, %s, %s, %s::jsonb, %s, %s) "
+                "ON CONFLICT (namespace, id) DO UPDATE SET title = excluded.title, "
+                "state = excluded.state, updated_at = excluded.updated_at",
+                (namespace, record.id, record.title, state, record.created_at, record.updated_at),
+            )
+            if record.response_id:
+                conn.execute(
+                    "INSERT INTO chat_responses (namespace, response_id, session_id) "
+                    "VALUES (%s, %s, %s) ON CONFLICT (namespace, response_id) "
+                    "DO UPDATE SET session_id = excluded.session_id",
+                    (namespace, record.response_id, record.id),
+                )
+
+    def get_chat_session(self, namespace: str, session_id: str) -> ChatSessionRecord | None:
+        with self._conn() as conn:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM chat_sessions WHERE namespace = %s AND id = %s",
+                (namespace, session_id),
+            ).fetchone()
+        return _record(row) if row else None
+
+    def list_chat_sessions(
+        self, namespace: str, *, limit: int = 50, offset: int = 0
+    ) -> list[ChatSessionRecord]:
+        with self._conn() as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM chat_sessions WHERE namespace = %s "
+                "ORDER BY updated_at DESC, id LIMIT %s OFFSET %s",
+                (namespace, limit, offset),
+            ).fetchall()
+        return [_record(r) for r in rows]
+
+    def delete_chat_session(self, namespace: str, session_id: str) -> bool:
+        with self._conn() as conn, conn.transaction():
+            conn.execute(
+                "DELETE FROM chat_responses WHERE namespace = %s AND session_id = %s",
+                (namespace, session_id),
+            )
+            deleted = conn.execute(
+                "DELETE FROM chat_sessions WHERE namespace = %s AND id = %s",
+                (namespace, session_id),
+            ).rowcount
+        return bool(deleted)
+
+    def chat_session_of_response(self, namespace: str, response_id: str) -> str | None:
+        with self._conn() as conn:
+            row = conn.execute(
+                "SELECT session_id FROM chat_responses WHERE namespace = %s AND response_id = %s",
+                (namespace, response_id),
+            ).fetchone()
+        return row[0] if row else None
+
+    # a memory-id lookup that, like the sessions, is a small addition to the backend
+    def ids_with_prefix(self, namespace: str, prefix: str, *, limit: int = 2) -> list[str]:
+        if not prefix:
+            return []
+        # starts_with, not a range: under a non-C collation a range compares differently
+        with self._conn() as conn:
+            rows = conn.execute(
+                "SELECT id FROM memories WHERE namespace = %s AND starts_with(id, %s) "
+                "ORDER BY id LIMIT %s",
+                (namespace, prefix, limit),
+            ).fetchall()
+        return [r[0] for r in rows]

@@ -1,0 +1,348 @@
+"""The one conversation engine: a thread, chat commands, continuation, thread saving.
+
+:class:`ChatSession` is the only owner of a conversation. Every edge (``MemoryChat``,
+the CLI chat, both UI modes, the server's ``/chat`` and ``/threads/save``) builds one
+and translates its :class:`ChatReply`; none keeps a thread or parses commands itself.
+
+* **The thread**: the messages so far, oldest first (:attr:`ChatSession.thread`).
+* **Chat commands**: ``remember: <text>`` stores a fact, ``instruct: <text>`` adds a
+  persistent instruction; :func:`parse_command` is the one parser.
+* **Continuation per provider**: a provider that keeps server-side state (the
+  Responses API) gets ``previous_response_id`` and only the new message; a stateless
+  one (Chat Completions) gets the whole thread. The session keeps both, so switching
+  provider or losing the provider's state (an unknown id is answered by resending the
+  thread, see :func:`sem_mem.chat.chat_with_memory`) loses nothing.
+* **Thread saving**: :meth:`ChatSession.save_thread` stores the turns not saved before
+  through :meth:`SemanticMemory.remember_conversation` (one memory per turn, at its
+  position in the thread), so saving again never copies a turn.
+* **Persistence**: a session with an ``id`` can be kept in the store
+  (:meth:`ChatSession.persist`, :meth:`ChatSession.load`): the server and ``sem-mem chat
+  --session NAME`` continue it after a restart or from another process.
+
+Options travel as one :class:`ChatOptions` object.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from dataclasses import dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any
+
+from .chat import chat_with_memory
+from .errors import NotFoundError, ValidationError
+from .llm.base import ChatMessage
+from .types import Recollection
+
+if TYPE_CHECKING:
+    from .backends.base import ChatSessionRecord
+    from .core import SemanticMemory
+
+__all__ = [
+    "MAX_SESSION_ID_CHARS",
+    "SPEAKERS",
+    "ChatOptions",
+    "ChatReply",
+    "ChatSession",
+    "parse_command",
+]
+
+_COMMAND = re.compile(r"^\s*(remember|instruct)\s*:\s*(.*)$", re.IGNORECASE | re.DOTALL)
+#: how a role is written as the speaker of a saved turn ("User: ...", "Assistant: ...")
+SPEAKERS = {"user": "User", "assistant": "Assistant"}
+MAX_SESSION_ID_CHARS = 200
+_SESSION_ID = re.compile(r"^[\w.:@+-]{1,200}$")
+
+
+def parse_command(text: str) -> tuple[str, str] | None:
+    """``("remember" | "instruct", argument)`` for a chat command, else ``None``."""
+    match = _COMMAND.match(text)
+    return (match.group(1).lower(), match.group(2).strip()) if match else None
+
+
+def check_session_id(session_id: str) -> str:
+    """A session id: 1-200 letters, digits or ``_ . : @ + -`` (ValidationError otherwise)."""
+    if not isinstance(session_id, str) or not _SESSION_ID.match(session_id):
+        raise ValidationError(
+            f"session_id must be 1-{MAX_SESSION_ID_CHARS} letters, digits or _ . : @ + -, "
+            f"got {session_id!r}"
+        )
+    return session_id
+
+
+@dataclass(frozen=True)
+class ChatOptions:
+    """How each turn is answered; ``None`` means the memory's settings.
+
+    ``limit`` memories are retrieved per turn, with query expansion when
+    ``expand_query`` and a chat model is configured.
+    """
+
+    model: str | None = None
+    reasoning_effort: str | None = None
+    temperature: float | None = None
+    web_search: bool | None = None
+    auto_remember: bool | None = None
+    expand_query: bool = True
+    limit: int = 5
+
+    def with_changes(self, **changes: Any) -> ChatOptions:
+        """A copy with the changes that are not ``None``."""
+        known = {f.name for f in fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise ValidationError(f"unknown chat option(s): {', '.join(sorted(unknown))}")
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    """One turn: the answer (or a command's confirmation) and what happened."""
+
+    text: str
+    response_id: str | None = None
+    memories: list[Recollection] = field(default_factory=list)
+    logs: list[str] = field(default_factory=list)
+    #: ``"remember"`` or ``"instruct"`` when the message was a command
+    command: str | None = None
+    #: the id stored by ``remember:``
+    memory_id: str | None = None
+
+
+class ChatSession:
+    """A conversation with memory. ``send`` messages; ``save_thread`` stores the turns.
+
+    ``session_id`` names the session when it is kept in the store (see
+    :meth:`persist`); ``thread_id`` is the thread its turns are saved under (default:
+    the session id, or a new id). ``title`` is free text for listings.
+    """
+
+    def __init__(
+        self,
+        memory: SemanticMemory,
+        options: ChatOptions | None = None,
+        *,
+        session_id: str | None = None,
+        thread_id: str | None = None,
+        title: str = "",
+    ) -> None:
+        self.memory = memory
+        self.options = options or ChatOptions()
+        self.id = check_session_id(session_id) if session_id is not None else None
+        self.thread_id = thread_id or session_id or uuid.uuid4().hex
+        self.title = title
+        self.thread: list[ChatMessage] = []
+        self.previous_response_id: str | None = None
+        #: the thread's messages before this index are saved
+        self.saved_upto = 0
+        self.created_at = time.time()
+        self.updated_at = self.created_at
+        self.last_memories: list[Recollection] = []
+        self.last_logs: list[str] = []
+
+    def __repr__(self) -> str:
+        return (
+            f"ChatSession(id={self.id!r}, thread_id={self.thread_id!r}, "
+            f"messages={len(self.thread)})"
+        )
+
+    # ------------------------------------------------------------------ turns
+
+    def send(self, text: str, options: ChatOptions | None = None) -> ChatReply:
+        """Answer one message, or run a ``remember:``/``instruct:`` command.
+
+        Commands are answered with a confirmation, without calling the model, and are
+        not part of the thread. In memory-only mode the answer is a notice plus the
+        relevant memories, and only the user's message joins the thread.
+        """
+        command = parse_command(text)
+        if command is not None:
+            reply = self._command(*command)
+        else:
+            reply = self._answer(text, options or self.options)
+        self.last_memories = reply.memories
+        self.last_logs = reply.logs
+        self.updated_at = time.time()
+        return reply
+
+    def _command(self, name: str, argument: str) -> ChatReply:
+        if not argument:
+            raise ValidationError(f"{name}: needs some text after the colon")
+        if name == "remember":
+            memory_id = self.memory.remember(argument)
+            return ChatReply(
+                f"Remembered: {argument}",
+                command="remember",
+                memory_id=memory_id,
+                logs=[f"remember: stored {memory_id}"],
+            )
+        self.memory.add_instruction(argument)
+        return ChatReply(
+            f"Instruction added: {argument}",
+            command="instruct",
+            logs=["instruct: instruction added"],
+        )
+
+    def _answer(self, text: str, options: ChatOptions) -> ChatReply:
+        # the whole thread always goes along; chat_with_memory sends only the new message
+        # with previous_response_id where the provider keeps state (the Responses API)
+        response, response_id, memories, logs = chat_with_memory(
+            self.memory,
+            text,
+            previous_response_id=self.previous_response_id,
+            thread=self.thread,
+            model=options.model,
+            reasoning_effort=options.reasoning_effort,
+            temperature=options.temperature,
+            web_search=options.web_search,
+            auto_remember=options.auto_remember,
+            expand_query=options.expand_query,
+            limit=options.limit,
+        )
+        self.thread.append(ChatMessage("user", text.strip()))
+        if self.memory.chat_model is not None:
+            self.thread.append(ChatMessage("assistant", response))
+            self.previous_response_id = response_id
+        return ChatReply(response, response_id, memories, logs)
+
+    # ------------------------------------------------------------------ the thread
+
+    def extend(self, messages: list[ChatMessage]) -> None:
+        """Append messages said elsewhere (an imported or client-held conversation)."""
+        self.thread.extend(messages)
+        self.previous_response_id = None  # the provider has not seen them
+        self.updated_at = time.time()
+
+    def save_thread(self) -> list[str]:
+        """Store the turns not saved before; returns their ids, in order.
+
+        Each turn becomes one memory ``"User: ..."``/``"Assistant: ..."`` with
+        ``source="thread"``, in thread :attr:`thread_id` at its position in the
+        conversation (:meth:`SemanticMemory.remember_conversation`). Saving again stores
+        only what was said since; nothing is copied.
+        """
+        start = self.saved_upto
+        turns = [
+            {"role": SPEAKERS.get(m.role, m.role), "text": m.content, "position": start + i}
+            for i, m in enumerate(self.thread[start:])
+            if m.content.strip()
+        ]
+        ids = self.memory.remember_conversation(turns, thread_id=self.thread_id) if turns else []
+        self.saved_upto = len(self.thread)
+        self.updated_at = time.time()
+        return ids
+
+    def new_thread(self) -> None:
+        """Start a fresh conversation; the memory and instructions stay."""
+        self.thread = []
+        self.thread_id = uuid.uuid4().hex
+        self.previous_response_id = None
+        self.saved_upto = 0
+        self.last_memories = []
+        self.last_logs = []
+        self.updated_at = time.time()
+
+    # ------------------------------------------------------------------ persistence
+
+    def state(self) -> dict[str, Any]:
+        """The session as JSON-ready data (what :meth:`persist` stores)."""
+        return {
+            "thread_id": self.thread_id,
+            "messages": [{"role": m.role, "content": m.content} for m in self.thread],
+            "previous_response_id": self.previous_response_id,
+            "saved_upto": self.saved_upto,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``GET /sessions/{id}`` shows."""
+        return {
+            "id": self.id,
+            "title": self.title,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            **self.state(),
+        }
+
+    def persist(self) -> None:
+        """Keep the session in the store under its namespace (needs an ``id``)."""
+        from .backends.base import ChatSessionRecord
+
+        if self.id is None:
+            raise ValidationError("only a session with a session_id can be kept in the store")
+        self.memory.backend.save_chat_session(
+            self.memory.namespace,
+            ChatSessionRecord(
+                id=self.id,
+                title=self.title,
+                state=self.state(),
+                created_at=self.created_at,
+                updated_at=self.updated_at,
+                response_id=self.previous_response_id,
+            ),
+        )
+
+    @classmethod
+    def from_record(
+        cls, memory: SemanticMemory, record: ChatSessionRecord, options: ChatOptions | None = None
+    ) -> ChatSession:
+        """A session rebuilt from what :meth:`persist` stored."""
+        state = record.state
+        session = cls(
+            memory,
+            options,
+            session_id=record.id,
+            thread_id=str(state.get("thread_id") or record.id),
+            title=record.title,
+        )
+        session.thread = [
+            ChatMessage(m["role"], str(m["content"]))
+            for m in state.get("messages", [])
+            if m.get("role") in SPEAKERS
+        ]
+        session.previous_response_id = state.get("previous_response_id")
+        session.saved_upto = min(int(state.get("saved_upto", 0)), len(session.thread))
+        session.created_at = record.created_at
+        session.updated_at = record.updated_at
+        return session
+
+    @classmethod
+    def load(
+        cls,
+        memory: SemanticMemory,
+        session_id: str,
+        options: ChatOptions | None = None,
+        *,
+        create: bool = False,
+        title: str = "",
+    ) -> ChatSession:
+        """The stored session ``session_id`` of the memory's namespace.
+
+        With ``create`` a missing session is started (not stored until :meth:`persist`);
+        otherwise a missing one is a :class:`~sem_mem.errors.NotFoundError`.
+        """
+        check_session_id(session_id)
+        record = memory.backend.get_chat_session(memory.namespace, session_id)
+        if record is not None:
+            return cls.from_record(memory, record, options)
+        if not create:
+            raise NotFoundError(f"no chat session {session_id!r} in this namespace")
+        return cls(memory, options, session_id=session_id, title=title)
+
+    @classmethod
+    def continuing(
+        cls, memory: SemanticMemory, previous_response_id: str, options: ChatOptions | None = None
+    ) -> ChatSession:
+        """The stored session whose last answer had ``previous_response_id``.
+
+        A response id that no session of this namespace produced is refused
+        (:class:`~sem_mem.errors.ValidationError` naming it): a client cannot continue a
+        conversation held by the provider for someone else.
+        """
+        session_id = memory.backend.chat_session_of_response(memory.namespace, previous_response_id)
+        if session_id is None:
+            raise ValidationError(
+                f"previous_response_id {previous_response_id!r} did not come from a chat "
+                "session of this namespace; continue with session_id instead"
+            )
+        return cls.load(memory, session_id, options)
