@@ -238,6 +238,14 @@ class Engine:
             self.proc.wait(timeout=60)
 
 
+def head(tree: Path) -> str:
+    """The short commit of a source tree, so each table names what it measured."""
+    out = subprocess.run(
+        ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    return out.stdout.strip() or tree.name
+
+
 def in_parallel(calls: Sequence[tuple[Engine, str, dict[str, Any]]]) -> list[dict[str, Any]]:
     """Send every call, then collect the answers (for builds, not for timed rounds)."""
     for engine, cmd, kwargs in calls:
@@ -298,7 +306,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--old", type=Path, default=Path("/work/wt/fts5-old"))
-    ap.add_argument("--old-label", default="FTS5 (825dd8d)")
     ap.add_argument("--no-chroma", action="store_true")
     ap.add_argument("--tenants", type=int, default=TENANTS, help="other namespaces")
     ap.add_argument("--profile", type=int, default=100, help="hybrid recalls to profile")
@@ -312,8 +319,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-fulltext-"))
     engines: list[Engine] = []
     try:
-        new = Engine("tantivy (this tree)", ROOT)
-        old = Engine(args.old_label, args.old)
+        new = Engine(f"tantivy ({head(ROOT)})", ROOT)
+        old = Engine(f"FTS5 ({head(args.old)})", args.old)
         engines = [new, old]
         chroma = None if args.no_chroma else Engine("chromadb", ROOT)
         if chroma is not None:
@@ -342,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 def main_large(args: argparse.Namespace) -> None:
     """Case 1 at a size where only this tree is built (10^6 takes the old engine too long)."""
     tmp = Path(tempfile.mkdtemp(prefix="bench-fulltext-large-"))
-    new = Engine("tantivy (this tree)", ROOT)
+    new = Engine(f"tantivy ({head(ROOT)})", ROOT)
     try:
         convs = load_conversations()
         vectors = cached_vectors()
