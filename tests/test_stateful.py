@@ -320,10 +320,13 @@ class PostgresModel(MemoryModel):
 PostgresModel.TestCase.settings = settings(
     MemoryModel.TestCase.settings,
     # each example is a fresh database and every step a few round trips: fewer examples
-    max_examples=max(1, MemoryModel.TestCase.settings.max_examples // 3),
+    max_examples=max(1, MemoryModel.TestCase.settings.max_examples // 4),
+    stateful_step_count=20,
 )
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 class TestPostgresModel(PostgresModel.TestCase):
     pass

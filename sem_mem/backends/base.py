@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -231,6 +232,25 @@ class StorageBackend(ABC):
 
         With ``filters``, the ``k`` nearest among the memories that match them."""
 
+    def vector_search_stored(
+        self,
+        namespace: str,
+        vector: np.ndarray,
+        k: int,
+        *,
+        ef: int | None = None,
+        rows: int = 0,
+        filters: MemoryFilter | None = None,
+    ) -> tuple[list[tuple[str, float]], dict[str, StoredMemory]]:
+        """:meth:`vector_search`, plus the stored memories of up to the best ``rows`` hits.
+
+        A backend that can return rows with the candidates at no extra cost (PostgreSQL:
+        one statement instead of a search and a hydration round trip) does; the default
+        returns none and the caller reads what it still needs with :meth:`get_many`.
+        """
+        extra = {} if filters is None else {"filters": filters}
+        return self.vector_search(namespace, vector, k, ef=ef, **extra), {}
+
     @abstractmethod
     def lexical_search(
         self, namespace: str, query: str, k: int, *, filters: MemoryFilter | None = None
@@ -356,6 +376,25 @@ class StorageBackend(ABC):
 
     @abstractmethod
     def stats(self, namespace: str) -> dict[str, Any]: ...
+
+    # -- optional capabilities (declared here, not probed with getattr) -------------------
+    #: True when :meth:`iter_history` and :meth:`add_history` carry history events over
+    #: as they are (``copy_store`` copies history only into and out of such backends)
+    copies_history: bool = False
+
+    def iter_history(self, namespace: str, *, batch: int = 5000) -> Iterator[HistoryEvent]:
+        """Every history event of the namespace, oldest first (if ``copies_history``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not copy history")
+
+    def add_history(self, namespace: str, events: Sequence[HistoryEvent]) -> None:
+        """Append history events as they are, without bumping ``seq`` (if ``copies_history``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not copy history")
+
+    @contextmanager
+    def bulk_load(self) -> Iterator[None]:
+        """A block of large ``add`` calls (``copy_store``): a backend that can build its
+        indexes once at the end instead of row by row does so; the default changes nothing."""
+        yield
 
     def flush(self) -> None:  # noqa: B027 - optional hook, deliberately not abstract
         """Persist derived data (e.g. index files); a no-op where nothing is derived."""

@@ -3,8 +3,8 @@
 Every namespace's memories move with their ids, texts, metadata, sources, statuses
 (``superseded_by`` included), timestamps, hit counts, last access and embeddings: no
 text is embedded again, so both sides must use the same embedding model. History is
-copied when the destination can take it (an ``add_history`` method; the source is read
-with ``iter_history`` where it has one, else memory by memory); otherwise each memory
+copied when the destination can take it (``copies_history``; the source is read
+with ``iter_history`` where it copies history too, else memory by memory); otherwise each memory
 starts with its ``imported`` event. Instructions are copied for every namespace that
 holds memories, and for ``default``.
 
@@ -117,16 +117,16 @@ def copy_store(
             f"{target[0]!r} ({target[1]} dimensions). Copy into an empty store, or re-embed "
             f"one side first (sem-mem reembed) so that both use the same model."
         )
-    add_history = getattr(dst, "add_history", None)
-    report["history"] = "copied" if add_history else "not supported by the destination backend"
+    report["history"] = (
+        "copied" if dst.copies_history else "not supported by the destination backend"
+    )
     namespaces = src.namespaces()
     totals = {ns: _total(src, ns) for ns in namespaces}
     grand_total = sum(totals.values())
-    bulk = getattr(dst, "bulk_load", None)
     big = grand_total >= BULK_COPY_MIN and grand_total >= sum(
         dst.count(ns) for ns in dst.namespaces()
     )
-    with bulk() if bulk is not None and big else nullcontext():
+    with dst.bulk_load() if big else nullcontext():
         samples = _copy_namespaces(src, dst, namespaces, totals, report, progress, batch, sample)
     for namespace in dict.fromkeys(["default", *namespaces]):
         text = src.get_instructions(namespace)
@@ -150,14 +150,13 @@ def _copy_namespaces(
     sample: int,
 ) -> dict[str, list[StoredMemory]]:
     """Copy the memories (and history) of each namespace; returns the verification sample."""
-    add_history = getattr(dst, "add_history", None)
     grand_total = sum(totals.values())
     done = 0
     samples: dict[str, list[StoredMemory]] = {}
     for namespace in namespaces:
-        copy_history = add_history is not None and _total(dst, namespace) == 0
+        copy_history = dst.copies_history and _total(dst, namespace) == 0
         stats = {"memories": 0, "skipped_existing": 0, "history_events": 0}
-        if copy_history and hasattr(src, "iter_history"):
+        if copy_history and src.copies_history:
             stats["history_events"] += _copy_history(src.iter_history(namespace), dst, namespace)
         every = max(1, totals[namespace] // max(sample, 1))
         picked: list[StoredMemory] = []
@@ -166,7 +165,7 @@ def _copy_namespaces(
             existing = dst.get_many(namespace, [s.memory.id for s in chunk])
             todo = [s for s in chunk if s.memory.id not in existing]
             stats["skipped_existing"] += len(chunk) - len(todo)
-            if copy_history and not hasattr(src, "iter_history"):
+            if copy_history and not src.copies_history:
                 events = [e for s in todo for e in src.history(namespace, s.memory.id)]
                 stats["history_events"] += _copy_history(events, dst, namespace)
             if todo:
@@ -195,11 +194,11 @@ def _copy_history(events: Iterable[HistoryEvent], dst: StorageBackend, namespace
     for event in events:
         pending.append(event)
         if len(pending) >= 5000:
-            dst.add_history(namespace, pending)  # type: ignore[attr-defined]
+            dst.add_history(namespace, pending)
             count += len(pending)
             pending = []
     if pending:
-        dst.add_history(namespace, pending)  # type: ignore[attr-defined]
+        dst.add_history(namespace, pending)
         count += len(pending)
     return count
 

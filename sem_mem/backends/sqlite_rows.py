@@ -1,23 +1,32 @@
-"""Encoding and query helpers of the embedded store: vectors, JSON, rows, FTS5 queries.
+"""Encoding and query helpers of the embedded store: vectors, FTS5 queries, filter SQL.
 
-Pure functions shared by the SQLite backend and its index manager (and, for the
-full-text word list and metadata filters, by the PostgreSQL backend).
+Pure functions shared by the SQLite backend and its index manager; what both backends
+share (row mappers, words, time rounding, filter rules) lives in :mod:`.rows`, and is
+re-exported here for the SQLite modules.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from ..errors import ValidationError
-from ..types import Memory, to_datetime
 from .base import MemoryFilter
+from .rows import (
+    EMBEDDING_AT,
+    MEMORY_FIELDS,
+    STOPWORDS,
+    TIME_EPSILON,
+    canonical_json,
+    content_words,
+    json_path,
+    now,
+    sql_value,
+)
+from .rows import memory_from_row as row_to_memory
 
 __all__ = [
     "EMBEDDING_AT",
@@ -39,26 +48,7 @@ __all__ = [
 ]
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-WORD = re.compile(r"\w+", re.UNICODE)
-# Words too common to help full-text ranking; dropping them also keeps FTS5 from
-# walking huge posting lists on big stores.
-# fmt: off
-STOPWORDS = frozenset((
-    "a", "an", "and", "are", "as", "at", "be", "been", "but", "by", "can", "could", "did", "do",
-    "does", "doing", "for", "from", "had", "has", "have", "he", "her", "hers", "him", "his",
-    "how", "i", "if", "in", "into", "is", "it", "its", "me", "my", "of", "on", "or", "our",
-    "she", "should", "so", "than", "that", "the", "their", "them", "then", "there", "these",
-    "they", "this", "those", "to", "was", "we", "were", "what", "when", "where", "which", "who",
-    "whom", "why", "will", "with", "would", "you", "your", "yours",
-))
-# fmt: on
-MEMORY_COLUMNS = (
-    "id, text, metadata, namespace, source, created_at, updated_at, hit_count, "
-    "last_accessed, status, superseded_by, embedding_model, timestamp, thread_id, position, "
-    "speaker"
-)
-#: where the embedding sits in a row of ``SELECT {MEMORY_COLUMNS}, embedding``
-EMBEDDING_AT = 16
+MEMORY_COLUMNS = ", ".join(MEMORY_FIELDS)
 
 
 def encode_vector(vector: np.ndarray) -> bytes:
@@ -81,40 +71,6 @@ def decode_matrix(blobs: Sequence[bytes], dim: int) -> np.ndarray:
     return matrix.reshape(len(blobs), dim)
 
 
-def canonical_json(value: Mapping[str, Any]) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-
-
-def row_to_memory(row: Sequence[Any]) -> Memory:
-    return Memory(
-        id=row[0],
-        text=row[1],
-        metadata={} if row[2] == "{}" else json.loads(row[2]),  # most rows: skip the parser
-        namespace=row[3],
-        source=row[4],
-        created_at=to_datetime(row[5]),  # type: ignore[arg-type]
-        updated_at=to_datetime(row[6]),  # type: ignore[arg-type]
-        hit_count=row[7],
-        last_accessed=to_datetime(row[8]),
-        status=row[9],
-        superseded_by=row[10],
-        embedding_model=row[11],
-        timestamp=to_datetime(row[12]),
-        thread_id=row[13],
-        position=row[14],
-        speaker=row[15],
-    )
-
-
-def content_words(text: str, limit: int = 64) -> list[str]:
-    """The distinct lower-cased words of ``text`` that are not stopwords, in order."""
-    words: list[str] = []
-    for word in WORD.findall(text.lower()):
-        if word not in STOPWORDS and word not in words:
-            words.append(word)
-    return words[:limit]
-
-
 def fts_query(text: str | Sequence[str]) -> str | None:
     """An FTS5 OR-query of the distinct content words of ``text`` (None if there are none).
 
@@ -126,33 +82,8 @@ def fts_query(text: str | Sequence[str]) -> str | None:
     return " OR ".join(f'"{w}"' for w in words)
 
 
-# Timestamps are stored rounded to microseconds, the resolution of datetime, so
-# that a memory's own created_at (as a datetime) finds it again in since/until.
-TIME_EPSILON = 5e-7
-
-
-def now() -> float:
-    return round(time.time(), 6)
-
-
 def _hash_name(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
-
-
-def json_path(key: str) -> str:
-    if not isinstance(key, str) or not key or '"' in key or "\\" in key:
-        raise ValidationError(f"metadata filter key must be a plain string, got {key!r}")
-    return f'$."{key}"'
-
-
-def sql_value(value: Any) -> Any:
-    if isinstance(value, bool):
-        return int(value)
-    if value is None or isinstance(value, (str, int, float)):
-        return value
-    raise ValidationError(
-        f"metadata filter values must be strings, numbers or booleans, got {type(value).__name__}"
-    )
 
 
 def filter_sql(filters: MemoryFilter | None, prefix: str = "") -> tuple[list[str], list[Any]]:

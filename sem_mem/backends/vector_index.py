@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigurationError, StorageError
+from .rows import EXACT_SEARCH_MAX
 
 __all__ = ["HNSWIndex", "HNSWParams"]
 
@@ -75,7 +76,6 @@ def _hits(labels: np.ndarray, distances: np.ndarray) -> list[tuple[int, float]]:
 #: Up to this many live vectors a namespace is searched exactly (a numpy scan of at
 #: most ~0.1 ms). HNSW graphs lose recall on small sets with many identical vectors
 #: (the same text stored with different metadata), and small stores are the common case.
-EXACT_SEARCH_MAX = 2048
 
 
 class HNSWIndex:

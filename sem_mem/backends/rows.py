@@ -1,0 +1,160 @@
+"""What both storage backends share about rows: the memory and history mappers, time
+rounding, the full-text word list, filter validation and the exact-search size.
+
+Backend-neutral and pure: ``sqlite_rows`` (SQLite encodings, FTS5 queries, filter SQL)
+and ``postgres`` build on it; neither imports the other's helpers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..errors import ValidationError
+from ..types import HistoryEvent, Memory, to_datetime
+from .base import MemoryFilter
+
+__all__ = [
+    "EMBEDDING_AT",
+    "EXACT_SEARCH_MAX",
+    "MEMORY_FIELDS",
+    "STOPWORDS",
+    "TIME_EPSILON",
+    "canonical_json",
+    "check_filter",
+    "content_words",
+    "history_from_row",
+    "json_path",
+    "memory_from_row",
+    "now",
+    "sql_value",
+]
+
+#: namespaces with at most this many active memories are searched exactly (both backends)
+EXACT_SEARCH_MAX = 2048
+
+#: the memory columns both backends select, in this order (then the embedding)
+MEMORY_FIELDS = (
+    "id",
+    "text",
+    "metadata",
+    "namespace",
+    "source",
+    "created_at",
+    "updated_at",
+    "hit_count",
+    "last_accessed",
+    "status",
+    "superseded_by",
+    "embedding_model",
+    "timestamp",
+    "thread_id",
+    "position",
+    "speaker",
+)
+#: where the embedding sits in a row of those columns followed by the embedding
+EMBEDDING_AT = len(MEMORY_FIELDS)
+
+WORD = re.compile(r"\w+", re.UNICODE)
+# Words too common to help full-text ranking; dropping them also keeps full-text
+# engines from walking huge posting lists on big stores.
+# fmt: off
+STOPWORDS = frozenset((
+    "a", "an", "and", "are", "as", "at", "be", "been", "but", "by", "can", "could", "did", "do",
+    "does", "doing", "for", "from", "had", "has", "have", "he", "her", "hers", "him", "his",
+    "how", "i", "if", "in", "into", "is", "it", "its", "me", "my", "of", "on", "or", "our",
+    "she", "should", "so", "than", "that", "the", "their", "them", "then", "there", "these",
+    "they", "this", "those", "to", "was", "we", "were", "what", "when", "where", "which", "who",
+    "whom", "why", "will", "with", "would", "you", "your", "yours",
+))
+# fmt: on
+
+# Timestamps are stored rounded to microseconds, the resolution of datetime, so
+# that a memory's own created_at (as a datetime) finds it again in since/until.
+TIME_EPSILON = 5e-7
+
+
+def now() -> float:
+    return round(time.time(), 6)
+
+
+def canonical_json(value: Mapping[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def _metadata(value: Any) -> dict[str, Any]:
+    """A stored metadata value: JSON text (SQLite) or already decoded (PostgreSQL jsonb)."""
+    if isinstance(value, str):
+        return {} if value == "{}" else json.loads(value)  # most rows: skip the parser
+    return value if value is not None else {}
+
+
+def memory_from_row(row: Sequence[Any]) -> Memory:
+    """A :class:`Memory` from a row of :data:`MEMORY_FIELDS` (either backend)."""
+    return Memory(
+        id=row[0],
+        text=row[1],
+        metadata=_metadata(row[2]),
+        namespace=row[3],
+        source=row[4],
+        created_at=to_datetime(row[5]),  # type: ignore[arg-type]
+        updated_at=to_datetime(row[6]),  # type: ignore[arg-type]
+        hit_count=int(row[7]),
+        last_accessed=to_datetime(row[8]),
+        status=row[9],
+        superseded_by=row[10],
+        embedding_model=row[11],
+        timestamp=to_datetime(row[12]),
+        thread_id=row[13],
+        position=row[14],
+        speaker=row[15],
+    )
+
+
+def history_from_row(row: Sequence[Any]) -> HistoryEvent:
+    """A :class:`HistoryEvent` from ``(memory_id, event, text, metadata, at, detail)``."""
+    return HistoryEvent(
+        memory_id=row[0],
+        event=row[1],
+        text=row[2],
+        metadata=_metadata(row[3]) if row[3] else None,
+        at=to_datetime(row[4]),  # type: ignore[arg-type]
+        detail=row[5],
+    )
+
+
+def content_words(text: str, limit: int = 64) -> list[str]:
+    """The distinct lower-cased words of ``text`` that are not stopwords, in order."""
+    words: list[str] = []
+    for word in WORD.findall(text.lower()):
+        if word not in STOPWORDS and word not in words:
+            words.append(word)
+    return words[:limit]
+
+
+def json_path(key: str) -> str:
+    """The JSON path of a top-level metadata key (ValidationError for keys no filter takes)."""
+    if not isinstance(key, str) or not key or '"' in key or "\\" in key:
+        raise ValidationError(f"metadata filter key must be a plain string, got {key!r}")
+    return f'$."{key}"'
+
+
+def sql_value(value: Any) -> Any:
+    """A metadata filter value as SQL compares it (booleans as 1/0); scalars only."""
+    if isinstance(value, bool):
+        return int(value)
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    raise ValidationError(
+        f"metadata filter values must be strings, numbers or booleans, got {type(value).__name__}"
+    )
+
+
+def check_filter(filters: MemoryFilter | None) -> None:
+    """Refuse metadata filters with keys or values that no backend can compare."""
+    for key, value in ((filters.metadata or {}) if filters else {}).items():
+        json_path(key)
+        sql_value(value)
