@@ -68,7 +68,9 @@ log = logging.getLogger("sem_mem.store")
 DB_NAME = "memory.sqlite3"
 LABEL_CACHE_MAX = 200_000  # ~60 MB of label <-> id entries
 #: filtered vector search ranks up to this many matching memories exactly
-FILTER_EXACT_MAX = 20_000
+# (reading 20,000 vectors back from hnswlib took ~30 ms; its filtered graph search
+# keeps recall once a couple of thousand labels match)
+FILTER_EXACT_MAX = 2_048
 
 
 class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
