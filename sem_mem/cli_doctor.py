@@ -36,7 +36,7 @@ def doctor(
     from .config import resolve_settings
 
     if recover_to is not None:
-        from .backends.sqlite_doctor import recover_store
+        from .backends.sqlite_recover import recover_store
 
         with _errors():
             root = Path(resolve_settings(storage_dir=storage_dir).storage_dir)

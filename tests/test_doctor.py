@@ -14,7 +14,7 @@ from embedders import HashingEmbedder
 from test_cli import cli  # noqa: F401  (the CLI fixture)
 
 from sem_mem import SemanticMemory
-from sem_mem.backends.sqlite_doctor import recover_store
+from sem_mem.backends.sqlite_recover import recover_store
 
 COUNT = 2600
 

@@ -108,5 +108,6 @@ def test_open_and_lock_timeout_while_another_process_reembeds(tmp_path: Path) ->
     finally:
         child.stdin.close()  # type: ignore[union-attr]
         child.wait(timeout=120)
+        child.stdout.close()  # type: ignore[union-attr]
     assert child.returncode == 0
     assert os.path.exists(store / "write.lock.holder")

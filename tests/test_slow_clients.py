@@ -8,6 +8,7 @@ connection (the socket timeout is only a guard against hanging on a regression).
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,13 +48,13 @@ def _closed_by_server(sock: socket.socket) -> bool:
 
 
 def test_partial_headers_are_cut_off(tmp_path: Path) -> None:
-    with server(tmp_path, header_timeout=1) as url:
-        slow = _connect(url)
+    with server(tmp_path, header_timeout=1) as url, contextlib.ExitStack() as sockets:
+        slow = sockets.enter_context(_connect(url))
         slow.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-        silent = _connect(url)  # connects and sends nothing at all
+        silent = sockets.enter_context(_connect(url))  # connects and sends nothing at all
         assert _closed_by_server(slow) and _closed_by_server(silent)
         # a keep-alive connection whose next request head stalls is cut off too
-        kept = _connect(url)
+        kept = sockets.enter_context(_connect(url))
         kept.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         assert kept.recv(4096).startswith(b"HTTP/1.1 200")
         kept.sendall(b"GET /health HTTP/1.1\r\n")

@@ -35,9 +35,8 @@ from .documents import (
     DocumentError,
     DocumentKind,
     Page,
-    describe_limits,
 )
-from .reading import PdfLimits, read_document
+from .reading import PdfLimits, describe_limits, read_document
 from .text import normalize_text, split_sentences
 
 __all__ = [

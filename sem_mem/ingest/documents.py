@@ -23,7 +23,6 @@ __all__ = [
     "DocumentError",
     "DocumentKind",
     "Page",
-    "describe_limits",
 ]
 
 DocumentKind = Literal["pdf", "text", "markdown"]
@@ -36,21 +35,6 @@ DEFAULT_MAX_PAGES = 5_000
 DEFAULT_CHUNK_CHARS = 1_000
 DEFAULT_OVERLAP_CHARS = 150
 DEFAULT_MIN_CHUNK_CHARS = 40
-
-
-def describe_limits() -> dict[str, Any]:
-    """The defaults and limits of ingestion, for the server and CLI to document."""
-    from .reading import PdfLimits
-
-    return {
-        **PdfLimits().describe(),
-        "supported_suffixes": list(SUPPORTED_SUFFIXES),
-        "max_upload_bytes": DEFAULT_MAX_BYTES,
-        "max_pdf_pages": DEFAULT_MAX_PAGES,
-        "chunk_chars": DEFAULT_CHUNK_CHARS,
-        "overlap_chars": DEFAULT_OVERLAP_CHARS,
-        "min_chunk_chars": DEFAULT_MIN_CHUNK_CHARS,
-    }
 
 
 class DocumentError(ValidationError):

@@ -20,8 +20,11 @@ from typing import Any, BinaryIO
 from sem_mem.errors import ConfigurationError, LimitExceededError, SemMemError, ValidationError
 
 from .documents import (
+    DEFAULT_CHUNK_CHARS,
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PAGES,
+    DEFAULT_MIN_CHUNK_CHARS,
+    DEFAULT_OVERLAP_CHARS,
     SUPPORTED_SUFFIXES,
     Document,
     DocumentError,
@@ -31,7 +34,7 @@ from .documents import (
 )
 from .text import _mark_pdf_paragraphs, normalize_text
 
-__all__ = ["PdfLimits", "read_document"]
+__all__ = ["PdfLimits", "describe_limits", "read_document"]
 
 MiB = 2**20
 
@@ -324,3 +327,16 @@ def _decode_text(data: bytes, *, name: str) -> str:
             reason="unsupported",
         )
     return text
+
+
+def describe_limits() -> dict[str, Any]:
+    """The defaults and limits of ingestion, for the server and CLI to document."""
+    return {
+        **PdfLimits().describe(),
+        "supported_suffixes": list(SUPPORTED_SUFFIXES),
+        "max_upload_bytes": DEFAULT_MAX_BYTES,
+        "max_pdf_pages": DEFAULT_MAX_PAGES,
+        "chunk_chars": DEFAULT_CHUNK_CHARS,
+        "overlap_chars": DEFAULT_OVERLAP_CHARS,
+        "min_chunk_chars": DEFAULT_MIN_CHUNK_CHARS,
+    }
