@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -111,3 +112,35 @@ def test_open_and_lock_timeout_while_another_process_reembeds(tmp_path: Path) ->
         child.stdout.close()  # type: ignore[union-attr]
     assert child.returncode == 0
     assert os.path.exists(store / "write.lock.holder")
+
+
+@pytest.mark.postgres
+def test_a_reembed_by_another_postgres_client_is_noticed_not_written_through() -> None:
+    from pg_server import cluster_or_skip
+
+    from sem_mem.backends.postgres import PostgresBackend
+
+    with cluster_or_skip().database() as url, contextlib.ExitStack() as backends:
+
+        def backend() -> PostgresBackend:  # another client with its own connections
+            return backends.enter_context(contextlib.closing(PostgresBackend(url)))
+
+        old = HashingEmbedder()
+        new = HashingEmbedder(name="other")  # the same dimension: only the model id differs
+        with SemanticMemory(backend=backend(), embedder=old) as memory:
+            memory.remember_batch([f"fact {i} about owls" for i in range(20)])
+            mid = memory.list(limit=1)[0].id
+            with SemanticMemory(backend=backend(), embedder=old) as other:
+                assert other.reembed(new) == 20
+            with pytest.raises(EmbeddingMismatchError, match="re-embedded by another process"):
+                memory.remember("written after the reembed, with the old model")
+            with pytest.raises(EmbeddingMismatchError):
+                memory.update(mid, text="an update with the old model")
+            with pytest.raises(EmbeddingMismatchError):
+                memory.recall("owls", limit=3, mode="vector")
+            memory.forget(mid)  # no vector in a forget: it still goes through
+        with SemanticMemory(backend=backend(), embedder=new) as memory:
+            assert len(memory) == 19
+            models = {s.memory.embedding_model for s in memory.backend.iter_memories("default")}
+            assert models == {new.model_id}
+            assert memory.recall("fact 3 about owls", limit=1)[0].text == "fact 3 about owls"

@@ -410,6 +410,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         self._connect_timeout = connect_timeout
         self._closed = False
         self._seq = 0
+        self._bound: tuple[str, int] | None = None  # the embedding space this object uses
         try:
             first = psycopg.connect(
                 self.url,
@@ -485,18 +486,35 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
                 raise StorageError(f"PostgreSQL call failed: {exc}") from exc
 
     @contextmanager
-    def _write(self) -> Iterator[tuple[Any, int, str | None]]:
+    def _write(self, *, check_space: bool = False) -> Iterator[tuple[Any, int, str | None]]:
         """One write transaction holding the ``seq`` row lock; yields (conn, seq, model)."""
         with self._conn() as conn:
             with conn.transaction():
-                seq, model = conn.execute(
-                    "UPDATE store_seq SET seq = seq + 1 "
-                    "RETURNING seq, (SELECT value FROM meta WHERE key = 'embedding_model')"
+                seq = conn.execute(
+                    "UPDATE store_seq SET seq = seq + 1 RETURNING seq", prepare=True
+                ).fetchone()[0]
+                # read after the row lock is held, in a statement of its own (a fresh
+                # snapshot): a reembed that committed while this write waited is seen
+                row = conn.execute(
+                    "SELECT value FROM meta WHERE key = 'embedding_model'", prepare=True
                 ).fetchone()
+                model = row[0] if row else None
+                if check_space:  # writes that carry vectors
+                    self._check_space(model)
                 yield conn, seq, model
             self._seq = max(self._seq, seq)
 
     # ------------------------------------------------------------------ embedding space
+
+    def _check_space(self, model: str | None) -> None:
+        """Refuse to go on if another process re-embedded the store since this one bound
+        it: vectors of the old model must never be written under the new one's name."""
+        if self._bound is not None and model is not None and model != self._bound[0]:
+            raise EmbeddingMismatchError(
+                f"the store at {redact_url(self.url)} was re-embedded by another process: it "
+                f"now uses {model!r}, this memory uses {self._bound[0]!r} "
+                f"({self._bound[1]} dimensions). Reopen it with the new embedder."
+            )
 
     def embedding_space(self) -> tuple[str, int] | None:
         with self._conn() as conn:
@@ -522,6 +540,8 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
                     if current is None:
                         self._set_space(conn, model_id, dimensions)
                         current = (model_id, dimensions)
+        if current == (model_id, dimensions):
+            self._bound = current
         if current != (model_id, dimensions):
             raise EmbeddingMismatchError(
                 f"the store at {redact_url(self.url)} was built with embedding model "
@@ -696,7 +716,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         results: list[AddResult] = []
         for start in range(0, len(items), chunk_size):
             chunk = items[start : start + chunk_size]
-            with self._write() as (conn, seq, model):
+            with self._write(check_space=True) as (conn, seq, model):
                 if not model:
                     raise StorageError("bind_embedding_space must be called before adding memories")
                 results.extend(self._insert(conn, namespace, chunk, seq, model, dedupe))
@@ -850,7 +870,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         content_hash: str | None = None,
         event: str = "updated",
     ) -> Memory:
-        with self._write() as (conn, seq, _model):
+        with self._write(check_space=True) as (conn, seq, _model):
             row = conn.execute(
                 "SELECT text, metadata FROM memories WHERE id = %s AND namespace = %s FOR UPDATE",
                 (memory_id, namespace),
@@ -1310,13 +1330,14 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         but the list of namespaces with their own vector index (read again only when it
         changed: the same statement returns its version)."""
         with self._conn() as conn:
-            seq, count, built = conn.execute(
-                "SELECT (SELECT seq FROM store_seq), count(*), coalesce(max(built_at), 0) "
-                "FROM vector_indexes",
+            seq, count, built, model = conn.execute(
+                "SELECT (SELECT seq FROM store_seq), count(*), coalesce(max(built_at), 0), "
+                "(SELECT value FROM meta WHERE key = 'embedding_model') FROM vector_indexes",
                 prepare=True,
             ).fetchone()
             if (int(count), float(built)) != self._indexes_version:
                 self._load_indexes(conn, (int(count), float(built)))
+        self._check_space(model)
         self._seq = int(seq)
         return self._seq
 
@@ -1459,6 +1480,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         # "cached plan must not change result type"
         self._pool.discard_idle()
         self._ef_by_conn = weakref.WeakKeyDictionary()
+        self._bound = (model_id, dimensions)
         self._seq = seq
         self._ensure_indexes()
         return done
