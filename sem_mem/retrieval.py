@@ -137,8 +137,9 @@ def spread_to_neighbours(
 
 
 def thread_neighbours(places: Mapping[str, tuple[str, int]], window: int) -> dict[str, list[str]]:
-    """:func:`neighbours_within`, thread by thread: ``places`` maps an id to its
-    ``(thread_id, position)``; only turns of the same thread are neighbours."""
+    """For each id, the other ids of the same thread at most ``window`` positions away,
+    nearest first (ties: the earlier one first). ``places`` maps an id to its
+    ``(thread_id, position)``; gaps (forgotten turns) leave fewer neighbours."""
     if window <= 0:
         return {}
     at = {place: item for item, place in places.items()}
@@ -162,20 +163,7 @@ def neighbours_within(positions: Mapping[str, int], window: int) -> dict[str, li
     row label); gaps (deleted memories, other namespaces) simply leave fewer neighbours.
     Ties in distance list the earlier memory first, so the result is deterministic.
     """
-    if window <= 0:
-        return {}
-    by_position = {pos: item for item, pos in positions.items()}
-    out: dict[str, list[str]] = {}
-    for item, pos in positions.items():
-        near = []
-        for distance in range(1, window + 1):
-            for other_pos in (pos - distance, pos + distance):
-                other = by_position.get(other_pos)
-                if other is not None and other != item:
-                    near.append(other)
-        if near:
-            out[item] = near
-    return out
+    return thread_neighbours({item: ("", pos) for item, pos in positions.items()}, window)
 
 
 @dataclass(frozen=True)
