@@ -262,6 +262,20 @@ class StorageBackend(ABC):
 
         Words are stemmed; a conversation turn's speaker counts as one of its words."""
 
+    def lexical_search_stored(
+        self,
+        namespace: str,
+        query: str,
+        k: int,
+        *,
+        rows: int = 0,
+        filters: MemoryFilter | None = None,
+    ) -> tuple[list[tuple[str, float]], dict[str, StoredMemory]]:
+        """:meth:`lexical_search`, plus the stored memories of up to the best ``rows`` hits
+        (as :meth:`vector_search_stored`: the default returns none)."""
+        extra = {} if filters is None else {"filters": filters}
+        return self.lexical_search(namespace, query, k, **extra), {}
+
     @abstractmethod
     def thread_places(
         self,

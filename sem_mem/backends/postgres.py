@@ -238,16 +238,16 @@ def _tsquery_lexeme(lexeme: str) -> str:
     return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def _vector_sql(namespace: str, k: int, indexed: bool, where: str = "", full: bool = False) -> str:
+def _vector_sql(namespace: str, k: int, indexed: bool, where: str = "") -> str:
     """The vector search of :meth:`PostgresBackend.vector_search_stored`.
 
-    Result columns: those of ``_stored`` (0-16), then the cosine distance (17). With
-    ``full`` every hit's row comes from the heap fetch the scan makes anyway; otherwise
-    only the best ``%(rows)s`` rows are read (by primary key, in the same statement) and
-    the others' columns are NULL. Through the namespace's own index the namespace is a
-    literal (the partial index's predicate must be implied by constants); the exact scan
-    takes it as a parameter and orders by (distance, insertion order), which no HNSW
-    index can serve, so filters (``where``) apply to every candidate, never after.
+    Result columns: as :data:`_ROWS_OF_BEST`, the cosine distance last. The scan reads
+    only (id, label, distance) of the ``k`` candidates, so an exact scan sorts narrow
+    tuples and carries no candidate's row; the rows of the best ``%(rows)s`` are read by
+    primary key in the same statement. Through the namespace's own index the namespace
+    is a literal (the partial index's predicate must be implied by constants); the exact
+    scan takes it as a parameter and orders by (distance, insertion order), which no
+    HNSW index can serve, so filters (``where``) apply to every candidate, never after.
     """
     if indexed:
         ns = "m.namespace = '" + namespace.replace("'", "''") + "'"
@@ -255,39 +255,36 @@ def _vector_sql(namespace: str, k: int, indexed: bool, where: str = "", full: bo
     else:
         ns = "m.namespace = %(ns)s"
         order = "d, m.label"
-    scan = (
-        f"FROM memories AS m WHERE {ns} AND m.status = 'active'{where} "
-        f"ORDER BY {order} LIMIT {int(k)}"
-    )
-    if full:
-        return (
-            "SELECT s.id, s.text, s.metadata, s.namespace, s.source, s.created_at, "
-            "s.updated_at, coalesce(h.hit_count, 0), h.last_accessed, s.status, "
-            "s.superseded_by, s.embedding_model, s.timestamp, s.thread_id, s.position, "
-            "s.speaker, s.embedding, s.d FROM (SELECT m.id, m.text, m.metadata, m.namespace, "
-            "m.source, m.created_at, m.updated_at, m.status, m.superseded_by, "
-            "m.embedding_model, m.timestamp, m.thread_id, m.position, m.speaker, m.embedding, "
-            f"m.label, m.embedding <=> %(v)s AS d {scan}) AS s "
-            "LEFT JOIN memory_hits AS h ON h.id = s.id ORDER BY s.d, s.label"
+    return _ROWS_OF_BEST.format(
+        candidates=(
+            "SELECT s.id, s.d AS score, row_number() OVER (ORDER BY s.d, s.label) AS rn FROM ("
+            f"SELECT m.id, m.label, m.embedding <=> %(v)s AS d FROM memories AS m WHERE {ns} "
+            f"AND m.status = 'active'{where} ORDER BY {order} LIMIT {int(k)}) AS s"
         )
-    return (
-        "SELECT s.id, r.text, r.metadata, r.namespace, r.source, r.created_at, r.updated_at, "
-        "r.hits, r.last_accessed, r.status, r.superseded_by, r.embedding_model, "
-        "r.timestamp, r.thread_id, r.position, r.speaker, r.embedding, s.d FROM ("
-        "SELECT c.id, c.d, row_number() OVER (ORDER BY c.d, c.label) AS rn FROM ("
-        f"SELECT m.id, m.label, m.embedding <=> %(v)s AS d {scan}"
-        ") AS c) AS s LEFT JOIN LATERAL ("
-        f"SELECT {_HIT_COLUMNS}, m.embedding FROM memories AS m "
-        "LEFT JOIN memory_hits AS h ON h.id = m.id WHERE s.rn <= %(rows)s AND m.id = s.id"
-        ") AS r ON true ORDER BY s.rn"
     )
+
+
+#: the columns of ``_stored`` (0-16) of a candidate ``c`` read by primary key (alias
+#: ``x``, hit counters ``h``) when its rank ``c.rn`` is among the best ``%(rows)s``, NULL
+#: otherwise (an id of NULL: those index probes end at once), then the candidate's score
+_ROWS_OF_BEST = (
+    "SELECT c.id, x.text, x.metadata, x.namespace, x.source, x.created_at, x.updated_at, "
+    "coalesce(h.hit_count, 0), h.last_accessed, x.status, x.superseded_by, "
+    "x.embedding_model, x.timestamp, x.thread_id, x.position, x.speaker, x.embedding, "
+    "c.score FROM ({candidates}) AS c "
+    "LEFT JOIN memories AS x ON x.namespace = %(ns)s "
+    "AND x.id = CASE WHEN c.rn <= %(rows)s THEN c.id END "
+    "LEFT JOIN memory_hits AS h ON h.namespace = %(ns)s "
+    "AND h.id = CASE WHEN c.rn <= %(rows)s THEN c.id END ORDER BY c.rn"
+)
 
 
 #: full text: the AND set first (bounded), the OR set only if the AND set has < k rows
 #: (a one-time filter: the second scan does not run otherwise); both ranked by ts_rank
 #: of the OR query (ts_rank_cd, 3-4x slower, measured no better on conversations).
+#: Result columns: as :data:`_ROWS_OF_BEST`, the rank last.
 def _lexical_sql(where: str = "") -> str:
-    return (
+    candidates = (
         "WITH a AS MATERIALIZED ("
         "SELECT m.id, m.label, ts_rank(m.tsv, %(rank)s::tsquery) AS r FROM memories AS m "
         "WHERE m.tsv @@ %(all)s::tsquery AND m.status = 'active' AND m.namespace = %(ns)s"
@@ -295,9 +292,11 @@ def _lexical_sql(where: str = "") -> str:
         "o AS (SELECT m.id, m.label, ts_rank(m.tsv, %(rank)s::tsquery) AS r FROM memories AS m "
         "WHERE (SELECT count(*) FROM a) < %(k)s AND m.tsv @@ %(any)s::tsquery "
         f"AND m.status = 'active' AND m.namespace = %(ns)s{where} LIMIT %(bound)s) "
-        "SELECT id, r FROM (SELECT id, label, r FROM a UNION SELECT id, label, r FROM o) AS u "
+        "SELECT id, r AS score, row_number() OVER (ORDER BY r DESC, label) AS rn FROM ("
+        "SELECT id, label, r FROM a UNION SELECT id, label, r FROM o) AS u "
         "ORDER BY r DESC, label LIMIT %(k)s"
     )
+    return _ROWS_OF_BEST.format(candidates=candidates)
 
 
 def _check_storable(text: str, meta_json: str, field: str = "text") -> None:
@@ -582,12 +581,11 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
                 # fresh statistics: the dedupe and full-text plans (and the word
                 # statistics full text prunes by) must not be built on an empty table
                 with self._conn() as conn:
-                    conn.execute("ANALYZE memories")
                     # merge the full-text index's pending entries, which every search
                     # would otherwise scan one by one until autovacuum runs
                     conn.execute("SELECT gin_clean_pending_list('memories_tsv'::regclass)")
+                self._ensure_indexes(analyze=True)
                 self._common = (-_STATS_TTL, {})
-                self._ensure_indexes()
 
     def _drop_indexes(self, conn: Any, namespace: str | None) -> None:
         """Drop the HNSW index of ``namespace`` (None: of every namespace)."""
@@ -607,9 +605,12 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         for name in names:
             conn.execute(f"DROP INDEX IF EXISTS {name}")
 
-    def _ensure_indexes(self, namespaces: Sequence[str] | None = None) -> None:
+    def _ensure_indexes(
+        self, namespaces: Sequence[str] | None = None, *, analyze: bool = False
+    ) -> None:
         """Build the HNSW index of every namespace (or of ``namespaces``) that has more
-        than ``exact_search_max`` active memories and no index yet.
+        than ``exact_search_max`` active memories and no index yet; then ``ANALYZE``
+        (always with ``analyze``, else only when an index was built).
 
         ``CREATE INDEX CONCURRENTLY``: writers and readers of every namespace carry on
         meanwhile. A session advisory lock per namespace lets one process build while
@@ -626,12 +627,15 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
                 "AND (%s::text[] IS NULL OR s.namespace = ANY(%s::text[]))",
                 (self.exact_search_max, namespaces, namespaces),
             ).fetchall()
-            if not rows:
-                self._load_indexes(conn)
-                return
-            m, ef_construction = self._index_params(conn)
-            for (namespace,) in rows:
-                self._build_index(conn, namespace, m, ef_construction)
+            if rows:
+                m, ef_construction = self._index_params(conn)
+                for (namespace,) in rows:
+                    self._build_index(conn, namespace, m, ef_construction)
+            # fresh statistics: the planner matches a namespace's new index only when it
+            # knows the namespace is large (else it keeps an exact scan it thinks is
+            # tiny), and full text prunes words by them
+            if rows or analyze:
+                conn.execute("ANALYZE memories")
             self._load_indexes(conn)
 
     def _build_index(self, conn: Any, namespace: str, m: int, ef_construction: int) -> None:
@@ -751,23 +755,23 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
             _check_storable(item.text, meta_json)
         existing: dict[int, str] = {}
         if dedupe:
-            # One index scan (memories_ns_hash, content_hash = ANY) fenced by OFFSET 0,
-            # then a join of those few rows with the chunk: no plan built on whatever the
-            # statistics say (a join planned on an empty table's hashed the namespace per
-            # chunk, and a prepared per-item probe degraded mid-load). A conversation turn
-            # is the same memory only at the same place in its thread.
+            # One probe of memories_dedupe per item (a lateral join, kept lateral by
+            # OFFSET 0), whatever the statistics say: its expression fixes the namespace
+            # (content_hash is hex, so ``ns:hash`` with the same hash names one namespace)
+            # and no other index can serve it. A conversation turn is the same memory
+            # only at the same place in its thread.
             hashes = [item.content_hash for item in items]
             existing = dict(
                 conn.execute(
                     "SELECT DISTINCT ON (q.i) q.i, m.id "
                     "FROM unnest(%(h)s::text[], %(md)s::text[], %(t)s::text[], %(p)s::int[]) "
                     "WITH ORDINALITY AS q(h, md, t, p, i) "
-                    "JOIN (SELECT id, label, content_hash, metadata, thread_id, position "
-                    "FROM memories WHERE namespace = %(ns)s AND status = 'active' "
-                    "AND content_hash = ANY(%(h)s::text[]) OFFSET 0) AS m "
-                    "ON m.content_hash = q.h AND m.metadata = q.md::jsonb "
-                    "AND m.thread_id IS NOT DISTINCT FROM q.t "
-                    "AND m.position IS NOT DISTINCT FROM q.p ORDER BY q.i, m.label",
+                    "CROSS JOIN LATERAL (SELECT m.id, m.label FROM memories AS m "
+                    "WHERE m.namespace || ':' || m.content_hash = %(ns)s || ':' || q.h "
+                    "AND m.content_hash = q.h AND m.status = 'active' "
+                    "AND m.metadata = q.md::jsonb AND m.thread_id IS NOT DISTINCT FROM q.t "
+                    "AND m.position IS NOT DISTINCT FROM q.p OFFSET 0) AS m "
+                    "ORDER BY q.i, m.label",
                     {
                         "h": hashes,
                         "md": metas,
@@ -1042,7 +1046,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
                     self._ef_by_conn[conn] = ef_search
             with conn.cursor(binary=True) as cur:
                 cur.execute(
-                    _vector_sql(namespace, k, indexed, where, full=rows >= k),
+                    _vector_sql(namespace, k, indexed, where),
                     {"v": query, "ns": namespace, "rows": rows, **args},
                     prepare=True,
                 )
@@ -1053,7 +1057,19 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
     def lexical_search(
         self, namespace: str, query: str, k: int, *, filters: MemoryFilter | None = None
     ) -> list[tuple[str, float]]:
-        """Full-text candidates ranked with ``ts_rank`` (see :func:`_LEXICAL_SQL`).
+        return self.lexical_search_stored(namespace, query, k, filters=filters)[0]
+
+    def lexical_search_stored(
+        self,
+        namespace: str,
+        query: str,
+        k: int,
+        *,
+        rows: int = 0,
+        filters: MemoryFilter | None = None,
+    ) -> tuple[list[tuple[str, float]], dict[str, StoredMemory]]:
+        """Full-text candidates ranked with ``ts_rank`` (see :func:`_lexical_sql`), and
+        the rows of the best ``rows`` of them, in one statement.
 
         Words too common to rank by are left out, using PostgreSQL's own statistics of
         the ``tsv`` column; memories holding every remaining word are ranked first, and
@@ -1063,29 +1079,33 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         """
         words = content_words(query)
         if not words or k <= 0:
-            return []
+            return [], {}
         where, args = _filter_sql(filters)
         with self._conn() as conn:
             lexemes = self._query_lexemes(conn, words)
             if not lexemes:
-                return []
+                return [], {}
             any_of = " | ".join(lexemes)
             every = " & ".join(lexemes)
             ns = _tsquery_lexeme(namespace_lexeme(namespace))
-            rows = conn.execute(
-                _lexical_sql(where),
-                {
-                    "all": f"{ns} & {every}",
-                    "any": f"{ns} & ({any_of})",
-                    "rank": any_of,
-                    "ns": namespace,
-                    "k": k,
-                    "bound": LEXICAL_CANDIDATES,
-                    **args,
-                },
-                prepare=True,
-            ).fetchall()
-        return [(memory_id, float(rank)) for memory_id, rank in rows]
+            with conn.cursor(binary=True) as cur:
+                cur.execute(
+                    _lexical_sql(where),
+                    {
+                        "all": f"{ns} & {every}",
+                        "any": f"{ns} & ({any_of})",
+                        "rank": any_of,
+                        "ns": namespace,
+                        "k": k,
+                        "bound": LEXICAL_CANDIDATES,
+                        "rows": rows,
+                        **args,
+                    },
+                    prepare=True,
+                )
+                found = cur.fetchall()
+        hits = [(r[0], float(r[EMBEDDING_AT + 1])) for r in found]
+        return hits, {r[0]: _stored(r) for r in found[:rows]}
 
     def _query_lexemes(self, conn: Any, words: list[str]) -> list[str]:
         """The query's lexemes (quoted for tsquery) without the too common ones."""
@@ -1161,6 +1181,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
                         "ns": namespace,
                         "k": k,
                         "bound": LEXICAL_CANDIDATES,
+                        "rows": 10,
                     },
                 ).fetchall()
                 out.append("\n".join(r[0] for r in plan))
