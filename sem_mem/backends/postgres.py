@@ -244,16 +244,21 @@ def _tsquery_lexeme(lexeme: str) -> str:
     return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def _vector_sql(namespace: str, k: int, indexed: bool, where: str = "") -> str:
+def _vector_sql(
+    namespace: str, k: int, indexed: bool, where: str = "", *, full: bool = False
+) -> str:
     """The vector search of :meth:`PostgresBackend.vector_search_stored`.
 
-    Result columns: as :data:`_ROWS_OF_BEST`, the cosine distance last. The scan reads
-    only (id, label, distance) of the ``k`` candidates, so an exact scan sorts narrow
-    tuples and carries no candidate's row; the rows of the best ``%(rows)s`` are read by
-    primary key in the same statement. Through the namespace's own index the namespace
-    is a literal (the partial index's predicate must be implied by constants); the exact
-    scan takes it as a parameter and orders by (distance, insertion order), which no
-    HNSW index can serve, so filters (``where``) apply to every candidate, never after.
+    Result columns: as :data:`_ROWS_OF_BEST`, the cosine distance last. Through the
+    namespace's own index, with ``full`` (every candidate's row wanted), the rows come
+    from the heap fetch the index scan makes anyway, and only hit counters are probed.
+    Otherwise the scan reads only (id, label, distance) of the ``k`` candidates, so an
+    exact scan sorts narrow tuples and carries no candidate's row, and the rows of the
+    best ``%(rows)s`` are read by primary key in the same statement. Through the index
+    the namespace is a literal (the partial index's predicate must be implied by
+    constants); the exact scan takes it as a parameter and orders by (distance,
+    insertion order), which no HNSW index can serve, so filters (``where``) apply to
+    every candidate, never after.
     """
     if indexed:
         ns = "m.namespace = '" + namespace.replace("'", "''") + "'"
@@ -261,13 +266,33 @@ def _vector_sql(namespace: str, k: int, indexed: bool, where: str = "") -> str:
     else:
         ns = "m.namespace = %(ns)s"
         order = "d, m.label"
+    scan = f"FROM memories AS m WHERE {ns} AND m.status = 'active'{where} ORDER BY {order}"
+    if full and indexed:
+        return (
+            "SELECT s.id, s.text, s.metadata, s.namespace, s.source, s.created_at, "
+            "s.updated_at, coalesce(h.hit_count, 0), h.last_accessed, s.status, "
+            "s.superseded_by, s.embedding_model, s.timestamp, s.thread_id, s.position, "
+            "s.speaker, s.embedding, s.d FROM (SELECT m.id, m.text, m.metadata, m.namespace, "
+            "m.source, m.created_at, m.updated_at, m.status, m.superseded_by, "
+            "m.embedding_model, m.timestamp, m.thread_id, m.position, m.speaker, m.embedding, "
+            f"m.label, m.embedding <=> %(v)s AS d {scan} LIMIT {int(k)}) AS s "
+            f"LEFT JOIN LATERAL ({_HITS_OF.format(id='s.id', when='')}) AS h ON true "
+            "ORDER BY s.d, s.label"
+        )
     return _ROWS_OF_BEST.format(
         candidates=(
             "SELECT s.id, s.d AS score, row_number() OVER (ORDER BY s.d, s.label) AS rn FROM ("
-            f"SELECT m.id, m.label, m.embedding <=> %(v)s AS d FROM memories AS m WHERE {ns} "
-            f"AND m.status = 'active'{where} ORDER BY {order} LIMIT {int(k)}) AS s"
+            f"SELECT m.id, m.label, m.embedding <=> %(v)s AS d {scan} LIMIT {int(k)}) AS s"
         )
     )
+
+
+#: the hit counters of one memory, by primary key (a lateral subquery with LIMIT is
+#: never pulled up into a join the planner could run as a scan of memory_hits)
+_HITS_OF = (
+    "SELECT h.hit_count, h.last_accessed FROM memory_hits AS h "
+    "WHERE {when}h.namespace = %(ns)s AND h.id = {id} LIMIT 1"
+)
 
 
 #: the columns of ``_stored`` (0-16) of a candidate ``c`` read by primary key (alias
@@ -284,9 +309,9 @@ _ROWS_OF_BEST = (
     "x.updated_at, x.status, x.superseded_by, x.embedding_model, x.timestamp, x.thread_id, "
     "x.position, x.speaker, x.embedding FROM memories AS x WHERE c.rn <= %(rows)s "
     "AND x.namespace = %(ns)s AND x.id = c.id LIMIT 1) AS x ON true "
-    "LEFT JOIN LATERAL (SELECT h.hit_count, h.last_accessed FROM memory_hits AS h "
-    "WHERE c.rn <= %(rows)s AND h.namespace = %(ns)s AND h.id = c.id LIMIT 1) AS h ON true "
-    "ORDER BY c.rn"
+    "LEFT JOIN LATERAL ("
+    + _HITS_OF.format(id="c.id", when="c.rn <= %(rows)s AND ")
+    + ") AS h ON true ORDER BY c.rn"
 )
 
 
@@ -1103,7 +1128,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
                     self._ef_by_conn[conn] = ef_search
             with conn.cursor(binary=True) as cur:
                 cur.execute(
-                    _vector_sql(namespace, k, indexed, where),
+                    _vector_sql(namespace, k, indexed, where, full=rows >= k),
                     {"v": query, "ns": namespace, "rows": rows, **args},
                     prepare=True,
                 )
