@@ -347,12 +347,8 @@ def explain_plans(
     plans = []
     for namespace in ("big", "small-5k"):
         for i in (0, 1):
-            vector_plan, *text_plan = explain(namespace, qtexts[i], qvecs[i])
-            plans.append(
-                (f"vector search, namespace {namespace}, query {qtexts[i]!r}", vector_plan)
-            )
-            for plan in text_plan:
-                plans.append((f"full text, namespace {namespace}, query {qtexts[i]!r}", plan))
+            for what, plan in explain(namespace, qtexts[i], qvecs[i]):
+                plans.append((f"{what}, namespace {namespace}, query {qtexts[i]!r}", plan))
     return plans
 
 

@@ -600,11 +600,14 @@ def test_pg_uses_the_hnsw_index_and_refuses_nul(pg_url: str) -> None:
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("ANALYZE memories")
     query = "When does the clinic open on weekdays?"
-    vector_plan, text_plan = memory.backend.explain(  # type: ignore[attr-defined]
-        "default", query, memory.embedder.encode([query])[0]
+    plans = dict(
+        memory.backend.explain(  # type: ignore[attr-defined]
+            "default", query, memory.embedder.encode([query])[0]
+        )
     )
-    assert namespace_index_name("default") in vector_plan
-    assert "memories_tsv" in text_plan
+    assert namespace_index_name("default") in plans["vector recall: vector search"]
+    assert namespace_index_name("default") in plans["hybrid recall: vector search"]
+    assert "memories_tsv" in plans["hybrid recall: full-text search"]
     assert memory.recall(query, limit=1, mode="lexical")[0].text.startswith("The clinic")
     assert redact_url("postgresql://u:secret@h/db") == "postgresql://u:***@h/db"
     assert "secret" not in json.dumps(memory.stats(), default=str)

@@ -836,11 +836,12 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
             _check_storable(item.text, meta_json)
         existing: dict[int, str] = {}
         if dedupe:
-            # One probe of memories_dedupe per item (a lateral join, kept lateral by
-            # OFFSET 0), whatever the statistics say: its expression fixes the namespace
-            # (content_hash is hex, so ``ns:hash`` with the same hash names one namespace)
-            # and no other index can serve it. A conversation turn is the same memory
-            # only at the same place in its thread.
+            # One index probe per item (a lateral join, kept lateral by OFFSET 0) by the
+            # item's hash, whatever the statistics say: the namespace is only named inside
+            # the expression of memories_dedupe (``ns:hash`` with the same hash names one
+            # namespace), so no (namespace, ...) index can be scanned for it; the planner
+            # probes memories_dedupe or memories_hash (content_hash). A conversation turn
+            # is the same memory only at the same place in its thread.
             hashes = [item.content_hash for item in items]
             existing = dict(
                 conn.execute(
@@ -1223,10 +1224,14 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         self._common = (time.monotonic(), common)
         return common
 
-    def explain(self, namespace: str, query: str, vector: np.ndarray, k: int = 50) -> list[str]:
-        """``EXPLAIN (ANALYZE, BUFFERS)`` of the vector and full-text statements a recall
-        of ``query`` runs in ``namespace`` (for operators and the closing notes)."""
-        out = []
+    def explain(
+        self, namespace: str, query: str, vector: np.ndarray, k: int = 50
+    ) -> builtins.list[tuple[str, str]]:
+        """``EXPLAIN (ANALYZE, BUFFERS)`` of the statements a recall of ``query`` runs in
+        ``namespace``: (what, plan) for the vector search of a vector recall (10 rows),
+        the vector and the full-text search of a hybrid one (``k`` candidates, the rows
+        of 10). For operators and the closing notes."""
+        out: builtins.list[tuple[str, str]] = []
         indexed = namespace in self._indexed
         with self._conn() as conn:
             if indexed:
@@ -1236,18 +1241,20 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
                     (str(min(ef_search, _EF_SEARCH_LIMIT)),),
                 )
                 self._ef_by_conn.pop(conn, None)
-            plan = conn.execute(
-                f"EXPLAIN (ANALYZE, BUFFERS) {_vector_sql(namespace, k, indexed)}",
-                {"v": np.ascontiguousarray(vector, dtype=np.float32), "ns": namespace, "rows": 10},
-            ).fetchall()
-            out.append("\n".join(r[0] for r in plan))
+            args = {"v": np.ascontiguousarray(vector, dtype=np.float32), "ns": namespace}
+            for what, sql in (
+                ("vector recall: vector search", _vector_sql(namespace, 10, indexed, full=True)),
+                ("hybrid recall: vector search", _vector_sql(namespace, k, indexed)),
+            ):
+                plan = conn.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", {**args, "rows": 10})
+                out.append((what, "\n".join(r[0] for r in plan.fetchall())))
             lexemes = self._query_lexemes(conn, content_words(query))
             if lexemes:
                 plan = conn.execute(
                     f"EXPLAIN (ANALYZE, BUFFERS) {_lexical_sql()}",
                     _lexical_args(namespace, lexemes, k, 10, self.pairs_min_memories),
                 ).fetchall()
-                out.append("\n".join(r[0] for r in plan))
+                out.append(("hybrid recall: full-text search", "\n".join(r[0] for r in plan)))
         return out
 
     def thread_places(

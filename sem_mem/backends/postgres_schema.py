@@ -269,9 +269,9 @@ CREATE INDEX IF NOT EXISTS chat_responses_session ON chat_responses (namespace, 
     (
         7,
         "a dedupe index the planner cannot pass over",
-        # The dedupe lookup of every add by an expression that no other index holds:
-        # the planner can only probe it per item (or by content_hash), whatever its
-        # statistics say. Through (namespace, content_hash) a table it had not analysed
+        # The dedupe lookup of every add names the namespace only inside this index's
+        # expression: the planner can only probe it (or memories_hash) per item,
+        # whatever its statistics say. Through (namespace, content_hash) a table it had not analysed
         # since a namespace began to grow looked served as well by (namespace, status)
         # indexes, and every item scanned the whole namespace (2-3 s per 1,000 at 10^4).
         # (namespace, status, created_at) served nothing (ns_time serves the same
