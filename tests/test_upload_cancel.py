@@ -13,13 +13,10 @@ never on a clock.
 
 from __future__ import annotations
 
-import logging
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -27,6 +24,18 @@ from embedders import GatedEmbedder, HashingEmbedder
 from live_server import serve
 from pdf_bombs import bomb_pdf
 from pg_server import cluster_or_skip
+from upload_client import (
+    LONG_TEXT,
+    LONG_TEXT_CHUNKS,
+    SLOW_PAGE_BYTES,
+    SLOW_PAGES,
+    UploadLog,
+    hang_up,
+    read_until,
+    send_upload,
+    slow_pdf,
+    watch_uploads,
+)
 
 from sem_mem import SemanticMemory
 from sem_mem.core import INGEST_SLICE
@@ -36,17 +45,6 @@ WAIT = 120  # seconds: a safety net for a broken server, never reached when it w
 
 PARAGRAPHS = 150  # with chunk_chars=80: one chunk each, in slices of 64, 64 and 22
 TEXT = "\n\n".join(f"Paragraph {i} talks about topic number {i} at length." for i in range(150))
-# with the server's chunking (1,000 characters): one chunk a paragraph, 150 chunks
-LONG_TEXT = "\n\n".join(
-    " ".join(f"Paragraph {i}, sentence {j}, is about topic {i * 31 + j}." for j in range(20))
-    for i in range(PARAGRAPHS)
-)
-
-# A PDF within every default limit (PdfLimits) that takes long to read: 20 pages of
-# ~154,000 characters each (the limit is 200,000 a page and 5,000,000 a document),
-# about a second of pypdf's time per page.
-SLOW_PAGES = 20
-SLOW_PAGE_BYTES = 400_000
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -182,78 +180,23 @@ def test_the_slow_pdf_is_within_every_limit() -> None:
 # -- over HTTP ------------------------------------------------------------------------------
 
 
-class UploadLog(logging.Handler):
-    """The server's upload log records, and an event per kind (started, disconnected,
-    cancelled) that a test can wait on."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.seen = {kind: threading.Event() for kind in ("started", "disconnected", "cancelled")}
-        self.cancelled: list[IngestCancelled] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        kind = getattr(record, "upload_event", None)
-        if kind == "cancelled":
-            self.cancelled.append(record.cancelled)  # type: ignore[attr-defined]
-        if kind in self.seen:
-            self.seen[kind].set()
-
-    def wait(self, kind: str) -> None:
-        assert self.seen[kind].wait(WAIT), f"the server never logged {kind!r}"
-
-
 @pytest.fixture
 def upload_log() -> Iterator[UploadLog]:
-    logger = logging.getLogger("sem_mem.server")
-    handler, level = UploadLog(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-
-
-def _send_upload(url: str, name: str, data: bytes, *, progress: bool) -> socket.socket:
-    """Open a connection and send a whole upload request on it; the answer is not read."""
-    target = f"{url}/upload/pdf" + ("?progress=true" if progress else "")
-    request = httpx.Request("POST", target, files={"file": (name, data)})
-    body = request.read()
-    head = f"POST {request.url.raw_path.decode()} HTTP/1.1\r\n" + "".join(
-        f"{key}: {value}\r\n" for key, value in request.headers.items()
-    )
-    parts = urlsplit(url)
-    sock = socket.create_connection((parts.hostname, parts.port), timeout=WAIT)
-    sock.sendall(head.encode() + b"\r\n" + body)
-    return sock
-
-
-def _read_until(sock: socket.socket, marker: bytes) -> bytes:
-    seen = b""
-    while marker not in seen:
-        data = sock.recv(65536)
-        assert data, f"connection closed before {marker!r}: {seen!r}"
-        seen += data
-    return seen
-
-
-def _hang_up(sock: socket.socket) -> None:
-    sock.shutdown(socket.SHUT_RDWR)
-    sock.close()
+    with watch_uploads(WAIT) as log:
+        yield log
 
 
 @pytest.mark.parametrize("progress", [False, True], ids=["plain", "progress"])
 def test_a_client_that_hangs_up_while_the_pdf_is_read_stops_the_reading(
     tmp_path: Path, upload_log: UploadLog, progress: bool
 ) -> None:
-    slow = bomb_pdf(SLOW_PAGE_BYTES, pages=SLOW_PAGES)
+    slow = slow_pdf()
     with serve(tmp_path / "store") as url, httpx.Client(base_url=url, timeout=WAIT) as http:
-        sock = _send_upload(url, "slow.pdf", slow, progress=progress)
+        sock = send_upload(url, "slow.pdf", slow, progress=progress)
         upload_log.wait("started")
         # the work is off the event loop: other requests are answered meanwhile
         assert http.get("/health").json()["status"] == "ok"
-        _hang_up(sock)
+        hang_up(sock)
         upload_log.wait("cancelled")
         (gone,) = upload_log.cancelled
         # it was still reading when /health answered and when the client left, and it
@@ -274,18 +217,18 @@ def test_a_client_that_hangs_up_while_chunks_are_stored_leaves_none_of_them(
         serve(tmp_path / "store", embedder=gated) as url,
         httpx.Client(base_url=url, timeout=WAIT) as http,
     ):
-        sock = _send_upload(url, "long.txt", LONG_TEXT.encode(), progress=progress)
+        sock = send_upload(url, "long.txt", LONG_TEXT.encode(), progress=progress)
         assert gated.held.wait(WAIT)  # slice 2 waits to be embedded: slice 1 is stored
         stored = http.get("/memories", params={"limit": 500}).json()["memories"]
         assert len(stored) == INGEST_SLICE and http.get("/health").status_code == 200
         if progress:
-            _read_until(sock, b'"done"')  # the client has seen progress lines
-        _hang_up(sock)
+            read_until(sock, b'"done"')  # the client has seen progress lines
+        hang_up(sock)
         upload_log.wait("disconnected")
         gated.release.set()
         upload_log.wait("cancelled")
         (gone,) = upload_log.cancelled
-        assert (gone.stage, gone.done, gone.total) == ("storing", INGEST_SLICE, PARAGRAPHS)
+        assert (gone.stage, gone.done, gone.total) == ("storing", INGEST_SLICE, LONG_TEXT_CHUNKS)
         assert gone.removed == INGEST_SLICE
         assert gated.calls == 2  # slices 1 and 2 of 3: it embedded nothing after the cancel
         assert http.get("/memories").json()["memories"] == []
@@ -293,4 +236,4 @@ def test_a_client_that_hangs_up_while_chunks_are_stored_leaves_none_of_them(
         # the same file again is stored whole (nothing was left that looks "ingested")
         again = http.post("/upload/pdf", files={"file": ("long.txt", LONG_TEXT.encode())})
         assert again.status_code == 200, again.text
-        assert again.json()["chunks_stored"] == PARAGRAPHS
+        assert again.json()["chunks_stored"] == LONG_TEXT_CHUNKS
