@@ -2,8 +2,8 @@
 (issue 12, item 7: "run the work off the event loop, and cancel it when the client
 disconnects").
 
-The engine part: ``ingest_pdf(cancel=event)`` stops between pages (inside a page, every
-few hundred content-stream operators), embedding batches and committed slices, and
+The engine part: ``ingest_pdf(cancel=event)`` stops within a page (every 512 operators),
+between embedding batches and between committed slices, and
 deletes the chunks that call stored, on both backends. The server part, over real HTTP
 against uvicorn: a client uploads, then closes its connection while the server is still
 reading the PDF or storing its chunks, on the plain and the ``?progress=true`` path.

@@ -92,9 +92,10 @@ def read_document(
         ConfigurationError: a PDF was given but pypdf (the ``pdf`` extra) is not installed.
 
     ``pdf_limits`` bound what a PDF may expand to and cost (:class:`PdfLimits`; over one:
-    LimitExceededError naming it). Setting ``cancel`` stops the extraction within a few
-    hundred content-stream operators (:class:`IngestCancelled`, a DocumentError with
-    ``reason="cancelled"``), e.g. when the client that sent the file has gone.
+    LimitExceededError naming it). Setting ``cancel`` stops the extraction within the page
+    it is on (once pypdf has parsed the page's content stream, every 512 operators:
+    :class:`IngestCancelled`, a DocumentError with ``reason="cancelled"``), e.g. when the
+    client that sent the file has gone.
     """
     _check_positive_int("max_bytes", max_bytes)
     _check_positive_int("max_pages", max_pages)
