@@ -477,12 +477,12 @@ def main() -> None:
     reading = [c for c in cancelled if c["stage"] == "reading"]
     table.add(
         "uploads cancelled on disconnect",
-        f"{sum(c['left'] == 0 for c in cancelled)}/{len(cancelled)} stopped with nothing "
-        "left stored (plain and progress path, while reading and while storing); reading "
-        f"stopped at page {max(c['done'] for c in reading)} of {reading[0]['total']} at "
-        f"most, {fmt(max(c['stopped_s'] for c in reading), 2)} s after the hang-up "
-        f"(the whole document: {fmt(whole['seconds'], 1)} s); /health answered meanwhile "
-        f"in {fmt(max(c['health_s'] for c in cancelled) * 1000, 0)} ms at most",
+        f"{sum(c['left'] == 0 for c in cancelled)}/{len(cancelled)} stopped, 0 chunks left "
+        "(plain and progress path, hang-up while reading and while storing); reading "
+        f"stopped in page {max(c['done'] for c in reading) + 1} of {reading[0]['total']} "
+        f"at most, {fmt(max(c['stopped_s'] for c in reading), 2)} s after the hang-up "
+        f"(the whole PDF: {fmt(whole['seconds'], 1)} s); /health meanwhile "
+        f"{fmt(max(c['health_s'] for c in cancelled) * 1000, 0)} ms at most",
     )
     channels = figures["side_channels"]
     table.add(
@@ -507,7 +507,7 @@ def main() -> None:
         unit = "pages" if case["stage"] == "reading" else "chunks"
         details.add(
             f"hang-up while {case['stage']}, {case['path']} path",
-            f"stopped after {case['done']} of {case['total']} {unit}, "
+            f"stopped after {case['done']} of {case['total']} {unit} done, "
             f"{fmt(case['stopped_s'], 2)} s after the hang-up (noticed in "
             f"{fmt(case['noticed_s'] * 1000, 0)} ms); {case['stored_when_hung_up']} chunks "
             f"stored then, {case['removed']} removed, {case['left']} left; /health "
