@@ -71,6 +71,7 @@ from .postgres_schema import (
     MIGRATION_LOCK,
     NAMESPACE_INDEX_PREFIX,
     apply_migrations,
+    build_memory_mb,
     column_type_statements,
     namespace_index_name,
     namespace_index_statement,
@@ -116,8 +117,6 @@ _STATS_TTL = 300.0
 #: an ``add`` of at least this many memories, and at least as many as the store holds,
 #: loads without the HNSW index and builds it once at the end (see ``bulk_load``)
 BULK_LOAD_MIN = 10_000
-#: memory for building the HNSW index in one go (pgvector builds in RAM when it fits)
-_BUILD_MEMORY = "512MB"
 _MEMORY_COLUMNS = (
     "m.id, m.text, m.metadata, m.namespace, m.source, m.created_at, m.updated_at, "
     "coalesce(h.hit_count, 0), h.last_accessed, m.status, m.superseded_by, m.embedding_model, "
@@ -196,6 +195,16 @@ def _psycopg() -> Any:
             "the PostgreSQL backend needs psycopg and pgvector: pip install 'sem-mem[pg]'"
         ) from exc
     return psycopg
+
+
+def _log_build_notice(diagnostic: Any) -> None:
+    """Log what PostgreSQL says while it builds an index (pgvector: memory running out)."""
+    log.warning(
+        "PostgreSQL, building an HNSW index: %s %s %s",
+        diagnostic.message_primary,
+        diagnostic.message_detail or "",
+        diagnostic.message_hint or "",
+    )
 
 
 def _vector(value: Any) -> np.ndarray:
@@ -702,7 +711,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
             if space is None or space[1] > HNSW_MAX_DIMENSIONS:
                 return
             rows = conn.execute(
-                "SELECT s.namespace FROM namespace_stats AS s "
+                "SELECT s.namespace, s.active FROM namespace_stats AS s "
                 "LEFT JOIN vector_indexes AS v ON v.namespace = s.namespace "
                 "WHERE s.active > %s AND v.namespace IS NULL "
                 "AND (%s::text[] IS NULL OR s.namespace = ANY(%s::text[]))",
@@ -710,8 +719,9 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
             ).fetchall()
             if rows:
                 m, ef_construction = self._index_params(conn)
-                for (namespace,) in rows:
-                    self._build_index(conn, namespace, m, ef_construction)
+                for namespace, active in rows:
+                    memory = build_memory_mb(int(active), space[1], m)
+                    self._build_index(conn, namespace, m, ef_construction, memory)
             # fresh statistics: the planner matches a namespace's new index only when it
             # knows the namespace is large (else it keeps an exact scan it thinks is
             # tiny), and full text prunes words by them
@@ -719,7 +729,9 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
                 conn.execute("ANALYZE memories")
             self._load_indexes(conn)
 
-    def _build_index(self, conn: Any, namespace: str, m: int, ef_construction: int) -> None:
+    def _build_index(
+        self, conn: Any, namespace: str, m: int, ef_construction: int, memory_mb: int
+    ) -> None:
         name = namespace_index_name(namespace)
         key = int(name[len(NAMESPACE_INDEX_PREFIX) :][:15], 16)
         if not conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
@@ -732,12 +744,20 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
             if valid is not None and not valid[0]:
                 conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
             started = time.perf_counter()
-            conn.execute(f"SET maintenance_work_mem = '{_BUILD_MEMORY}'")
+            # the graph is built in memory while it fits (see build_memory_mb); pgvector
+            # builds it in parallel with the server's max_parallel_maintenance_workers (2
+            # by default; at 10^5 on 2 shared cores 0 workers took 70 s, 1 took 58 s, 2 took
+            # 29-43 s: bench/results/backends_profile.md)
+            conn.execute(f"SET maintenance_work_mem = '{int(memory_mb)}MB'")
+            # pgvector says so (a NOTICE) when the graph outgrows that memory and the build
+            # slows down several times: an operator must see it
+            conn.add_notice_handler(_log_build_notice)
             try:
                 conn.execute(
                     namespace_index_statement(namespace, m, ef_construction, concurrently=True)
                 )
             finally:
+                conn.remove_notice_handler(_log_build_notice)
                 conn.execute("RESET maintenance_work_mem")
             conn.execute(
                 "INSERT INTO vector_indexes (namespace, index_name, built_at) VALUES (%s, %s, %s) "

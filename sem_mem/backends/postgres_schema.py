@@ -17,11 +17,14 @@ import time
 from typing import Any
 
 __all__ = [
+    "BUILD_MEMORY_MAX_MB",
+    "BUILD_MEMORY_MIN_MB",
     "HNSW_INDEX",
     "HNSW_MAX_DIMENSIONS",
     "MIGRATIONS",
     "MIGRATION_LOCK",
     "apply_migrations",
+    "build_memory_mb",
     "column_type_statements",
     "namespace_index_name",
     "namespace_index_statement",
@@ -314,6 +317,29 @@ def namespace_index_statement(
         f"WITH (m = {int(m)}, ef_construction = {int(ef_construction)}) "
         f"WHERE namespace = {literal} AND status = 'active'"
     )
+
+
+#: bytes pgvector 0.6 holds in memory per vector while it builds an HNSW graph, beyond the
+#: vector itself (4 bytes a dimension + 8), per unit of M: measured with 384-d vectors and
+#: M = 16, where 16 MB of maintenance_work_mem held 7,447 of them (2,253 bytes each, so
+#: 717 beyond the vector: ~45 per unit of M, the neighbour lists)
+_GRAPH_BYTES_PER_M = 45
+#: maintenance_work_mem for a build is what its graph needs, with this much slack, and at
+#: least BUILD_MEMORY_MIN_MB, at most BUILD_MEMORY_MAX_MB (megabytes). A graph that does not
+#: fit is finished by inserting the remaining rows one at a time, several times slower
+#: (30,000 rows: 46.5 s with 16 MB against 11.9 s with 512 MB, bench/results/backends_profile.md).
+#: A parallel build reserves the whole amount as shared memory, so it is not set higher
+#: than the graph needs.
+_GRAPH_SLACK = 1.25
+BUILD_MEMORY_MIN_MB = 64
+BUILD_MEMORY_MAX_MB = 4096
+
+
+def build_memory_mb(rows: int, dimensions: int, m: int) -> int:
+    """``maintenance_work_mem`` (MB) to build the HNSW graph of ``rows`` vectors in memory."""
+    per_row = 4 * dimensions + 8 + _GRAPH_BYTES_PER_M * m
+    need = int(rows * per_row * _GRAPH_SLACK / 2**20) + 1
+    return max(BUILD_MEMORY_MIN_MB, min(BUILD_MEMORY_MAX_MB, need))
 
 
 def column_type_statements(dimensions: int) -> list[str]:
