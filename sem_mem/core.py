@@ -273,7 +273,8 @@ class SemanticMemory:
                 return vec
         vec = self.backend.cached_embeddings(self.namespace, self.embedder.model_id, [key]).get(key)
         if vec is None:
-            vec = self.embedder.encode([query])[0]
+            # concurrent recalls share one embedding run (embedders/batcher.py)
+            vec = self.embedder.embed_query(query)
             with self._lock:
                 self._pending_query_vectors[key] = vec
         with self._lock:

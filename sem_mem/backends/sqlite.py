@@ -1,8 +1,10 @@
 """The embedded backend: SQLite (WAL) is the source of truth, HNSW and FTS5 index it.
 
-One ``SQLiteBackend`` serves every namespace of a storage dir. Writers take a
-process-wide ``RLock`` and a file lock (``write.lock``), so threads and processes
-never interleave transactions or index saves. Every write transaction bumps the
+One ``SQLiteBackend`` serves every namespace of a storage dir. Writers take the
+process-wide lock exclusively and a file lock (``write.lock``), so threads and
+processes never interleave transactions or index saves. Reads hold the process-wide
+lock shared, each thread on its own SQLite connection (WAL readers), so concurrent
+searches run side by side (see ``store_lock.py``). Every write transaction bumps the
 store's ``seq``; readers notice other processes' commits through SQLite's
 ``PRAGMA data_version`` and replay them into their in-memory HNSW indexes before
 searching. See ``docs/storage.md`` for the on-disk format.
@@ -57,6 +59,7 @@ from .sqlite_rows import (
 )
 from .sqlite_schema import apply_migrations, pending_migrations
 from .sqlite_sessions import SQLiteSessionsMixin
+from .store_lock import StoreLock
 from .text_index import TextIndex
 from .vector_index import HNSWIndex, HNSWParams
 from .writer_lock import WriterLock
@@ -96,7 +99,11 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
         self.hnsw = hnsw or HNSWParams()
         self.save_every = save_every
         self.save_interval = save_interval
-        self._lock = threading.RLock()
+        self._lock = StoreLock()
+        # each reading thread's own connection (see _reader), closed by close()
+        self._local = threading.local()
+        self._readers: dict[threading.Thread, sqlite3.Connection] = {}
+        self._readers_guard = threading.Lock()
         self._file_lock = WriterLock(self.root / "write.lock", lock_timeout)
         self._bound: tuple[str, int] | None = None  # the embedding space this object uses
         # hit counts and the query-embedding cache (see sqlite_light)
@@ -223,15 +230,78 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        """A connection to read with, under the shared lock.
+
+        The writer thread (holding the lock exclusively) reads on the main connection,
+        inside its own transaction; every other thread on its own connection, so reads
+        run in parallel and never see a transaction that has not committed.
+        """
+        if self._lock.held_exclusively:
             self._check_open()
             yield self._conn
+            return
+        with self._lock.shared():
+            self._check_open()
+            yield self._reader()
+
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's read-only connection, opened on first use."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        try:
+            # check_same_thread=False only so that close() may close it from its thread
+            conn = sqlite3.connect(
+                self.root / DB_NAME, check_same_thread=False, isolation_level=None, timeout=30.0
+            )
+            conn.execute("PRAGMA query_only=ON")
+            conn.execute("PRAGMA mmap_size=2147418112")  # pages shared with the other readers
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"cannot open the store at {self.root / DB_NAME}: {exc}") from exc
+        with self._readers_guard:
+            for thread in [t for t in self._readers if not t.is_alive()]:
+                self._readers.pop(thread).close()  # threads that ended
+            self._readers[threading.current_thread()] = conn
+        self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _searching(self, namespace: str) -> Iterator[tuple[sqlite3.Connection, HNSWIndex]]:
+        """A read connection and the namespace's loaded, caught-up HNSW index."""
+        while True:
+            with self._read() as conn:
+                index = self._indexes.get(namespace)
+                # (a background index update must end before anyone searches the index)
+                if index is not None and self._index_job is None:
+                    yield conn, index
+                    return
+            with self._lock:  # loading or finishing it changes the index: exclusively
+                self._check_open()
+                self._index_for(namespace)
+
+    @contextmanager
+    def _text_searching(self, namespace: str) -> Iterator[tuple[sqlite3.Connection, TextIndex]]:
+        """A read connection and the namespace's loaded full-text index."""
+        while True:
+            with self._read() as conn:
+                text = self._texts.get(namespace)
+                if text is not None:
+                    yield conn, text
+                    return
+            with self._lock:
+                self._check_open()
+                self._text_for(namespace)
 
     # ------------------------------------------------------------------ embedding space
 
     def embedding_space(self) -> tuple[str, int] | None:
-        with self._read():
-            model, dim = self._meta("embedding_model"), self._meta("embedding_dim")
+        with self._read() as conn:
+            values = dict(
+                conn.execute(
+                    "SELECT key, value FROM meta WHERE key IN ('embedding_model', 'embedding_dim')"
+                ).fetchall()
+            )
+        model, dim = values.get("embedding_model"), values.get("embedding_dim")
         return (model, int(dim)) if model and dim else None
 
     def bind_embedding_space(self, model_id: str, dimensions: int) -> None:
@@ -517,7 +587,7 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
             # lookup is ~2x cheaper than one through the id index (it matters on the
             # recall path). A label whose row is gone simply returns nothing, and those
             # ids are looked up by id below.
-            known = self._id_labels
+            known = self._id_labels  # (other readers may add to it meanwhile: .get only)
 
             def fetch(column: str, keys: Sequence[Any]) -> None:
                 for start in range(0, len(keys), 500):
@@ -531,7 +601,7 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
                             row_to_memory(row), decode_vector(row[EMBEDDING_AT])
                         )
 
-            fetch("label", [known[i] for i in memory_ids if i in known])
+            fetch("label", [label for i in memory_ids if (label := known.get(i)) is not None])
             fetch("id", [i for i in memory_ids if i not in out])
         return out
 
@@ -544,8 +614,7 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
         ef: int | None = None,
         filters: MemoryFilter | None = None,
     ) -> list[tuple[str, float]]:
-        with self._read() as conn:
-            index = self._index_for(namespace)
+        with self._searching(namespace) as (conn, index):
             if filters is not None and not filters.empty:
                 hits = self._filtered_vector_hits(conn, index, namespace, vector, k, ef, filters)
             else:
@@ -562,19 +631,30 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
         cached; the indexes no longer return forgotten or superseded labels (they are
         removed when the change is replayed).
         """
-        missing = [label for label in labels if label not in self._label_ids]
+        # Readers run this side by side: they only get, add to and clear the caches
+        # (each a single dict operation) and answer from their own dict.
+        cache = self._label_ids
+        out: dict[int, str] = {}
+        missing = []
+        for label in labels:
+            memory_id = cache.get(label)
+            if memory_id is None:
+                missing.append(label)
+            else:
+                out[label] = memory_id
         if missing:
-            if len(self._label_ids) > LABEL_CACHE_MAX:
-                self._label_ids.clear()
+            if len(cache) > LABEL_CACHE_MAX:
+                cache.clear()
                 self._id_labels.clear()
             found = conn.execute(
                 f"SELECT label, id FROM memories WHERE status = 'active' AND label IN "
                 f"({','.join('?' * len(missing))})",
                 missing,
             ).fetchall()
-            self._label_ids.update(found)
+            out.update(found)
+            cache.update(found)
             self._id_labels.update((memory_id, label) for label, memory_id in found)
-        return self._label_ids
+        return out
 
     def _filtered_vector_hits(
         self,
@@ -614,8 +694,8 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
     ) -> list[tuple[str, float]]:
         if k <= 0:
             return []
-        with self._read() as conn:
-            hits = self._text_for(namespace).search(query, k, filters)
+        with self._text_searching(namespace) as (conn, text):
+            hits = text.search(query, k, filters)
             if not hits:
                 return []
             ids = self._ids_of(conn, [label for label, _ in hits])
@@ -756,6 +836,14 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
     # ------------------------------------------------------------------ change tracking
 
     def refresh(self) -> int:
+        # Fast path, shared: this thread's connection has seen no commit by any other
+        # connection (this process's writer or another process) since its last full
+        # check below, so there is nothing new to replay.
+        with self._read() as conn:
+            own = conn is not self._conn  # (the writer thread reads on the main one)
+            seen = int(conn.execute("PRAGMA data_version").fetchone()[0])
+            if own and getattr(self._local, "version", None) == seen:
+                return self._seq
         with self._lock:
             self._check_open()
             version = self._pragma_data_version()
@@ -763,6 +851,8 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
                 self._check_space()  # before replaying vectors of another model
                 self._data_version = version
                 self._sync_indexes()
+            if own:  # read before this check: no commit slips between the two
+                self._local.version = seen
             return self._seq
 
     def changed_ids(self, namespace: str, since_seq: int) -> set[str]:
@@ -923,7 +1013,7 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
 
     def stats(self, namespace: str) -> dict[str, Any]:
         space = self.embedding_space()
-        with self._read() as conn:
+        with self._lock, self._read() as conn:  # exclusive: it may load the index
             if space is not None:
                 self._index_for(namespace)
             by_source = dict(
@@ -987,3 +1077,7 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
                     text.close()
                 self._texts.clear()
                 self._conn.close()
+                with self._readers_guard:
+                    for conn in self._readers.values():
+                        conn.close()
+                    self._readers.clear()

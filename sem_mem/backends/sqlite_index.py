@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import StorageError
 from .sqlite_rows import decode_matrix, file_name
+from .store_lock import StoreLock
 from .text_index import TextDoc, TextIndex
 from .vector_index import EXACT_SEARCH_MAX, HNSWIndex, HNSWParams
 
@@ -40,7 +41,7 @@ class IndexManagerMixin:
     save_every: int
     save_interval: float
     _conn: sqlite3.Connection
-    _lock: threading.RLock
+    _lock: StoreLock
     _file_lock: Any
     _indexes: dict[str, HNSWIndex]
     _texts: dict[str, TextIndex]

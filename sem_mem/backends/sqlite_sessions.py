@@ -13,8 +13,9 @@ from ..errors import StorageError
 from .base import ChatSessionRecord
 
 if TYPE_CHECKING:
-    import threading
     from contextlib import AbstractContextManager
+
+    from .store_lock import StoreLock
 
 __all__ = ["SQLiteSessionsMixin"]
 
@@ -36,7 +37,7 @@ class SQLiteSessionsMixin:
     """The chat-session methods of :class:`~sem_mem.backends.sqlite.SQLiteBackend`."""
 
     _conn: sqlite3.Connection
-    _lock: threading.RLock
+    _lock: StoreLock
     _file_lock: Any
 
     if TYPE_CHECKING:  # provided by SQLiteBackend

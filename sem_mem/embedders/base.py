@@ -9,14 +9,18 @@ shape, rejects NaN/inf and L2-normalises, so every caller gets clean unit vector
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from ..errors import EmbeddingError
+from .batcher import QueryBatcher
 
 __all__ = ["Embedder", "normalize_rows"]
+
+_BATCHER_LOCK = threading.Lock()  # creates each embedder's QueryBatcher once
 
 
 def normalize_rows(vectors: np.ndarray) -> np.ndarray:
@@ -38,6 +42,8 @@ class Embedder(ABC):
     dimensions: int = 0
     batch_size: int = 64
     needs_key: bool = False
+    #: how many :meth:`embed_query` runs may go on at once (see batcher.py)
+    query_parallel: int = 1
 
     @abstractmethod
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
@@ -73,6 +79,31 @@ class Embedder(ABC):
     def embed(self, text: str) -> np.ndarray:
         """Embed one text; a unit float32 vector of length ``dimensions``."""
         return self.encode([text])[0]
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """Embed one text, like :meth:`embed`, batched with concurrent callers.
+
+        Threads that call this while an embedding run is under way are embedded
+        together in the next run (one ``encode`` call); a caller alone runs at once,
+        in a batch of one. See :mod:`sem_mem.embedders.batcher`.
+        """
+        return self.query_batcher.embed(text)
+
+    @property
+    def query_batcher(self) -> QueryBatcher:
+        """The batcher behind :meth:`embed_query` (one per embedder, made on first use)."""
+        batcher: QueryBatcher | None = self.__dict__.get("_query_batcher")
+        if batcher is None:
+            with _BATCHER_LOCK:
+                batcher = self.__dict__.get("_query_batcher")
+                if batcher is None:
+                    batcher = QueryBatcher(
+                        self.encode,
+                        max_batch=max(1, self.batch_size),
+                        parallel=self.query_parallel,
+                    )
+                    self.__dict__["_query_batcher"] = batcher
+        return batcher
 
     def _check(self, out: np.ndarray, expected_rows: int) -> np.ndarray:
         arr = np.asarray(out, dtype=np.float32)

@@ -133,6 +133,8 @@ class LocalEmbedder(Embedder):
         self.batch_size = batch_size
         self.max_length = min(max_length, self._bert.max_positions)
         self.threads = threads or _physical_cores()
+        # concurrent query batches run side by side, one per core (one session each)
+        self.query_parallel = min(self.threads, _MAX_SESSIONS)
         slug = re.sub(r"[^\w.-]+", "-", name).strip("-") or "model"
         cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         variant = "-int8" if self.int8 else ""
