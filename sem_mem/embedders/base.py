@@ -44,6 +44,9 @@ class Embedder(ABC):
     needs_key: bool = False
     #: how many :meth:`embed_query` runs may go on at once (see batcher.py)
     query_parallel: int = 1
+    #: whether a text's vector is the same whatever other texts share its batch; if not,
+    #: :meth:`embed_query` never batches (a recall must not depend on other requests)
+    batch_invariant: bool = True
 
     @abstractmethod
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
@@ -83,9 +86,10 @@ class Embedder(ABC):
     def embed_query(self, text: str) -> np.ndarray:
         """Embed one text, like :meth:`embed`, batched with concurrent callers.
 
-        Threads that call this while an embedding run is under way are embedded
-        together in the next run (one ``encode`` call); a caller alone runs at once,
-        in a batch of one. See :mod:`sem_mem.embedders.batcher`.
+        Threads that call this while every run slot (``query_parallel``) is busy are
+        embedded together in the next run (one ``encode`` call), if the embedder is
+        ``batch_invariant``; a caller alone runs at once, in a batch of one. See
+        :mod:`sem_mem.embedders.batcher`.
         """
         return self.query_batcher.embed(text)
 
@@ -99,7 +103,7 @@ class Embedder(ABC):
                 if batcher is None:
                     batcher = QueryBatcher(
                         self.encode,
-                        max_batch=max(1, self.batch_size),
+                        max_batch=max(1, self.batch_size) if self.batch_invariant else 1,
                         parallel=self.query_parallel,
                     )
                     self.__dict__["_query_batcher"] = batcher

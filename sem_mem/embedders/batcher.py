@@ -65,6 +65,12 @@ class QueryBatcher:
         self._changed = threading.Condition()
         self.batch_sizes: dict[int, int] = {}
 
+    @property
+    def queued(self) -> int:
+        """How many texts wait for a run."""
+        with self._changed:
+            return sum(not s.taken for s in self._queue)
+
     def embed(self, text: str) -> np.ndarray:
         """The vector of ``text``; raises what ``encode`` raised for this text alone."""
         slot = _Slot(text)
