@@ -69,11 +69,29 @@ def default_embedder() -> str:
 
 
 def serve_child(
-    fd: int, tree: str, storage: str, database_url: str, embedder_name: str, profile: str
+    fd: int,
+    tree: str,
+    storage: str,
+    database_url: str,
+    embedder_name: str,
+    profile: str,
+    workers: int,
 ) -> None:
     """Child process: build the app of ``tree``'s sem_mem and serve on the inherited socket."""
     sys.path[:0] = [tree, os.path.join(tree, "tests")]
     import uvicorn
+
+    if workers > 1:  # uvicorn's supervisor; each worker builds the app from the environment
+        from uvicorn.supervisors import Multiprocess
+
+        os.environ.update(MEMORY_STORAGE_DIR=storage, SEMMEM_EMBEDDER="local")
+        if database_url:
+            os.environ["SEMMEM_DATABASE_URL"] = database_url
+        config = uvicorn.Config(
+            "sem_mem.server:app", log_level="warning", access_log=False, workers=workers
+        )
+        Multiprocess(config, sockets=[socket.socket(fileno=fd)]).run()
+        return
 
     from sem_mem.config import resolve_settings
     from sem_mem.server import ServerConfig, create_app
@@ -116,9 +134,25 @@ def sentence(rng: random.Random, n: int) -> str:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` and its threads so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    """User + system CPU time of process ``pid``, its threads and its worker processes."""
+    return sum(tree_cpu_seconds(pid).values())
+
+
+def tree_cpu_seconds(pid: int | None) -> dict[int, float]:
+    """CPU time of process ``pid`` and of each of its children (PostgreSQL's backends)."""
+    if pid is None:
+        return {}
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(entry) == pid or int(fields[1]) == pid:
+            out[int(entry)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return out
 
 
 def own_cpu_seconds() -> float:
@@ -133,36 +167,77 @@ async def load(client: httpx.AsyncClient, count: int, rng: random.Random) -> Non
         response.raise_for_status()
 
 
+class Connection:
+    """One keep-alive HTTP/1.1 connection that POSTs JSON and reads whole responses.
+
+    Hand-written on asyncio streams rather than httpx: at 32 connections httpx spent
+    1.6-2.5 ms of CPU per request (its pool is scanned per request), on the same two
+    cores as the server it measures; this spends a fraction of that.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> Connection:
+        reader, writer = await asyncio.open_connection(host, port)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(reader, writer)
+
+    async def post(self, path: str, payload: dict[str, Any]) -> tuple[int, bytes]:
+        body = json.dumps(payload).encode()
+        self.writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        lower = head.lower()
+        at = lower.index(b"content-length:") + len(b"content-length:")
+        length = int(lower[at : lower.index(b"\r\n", at)])
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 async def hammer(
-    url: str, server_pid: int, concurrency: int, requests: int, seed: int
+    url: str, server_pid: int, db_pid: int | None, concurrency: int, requests: int, seed: int
 ) -> dict[str, Any]:
     rng = random.Random(seed)
     queries = [f"{sentence(rng, 5)} {seed}-{i}" for i in range(requests)]
     latencies: list[float] = []
     errors = 0
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
-        await asyncio.gather(
-            *(client.post("/recall", json={"query": f"warm up {i}"}) for i in range(concurrency))
-        )
+    host, port = url.removeprefix("http://").split(":")
+    connections = [await Connection.open(host, int(port)) for _ in range(concurrency)]
+    try:
+        warm = [c.post("/recall", {"query": f"warm up {i}"}) for i, c in enumerate(connections)]
+        await asyncio.gather(*warm)
         position = 0
 
-        async def worker() -> None:
+        async def worker(connection: Connection) -> None:
             nonlocal position, errors
             while position < len(queries):
                 query = queries[position]
                 position += 1
                 started = time.perf_counter()
-                response = await client.post("/recall", json={"query": query, "limit": 5})
+                status, _ = await connection.post("/recall", {"query": query, "limit": 5})
                 latencies.append(time.perf_counter() - started)
-                errors += response.status_code != 200
+                errors += status != 200
 
         server_cpu, client_cpu = cpu_seconds(server_pid), own_cpu_seconds()
+        db_before = tree_cpu_seconds(db_pid)
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker(c) for c in connections))
         elapsed = time.perf_counter() - started
         server_cpu = cpu_seconds(server_pid) - server_cpu
         client_cpu = own_cpu_seconds() - client_cpu
+        db_cpu = sum(t - db_before.get(p, 0.0) for p, t in tree_cpu_seconds(db_pid).items())
+    finally:
+        for connection in connections:
+            connection.close()
     latencies.sort()
     n = len(latencies)
     return {
@@ -175,6 +250,7 @@ async def hammer(
         "p99_ms": round(latencies[min(n - 1, int(0.99 * n))] * 1000, 2),
         "server_cpu_ms": round(server_cpu / n * 1000, 2),
         "client_cpu_ms": round(client_cpu / n * 1000, 2),
+        "database_cpu_ms": round(db_cpu / n * 1000, 2),
     }
 
 
@@ -193,6 +269,7 @@ def postgres() -> Iterator[Any]:
         cluster = PgCluster(server.get_uri())
         with psycopg.connect(cluster.url_for("template1"), autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        cluster.postmaster_pid = server.get_pid()  # type: ignore[attr-defined]
         yield cluster
     finally:
         server.cleanup()
@@ -200,7 +277,12 @@ def postgres() -> Iterator[Any]:
 
 
 async def one_run(
-    args: argparse.Namespace, tree: str, database_url: str, seed: int
+    args: argparse.Namespace,
+    tree: str,
+    workers: int,
+    database_url: str,
+    db_pid: int | None,
+    seed: int,
 ) -> list[dict[str, Any]]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
@@ -211,7 +293,7 @@ async def one_run(
         child = subprocess.Popen(
             [sys.executable, __file__, "--serve-fd", str(sock.fileno()), "--tree", tree,
              "--storage", storage, "--database-url", database_url, "--embedder", args.embedder,
-             "--profile-server", args.profile_server],
+             "--profile-server", args.profile_server, "--workers", str(workers)],
             pass_fds=(sock.fileno(),),
             env=env,
         )  # fmt: skip
@@ -222,7 +304,7 @@ async def one_run(
                 await load(client, args.memories, random.Random(1))
             rows = []
             for c in args.concurrency:
-                row = await hammer(url, child.pid, c, args.requests, seed=seed * 100 + c)
+                row = await hammer(url, child.pid, db_pid, c, args.requests, seed=seed * 100 + c)
                 row["load_average"] = os.getloadavg()[0]
                 rows.append(row)
         finally:
@@ -260,14 +342,15 @@ def ratios(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| clients | req/s | p50 (ms) | p99 (ms) | server CPU ms/req | client CPU ms/req "
+        "| clients | req/s | p50 (ms) | p99 (ms) | CPU ms/req: server | client | database "
         "| load avg | errors |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['concurrency']} | {r['throughput_rps']} | {r['p50_ms']} | {r['p99_ms']} | "
-            f"{r['server_cpu_ms']} | {r['client_cpu_ms']} | {r['load_average']} | "
+            f"{r['server_cpu_ms']} | {r['client_cpu_ms']} | {r.get('database_cpu_ms', 0)} | "
+            f"{r['load_average']} | "
             f"{int(r['errors'])} |"
         )
     return "\n".join(lines)
@@ -303,23 +386,29 @@ def report(result: dict[str, Any]) -> str:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    configs = [("this tree", str(ROOT))]
+    trees = [("this tree", str(ROOT))]
     if args.baseline:
-        configs.insert(0, (args.baseline_label, str(Path(args.baseline).resolve())))
+        trees.insert(0, (args.baseline_label, str(Path(args.baseline).resolve())))
+    configs = [
+        (label if workers == 1 else f"{label}, {workers} workers", tree, workers)
+        for label, tree in trees
+        for workers in args.workers
+    ]
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     runs: dict[str, dict[str, list[list[dict[str, Any]]]]] = {
-        b: {label: [] for label, _ in configs} for b in backends
+        b: {label: [] for label, _, _ in configs} for b in backends
     }
     with postgres() if "postgres" in backends else _nothing() as cluster:
         for repeat in range(args.repeats):
             for backend in backends:
                 # alternate which configuration goes first, so neither always runs second
                 order = configs if repeat % 2 == 0 else configs[::-1]
-                for label, tree in order:
+                for label, tree, workers in order:
                     database = cluster.create() if backend == "postgres" else None
                     try:
                         url = database[1] if database else ""
-                        rows = await one_run(args, tree, url, seed=repeat)
+                        db_pid = cluster.postmaster_pid if database else None
+                        rows = await one_run(args, tree, workers, url, db_pid, seed=repeat)
                     finally:
                         if database:
                             cluster.drop(database[0])
@@ -341,7 +430,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     for backend in backends:
         result["backends"][backend] = {}
-        for label, _ in configs:
+        for label, _, _ in configs:
             median = median_rows(runs[backend][label])
             result["backends"][backend][label] = {
                 "median": median,
@@ -364,6 +453,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=800, help="per client count")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[1], help="uvicorn worker processes to try"
+    )
     parser.add_argument("--baseline", help="another source tree to compare against")
     parser.add_argument("--baseline-label", default="baseline")
     parser.add_argument("--output", default=str(RESULTS / "server_load"), help="file stem")
@@ -383,6 +475,7 @@ def main() -> None:
             args.database_url,
             args.embedder,
             args.profile_server,
+            args.workers[0],
         )
         return
     print(f"load average before: {os.getloadavg()}", flush=True)
