@@ -1,5 +1,7 @@
 """The embedded store's in-process lock: one writer, or any number of readers.
 
+Used by :class:`~sem_mem.backends.sqlite.SQLiteBackend` and by each full-text index.
+
 Writers (transactions, index replays and loads, saves, close) hold it exclusively:
 ``with backend._lock:``, re-entrant as before. Reads (search, hydration, lists) hold
 it shared (:meth:`StoreLock.shared`), each on its own SQLite connection, so concurrent
