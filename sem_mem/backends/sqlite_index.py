@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import StorageError
+from .rows import EXACT_SEARCH_MAX
 from .sqlite_rows import decode_matrix, file_name
 from .store_lock import StoreLock
 from .text_index import TextDoc, TextIndex
-from .vector_index import EXACT_SEARCH_MAX, HNSWIndex, HNSWParams
+from .vector_index import HNSWIndex, HNSWParams
 
 __all__ = ["INDEX_DIR", "TEXT_DIR", "IndexManagerMixin"]
 

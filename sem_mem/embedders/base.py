@@ -28,7 +28,8 @@ def normalize_rows(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return vectors / norms
+    out: np.ndarray = vectors / norms
+    return out
 
 
 class Embedder(ABC):
@@ -81,7 +82,8 @@ class Embedder(ABC):
 
     def embed(self, text: str) -> np.ndarray:
         """Embed one text; a unit float32 vector of length ``dimensions``."""
-        return self.encode([text])[0]
+        vector: np.ndarray = self.encode([text])[0]
+        return vector
 
     def embed_query(self, text: str) -> np.ndarray:
         """Embed one text, like :meth:`embed`, batched with concurrent callers.
