@@ -87,8 +87,14 @@ def serve_child(
         os.environ.update(MEMORY_STORAGE_DIR=storage, SEMMEM_EMBEDDER="local")
         if database_url:
             os.environ["SEMMEM_DATABASE_URL"] = database_url
+        # as `uvicorn sem_mem.server:app --workers N --http <sem-mem's protocol>` would
+        from sem_mem.server import ServerConfig
+        from sem_mem.server.protocol import uvicorn_options
+
+        options = uvicorn_options(ServerConfig())
+        options["http"] = "sem_mem.server.protocol:HeaderTimeoutProtocol"  # (picklable)
         config = uvicorn.Config(
-            "sem_mem.server:app", log_level="warning", access_log=False, workers=workers
+            "sem_mem.server:app", log_level="warning", access_log=False, workers=workers, **options
         )
         Multiprocess(config, sockets=[socket.socket(fileno=fd)]).run()
         return
@@ -114,7 +120,11 @@ def serve_child(
     # sets TCP_NODELAY on the connections and every response waits out the client's
     # delayed ACK (~40 ms per request). socket(fileno=) detects the real family.
     sock = socket.socket(fileno=fd)
-    config = uvicorn.Config(app, log_level="warning", access_log=False)
+    from sem_mem.server.protocol import uvicorn_options  # what `sem-mem serve` runs
+
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, **uvicorn_options(ServerConfig())
+    )
     server = uvicorn.Server(config)
     if not profile:
         server.run(sockets=[sock])
@@ -386,7 +396,7 @@ def report(result: dict[str, Any]) -> str:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    trees = [("this tree", str(ROOT))]
+    trees = [(args.label, str(ROOT))]
     if args.baseline:
         trees.insert(0, (args.baseline_label, str(Path(args.baseline).resolve())))
     configs = [
@@ -458,6 +468,7 @@ def main() -> None:
     )
     parser.add_argument("--baseline", help="another source tree to compare against")
     parser.add_argument("--baseline-label", default="baseline")
+    parser.add_argument("--label", default="this tree", help="what to call this tree")
     parser.add_argument("--output", default=str(RESULTS / "server_load"), help="file stem")
     parser.add_argument(
         "--profile-server", default="", help="cProfile the server's event-loop thread to this file"
