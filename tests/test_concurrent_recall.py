@@ -233,3 +233,31 @@ def test_concurrent_recalls_with_the_local_int8_model_match_sequential(tmp_path:
     finally:
         second.close()
         first.close()
+
+
+def test_with_two_run_slots_a_second_caller_does_not_wait_for_the_first() -> None:
+    embedder = GatedEmbedder()
+    batcher = QueryBatcher(embedder.encode, parallel=2)
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(batcher.embed, "first query")
+        assert embedder.entered.wait(30)
+        # the first run is blocked on the gate; this one runs in the second slot
+        second = batcher.embed("second query")
+        assert not first.done()
+        embedder.gate.set()
+        first.result(30)
+    np.testing.assert_allclose(second, embedder.encode(["second query"])[0], rtol=1e-6)
+    assert batcher.batch_sizes == {1: 2}
+
+
+def test_many_threads_each_get_their_own_vector() -> None:
+    embedder = HashingEmbedder()
+    batcher = QueryBatcher(embedder.encode, max_batch=4, parallel=2)
+    texts = [f"text {i} " + " ".join(WORDS[i % 7 : i % 7 + 3]) for i in range(400)]
+    with ThreadPoolExecutor(16) as pool:
+        vectors = list(pool.map(batcher.embed, texts))
+    expected = embedder.encode(texts)
+    for got, want in zip(vectors, expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert sum(size * runs for size, runs in batcher.batch_sizes.items()) == len(texts)
+    assert max(batcher.batch_sizes) <= 4

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -39,8 +39,9 @@ class _Slot:
     text: str
     vector: np.ndarray | None = None
     error: BaseException | None = None
-    taken: bool = False  # in a run under way
+    lead: bool = False  # handed a run slot: this caller runs the next batch
     done: bool = False
+    wake: threading.Event = field(default_factory=threading.Event)
 
 
 class QueryBatcher:
@@ -48,6 +49,10 @@ class QueryBatcher:
 
     ``encode(texts)`` must return one row per text, in order; it is called from up to
     ``parallel`` threads at once. :attr:`batch_sizes` counts the runs by size.
+
+    Each waiting caller sleeps on its own event and is woken once: when its text is
+    embedded, or when it is handed a free run slot to lead the next run (not all
+    waiters on every change, which cost every one of them a GIL round trip).
     """
 
     def __init__(
@@ -60,46 +65,61 @@ class QueryBatcher:
         self._encode = encode
         self.max_batch = max(1, max_batch)
         self.parallel = max(1, parallel)
-        self._queue: list[_Slot] = []
-        self._running = 0  # runs under way
-        self._changed = threading.Condition()
+        self._queue: list[_Slot] = []  # waiting for a run, oldest first
+        self._running = 0  # runs under way, or handed to a caller about to start one
+        self._lock = threading.Lock()
         self.batch_sizes: dict[int, int] = {}
 
     @property
     def queued(self) -> int:
         """How many texts wait for a run."""
-        with self._changed:
-            return sum(not s.taken for s in self._queue)
+        with self._lock:
+            return len(self._queue)
 
     def embed(self, text: str) -> np.ndarray:
         """The vector of ``text``; raises what ``encode`` raised for this text alone."""
         slot = _Slot(text)
-        with self._changed:
+        with self._lock:
             self._queue.append(slot)
+            if self._running < self.parallel:
+                self._running += 1
+                slot.lead = True
         while True:
-            with self._changed:
-                while not slot.done and (slot.taken or self._running >= self.parallel):
-                    self._changed.wait()
-                if slot.done:
-                    return self._result(slot)
-                # a free run slot: lead a run with everything queued (this caller's text
-                # is among the first max_batch, unless more callers queued before it)
+            if not slot.lead:
+                slot.wake.wait()
+                slot.wake.clear()
+            if slot.done:
+                return self._result(slot)
+            # this caller leads a run: everything queued (itself first, as the oldest
+            # waiter is the one handed a slot), up to max_batch
+            with self._lock:
+                slot.lead = False
                 batch = self._queue[: self.max_batch]
                 del self._queue[: self.max_batch]
-                for queued in batch:
-                    queued.taken = True
-                self._running += 1
-                self.batch_sizes[len(batch)] = self.batch_sizes.get(len(batch), 0) + 1
+                if batch:
+                    self.batch_sizes[len(batch)] = self.batch_sizes.get(len(batch), 0) + 1
+            if not batch:  # another leader took this text along: pass the slot on
+                self._finish(batch)
+                continue
             try:
                 self._run(batch)
             finally:
-                with self._changed:
-                    self._running -= 1
-                    for queued in batch:
-                        if queued.vector is None and queued.error is None:  # interrupted
-                            queued.error = EmbeddingError("the embedding run was interrupted")
-                        queued.done = True
-                    self._changed.notify_all()
+                self._finish(batch)
+
+    def _finish(self, batch: list[_Slot]) -> None:
+        """Wake the batch's callers; hand the freed run slot to the oldest waiter."""
+        with self._lock:
+            for queued in batch:
+                if queued.vector is None and queued.error is None:  # interrupted
+                    queued.error = EmbeddingError("the embedding run was interrupted")
+                queued.done = True
+                queued.wake.set()
+            if self._queue:
+                head = self._queue[0]
+                head.lead = True
+                head.wake.set()
+            else:
+                self._running -= 1
 
     def _run(self, batch: list[_Slot]) -> None:
         try:
