@@ -206,10 +206,17 @@ def test_an_embedder_whose_vectors_depend_on_the_batch_never_batches() -> None:
     embedder = GatedEmbedder()
     embedder.batch_invariant = False
     texts = [f"query number {i}" for i in range(3)]
-    outcomes = _behind_a_running_query(embedder, texts)
-    assert [len(run) for run in embedder.runs] == [1, 1, 1, 1]
-    for text, outcome in zip(texts, outcomes, strict=True):
-        np.testing.assert_array_equal(outcome(), embedder.encode([text])[0])
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(embedder.embed_query, "first query")
+        assert embedder.entered.wait(30)
+        # while the first run is blocked, the others run on their own, one text each
+        others = [f.result(30) for f in [pool.submit(embedder.embed_query, t) for t in texts]]
+        assert not first.done()
+        embedder.gate.set()
+        first.result(30)
+    assert sorted(embedder.runs) == sorted([["first query"], *([t] for t in texts)])
+    for text, vector in zip(texts, others, strict=True):
+        np.testing.assert_array_equal(vector, embedder.encode([text])[0])
 
 
 def test_concurrent_recalls_with_the_local_int8_model_match_sequential(tmp_path: object) -> None:
@@ -229,7 +236,6 @@ def test_concurrent_recalls_with_the_local_int8_model_match_sequential(tmp_path:
         with ThreadPoolExecutor(8) as pool:  # another process: every ranking anew
             got = dict(zip(queries, pool.map(lambda q: _answer(second, q), queries), strict=True))
         assert got == expected
-        assert set(embedder.query_batcher.batch_sizes) == {1}
     finally:
         second.close()
         first.close()

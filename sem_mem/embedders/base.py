@@ -89,10 +89,13 @@ class Embedder(ABC):
         """Embed one text, like :meth:`embed`, batched with concurrent callers.
 
         Threads that call this while every run slot (``query_parallel``) is busy are
-        embedded together in the next run (one ``encode`` call), if the embedder is
-        ``batch_invariant``; a caller alone runs at once, in a batch of one. See
-        :mod:`sem_mem.embedders.batcher`.
+        embedded together in the next run (one ``encode`` call); a caller alone runs
+        at once, in a batch of one. An embedder that is not ``batch_invariant`` embeds
+        each text in its own ``encode`` call. See :mod:`sem_mem.embedders.batcher`.
         """
+        if not self.batch_invariant:  # nothing to share: no queue to wait in either
+            vector: np.ndarray = self.encode([text])[0]
+            return vector
         return self.query_batcher.embed(text)
 
     @property

@@ -39,8 +39,9 @@ class _Slot:
     text: str
     vector: np.ndarray | None = None
     error: BaseException | None = None
-    lead: bool = False  # handed a run slot: this caller runs the next batch
+    taken: bool = False  # in a run under way
     done: bool = False
+    woken: bool = False  # told a run slot is free (it may still lose it to a newcomer)
     wake: threading.Event = field(default_factory=threading.Event)
 
 
@@ -50,9 +51,11 @@ class QueryBatcher:
     ``encode(texts)`` must return one row per text, in order; it is called from up to
     ``parallel`` threads at once. :attr:`batch_sizes` counts the runs by size.
 
-    Each waiting caller sleeps on its own event and is woken once: when its text is
-    embedded, or when it is handed a free run slot to lead the next run (not all
-    waiters on every change, which cost every one of them a GIL round trip).
+    Each waiting caller sleeps on its own event and is woken when its text is embedded,
+    or (the oldest waiter only) when a run slot frees up. A free slot is not reserved
+    for the woken caller: whichever thread gets to it first leads the next run, since
+    under the GIL the woken thread may need milliseconds to be scheduled, and a slot
+    held for it would stand idle meanwhile.
     """
 
     def __init__(
@@ -66,7 +69,7 @@ class QueryBatcher:
         self.max_batch = max(1, max_batch)
         self.parallel = max(1, parallel)
         self._queue: list[_Slot] = []  # waiting for a run, oldest first
-        self._running = 0  # runs under way, or handed to a caller about to start one
+        self._running = 0  # runs under way
         self._lock = threading.Lock()
         self.batch_sizes: dict[int, int] = {}
 
@@ -81,45 +84,53 @@ class QueryBatcher:
         slot = _Slot(text)
         with self._lock:
             self._queue.append(slot)
-            if self._running < self.parallel:
-                self._running += 1
-                slot.lead = True
+            batch = self._lead()
         while True:
-            if not slot.lead:
+            if batch is None:
                 slot.wake.wait()
-                slot.wake.clear()
-            if slot.done:
-                return self._result(slot)
-            # this caller leads a run: everything queued (itself first, as the oldest
-            # waiter is the one handed a slot), up to max_batch
-            with self._lock:
-                slot.lead = False
-                batch = self._queue[: self.max_batch]
-                del self._queue[: self.max_batch]
-                if batch:
-                    self.batch_sizes[len(batch)] = self.batch_sizes.get(len(batch), 0) + 1
-            if not batch:  # another leader took this text along: pass the slot on
-                self._finish(batch)
-                continue
+                with self._lock:
+                    slot.wake.clear()
+                    slot.woken = False
+                    if not slot.done and not slot.taken:
+                        batch = self._lead()
+                if slot.done:
+                    return self._result(slot)
+                if batch is None:
+                    continue
             try:
                 self._run(batch)
             finally:
                 self._finish(batch)
+            batch = None
+            if slot.done:
+                return self._result(slot)
+
+    def _lead(self) -> list[_Slot] | None:
+        """With a free run slot, take it and the oldest queued texts (lock held)."""
+        if self._running >= self.parallel or not self._queue:
+            return None
+        self._running += 1
+        batch = self._queue[: self.max_batch]
+        del self._queue[: self.max_batch]
+        for queued in batch:
+            queued.taken = True
+        self.batch_sizes[len(batch)] = self.batch_sizes.get(len(batch), 0) + 1
+        return batch
 
     def _finish(self, batch: list[_Slot]) -> None:
-        """Wake the batch's callers; hand the freed run slot to the oldest waiter."""
+        """Wake the batch's callers, free the run slot and tell the oldest waiter."""
         with self._lock:
             for queued in batch:
                 if queued.vector is None and queued.error is None:  # interrupted
                     queued.error = EmbeddingError("the embedding run was interrupted")
                 queued.done = True
                 queued.wake.set()
-            if self._queue:
-                head = self._queue[0]
-                head.lead = True
-                head.wake.set()
-            else:
-                self._running -= 1
+            self._running -= 1
+            for waiting in self._queue:
+                if not waiting.woken:
+                    waiting.woken = True
+                    waiting.wake.set()
+                    break
 
     def _run(self, batch: list[_Slot]) -> None:
         try:
