@@ -45,9 +45,7 @@ def test_two_processes_saving_one_session_at_once_keep_every_turn(
             pass  # the schema exists before the writers start
         barrier = spawn.Barrier(len(WRITERS))
         writers = [
-            spawn.Process(
-                target=write_turns, args=(target, fake.base_url, name, ROUNDS, barrier)
-            )
+            spawn.Process(target=write_turns, args=(target, fake.base_url, name, ROUNDS, barrier))
             for name in WRITERS
         ]
         for writer in writers:

@@ -266,6 +266,15 @@ CREATE TABLE IF NOT EXISTS chat_responses (
 CREATE INDEX IF NOT EXISTS chat_responses_session ON chat_responses (namespace, session_id);
 """,
     ),
+    (
+        7,
+        "chat sessions saved by revision, never over a save they did not read",
+        # compare-and-set saves (sem_mem.backends.base.save_chat_session); sessions stored
+        # before are at revision 1. IF NOT EXISTS: applies once whatever its number.
+        """
+ALTER TABLE chat_sessions ADD COLUMN IF NOT EXISTS revision bigint NOT NULL DEFAULT 1;
+""",
+    ),
 ]
 
 
