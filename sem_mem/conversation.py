@@ -361,6 +361,9 @@ class ChatSession:
         if not reset_here:
             same_thread = theirs.thread_id == self._stored_thread_id
             they_added = not same_thread or len(theirs.thread) != self._stored_len
+            # what either side stored of the prefix both read; turns of ``mine`` saved
+            # here (save_thread before persist) move to new positions, so they count as
+            # unsaved and a later save_thread stores them at their place in the thread
             saved = theirs.saved_upto
             if same_thread:
                 saved = max(saved, min(self.saved_upto, self._stored_len))
