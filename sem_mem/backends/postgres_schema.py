@@ -267,10 +267,11 @@ CREATE INDEX IF NOT EXISTS chat_responses_session ON chat_responses (namespace, 
 """,
     ),
     (
-        7,
+        8,
         "chat sessions saved by revision, never over a save they did not read",
         # compare-and-set saves (sem_mem.backends.base.save_chat_session); sessions stored
         # before are at revision 1. IF NOT EXISTS: applies once whatever its number.
+        # (8, not 7: the pgperf branch holds 7; numbers below an applied one still run.)
         """
 ALTER TABLE chat_sessions ADD COLUMN IF NOT EXISTS revision bigint NOT NULL DEFAULT 1;
 """,

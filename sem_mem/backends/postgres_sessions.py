@@ -1,4 +1,4 @@
-"""Chat sessions of the PostgreSQL store (tables of migration 6, revisions of 7).
+"""Chat sessions of the PostgreSQL store (tables of migration 6, revisions of 8).
 
 Sessions are not memories: writing one does not take the ``seq`` row lock, so chat
 turns never wait for a large ``remember_batch``. Every process on the same database
