@@ -1,24 +1,27 @@
 """Load test of the HTTP server's ``POST /recall`` on loopback, on both storage backends.
 
-Starts the real server (uvicorn, in a child process, on a socket this script binds on
-127.0.0.1), loads N memories through ``/remember/batch``, then sends ``/recall`` requests
-from 1, 8 and 32 concurrent clients (httpx, asyncio, in this process) and records
-throughput, p50/p99 latency and the CPU time the server and the client spent per
-request. Every query is different, so each request embeds its query and searches the
-index (no result-cache hits).
+Starts the real server (uvicorn with sem-mem's options, in a child process, on a socket
+this script binds on 127.0.0.1), loads N memories through ``/remember/batch``, then
+sends ``/recall`` requests from 1, 8 and 32 concurrent clients (keep-alive connections
+on asyncio streams, in this process) and records throughput, p50/p99 latency and the
+CPU time the server, the client and PostgreSQL spent per request. Every query is
+different, so each request embeds its query and searches the index (no cache hits).
 
-Runs are interleaved (repeat 1 of every configuration, then repeat 2, ...) and the
-tables give medians over the repeats, with the load average seen before each run.
+Runs are interleaved (repeat 1 of every configuration, then repeat 2, ...); the tables
+give medians over the repeats with the load average after each run, and the target
+ratios of each run (its 1, 8 and 32 clients ran seconds apart), then their median.
 ``--baseline PATH`` compares against another source tree (e.g. ``git archive`` of an
 older commit): its server runs that tree's ``sem_mem``, with the same client.
+``--workers 1 2`` also runs the server as 2 uvicorn worker processes.
 
     python bench/server_load.py                              # both backends, 3 repeats
     python bench/server_load.py --backend sqlite --repeats 1
     python bench/server_load.py --baseline /tmp/before --baseline-label "main b947de2"
     python bench/server_load.py --embedder hashing           # tiny embedder: server overhead
+    python bench/server_load.py --profile-server srv.prof    # cProfile the event loop
 
 PostgreSQL comes from ``pgserver`` (bundled PostgreSQL + pgvector), one database per run.
-Results go to ``bench/results/server_load.md`` and ``.json``.
+Results go to ``bench/results/server_load.md`` and ``.json`` (``--output`` another stem).
 """
 
 from __future__ import annotations
