@@ -39,7 +39,7 @@ from .base import (
     StoredMemory,
     ThreadPlace,
 )
-from .sqlite_index import INDEX_DIR, IndexManagerMixin
+from .sqlite_index import StoreIndexes
 from .sqlite_light import LightWriter
 from .sqlite_rows import (
     EMBEDDING_AT,
@@ -55,9 +55,8 @@ from .sqlite_rows import (
 from .sqlite_rows import (
     now as utc_now,
 )
-from .sqlite_schema import apply_migrations, pending_migrations
+from .sqlite_schema import apply_migrations, pending_migrations, read_meta, read_seq, read_space
 from .sqlite_sessions import SQLiteSessionsMixin
-from .text_index import TextIndex
 from .vector_index import HNSWIndex, HNSWParams
 from .writer_lock import WriterLock
 
@@ -73,7 +72,7 @@ LABEL_CACHE_MAX = 200_000  # ~60 MB of label <-> id entries
 FILTER_EXACT_MAX = 2_048
 
 
-class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
+class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
     """SQLite + FTS5 + per-namespace hnswlib indexes in one directory."""
 
     name = "sqlite"
@@ -101,12 +100,8 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
         self._bound: tuple[str, int] | None = None  # the embedding space this object uses
         # hit counts and the query-embedding cache (see sqlite_light)
         self._light = LightWriter(self.root / DB_NAME, self._file_lock)
-        self._indexes: dict[str, HNSWIndex] = {}
-        self._texts: dict[str, TextIndex] = {}
-        self._text_applied: dict[str, int] = {}  # store seq each text index reflects
         self._label_ids: dict[int, str] = {}  # HNSW label -> memory id (see vector_search)
         self._id_labels: dict[str, int] = {}  # and back (see get_many)
-        self._last_save = time.monotonic()
         self._closed = False
         try:
             self._conn = sqlite3.connect(
@@ -123,7 +118,16 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
         except sqlite3.DatabaseError as exc:
             raise StorageError(f"cannot open the store at {self.root / DB_NAME}: {exc}") from exc
         self._data_version = self._pragma_data_version()
-        self._seq = self._read_seq()
+        # the HNSW and full-text indexes, derived from the rows (called under self._lock)
+        self._derived = StoreIndexes(
+            self._conn,
+            self.root,
+            self.hnsw,
+            self._file_lock,
+            self.store_id,
+            save_every=save_every,
+            save_interval=save_interval,
+        )
 
     # ------------------------------------------------------------------ plumbing
 
@@ -170,11 +174,10 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
         self.store_id = self._meta("store_id")
 
     def _meta(self, key: str) -> str | None:
-        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else None
+        return read_meta(self._conn, key)
 
     def _read_seq(self) -> int:
-        return int(self._meta("seq") or 0)
+        return read_seq(self._conn)
 
     def _pragma_data_version(self) -> int:
         return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
@@ -193,10 +196,7 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
         """
         with self._lock:
             self._check_open()
-            if namespace not in self._indexes:  # (a loaded one may still be building)
-                self._index_for(namespace)
-            if namespace not in self._texts:
-                self._text_for(namespace)
+            self._derived.prepare(namespace)
             with self._file_lock:
                 try:
                     self._conn.execute("BEGIN IMMEDIATE")
@@ -213,7 +213,9 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
                 except BaseException:
                     self._rollback()
                     raise
-                self._sync_after_write(background)
+                self._data_version = self._pragma_data_version()
+                self._derived.sync(background)
+                self._derived.save()
 
     def _rollback(self) -> None:
         try:
@@ -230,9 +232,8 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
     # ------------------------------------------------------------------ embedding space
 
     def embedding_space(self) -> tuple[str, int] | None:
-        with self._read():
-            model, dim = self._meta("embedding_model"), self._meta("embedding_dim")
-        return (model, int(dim)) if model and dim else None
+        with self._read() as conn:
+            return read_space(conn)
 
     def bind_embedding_space(self, model_id: str, dimensions: int) -> None:
         current = self.embedding_space()
@@ -287,7 +288,7 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
         finally:
             if background:
                 with self._lock:
-                    self._await_index_job()
+                    self._derived.wait()
         return results
 
     def _insert(
@@ -545,7 +546,7 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
         filters: MemoryFilter | None = None,
     ) -> list[tuple[str, float]]:
         with self._read() as conn:
-            index = self._index_for(namespace)
+            index = self._derived.vectors(namespace)
             if filters is not None and not filters.empty:
                 hits = self._filtered_vector_hits(conn, index, namespace, vector, k, ef, filters)
             else:
@@ -615,7 +616,7 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
         if k <= 0:
             return []
         with self._read() as conn:
-            hits = self._text_for(namespace).search(query, k, filters)
+            hits = self._derived.text(namespace).search(query, k, filters)
             if not hits:
                 return []
             ids = self._ids_of(conn, [label for label, _ in hits])
@@ -762,8 +763,8 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
             if version != self._data_version:
                 self._check_space()  # before replaying vectors of another model
                 self._data_version = version
-                self._sync_indexes()
-            return self._seq
+                self._derived.sync()
+            return self._derived.seq
 
     def changed_ids(self, namespace: str, since_seq: int) -> set[str]:
         with self._read() as conn:
@@ -907,12 +908,8 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
             except BaseException:
                 self._rollback()
                 raise
-            self._await_index_job()
-            self._indexes.clear()
-            for path in (self.root / INDEX_DIR).glob("ns-*"):
-                path.unlink(missing_ok=True)
+            self._derived.forget_vectors(seq)
             self._data_version = self._pragma_data_version()
-            self._seq = seq
             self._bound = (model_id, dimensions)
         return done
 
@@ -925,7 +922,7 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
         space = self.embedding_space()
         with self._read() as conn:
             if space is not None:
-                self._index_for(namespace)
+                self._derived.vectors(namespace)
             by_source = dict(
                 conn.execute(
                     "SELECT source, COUNT(*) FROM memories WHERE namespace = ? "
@@ -937,9 +934,9 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
                 "SELECT COUNT(*) FROM memories WHERE namespace = ? AND status = 'superseded'",
                 (namespace,),
             ).fetchone()[0]
-            index = self._indexes.get(namespace)
+            index = self._derived.loaded(namespace)
         db_bytes = sum(p.stat().st_size for p in self.root.glob(DB_NAME + "*") if p.is_file())
-        index_path = self._index_path(namespace)
+        index_path = self._derived.index_path(namespace)
         return {
             "backend": self.name,
             "storage_dir": str(self.root),
@@ -958,12 +955,16 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
                 "file_bytes": index_path.stat().st_size if index_path.exists() else 0,
             },
             "db_bytes": db_bytes,
-            "seq": self._seq,
+            "seq": self._derived.seq,
         }
 
     def flush(self) -> None:
         self._light.wait()  # hit counts and cached embeddings first
-        super().flush()
+        with self._lock:
+            if self._closed:
+                return
+            with self._file_lock.holding("index save"):
+                self._derived.save(force=True)
 
     def __repr__(self) -> str:
         return f"SQLiteBackend({str(self.root)!r})"
@@ -974,16 +975,13 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
                 return
             try:
                 self._light.close()
-                self._await_index_job()
+                self._derived.wait()
                 try:
                     with self._file_lock.holding("index save"):
-                        self._maybe_save(force=True)
+                        self._derived.save(force=True)
                 except StorageError as exc:  # e.g. another process holds the lock
                     log.warning("index files not saved on close (%s); caught up on next open", exc)
             finally:
                 self._closed = True
-                self._indexes.clear()
-                for text in self._texts.values():
-                    text.close()
-                self._texts.clear()
+                self._derived.close()
                 self._conn.close()

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .sqlite_index import INDEX_DIR, TEXT_DIR
+from .sqlite_schema import read_seq
 from .vector_index import HNSWIndex
 
 if TYPE_CHECKING:
@@ -50,25 +51,21 @@ def fulltext_problems(backend: SQLiteBackend) -> list[dict[str, Any]]:
 
     out = []
     for namespace in _namespaces(backend):
-        path = backend._text_path(namespace)
+        path = backend._derived.text_path(namespace)
         if not ((path / "sidecar.json").exists() or (path / "meta.json").exists()):
             continue  # never written: built on first use
         probe = TextIndex(path, {"store_id": backend.store_id, "namespace": namespace})
         try:
             damaged = probe.rebuilt and probe.rebuilt_reason is not None
             reason = probe.rebuilt_reason
-            stale = probe.committed_seq > backend._read_seq()
+            stale = probe.committed_seq > read_seq(backend._conn)
         finally:
             probe.close()
         if not (damaged or stale):
             continue
         # opening a damaged index already wiped its files: refill it from SQLite now,
         # whether or not a repair was asked for (an empty index would miss everything)
-        cached = backend._texts.pop(namespace, None)
-        if cached is not None:
-            cached.close()
-        text = backend._text_for(namespace)
-        backend._commit_text(namespace, text)
+        backend._derived.reopen_text(namespace)
         repaired = True
         out.append(
             _problem(
@@ -93,7 +90,7 @@ def check_store(backend: SQLiteBackend, *, repair: bool = False) -> dict[str, An
     problems: list[dict[str, Any]] = []
     with backend._lock, backend._file_lock.holding("doctor"):
         backend._check_open()
-        backend._await_index_job()
+        backend._derived.wait()
         conn = backend._conn
         try:
             rows = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
@@ -167,7 +164,7 @@ def _check_indexes(backend: SQLiteBackend, repair: bool) -> list[dict[str, Any]]
         return []
     out = []
     for namespace in _namespaces(backend):
-        path = backend._index_path(namespace)
+        path = backend._derived.index_path(namespace)
         if not path.exists() and not path.with_suffix(".json").exists():
             continue  # never saved: built on first use, nothing to check
         expect = {
@@ -177,14 +174,11 @@ def _check_indexes(backend: SQLiteBackend, repair: bool) -> list[dict[str, Any]]
             "dim": space[1],
         }
         loaded = HNSWIndex.load(path, backend.hnsw, expect)
-        if loaded is not None and loaded.applied_seq <= backend._read_seq():
+        if loaded is not None and loaded.applied_seq <= read_seq(backend._conn):
             continue
         repaired = False
         if repair:
-            backend._indexes.pop(namespace, None)
-            index = backend._index_for(namespace)  # rebuilt from SQLite and caught up
-            index.dirty = max(index.dirty, 1)
-            backend._maybe_save(force=True)
+            backend._derived.rebuild_vectors(namespace)
             repaired = HNSWIndex.load(path, backend.hnsw, expect) is not None
         out.append(
             _problem(
