@@ -128,13 +128,12 @@ def history_from_row(row: Sequence[Any]) -> HistoryEvent:
     )
 
 
-def content_words(text: str, limit: int = 64) -> list[str]:
-    """The distinct lower-cased words of ``text`` that are not stopwords, in order."""
-    words: list[str] = []
-    for word in WORD.findall(text.lower()):
-        if word not in STOPWORDS and word not in words:
-            words.append(word)
-    return words[:limit]
+def content_words(text: str, limit: int | None = 64) -> list[str]:
+    """The distinct lower-cased words of ``text`` that are not stopwords, in order (the
+    first ``limit`` of them; all with ``None``). The one tokeniser of full-text queries:
+    FTS5, PostgreSQL and the tantivy index (see ``text_fields.query_terms``) share it."""
+    words = dict.fromkeys(w for w in WORD.findall(text.lower()) if w not in STOPWORDS)
+    return list(words)[:limit]
 
 
 def json_path(key: str) -> str:
