@@ -525,15 +525,11 @@ class SemanticMemory:
         return self.backend.list(
             self.namespace,
             ListQuery(
+                where,
                 limit=limit,
                 offset=offset,
-                source=where.source,
-                since=where.since,
-                until=where.until,
-                metadata=where.metadata,
                 include_superseded=include_superseded,
                 newest_first=newest_first,
-                thread_id=where.thread_id,
             ),
         )
 

@@ -1213,7 +1213,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         status = "" if query.include_superseded else " AND m.status = 'active'"
         order = "DESC" if query.newest_first else "ASC"
         # a thread's turns come in their order; other memories by when they happened
-        by = "m.position" if query.thread_id is not None else "m.timestamp"
+        by = "m.position" if query.filter.thread_id is not None else "m.timestamp"
         sql = (
             f"SELECT {_MEMORY_COLUMNS} FROM {_MEMORIES} WHERE m.namespace = %(ns)s"
             f"{status}{where} ORDER BY {by} {order}, m.label {order} "

@@ -29,7 +29,7 @@ from ..errors import (
     NotFoundError,
     StorageError,
 )
-from ..types import HistoryEvent, Memory, to_datetime
+from ..types import HistoryEvent, Memory
 from .base import (
     AddResult,
     ListQuery,
@@ -39,6 +39,7 @@ from .base import (
     StoredMemory,
     ThreadPlace,
 )
+from .rows import history_from_row
 from .sqlite_index import StoreIndexes
 from .sqlite_light import LightWriter
 from .sqlite_rows import (
@@ -678,7 +679,7 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
             where.append("status = 'active'")
         order = "DESC" if query.newest_first else "ASC"
         # a thread's turns come in their order; other memories by when they happened
-        by = "position" if query.thread_id is not None else "timestamp"
+        by = "position" if query.filter.thread_id is not None else "timestamp"
         sql = (
             f"SELECT {MEMORY_COLUMNS} FROM memories WHERE {' AND '.join(where)} "
             f"ORDER BY {by} {order}, label {order} LIMIT ? OFFSET ?"
@@ -703,17 +704,7 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
             ).fetchall()
         if not rows:
             raise NotFoundError(f"no memory {memory_id!r} in namespace {namespace!r}")
-        return [
-            HistoryEvent(
-                memory_id=r[0],
-                event=r[1],
-                text=r[2],
-                metadata=json.loads(r[3]) if r[3] else None,
-                at=to_datetime(r[4]),  # type: ignore[arg-type]
-                detail=r[5],
-            )
-            for r in rows
-        ]
+        return [history_from_row(r) for r in rows]
 
     def most_hit(self, namespace: str, n: int) -> list[StoredMemory]:
         if n <= 0:
