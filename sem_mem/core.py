@@ -112,7 +112,7 @@ class SemanticMemory:
         settings: Settings | None = None,
         **overrides: Any,
     ) -> None:
-        explicit = {
+        explicit: dict[str, Any] = {
             "storage_dir": storage_dir,
             "namespace": namespace,
             "openai_api_key": api_key,
@@ -624,7 +624,7 @@ class SemanticMemory:
         if len(rankings) == 1:
             ranked = rankings[0]
         else:
-            best = {}
+            best: dict[str, float] = {}
             for ranking in rankings:
                 for memory_id, _, sim in ranking:
                     best[memory_id] = max(sim, best.get(memory_id, -1.0))
@@ -781,7 +781,11 @@ class SemanticMemory:
             )
         if config.uses_neighbours:
             neighbours = thread_neighbours(
-                {i: (p.thread_id, p.position) for i, p in places.items() if p.thread_id},
+                {
+                    i: (p.thread_id, p.position)
+                    for i, p in places.items()
+                    if p.thread_id and p.position is not None
+                },
                 config.neighbour_window,
             )
             fused = spread_to_neighbours(fused, neighbours, config.neighbour_weight)
@@ -844,7 +848,7 @@ class SemanticMemory:
 
     def _admit(
         self,
-        ranked: list[tuple[str, float, float]],
+        ranked: builtins.list[tuple[str, float, float]],
         records: dict[str, tuple[StoredMemory, str]],
         generation: int,
     ) -> None:
@@ -1006,11 +1010,7 @@ class SemanticMemory:
                 [c.text for c in piece],
                 [c.metadata for c in piece],
                 source=source_name,
-                progress=(
-                    (lambda done, _t, s=start: progress(s + done, len(chunks)))
-                    if progress
-                    else None
-                ),
+                progress=_offset_progress(progress, start, len(chunks)),
             )
         stored = len(self) - before
         return IngestResult(doc.name, doc.kind, len(doc.pages), len(chunks), stored)
@@ -1141,3 +1141,17 @@ def _register_for_exit(memory: SemanticMemory) -> None:
     if not _atexit_registered:
         atexit.register(_close_all_at_exit)
         _atexit_registered = True
+
+
+def _offset_progress(
+    progress: Callable[[int, int], None] | None, offset: int, total: int
+) -> Callable[[int, int], None] | None:
+    """A slice's progress callback that reports against the whole document's ``total``."""
+    if progress is None:
+        return None
+    report = progress
+
+    def shifted(done: int, _slice_total: int) -> None:
+        report(offset + done, total)
+
+    return shifted

@@ -16,6 +16,7 @@ Both backends must pass ``tests/test_backend_conformance.py``.
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -289,11 +290,11 @@ class StorageBackend(ABC):
         """Active memories in the namespace."""
 
     @abstractmethod
-    def history(self, namespace: str, memory_id: str) -> list[HistoryEvent]:
+    def history(self, namespace: str, memory_id: str) -> builtins.list[HistoryEvent]:
         """Every recorded event of one memory, oldest first (NotFoundError if none)."""
 
     @abstractmethod
-    def most_hit(self, namespace: str, n: int) -> list[StoredMemory]:
+    def most_hit(self, namespace: str, n: int) -> builtins.list[StoredMemory]:
         """The ``n`` active memories recalled most often (hit_count > 0)."""
 
     @abstractmethod
@@ -303,7 +304,7 @@ class StorageBackend(ABC):
         """Every memory of the namespace, oldest first (export, re-embedding, migration)."""
 
     @abstractmethod
-    def namespaces(self) -> list[str]:
+    def namespaces(self) -> builtins.list[str]:
         """Namespaces that hold at least one memory."""
 
     # -- change tracking ------------------------------------------------------------------
@@ -362,7 +363,7 @@ class StorageBackend(ABC):
     @abstractmethod
     def list_chat_sessions(
         self, namespace: str, *, limit: int = 50, offset: int = 0
-    ) -> list[ChatSessionRecord]:
+    ) -> builtins.list[ChatSessionRecord]:
         """The namespace's sessions, most recently updated first."""
 
     @abstractmethod
@@ -379,7 +380,7 @@ class StorageBackend(ABC):
         self,
         model_id: str,
         dimensions: int,
-        embed: Callable[[list[str]], np.ndarray],
+        embed: Callable[[builtins.list[str]], np.ndarray],
         *,
         batch: int = 256,
         progress: Callable[[int, int], None] | None = None,

@@ -35,6 +35,7 @@ Design notes (``docs/storage.md`` has the tables):
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import re
@@ -851,8 +852,8 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
                 "FROM STDIN (FORMAT BINARY)"
             ) as copy:
                 copy.set_types(["text", "text", "text", "text", "jsonb", "float8", "text"])
-                for event in history:
-                    copy.write_row(event)
+                for entry in history:
+                    copy.write_row(entry)
             if hits:
                 cur.executemany(
                     "INSERT INTO memory_hits (id, namespace, hit_count) VALUES (%s, %s, %s)", hits
@@ -880,7 +881,8 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
             now = utc_now()
             meta_json = canonical_json(metadata if metadata is not None else row[1])
             _check_storable(text or "", meta_json)
-            sets, args = ["updated_at = %s", "seq = %s"], [now, seq]
+            sets: list[str] = ["updated_at = %s", "seq = %s"]
+            args: list[Any] = [now, seq]
             if text is not None:
                 if embedding is None or content_hash is None:
                     raise StorageError("a new text needs its embedding and content hash")
@@ -1232,7 +1234,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
             ).fetchone()
         return int(row[0]) if row else 0
 
-    def history(self, namespace: str, memory_id: str) -> list[HistoryEvent]:
+    def history(self, namespace: str, memory_id: str) -> builtins.list[HistoryEvent]:
         with self._conn() as conn:
             rows = conn.execute(
                 "SELECT memory_id, event, text, metadata, at, detail FROM history "
@@ -1281,7 +1283,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
                 ],
             )
 
-    def most_hit(self, namespace: str, n: int) -> list[StoredMemory]:
+    def most_hit(self, namespace: str, n: int) -> builtins.list[StoredMemory]:
         if n <= 0:
             return []
         with self._conn() as conn, conn.cursor(binary=True) as cur:
@@ -1314,7 +1316,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
                 yield _stored(r)
             last = rows[-1][EMBEDDING_AT + 1]
 
-    def namespaces(self) -> list[str]:
+    def namespaces(self) -> builtins.list[str]:
         with self._conn() as conn:
             return [
                 r[0]
@@ -1427,7 +1429,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         self,
         model_id: str,
         dimensions: int,
-        embed: Callable[[list[str]], np.ndarray],
+        embed: Callable[[builtins.list[str]], np.ndarray],
         *,
         batch: int = 256,
         progress: Callable[[int, int], None] | None = None,

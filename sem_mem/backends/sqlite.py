@@ -10,6 +10,7 @@ searching. See ``docs/storage.md`` for the on-disk format.
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import os
@@ -299,8 +300,8 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
         self._check_space()
         model = self._model_id()
         out: list[AddResult] = []
-        rows = []
-        history = []
+        rows: list[tuple[Any, ...]] = []
+        history: list[tuple[Any, ...]] = []
         taken = self._taken_ids(namespace, [item.id for item in items if item.id])
         for item in items:
             meta_json = canonical_json(item.metadata)
@@ -428,7 +429,8 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
             if text is not None:
                 self._check_space()
             now = utc_now()
-            sets, args = ["updated_at = ?", "seq = ?"], [now, seq]
+            sets: list[str] = ["updated_at = ?", "seq = ?"]
+            args: list[Any] = [now, seq]
             if text is not None:
                 if embedding is None or content_hash is None:
                     raise StorageError("a new text needs its embedding and content hash")
@@ -695,7 +697,7 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
             ).fetchone()
         return int(row[0]) if row else 0
 
-    def history(self, namespace: str, memory_id: str) -> list[HistoryEvent]:
+    def history(self, namespace: str, memory_id: str) -> builtins.list[HistoryEvent]:
         with self._read() as conn:
             rows = conn.execute(
                 "SELECT memory_id, event, text, metadata, at, detail FROM history "
@@ -706,7 +708,7 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
             raise NotFoundError(f"no memory {memory_id!r} in namespace {namespace!r}")
         return [history_from_row(r) for r in rows]
 
-    def most_hit(self, namespace: str, n: int) -> list[StoredMemory]:
+    def most_hit(self, namespace: str, n: int) -> builtins.list[StoredMemory]:
         if n <= 0:
             return []
         with self._read() as conn:
@@ -736,7 +738,7 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
                 yield StoredMemory(row_to_memory(r), decode_vector(r[EMBEDDING_AT]))
             last = rows[-1][EMBEDDING_AT + 1]
 
-    def namespaces(self) -> list[str]:
+    def namespaces(self) -> builtins.list[str]:
         with self._read() as conn:
             return [
                 r[0]
@@ -846,7 +848,7 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
         self,
         model_id: str,
         dimensions: int,
-        embed: Callable[[list[str]], np.ndarray],
+        embed: Callable[[builtins.list[str]], np.ndarray],
         *,
         batch: int = 256,
         progress: Callable[[int, int], None] | None = None,

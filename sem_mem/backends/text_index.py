@@ -32,7 +32,7 @@ import threading
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sem_mem.backends.text_fields import (
     ANALYZER_NAME,
@@ -297,7 +297,7 @@ class TextIndex:
         searcher = self._require().searcher()
         query = tantivy.Query.term_set_query(index_schema(), "label", list(labels))
         hits = searcher.search(query, len(labels), count=False).hits
-        return set(searcher.fast_field_values("label", [addr for _, addr in hits]))
+        return set(_int_values(searcher, "label", [addr for _, addr in hits]))
 
     # ---- search --------------------------------------------------------------------------
 
@@ -317,7 +317,7 @@ class TextIndex:
                 hits = searcher.search(
                     self._query(terms, filters, meta_terms), k + len(shadowed), count=False
                 ).hits
-                labels = searcher.fast_field_values("label", [addr for _, addr in hits])
+                labels = _int_values(searcher, "label", [addr for _, addr in hits])
                 for (score, _), label in zip(hits, labels, strict=True):
                     if label not in shadowed:
                         scores[label] = score
@@ -477,7 +477,7 @@ class TextIndex:
         addrs = [addr for _, addr in searcher.search(query, len(labels), count=False).hits]
         out["docs"] = len(addrs)
         for f in FIELDS:
-            out[f"len_{f}"] = sum(searcher.fast_field_values(f"len_{f}", addrs))
+            out[f"len_{f}"] = sum(_int_values(searcher, f"len_{f}", addrs))
         return out
 
     def reload(self) -> None:
@@ -523,3 +523,8 @@ class TextIndex:
         self._postings.clear()
         self._shadowed.clear()
         self._tail_lengths = dict.fromkeys(FIELDS, 0)
+
+
+def _int_values(searcher: tantivy.Searcher, field: str, addrs: list[Any]) -> list[int]:
+    """An integer fast field's values (every document sets it) at ``addrs``, typed."""
+    return cast(list[int], searcher.fast_field_values(field, addrs))

@@ -197,7 +197,7 @@ class HNSWIndex:
             labels = labels[keep]
             if labels.size == 0:
                 return []
-            matrix = np.vstack([rows[i] for i in keep])
+            matrix = np.vstack([row for row in rows if row is not None])
         else:
             matrix = np.asarray(self._index.get_items(labels, return_type="numpy"), np.float32)
         norms = np.linalg.norm(matrix, axis=1)
@@ -212,12 +212,13 @@ class HNSWIndex:
 
     def _search_exact(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         if self._matrix is None:
-            labels = np.fromiter(self._exact, dtype=np.int64, count=len(self._exact))  # type: ignore[arg-type]
+            exact = self._exact or {}
+            labels = np.fromiter(exact, dtype=np.int64, count=len(exact))
             vectors = (
-                np.vstack(list(self._exact.values()))
+                np.vstack(list(exact.values()))
                 if labels.size
                 else np.zeros((0, self.dim), np.float32)
-            )  # type: ignore[union-attr]
+            )
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
             norms[norms == 0] = 1.0
             self._matrix = (labels, vectors / norms)

@@ -24,7 +24,8 @@ def normalize_rows(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return vectors / norms
+    out: np.ndarray = vectors / norms
+    return out
 
 
 class Embedder(ABC):
@@ -72,7 +73,8 @@ class Embedder(ABC):
 
     def embed(self, text: str) -> np.ndarray:
         """Embed one text; a unit float32 vector of length ``dimensions``."""
-        return self.encode([text])[0]
+        vector: np.ndarray = self.encode([text])[0]
+        return vector
 
     def _check(self, out: np.ndarray, expected_rows: int) -> np.ndarray:
         arr = np.asarray(out, dtype=np.float32)

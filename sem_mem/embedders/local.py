@@ -433,12 +433,16 @@ def _pad(
 
 def _pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
     """Reduce ``[batch, seq, dim]`` token vectors to one vector per text."""
+    pooled: np.ndarray
     if mode == "cls":
-        return hidden[:, 0]
+        pooled = hidden[:, 0]
+        return pooled
     weights = mask.astype(np.float32)
     if mode == "max":
-        return np.where(weights[:, :, None] > 0, hidden, -np.inf).max(axis=1)
+        pooled = np.where(weights[:, :, None] > 0, hidden, -np.inf).max(axis=1)
+        return pooled
     # [batch, 1, seq] @ [batch, seq, dim]: the masked sum without a [batch, seq, dim] temporary
     summed = np.matmul(weights[:, None, :], hidden)[:, 0]
     counts = np.clip(weights.sum(axis=1, keepdims=True), 1e-9, None)
-    return summed / (np.sqrt(counts) if mode == "mean_sqrt_len" else counts)
+    pooled = summed / (np.sqrt(counts) if mode == "mean_sqrt_len" else counts)
+    return pooled

@@ -143,14 +143,18 @@ class _GraphBuilder:
         self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
         return name
 
-    def op(self, op_type: str, *inputs: str, outputs: int = 1, **attrs: Any) -> Any:
-        """Add a node; ``domain=`` among ``attrs`` picks a contrib domain."""
+    def op(self, op_type: str, *inputs: str, **attrs: Any) -> str:
+        """Add a one-output node; ``domain=`` among ``attrs`` picks a contrib domain."""
+        return self.ops(op_type, *inputs, outputs=1, **attrs)[0]
+
+    def ops(self, op_type: str, *inputs: str, outputs: int, **attrs: Any) -> list[str]:
+        """Add a node with ``outputs`` outputs; returns their names in order."""
         from onnx import helper
 
         self._count += 1
         names = [f"{op_type.lower()}_{self._count}_{i}" for i in range(outputs)]
         self.nodes.append(helper.make_node(op_type, list(inputs), names, **attrs))
-        return names[0] if outputs == 1 else names
+        return names
 
     def linear(self, x: str, prefix: str) -> str:
         """``x @ W.T + b`` on ``[tokens, features]`` rows, bias folded into the kernel."""
@@ -187,7 +191,7 @@ def _embeddings(g: _GraphBuilder, cfg: BertConfig) -> tuple[str, str]:
     """Word + position + token-type(0) embeddings and LayerNorm; also each row's length."""
     positions = g.weight("embeddings.position_embeddings.weight")[: cfg.max_positions]
     segment0 = g.weight("embeddings.token_type_embeddings.weight")[0]
-    hidden, lengths = g.op(
+    hidden, lengths = g.ops(
         "EmbedLayerNormalization",
         "input_ids",
         "",  # no segment ids: segment 0 is folded into the position table
@@ -216,7 +220,7 @@ def _attention(g: _GraphBuilder, x3: str, lengths: str, prefix: str, cfg: BertCo
         w = g.const(f"{prefix}.qkv.weight", w_qkv)
         return g.op("Attention", x3, w, b_qkv, lengths, domain=_MS, num_heads=cfg.num_heads)
     q, scale = _quantize_columns(w_qkv)
-    x_q, x_scale, x_zero = g.op("DynamicQuantizeLinear", x3, outputs=3)
+    x_q, x_scale, x_zero = g.ops("DynamicQuantizeLinear", x3, outputs=3)
     return g.op(
         "QAttention",
         x_q,

@@ -107,8 +107,8 @@ class OpenAIEmbedder(Embedder):
             self.model_id += f"?dimensions={dimensions}"
 
     # ------------------------------------------------------------------ dimensions
-    @property  # type: ignore[override]  # a lazily learned value, not a plain attribute
-    def dimensions(self) -> int:
+    @property
+    def dimensions(self) -> int:  # type: ignore[override]  # learned lazily, not a plain attribute
         """Vector size; for an unknown model, learned by embedding one short text once."""
         if self._dimensions is None:
             with self._dims_lock:

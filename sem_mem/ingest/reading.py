@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from sem_mem.errors import ConfigurationError, LimitExceededError, SemMemError, ValidationError
 
@@ -70,7 +70,7 @@ _PDF_EXTRA_HINT = 'install the PDF extra: pip install "sem-mem[pdf]"'
 
 
 def read_document(
-    source: str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO,
+    source: str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes],
     *,
     name: str | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,

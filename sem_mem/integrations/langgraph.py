@@ -200,8 +200,7 @@ class SemMemStore(BaseStore):
 
     def _namespaces(self) -> list[tuple[str, ...]]:
         """Every LangGraph namespace under the root that holds an item."""
-        # cast: the backends' ``def list`` hides the builtin from mypy in their annotations
-        names = cast("list[str]", self.memory.backend.namespaces())
+        names = self.memory.backend.namespaces()
         found = (decode(self.root, name) for name in names)
         return sorted(ns for ns in found if ns is not None)
 

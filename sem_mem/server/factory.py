@@ -128,11 +128,12 @@ def _offline_docs(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
-        assets: dict[str, str] = {}
-        if static is not None:
-            assets = {
-                "swagger_js_url": f"{static}/swagger-ui-bundle.js",
-                "swagger_css_url": f"{static}/swagger-ui.css",
-                "swagger_favicon_url": f"{static}/favicon-32x32.png",
-            }
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="Sem-Mem API", **assets)
+        if static is None:
+            return get_swagger_ui_html(openapi_url="/openapi.json", title="Sem-Mem API")
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Sem-Mem API",
+            swagger_js_url=f"{static}/swagger-ui-bundle.js",
+            swagger_css_url=f"{static}/swagger-ui.css",
+            swagger_favicon_url=f"{static}/favicon-32x32.png",
+        )

@@ -41,7 +41,7 @@ def header_timeout_protocol(
     """uvicorn's HTTP protocol (``base``, default httptools or h11) with a header timeout."""
     parent: Any = base or _base()
 
-    class Protocol(parent):  # type: ignore[misc, valid-type]
+    class Protocol(parent):  # type: ignore[misc]
         _head_timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: Any) -> None:
