@@ -91,6 +91,7 @@ from .rows import (
 from .rows import (
     now as utc_now,
 )
+from .vector_index import HNSWParams
 
 __all__ = ["BULK_LOAD_MIN", "EXACT_SEARCH_MAX", "PostgresBackend", "redact_url", "tsquery_text"]
 
@@ -383,13 +384,15 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         self,
         database_url: str,
         *,
-        settings: Any = None,
+        hnsw: HNSWParams | None = None,
         pool_size: int = 4,
         connect_timeout: float = 10.0,
         exact_search_max: int = EXACT_SEARCH_MAX,
         bulk_load_min: int = BULK_LOAD_MIN,
     ) -> None:
-        """``exact_search_max`` and ``bulk_load_min``: see the module constants."""
+        """``hnsw``: the graph parameters (as for the embedded store; ``threads`` is not
+        used: PostgreSQL builds with its own workers). ``exact_search_max`` and
+        ``bulk_load_min``: see the module constants."""
         psycopg = _psycopg()
         try:
             from pgvector.psycopg import register_vector
@@ -401,9 +404,10 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
             raise ConfigurationError(f"pool_size must be at least 1, got {pool_size}")
         # SQLAlchemy-style URLs (postgresql+psycopg://) name a driver psycopg does not need
         self.url = re.sub(r"^postgres(ql)?\+\w+://", "postgresql://", database_url)
-        self.hnsw_m = int(getattr(settings, "hnsw_m", 16))
-        self.hnsw_ef_construction = int(getattr(settings, "hnsw_ef_construction", 100))
-        self.hnsw_ef = int(getattr(settings, "hnsw_ef", 64))
+        hnsw = hnsw or HNSWParams()
+        self.hnsw_m = hnsw.m
+        self.hnsw_ef_construction = hnsw.ef_construction
+        self.hnsw_ef = hnsw.ef
         self.exact_search_max = exact_search_max
         self.bulk_load_min = bulk_load_min
         self._error = psycopg.Error
