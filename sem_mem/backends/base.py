@@ -152,6 +152,11 @@ class StorageBackend(ABC):
     #: nested ones): the server shows them only to a keyless local caller
     server_wide_stats: tuple[str, ...] = ("storage_dir", "db_bytes", "seq")
 
+    @property
+    def location(self) -> str:
+        """Where the store lives, safe to print (a folder; a URL without its password)."""
+        return ""
+
     # -- identity of the embedding space -------------------------------------------------
     @abstractmethod
     def embedding_space(self) -> tuple[str, int] | None:

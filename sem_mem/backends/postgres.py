@@ -1540,8 +1540,12 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
             "seq": int(seq),
         }
 
+    @property
+    def location(self) -> str:
+        return redact_url(self.url)
+
     def __repr__(self) -> str:
-        return f"PostgresBackend({redact_url(self.url)!r})"
+        return f"PostgresBackend({self.location!r})"
 
     def close(self) -> None:
         if self._closed:

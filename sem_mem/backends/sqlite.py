@@ -79,6 +79,10 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
 
     name = "sqlite"
 
+    @property
+    def location(self) -> str:
+        return str(self.root)
+
     def __init__(
         self,
         storage_dir: str | os.PathLike[str],
