@@ -130,7 +130,6 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
             self.root,
             self.hnsw,
             self._file_lock,
-            self.store_id,
             save_every=save_every,
             save_interval=save_interval,
         )

@@ -44,7 +44,6 @@ class StoreIndexes:
         root: Path,
         hnsw: HNSWParams,
         file_lock: WriterLock,
-        store_id: str | None,
         *,
         save_every: int,
         save_interval: float,
@@ -53,7 +52,7 @@ class StoreIndexes:
         self._root = root
         self._hnsw = hnsw
         self._file_lock = file_lock
-        self._store_id = store_id
+        self._store_id = read_meta(conn, "store_id")  # what each index file is checked against
         self._save_every = save_every
         self._save_interval = save_interval
         self._vectors: dict[str, HNSWIndex] = {}
