@@ -532,6 +532,7 @@ texts_strategy = st.lists(
     max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(texts=texts_strategy)
+@pytest.mark.slow  # 15 generated examples per backend
 def test_what_is_remembered_can_be_recalled(store: Store, texts: list[str]) -> None:
     namespace = f"prop-{abs(hash(tuple(texts)))}"  # each example in a namespace of its own
     memory = store.memory(namespace=namespace)
@@ -690,6 +691,7 @@ def test_two_api_server_processes_share_one_database(pg_url: str, tmp_path: Path
 
 
 @pytest.mark.postgres
+@pytest.mark.slow  # a bulk load, then an index lost and rebuilt
 def test_pg_bulk_load_builds_the_index_once_and_a_lost_index_is_rebuilt(pg_url: str) -> None:
     import psycopg
 
