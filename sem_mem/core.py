@@ -23,12 +23,20 @@ import time
 import weakref
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from .backends.base import ListQuery, MemoryFilter, NewMemory, StorageBackend, StoredMemory
+from .backends.base import (
+    AddResult,
+    ListQuery,
+    MemoryFilter,
+    NewMemory,
+    StorageBackend,
+    StoredMemory,
+)
 from .cache import SmartCache
 from .config import Settings, resolve_settings
 from .dates import query_windows
@@ -58,6 +66,7 @@ from .validation import (
 )
 
 if TYPE_CHECKING:
+    from .ingest import Chunk, Document
     from .llm.base import ChatModel
     from .transfer import ImportReport
 
@@ -168,6 +177,10 @@ class SemanticMemory:
         # into L1 or the result cache only if it is unchanged: a record read before a
         # write can never be admitted after that write has returned.
         self._generation = 0
+        # one ingest of a document at a time: a lock per document hash being ingested,
+        # and how many ingests hold or wait for it
+        self._document_locks: dict[str, threading.Lock] = {}
+        self._document_users: Counter[str] = Counter()
         self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._pending_query_vectors: dict[str, np.ndarray] = {}
         self._pending_hits: Counter[str] = Counter()
@@ -328,7 +341,7 @@ class SemanticMemory:
         self._check_open()
         cleaned, metas = self.validate_batch(texts, metadata, source)
         when = clean_timestamp(timestamp, "timestamp")
-        return self._store(
+        results = self._store(
             cleaned,
             metas,
             source=source,
@@ -337,6 +350,7 @@ class SemanticMemory:
             chunk_size=chunk_size,
             timestamps=[when] * len(cleaned),
         )
+        return [r.id for r in results]
 
     def remember_conversation(
         self,
@@ -387,7 +401,7 @@ class SemanticMemory:
             positions.append(turn.position if turn.position is not None else start + offset)
             speakers.append(turn.speaker)
         cleaned, metas = self.validate_batch(texts, metas, "thread")
-        return self._store(
+        results = self._store(
             cleaned,
             metas,
             source="thread",
@@ -399,6 +413,7 @@ class SemanticMemory:
             positions=positions,
             speakers=speakers,
         )
+        return [r.id for r in results]
 
     def _store(
         self,
@@ -413,13 +428,16 @@ class SemanticMemory:
         thread_id: str | None = None,
         positions: Sequence[int | None] | None = None,
         speakers: Sequence[str | None] | None = None,
-    ) -> list[str]:
-        """Embed and commit validated memories: the one write path of every remember."""
+        vectors: np.ndarray | None = None,
+    ) -> list[AddResult]:
+        """Embed (unless ``vectors`` are given) and commit validated memories: the one
+        write path of every remember and of document ingestion."""
         if not cleaned:
             return []
         total = len(cleaned)
-        embed_progress = (lambda done, _t: progress(done, total)) if progress else None
-        vectors = self._embed_texts(cleaned, embed_progress)
+        if vectors is None:
+            embed_progress = (lambda done, _t: progress(done, total)) if progress else None
+            vectors = self._embed_texts(cleaned, embed_progress)
         items = [
             NewMemory(
                 text=t,
@@ -442,7 +460,7 @@ class SemanticMemory:
             on_commit=(lambda n: progress(n, total)) if progress else None,
         )
         self._after_write([r.id for r in results if not r.created])
-        return [r.id for r in results]
+        return results
 
     def update(
         self,
@@ -969,8 +987,17 @@ class SemanticMemory:
         content hash) is stored once: ingesting it again stores nothing new.
 
         What a PDF may expand to and cost is bounded (``sem_mem.ingest.PdfLimits``: over
-        a limit, LimitExceededError names it). Setting ``cancel`` stops the work before
-        anything is stored (DocumentError, ``reason="cancelled"``).
+        a limit, LimitExceededError names it).
+
+        Chunks are embedded and committed ``INGEST_SLICE`` at a time. If the work stops
+        midway (the process is killed, the embedder fails), the slices committed so far
+        are kept and ingesting the same file again resumes. Setting ``cancel`` (a
+        ``threading.Event``, e.g. set when the client that sent the file disconnects) is
+        different: the work stops at the next page, embedding batch or slice and the
+        chunks this call stored are deleted again, so a cancelled document leaves
+        nothing behind (``sem_mem.ingest.IngestCancelled``, ``reason="cancelled"``).
+        Ingests of the same document into one namespace in this process take turns, so
+        a cancelled one never removes chunks that another call reported as stored.
         """
         from .ingest import chunk_document, read_document
 
@@ -982,38 +1009,87 @@ class SemanticMemory:
             return IngestResult(
                 doc.name, doc.kind, len(doc.pages), 0, 0, has_text=doc.has_text, note=note
             )
-        # complete when every chunk is there: an interrupted ingest is resumed, not skipped
-        stored_before = self.list(metadata={"doc_sha256": doc.sha256}, limit=len(chunks))
-        if len(stored_before) >= len(chunks):
-            return IngestResult(
-                doc.name,
-                doc.kind,
-                len(doc.pages),
-                len(chunks),
-                0,
-                already_ingested=True,
-                note="already ingested (same content)",
-            )
-        source_name = "pdf" if doc.kind == "pdf" else "document"
-        if cancel is not None and cancel.is_set():
-            from .ingest import DocumentError
-
-            raise DocumentError(
-                f"ingesting {doc.name!r} was cancelled", file=doc.name, reason="cancelled"
-            )
-        before = len(self)
-        # committed slice by slice (embedding is most of the time): if the process is
-        # stopped midway, the slices committed so far stay, and ingesting again resumes
-        for start in range(0, len(chunks), INGEST_SLICE):
-            piece = chunks[start : start + INGEST_SLICE]
-            self.remember_batch(
-                [c.text for c in piece],
-                [c.metadata for c in piece],
-                source=source_name,
-                progress=_offset_progress(progress, start, len(chunks)),
-            )
-        stored = len(self) - before
+        with self._document_turn(doc.sha256):
+            # complete when every chunk is there: an interrupted ingest is resumed
+            stored_before = self.list(metadata={"doc_sha256": doc.sha256}, limit=len(chunks))
+            if len(stored_before) >= len(chunks):
+                return IngestResult(
+                    doc.name,
+                    doc.kind,
+                    len(doc.pages),
+                    len(chunks),
+                    0,
+                    already_ingested=True,
+                    note="already ingested (same content)",
+                )
+            stored = self._store_chunks(doc, chunks, progress, cancel)
         return IngestResult(doc.name, doc.kind, len(doc.pages), len(chunks), stored)
+
+    def _store_chunks(
+        self,
+        doc: Document,
+        chunks: Sequence[Chunk],
+        progress: Callable[[int, int], None] | None,
+        cancel: threading.Event | None,
+    ) -> int:
+        """Embed and commit ``chunks`` slice by slice; how many were new. On ``cancel``
+        the ones this call created are deleted before IngestCancelled is raised."""
+        from .ingest import IngestCancelled
+
+        source = "pdf" if doc.kind == "pdf" else "document"
+        total = len(chunks)
+        created: list[str] = []
+        start = 0
+
+        def check() -> None:
+            if cancel is not None and cancel.is_set():
+                raise IngestCancelled(doc.name, stage="storing", done=start, total=total)
+
+        def embedded(done: int, _total: int) -> None:  # after each embedding batch
+            check()
+            if progress is not None:
+                progress(start + done, total)
+
+        try:
+            for start in range(0, total, INGEST_SLICE):
+                check()
+                texts, metas = self.validate_batch(
+                    [c.text for c in chunks[start : start + INGEST_SLICE]],
+                    [c.metadata for c in chunks[start : start + INGEST_SLICE]],
+                    source,
+                )
+                results = self._store(
+                    texts,
+                    metas,
+                    source=source,
+                    dedupe=True,
+                    progress=_offset_progress(progress, start, total),
+                    chunk_size=len(texts),
+                    timestamps=[None] * len(texts),
+                    vectors=self._embed_texts(texts, embedded),
+                )
+                created += [r.id for r in results if r.created]
+        except IngestCancelled as exc:
+            if created:
+                exc.removed = self.backend.delete(self.namespace, created)
+                self._after_write(created)
+            raise
+        return len(created)
+
+    @contextmanager
+    def _document_turn(self, key: str) -> Iterator[None]:
+        """One ingest of a document (by content hash) at a time in this namespace."""
+        with self._lock:
+            lock = self._document_locks.setdefault(key, threading.Lock())
+            self._document_users[key] += 1
+        try:
+            with lock:
+                yield
+        finally:
+            with self._lock:
+                self._document_users[key] -= 1
+                if not self._document_users[key]:
+                    del self._document_users[key], self._document_locks[key]
 
     ingest_file = ingest_pdf
 

@@ -8,6 +8,7 @@ The tree::
     │   ├── LimitExceededError    input over a documented size limit (names the limit)
     │   └── DocumentError         a document that cannot be read (sem_mem.ingest; names
     │                             the file and the reason: corrupt, encrypted, ...)
+    │       └── IngestCancelled   its reading or storing was cancelled (nothing is kept)
     ├── NotFoundError             no memory with that id in this namespace (also a KeyError)
     ├── ConflictError             the operation contradicts stored state
     │   └── EmbeddingMismatchError  store was built with another embedding model/dimension

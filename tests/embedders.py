@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -52,3 +53,22 @@ class BrokenEmbedder(HashingEmbedder):
         if self.fault == "dims":
             return out[:, :-1]
         return out
+
+
+class GatedEmbedder(HashingEmbedder):
+    """Embeds the first ``free`` batches at once, then holds each batch until ``release``
+    is set (``held`` is set when one is waiting): the test decides when embedding goes on.
+    ``calls`` counts the batches actually embedded."""
+
+    def __init__(self, free: int = 1, dimensions: int = 64) -> None:
+        super().__init__(dimensions, name="hashing")  # same space as HashingEmbedder
+        self.free = free
+        self.held = threading.Event()
+        self.release = threading.Event()
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        if self.calls >= self.free and not self.release.is_set():
+            self.held.set()
+            if not self.release.wait(timeout=300):  # a safety net, never the expected path
+                raise TimeoutError("GatedEmbedder was never released")
+        return super().embed_batch(texts)

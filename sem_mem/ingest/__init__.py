@@ -34,6 +34,7 @@ from .documents import (
     Document,
     DocumentError,
     DocumentKind,
+    IngestCancelled,
     Page,
 )
 from .reading import PdfLimits, describe_limits, read_document
@@ -50,6 +51,7 @@ __all__ = [
     "Document",
     "DocumentError",
     "DocumentKind",
+    "IngestCancelled",
     "Page",
     "PdfLimits",
     "chunk_document",

@@ -22,6 +22,7 @@ __all__ = [
     "Document",
     "DocumentError",
     "DocumentKind",
+    "IngestCancelled",
     "Page",
 ]
 
@@ -48,6 +49,29 @@ class DocumentError(ValidationError):
         super().__init__(message)
         self.file = file
         self.reason = reason
+
+
+class IngestCancelled(DocumentError):
+    """Reading or storing a document stopped because its ``cancel`` event was set
+    (``reason="cancelled"``), e.g. the client that sent it disconnected.
+
+    ``stage`` is ``"reading"`` (``done`` of ``total`` pages were extracted) or
+    ``"storing"`` (``done`` of ``total`` chunks were embedded and committed, then
+    ``removed`` of them were deleted again: a cancelled document leaves nothing behind).
+    """
+
+    def __init__(self, file: str, *, stage: str, done: int, total: int, removed: int = 0) -> None:
+        unit = "pages" if stage == "reading" else "chunks"
+        super().__init__(
+            f"{stage} {file!r} was cancelled after {done} of {total} {unit}",
+            file=file,
+            reason="cancelled",
+        )
+        self.stage, self.done, self.total, self.removed = stage, done, total, removed
+
+    def __str__(self) -> str:
+        removed = f"; the {self.removed} chunks it had stored were removed" if self.removed else ""
+        return f"{self.args[0]}{removed}"
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from .documents import (
     Document,
     DocumentError,
     DocumentKind,
+    IngestCancelled,
     Page,
     _check_positive_int,
 )
@@ -91,8 +92,10 @@ def read_document(
         ConfigurationError: a PDF was given but pypdf (the ``pdf`` extra) is not installed.
 
     ``pdf_limits`` bound what a PDF may expand to and cost (:class:`PdfLimits`; over one:
-    LimitExceededError naming it). Setting ``cancel`` stops the extraction (DocumentError,
-    ``reason="cancelled"``), e.g. when the client that sent the file has gone.
+    LimitExceededError naming it). Setting ``cancel`` stops the extraction within the page
+    it is on (once pypdf has parsed the page's content stream, every 512 operators:
+    :class:`IngestCancelled`, a DocumentError with ``reason="cancelled"``), e.g. when the
+    client that sent the file has gone.
     """
     _check_positive_int("max_bytes", max_bytes)
     _check_positive_int("max_pages", max_pages)
@@ -224,6 +227,7 @@ def _extract_pdf_pages(
                     maximum=max_pages,
                     actual=page_count,
                 )
+            watch.total = page_count
             return [watch.page(number, page) for number, page in enumerate(reader.pages, 1)]
     except SemMemError:
         raise
@@ -258,6 +262,7 @@ class _Watch:
         self.name, self.limits, self.cancel = name, limits, cancel
         self.deadline = time.monotonic() + limits.seconds
         self.inflated = self.chars = self.calls = 0
+        self.done = self.total = 0  # pages extracted, of the document's page count
 
     def page(self, number: int, page: Any) -> str:
         self.check()
@@ -272,6 +277,7 @@ class _Watch:
         )
         self.chars += len(text)
         self._limit(self.chars, self.limits.chars, "max_pdf_chars", "text")
+        self.done = number
         return str(text)
 
     def _visit(self, *_: Any) -> None:
@@ -281,9 +287,7 @@ class _Watch:
 
     def check(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
-            raise DocumentError(
-                f"reading {self.name!r} was cancelled", file=self.name, reason="cancelled"
-            )
+            raise IngestCancelled(self.name, stage="reading", done=self.done, total=self.total)
         if time.monotonic() > self.deadline:
             seconds = self.limits.seconds
             raise LimitExceededError(

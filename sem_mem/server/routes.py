@@ -5,17 +5,20 @@ are in ``routes_chat.py``)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import threading
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any, BinaryIO
 
 from fastapi import APIRouter, File, Query, Request, UploadFile
 from fastapi.responses import StreamingResponse
 
 from .. import __version__
+from ..core import SemanticMemory
 from ..errors import LimitExceededError, SemMemError
-from ..ingest import describe_limits
+from ..ingest import IngestCancelled, describe_limits
 from ..llm.factory import chat_api_of, web_search_unavailable
 from .auth import Memory, is_loopback, namespace_of
 from .errors import error_response
@@ -35,6 +38,7 @@ from .schemas import (
 
 __all__ = ["router"]
 
+log = logging.getLogger("sem_mem.server")
 router = APIRouter()
 
 
@@ -180,7 +184,9 @@ async def put_model(body: ModelIn, memory: Memory, request: Request) -> dict[str
         "Ingest a PDF (or a .txt/.md file) as chunks. The same file twice stores nothing "
         'new. With `progress=true` the answer is NDJSON: `{"done": n, "total": m}` '
         'lines as chunks are embedded and committed, then `{"result": {...}}` (or '
-        '`{"error", "detail", "status"}` if it fails midway). Limits: '
+        '`{"error", "detail", "status"}` if it fails midway). The work runs off the event '
+        "loop; if the client disconnects before the answer, it stops and the chunks it "
+        "stored are removed. Limits: "
         f"{describe_limits()}"
     ),
 )
@@ -192,73 +198,115 @@ async def upload_pdf(
         bool, Query(description="Stream progress as NDJSON lines, then the result")
     ] = False,
 ) -> Any:
-    """Read the upload and store its chunks (in a worker thread; without ``progress``
-    the reading stops if the client disconnects before it is done)."""
-    name = file.filename or "upload.pdf"
+    """Read the upload and store its chunks in a worker thread (the event loop keeps
+    answering other requests). If the client disconnects first, with or without
+    ``progress``, the work stops and the chunks it stored are removed again."""
+    job = _IngestJob(memory, request, file.file, file.filename or "upload.pdf", progress)
     if not progress:
-        cancel = threading.Event()
-        work = asyncio.ensure_future(memory.ingest_pdf(file.file, name=name, cancel=cancel))
-        watcher = asyncio.ensure_future(_cancel_on_disconnect(request, cancel))
         try:
-            result = await work
+            kind, value = await job.next_event()
         finally:
-            watcher.cancel()
-        return result.to_dict()
-    return await _ingest_with_progress(memory, file, name)
-
-
-async def _cancel_on_disconnect(request: Request, cancel: threading.Event) -> None:
-    """Set ``cancel`` when the client goes away (the body is read: what comes next on
-    the ASGI channel is the disconnect)."""
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            cancel.set()
-            return
-
-
-async def _ingest_with_progress(memory: Memory, file: UploadFile, name: str) -> Any:
-    """NDJSON progress lines, then the result. A failure before any progress (a damaged
-    or unsupported file) is an ordinary error answer with its status."""
-    loop = asyncio.get_running_loop()
-    events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-
-    def put(event: tuple[str, Any]) -> None:
-        loop.call_soon_threadsafe(events.put_nowait, event)
-
-    def work() -> None:
-        try:
-            result = memory.sync.ingest_pdf(
-                file.file, name=name, progress=lambda d, t: put(("progress", (d, t)))
-            )
-            put(("result", result))
-        except Exception as exc:  # reported to the client below, by class
-            put(("error", exc))
-
-    worker = asyncio.ensure_future(asyncio.to_thread(work))
-    first = await events.get()
+            job.stop()  # nothing left to stop once the result is in
+        if kind == "error":
+            raise value
+        return value.to_dict()
+    try:
+        first = await job.next_event()
+    except BaseException:
+        job.stop()
+        raise
     if first[0] == "error":
-        await worker
+        job.stop()
         raise first[1]
+    return StreamingResponse(job.lines(first), media_type="application/x-ndjson")
 
-    async def lines() -> AsyncIterator[bytes]:
-        event = first
-        while True:
-            kind, value = event
-            if kind == "progress":
-                yield _line({"done": value[0], "total": value[1]})
-            elif kind == "result":
-                yield _line({"result": value.to_dict()})
-                break
-            else:
-                response = error_response(value)
-                body = json.loads(bytes(response.body))
-                yield _line({**body, "status": response.status_code})
-                break
-            event = await events.get()
-        await worker
 
-    return StreamingResponse(lines(), media_type="application/x-ndjson")
+class _IngestJob:
+    """One upload's ``ingest_pdf`` in a worker thread, with its events (progress, then a
+    result or an error) handed to the event loop, and cancelled when the client goes
+    away: a watcher waits for the ASGI ``http.disconnect`` message (the body has been
+    read, so the next message on the channel is the disconnect) and sets ``cancel``."""
+
+    def __init__(
+        self, memory: Memory, request: Request, source: BinaryIO, name: str, progress: bool
+    ) -> None:
+        self.name = name
+        self.cancel = threading.Event()
+        self.loop = asyncio.get_running_loop()
+        self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        sync, report = memory.sync, self._progress if progress else None
+        self.worker = asyncio.ensure_future(asyncio.to_thread(self._work, sync, source, report))
+        self.watcher = asyncio.ensure_future(self._watch(request))
+
+    def _put(self, event: tuple[str, Any]) -> None:
+        with contextlib.suppress(RuntimeError):  # the server has shut down meanwhile
+            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+
+    def _progress(self, done: int, total: int) -> None:
+        self._put(("progress", (done, total)))
+
+    def _work(
+        self,
+        sync: SemanticMemory,
+        source: BinaryIO,
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
+        log.debug("upload %r: ingesting", self.name, extra={"upload_event": "started"})
+        try:
+            result = sync.ingest_pdf(source, name=self.name, progress=progress, cancel=self.cancel)
+        except IngestCancelled as exc:
+            log.info(
+                "upload %r stopped: %s",
+                self.name,
+                exc,
+                extra={"upload_event": "cancelled", "cancelled": exc},
+            )
+            self._put(("error", exc))
+        except Exception as exc:  # reported to the client, by class
+            self._put(("error", exc))
+        else:
+            self._put(("result", result))
+
+    async def _watch(self, request: Request) -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        if not self.worker.done():
+            self.cancel.set()
+            log.info(
+                "upload %r: the client disconnected; cancelling",
+                self.name,
+                extra={"upload_event": "disconnected"},
+            )
+
+    async def next_event(self) -> tuple[str, Any]:
+        return await self.events.get()
+
+    def stop(self) -> None:
+        """Stop watching; cancel the work if it is still going (a no-op after its result)."""
+        self.watcher.cancel()
+        self.cancel.set()
+
+    async def lines(self, first: tuple[str, Any]) -> AsyncIterator[bytes]:
+        """NDJSON progress lines, then the result or the error. A failure before any
+        progress (a damaged or unsupported file) was an ordinary error answer instead.
+        Starlette stops this stream when the client disconnects: the work stops too."""
+        try:
+            event = first
+            while True:
+                kind, value = event
+                if kind == "progress":
+                    yield _line({"done": value[0], "total": value[1]})
+                elif kind == "result":
+                    yield _line({"result": value.to_dict()})
+                    break
+                else:
+                    response = error_response(value)
+                    body = json.loads(bytes(response.body))
+                    yield _line({**body, "status": response.status_code})
+                    break
+                event = await self.next_event()
+        finally:
+            self.stop()
 
 
 def _line(value: dict[str, Any]) -> bytes:
