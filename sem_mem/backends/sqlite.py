@@ -912,7 +912,9 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
     def check(self, *, repair: bool = False) -> dict[str, Any]:
         from .sqlite_doctor import check_store
 
-        return check_store(self, repair=repair)
+        with self._lock, self._file_lock.holding("doctor"):
+            self._check_open()
+            return check_store(self._conn, self._derived, self.root, self.hnsw, repair=repair)
 
     def stats(self, namespace: str) -> dict[str, Any]:
         space = self.embedding_space()
