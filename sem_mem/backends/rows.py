@@ -16,12 +16,13 @@ from typing import Any
 
 from ..errors import ValidationError
 from ..types import HistoryEvent, Memory, to_datetime
-from .base import MemoryFilter
+from .base import ChatSessionRecord, MemoryFilter
 
 __all__ = [
     "EMBEDDING_AT",
     "EXACT_SEARCH_MAX",
     "MEMORY_FIELDS",
+    "SESSION_COLUMNS",
     "STOPWORDS",
     "TIME_EPSILON",
     "canonical_json",
@@ -32,6 +33,7 @@ __all__ = [
     "memory_from_row",
     "now",
     "scoped_hash",
+    "session_from_row",
     "sql_value",
 ]
 
@@ -113,6 +115,19 @@ def memory_from_row(row: Sequence[Any]) -> Memory:
         thread_id=row[13],
         position=row[14],
         speaker=row[15],
+    )
+
+
+#: the chat-session columns both backends select, in this order
+SESSION_COLUMNS = "id, title, state, created_at, updated_at"
+
+
+def session_from_row(row: Sequence[Any]) -> ChatSessionRecord:
+    """A :class:`ChatSessionRecord` from a row of :data:`SESSION_COLUMNS` (``state`` is
+    JSON text in SQLite, already decoded from jsonb in PostgreSQL)."""
+    state = row[2] if isinstance(row[2], dict) else json.loads(row[2])
+    return ChatSessionRecord(
+        id=row[0], title=row[1], state=state, created_at=row[3], updated_at=row[4]
     )
 
 

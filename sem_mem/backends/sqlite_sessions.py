@@ -11,25 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import StorageError
 from .base import ChatSessionRecord
+from .rows import SESSION_COLUMNS, session_from_row
 
 if TYPE_CHECKING:
     import threading
     from contextlib import AbstractContextManager
 
 __all__ = ["SQLiteSessionsMixin"]
-
-_COLUMNS = "id, title, state, created_at, updated_at"
-
-
-def _record(row: Any, response_id: str | None = None) -> ChatSessionRecord:
-    return ChatSessionRecord(
-        id=row[0],
-        title=row[1],
-        state=json.loads(row[2]),
-        created_at=row[3],
-        updated_at=row[4],
-        response_id=response_id,
-    )
 
 
 class SQLiteSessionsMixin:
@@ -66,7 +54,8 @@ class SQLiteSessionsMixin:
     def save_chat_session(self, namespace: str, record: ChatSessionRecord) -> None:
         statements: list[tuple[str, tuple[Any, ...]]] = [
             (
-                f"INSERT INTO chat_sessions (namespace, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
+                f"INSERT INTO chat_sessions (namespace, {SESSION_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (namespace, id) DO UPDATE SET title = excluded.title, "
                 "state = excluded.state, updated_at = excluded.updated_at",
                 (
@@ -92,21 +81,21 @@ class SQLiteSessionsMixin:
     def get_chat_session(self, namespace: str, session_id: str) -> ChatSessionRecord | None:
         with self._read() as conn:
             row = conn.execute(
-                f"SELECT {_COLUMNS} FROM chat_sessions WHERE namespace = ? AND id = ?",
+                f"SELECT {SESSION_COLUMNS} FROM chat_sessions WHERE namespace = ? AND id = ?",
                 (namespace, session_id),
             ).fetchone()
-        return _record(row) if row else None
+        return session_from_row(row) if row else None
 
     def list_chat_sessions(
         self, namespace: str, *, limit: int = 50, offset: int = 0
     ) -> list[ChatSessionRecord]:
         with self._read() as conn:
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM chat_sessions WHERE namespace = ? "
+                f"SELECT {SESSION_COLUMNS} FROM chat_sessions WHERE namespace = ? "
                 "ORDER BY updated_at DESC, id LIMIT ? OFFSET ?",
                 (namespace, limit, offset),
             ).fetchall()
-        return [_record(r) for r in rows]
+        return [session_from_row(r) for r in rows]
 
     def delete_chat_session(self, namespace: str, session_id: str) -> bool:
         return bool(
