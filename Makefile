@@ -31,9 +31,8 @@ demo: setup-run
 test: setup
 	bash scripts/test.sh "$(VENV)"
 
-# one pytest worker per core (each starts its own PostgreSQL for the PostgreSQL tests)
 test-fast: setup
-	$(BIN)/python -m pytest -q -n auto -m "not slow and not browser"
+	$(BIN)/python -m pytest -q -m "not slow and not browser"
 
 lint: setup
 	$(BIN)/ruff check sem_mem tests bench examples
