@@ -21,7 +21,7 @@ use another server: the database must be empty). ``--explain`` also writes
 ``EXPLAIN (ANALYZE, BUFFERS)`` of the statements Sem-Mem runs to
 ``bench/results/backends_explain.md``.
 
-    python -m bench.backends [--quick] [--n N] [--explain]
+    python -m bench.backends [--quick] [--n N] [--repeat R] [--explain]
 
 (run from the repository root).
 """
@@ -232,7 +232,9 @@ def _interleaved(
     return out
 
 
-def run(url: str, n: int, corpus: Corpus, settings: Settings, explain: bool) -> dict[str, Any]:
+def run(
+    url: str, n: int, corpus: Corpus, settings: Settings, explain: bool, repeat: int = 1
+) -> dict[str, Any]:
     embedder = PrecomputedEmbedder()
     texts, vectors = corpus.make(n, "big")
     embedder.add(texts, vectors)
@@ -272,6 +274,7 @@ def run(url: str, n: int, corpus: Corpus, settings: Settings, explain: bool) -> 
     raw = Raw(url, ef_search=max(settings.hnsw_ef, per_result * 10))
     out["raw_ef_search"] = max(settings.hnsw_ef, per_result * 10)
     raw.conn.execute("ANALYZE memories")
+    out["load_average_queries_start"] = list(os.getloadavg())
 
     spaces = {"big": (memory, ids, vectors)} | tenants
     for namespace, (mem, mids, mvecs) in spaces.items():
@@ -297,7 +300,10 @@ def run(url: str, n: int, corpus: Corpus, settings: Settings, explain: bool) -> 
                 for i in range(min(20, len(qtexts))):
                     clear()
                     calls[name](i)
-            times = _interleaved(calls, len(qtexts), clear)
+            times: dict[str, list[float]] = {name: [] for name in calls}
+            for _ in range(repeat):  # every pass interleaved; medians over all passes
+                for name, t in _interleaved(calls, len(qtexts), clear).items():
+                    times[name] += t
             for name, t in times.items():
                 p50, p99 = percentiles_ms(t)
                 out[f"{namespace}_{mode}_{name}_p50"] = p50
@@ -320,6 +326,7 @@ def run(url: str, n: int, corpus: Corpus, settings: Settings, explain: bool) -> 
             f"raw {out[f'{namespace}_recall_raw']:.3f}",
             flush=True,
         )
+    out["load_average_queries_end"] = list(os.getloadavg())
     if explain:
         out["explain"] = explain_plans(backend, qtexts, qvecs)
     raw.close()
@@ -340,12 +347,8 @@ def explain_plans(
     plans = []
     for namespace in ("big", "small-5k"):
         for i in (0, 1):
-            vector_plan, *text_plan = explain(namespace, qtexts[i], qvecs[i])
-            plans.append(
-                (f"vector search, namespace {namespace}, query {qtexts[i]!r}", vector_plan)
-            )
-            for plan in text_plan:
-                plans.append((f"full text, namespace {namespace}, query {qtexts[i]!r}", plan))
+            for what, plan in explain(namespace, qtexts[i], qvecs[i]):
+                plans.append((f"{what}, namespace {namespace}, query {qtexts[i]!r}", plan))
     return plans
 
 
@@ -356,6 +359,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--database-url", default=None, help="an empty PostgreSQL database")
     parser.add_argument("--explain", action="store_true", help="write backends_explain.md")
     parser.add_argument("--label", default="", help="a name for this run in the output files")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="interleaved passes over the queries (default 1)"
+    )
     parser.add_argument("--out", default=None, help="results folder (default bench/results)")
     args = parser.parse_args(argv)
     n = 10_000 if args.quick else args.n
@@ -363,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     corpus = Corpus()
     print(f"{n:,} memories of {DIM} dimensions, {len(corpus.questions)} queries", flush=True)
     with postgres_url(args.database_url) as url:
-        r = run(url, n, corpus, settings, args.explain)
+        r = run(url, n, corpus, settings, args.explain, args.repeat)
 
     main_table = Table(
         f"Sem-Mem PostgreSQL vs raw SQL on the same server, {n:,} memories in namespace `big`",
@@ -392,7 +398,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cache cleared before every call (hybrid and lexical ask for 50 candidates each); raw: "
         f"one connection, prepared statements, hnsw.ef_search {r['raw_ef_search']} (the value "
         "Sem-Mem sets for limit 10).",
-        "Each query runs Sem-Mem and raw back to back, alternating which goes first.",
+        "Each query runs Sem-Mem and raw back to back, alternating which goes first; "
+        f"{args.repeat} pass(es) over the queries. Load average (1 min) when the queries "
+        f"began / ended: {r['load_average_queries_start'][0]:.2f} / "
+        f"{r['load_average_queries_end'][0]:.2f}.",
         "remember_batch: chunks of 1,000, dedupe on, precomputed vectors.",
     ]
     ns_table = Table(

@@ -709,12 +709,16 @@ class SemanticMemory:
                 self.namespace, vector, wanted, ef=max(pool, 64), rows=limit, **extra
             )
             fetched.update(rows)
-        lexical_hits = (
-            self.backend.lexical_search(self.namespace, query, pool, **extra)
-            if mode in ("hybrid", "lexical")
-            else []
-        )
+        lexical_hits: builtins.list[tuple[str, float]] = []
         similarity = dict(vector_hits)
+        if mode in ("hybrid", "lexical"):
+            lexical_hits, rows = self.backend.lexical_search_stored(
+                self.namespace, query, pool, rows=limit, **extra
+            )
+            for memory_id, stored in rows.items():
+                fetched.setdefault(memory_id, stored)
+                if memory_id not in similarity:
+                    similarity[memory_id] = float(np.dot(stored.embedding, vector))
         if mode == "vector":
             fused = vector_hits
         elif mode == "lexical":

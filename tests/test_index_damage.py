@@ -182,8 +182,9 @@ def test_index_save_on_a_full_disk_keeps_the_good_file(tmp_path: Path) -> None:
         with SemanticMemory(str(store), embedder=HashingEmbedder()) as memory:
             memory.remember_batch([_text(i) for i in range(COUNT, COUNT + 400)])
             # fill the disk, then leave less room than the new index file needs
+            # (unbuffered: a write cut short by ENOSPC leaves nothing for close to flush)
             ballast = mount / "ballast"
-            with ballast.open("wb") as fh:
+            with ballast.open("wb", buffering=0) as fh:
                 try:
                     while True:
                         fh.write(b"\0" * 65536)

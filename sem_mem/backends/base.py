@@ -46,6 +46,8 @@ class ChatSessionRecord:
     ``state`` is JSON-ready data the conversation engine owns (thread, continuation);
     ``response_id`` is the provider's id of the session's last answer, recorded so a
     client's ``previous_response_id`` can be traced back to the session that made it.
+    ``revision`` counts the saves of the stored session (1 after the first); a record
+    to save carries the revision it was read at, 0 for a session not stored yet.
     """
 
     id: str
@@ -54,6 +56,7 @@ class ChatSessionRecord:
     created_at: float
     updated_at: float
     response_id: str | None = None
+    revision: int = 0
 
 
 @dataclass
@@ -264,6 +267,20 @@ class StorageBackend(ABC):
 
         Words are stemmed; a conversation turn's speaker counts as one of its words."""
 
+    def lexical_search_stored(
+        self,
+        namespace: str,
+        query: str,
+        k: int,
+        *,
+        rows: int = 0,
+        filters: MemoryFilter | None = None,
+    ) -> tuple[list[tuple[str, float]], dict[str, StoredMemory]]:
+        """:meth:`lexical_search`, plus the stored memories of up to the best ``rows`` hits
+        (as :meth:`vector_search_stored`: the default returns none)."""
+        extra = {} if filters is None else {"filters": filters}
+        return self.lexical_search(namespace, query, k, **extra), {}
+
     @abstractmethod
     def thread_places(
         self,
@@ -357,9 +374,17 @@ class StorageBackend(ABC):
 
     # -- chat sessions --------------------------------------------------------------------
     @abstractmethod
-    def save_chat_session(self, namespace: str, record: ChatSessionRecord) -> None:
-        """Insert or replace the session ``record.id`` of ``namespace`` (and remember its
-        ``response_id``, if any, as one of the session's)."""
+    def save_chat_session(self, namespace: str, record: ChatSessionRecord) -> int:
+        """Store the session ``record.id`` of ``namespace`` if it is still at
+        ``record.revision`` (0: not stored yet); returns its new revision.
+
+        Compare-and-set, in one transaction with the ``response_id`` (if any) recorded
+        as one of the session's: when another writer saved or deleted the session since
+        ``record`` was read, nothing is written and
+        :class:`~sem_mem.errors.SessionConflictError` is raised, so a save never
+        overwrites turns it did not read (:meth:`ChatSession.persist
+        <sem_mem.conversation.ChatSession.persist>` then merges and retries).
+        """
 
     @abstractmethod
     def get_chat_session(self, namespace: str, session_id: str) -> ChatSessionRecord | None:

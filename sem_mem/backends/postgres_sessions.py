@@ -1,4 +1,4 @@
-"""Chat sessions of the PostgreSQL store (tables of migration 6).
+"""Chat sessions of the PostgreSQL store (tables of migration 6, revisions of 8).
 
 Sessions are not memories: writing one does not take the ``seq`` row lock, so chat
 turns never wait for a large ``remember_batch``. Every process on the same database
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from ..errors import SessionConflictError, ValidationError
 from .base import ChatSessionRecord
 from .rows import SESSION_COLUMNS, session_from_row
 
@@ -26,22 +27,41 @@ class PostgresSessionsMixin:
 
         def _conn(self) -> AbstractContextManager[Any]: ...
 
-    def save_chat_session(self, namespace: str, record: ChatSessionRecord) -> None:
+    def save_chat_session(self, namespace: str, record: ChatSessionRecord) -> int:
         state = json.dumps(record.state, ensure_ascii=False)
         if "\\u0000" in state:
-            from ..errors import ValidationError
-
             raise ValidationError(
                 "the chat session holds a NUL character, which PostgreSQL cannot store"
             )
         with self._conn() as conn, conn.transaction():
-            conn.execute(
-                f"INSERT INTO chat_sessions (namespace, {SESSION_COLUMNS}) "
-                "VALUES (%s, %s, %s, %s::jsonb, %s, %s) "
-                "ON CONFLICT (namespace, id) DO UPDATE SET title = excluded.title, "
-                "state = excluded.state, updated_at = excluded.updated_at",
-                (namespace, record.id, record.title, state, record.created_at, record.updated_at),
-            )
+            if record.revision == 0:  # a new session: only if no one created it meanwhile
+                written = conn.execute(
+                    f"INSERT INTO chat_sessions (namespace, {SESSION_COLUMNS}) "
+                    "VALUES (%s, %s, %s, %s::jsonb, %s, %s, 1) "
+                    "ON CONFLICT (namespace, id) DO NOTHING",
+                    (
+                        namespace,
+                        record.id,
+                        record.title,
+                        state,
+                        record.created_at,
+                        record.updated_at,
+                    ),
+                ).rowcount
+            else:
+                # compare-and-set: under READ COMMITTED a concurrent save that committed
+                # first makes this row's revision differ when the UPDATE re-checks it
+                written = conn.execute(
+                    "UPDATE chat_sessions SET title = %s, state = %s::jsonb, updated_at = %s, "
+                    "revision = revision + 1 "
+                    "WHERE namespace = %s AND id = %s AND revision = %s",
+                    (record.title, state, record.updated_at, namespace, record.id, record.revision),
+                ).rowcount
+            if written != 1:  # raised inside the transaction: nothing is written
+                raise SessionConflictError(
+                    f"chat session {record.id!r} of namespace {namespace!r} is no longer at "
+                    f"revision {record.revision}: it was saved or deleted since it was read"
+                )
             if record.response_id:
                 conn.execute(
                     "INSERT INTO chat_responses (namespace, response_id, session_id) "
@@ -49,6 +69,7 @@ class PostgresSessionsMixin:
                     "DO UPDATE SET session_id = excluded.session_id",
                     (namespace, record.response_id, record.id),
                 )
+        return record.revision + 1
 
     def get_chat_session(self, namespace: str, session_id: str) -> ChatSessionRecord | None:
         with self._conn() as conn:

@@ -119,7 +119,7 @@ def memory_from_row(row: Sequence[Any]) -> Memory:
 
 
 #: the chat-session columns both backends select, in this order
-SESSION_COLUMNS = "id, title, state, created_at, updated_at"
+SESSION_COLUMNS = "id, title, state, created_at, updated_at, revision"
 
 
 def session_from_row(row: Sequence[Any]) -> ChatSessionRecord:
@@ -127,7 +127,12 @@ def session_from_row(row: Sequence[Any]) -> ChatSessionRecord:
     JSON text in SQLite, already decoded from jsonb in PostgreSQL)."""
     state = row[2] if isinstance(row[2], dict) else json.loads(row[2])
     return ChatSessionRecord(
-        id=row[0], title=row[1], state=state, created_at=row[3], updated_at=row[4]
+        id=row[0],
+        title=row[1],
+        state=state,
+        created_at=row[3],
+        updated_at=row[4],
+        revision=int(row[5]),
     )
 
 

@@ -67,6 +67,15 @@ def _rebuild_memories(conn: sqlite3.Connection, sql: str) -> None:
         conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('memories', ?)", counter)
 
 
+def _session_revision(conn: sqlite3.Connection) -> None:
+    """Add ``chat_sessions.revision`` (compare-and-set saves); sessions stored before
+    are at revision 1. Checks for the column first, so it applies once whatever number
+    another branch gives it."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(chat_sessions)")}
+    if "revision" not in columns:
+        conn.execute("ALTER TABLE chat_sessions ADD COLUMN revision INTEGER NOT NULL DEFAULT 1")
+
+
 MIGRATIONS: list[tuple[int, str, str | Callable[[sqlite3.Connection], None]]] = [
     (
         1,
@@ -291,6 +300,7 @@ CREATE TRIGGER memories_after_delete AFTER DELETE ON memories BEGIN
 END;
 """,
     ),
+    (7, "chat sessions saved by revision, never over a save they did not read", _session_revision),
 ]
 
 
