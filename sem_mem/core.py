@@ -111,7 +111,7 @@ class SemanticMemory:
         embedder: Embedder | str | None = None,
         api_key: str | None = None,
         base_url: str | None = None,
-        chat_model: Any = None,
+        chat_model: ChatModel | str | None = None,
         reasoning_effort: str | None = None,
         cache_size: int | None = None,
         auto_memory: bool | None = None,
@@ -544,15 +544,11 @@ class SemanticMemory:
         return self.backend.list(
             self.namespace,
             ListQuery(
+                where,
                 limit=limit,
                 offset=offset,
-                source=where.source,
-                since=where.since,
-                until=where.until,
-                metadata=where.metadata,
                 include_superseded=include_superseded,
                 newest_first=newest_first,
-                thread_id=where.thread_id,
             ),
         )
 
@@ -1139,7 +1135,7 @@ class SemanticMemory:
         return self._chat_model
 
     def chat_with_memory(
-        self, query: str, **kwargs: Any
+        self, /, query: str, **kwargs: Any
     ) -> tuple[str, str | None, builtins.list[Recollection], builtins.list[str]]:
         """Answer ``query`` with retrieved memories and instructions as context.
 

@@ -123,6 +123,8 @@ def test_remember_recall_get_update_forget(memory: SemanticMemory) -> None:
     )
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     assert all(-1.0 <= h.similarity <= 1.0 for h in hits) and top.created_at.tzinfo is not None
+    assert set(top.to_dict()) >= {"id", "text", "score", "metadata", "tier", "created_at"}
+    assert memory.recall("Where does Sam live? Boston", limit=3)[0].id == ids[1]
     assert memory.get(mid).text == "The patient is allergic to penicillin"
     updated = memory.update(mid, text="The patient is allergic to amoxicillin", metadata={"v": 2})
     assert (updated.text, updated.metadata) == ("The patient is allergic to amoxicillin", {"v": 2})
@@ -530,6 +532,7 @@ texts_strategy = st.lists(
     max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(texts=texts_strategy)
+@pytest.mark.slow  # 15 generated examples per backend
 def test_what_is_remembered_can_be_recalled(store: Store, texts: list[str]) -> None:
     namespace = f"prop-{abs(hash(tuple(texts)))}"  # each example in a namespace of its own
     memory = store.memory(namespace=namespace)
@@ -691,6 +694,7 @@ def test_two_api_server_processes_share_one_database(pg_url: str, tmp_path: Path
 
 
 @pytest.mark.postgres
+@pytest.mark.slow  # a bulk load, then an index lost and rebuilt
 def test_pg_bulk_load_builds_the_index_once_and_a_lost_index_is_rebuilt(pg_url: str) -> None:
     import psycopg
 
@@ -826,6 +830,7 @@ def test_recall_filters_find_one_match_among_thousands_of_closer_memories(store:
         memory.recall(query, source="bogus")
 
 
+@pytest.mark.slow  # a namespace above the exact-search size
 def test_recall_filters_in_a_big_namespace_use_the_graph(store: Store) -> None:
     memory = store.memory()
     texts = [f"note {i} about topic {i % 97} and item {i % 13}" for i in range(6000)]

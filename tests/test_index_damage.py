@@ -61,6 +61,7 @@ def _overwrite(path: Path, offset: int, data: bytes) -> None:
 
 
 @pytest.mark.parametrize("size", [4096, 65536])
+@pytest.mark.slow  # fault injection: a big index damaged and rebuilt
 def test_garbage_in_the_middle_is_detected_and_rebuilt(tmp_path: Path, size: int) -> None:
     index = make_store(tmp_path / "store")
     before = index.read_bytes()
@@ -153,6 +154,7 @@ def run_damage_battery(store: Path, count: int = COUNT) -> tuple[int, list[str]]
     return len(cases), repaired
 
 
+@pytest.mark.slow  # fault injection: every damage in a subprocess
 def test_no_damaged_index_file_crashes_or_misleads_recall(tmp_path: Path) -> None:
     make_store(tmp_path / "store")
     total, repaired = run_damage_battery(tmp_path / "store")

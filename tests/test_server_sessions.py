@@ -176,6 +176,7 @@ uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on")).run(sock
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("api", WIRE_FORMATS)
+@pytest.mark.slow  # two server processes on PostgreSQL
 def test_two_server_processes_on_postgres_share_sessions(
     tmp_path: Path, fake: FakeOpenAI, api: str
 ) -> None:
@@ -225,6 +226,7 @@ def test_two_server_processes_on_postgres_share_sessions(
                 server.wait(timeout=30)
 
 
+@pytest.mark.slow  # the fake model answers 0.5 s late four times
 def test_two_turns_sent_at_once_to_one_session_are_both_kept(
     tmp_path: Path, fake: FakeOpenAI
 ) -> None:

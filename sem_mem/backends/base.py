@@ -136,19 +136,15 @@ class AddResult:
 
 @dataclass(frozen=True)
 class ListQuery:
+    """One page of ``list``: which memories (the filter recall shares) and in what order."""
+
+    filter: MemoryFilter = field(default_factory=MemoryFilter)
     limit: int = 50
     offset: int = 0
-    source: str | None = None
-    since: float | None = None  # timestamp >= since (unix seconds)
-    until: float | None = None  # timestamp < until
-    metadata: Mapping[str, Any] | None = None  # equality on top-level keys
     include_superseded: bool = False
-    newest_first: bool = True  # by timestamp
-    thread_id: str | None = None  # a thread's turns (oldest_first gives them in order)
-
-    @property
-    def filter(self) -> MemoryFilter:
-        return MemoryFilter(self.source, self.since, self.until, self.metadata, self.thread_id)
+    # by timestamp; a thread's turns (``filter.thread_id``) by position, so that
+    # ``newest_first=False`` gives them in order
+    newest_first: bool = True
 
 
 class StorageBackend(ABC):
@@ -158,6 +154,11 @@ class StorageBackend(ABC):
     #: keys of ``stats()`` that describe the whole store, not one namespace ("a.b" for
     #: nested ones): the server shows them only to a keyless local caller
     server_wide_stats: tuple[str, ...] = ("storage_dir", "db_bytes", "seq")
+
+    @property
+    def location(self) -> str:
+        """Where the store lives, safe to print (a folder; a URL without its password)."""
+        return ""
 
     # -- identity of the embedding space -------------------------------------------------
     @abstractmethod

@@ -12,25 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import SessionConflictError, ValidationError
 from .base import ChatSessionRecord
+from .rows import SESSION_COLUMNS, session_from_row
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
 __all__ = ["PostgresSessionsMixin"]
-
-_COLUMNS = "id, title, state, created_at, updated_at, revision"
-
-
-def _record(row: Any) -> ChatSessionRecord:
-    state = row[2] if isinstance(row[2], dict) else json.loads(row[2])
-    return ChatSessionRecord(
-        id=row[0],
-        title=row[1],
-        state=state,
-        created_at=row[3],
-        updated_at=row[4],
-        revision=int(row[5]),
-    )
 
 
 class PostgresSessionsMixin:
@@ -49,7 +36,7 @@ class PostgresSessionsMixin:
         with self._conn() as conn, conn.transaction():
             if record.revision == 0:  # a new session: only if no one created it meanwhile
                 written = conn.execute(
-                    f"INSERT INTO chat_sessions (namespace, {_COLUMNS}) "
+                    f"INSERT INTO chat_sessions (namespace, {SESSION_COLUMNS}) "
                     "VALUES (%s, %s, %s, %s::jsonb, %s, %s, 1) "
                     "ON CONFLICT (namespace, id) DO NOTHING",
                     (
@@ -87,21 +74,21 @@ class PostgresSessionsMixin:
     def get_chat_session(self, namespace: str, session_id: str) -> ChatSessionRecord | None:
         with self._conn() as conn:
             row = conn.execute(
-                f"SELECT {_COLUMNS} FROM chat_sessions WHERE namespace = %s AND id = %s",
+                f"SELECT {SESSION_COLUMNS} FROM chat_sessions WHERE namespace = %s AND id = %s",
                 (namespace, session_id),
             ).fetchone()
-        return _record(row) if row else None
+        return session_from_row(row) if row else None
 
     def list_chat_sessions(
         self, namespace: str, *, limit: int = 50, offset: int = 0
     ) -> list[ChatSessionRecord]:
         with self._conn() as conn:
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM chat_sessions WHERE namespace = %s "
+                f"SELECT {SESSION_COLUMNS} FROM chat_sessions WHERE namespace = %s "
                 "ORDER BY updated_at DESC, id LIMIT %s OFFSET %s",
                 (namespace, limit, offset),
             ).fetchall()
-        return [_record(r) for r in rows]
+        return [session_from_row(r) for r in rows]
 
     def delete_chat_session(self, namespace: str, session_id: str) -> bool:
         with self._conn() as conn, conn.transaction():

@@ -32,7 +32,7 @@ from ..errors import (
     NotFoundError,
     StorageError,
 )
-from ..types import HistoryEvent, Memory, to_datetime
+from ..types import HistoryEvent, Memory
 from .base import (
     AddResult,
     ListQuery,
@@ -42,7 +42,8 @@ from .base import (
     StoredMemory,
     ThreadPlace,
 )
-from .sqlite_index import INDEX_DIR, IndexManagerMixin
+from .rows import history_from_row
+from .sqlite_index import StoreIndexes
 from .sqlite_light import LightWriter
 from .sqlite_rows import (
     EMBEDDING_AT,
@@ -58,7 +59,7 @@ from .sqlite_rows import (
 from .sqlite_rows import (
     now as utc_now,
 )
-from .sqlite_schema import apply_migrations, pending_migrations
+from .sqlite_schema import apply_migrations, pending_migrations, read_meta, read_seq, read_space
 from .sqlite_sessions import SQLiteSessionsMixin
 from .store_lock import StoreLock
 from .text_index import TextIndex
@@ -77,10 +78,14 @@ LABEL_CACHE_MAX = 200_000  # ~60 MB of label <-> id entries
 FILTER_EXACT_MAX = 2_048
 
 
-class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
+class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
     """SQLite + FTS5 + per-namespace hnswlib indexes in one directory."""
 
     name = "sqlite"
+
+    @property
+    def location(self) -> str:
+        return str(self.root)
 
     def __init__(
         self,
@@ -109,12 +114,8 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
         self._bound: tuple[str, int] | None = None  # the embedding space this object uses
         # hit counts and the query-embedding cache (see sqlite_light)
         self._light = LightWriter(self.root / DB_NAME, self._file_lock)
-        self._indexes: dict[str, HNSWIndex] = {}
-        self._texts: dict[str, TextIndex] = {}
-        self._text_applied: dict[str, int] = {}  # store seq each text index reflects
         self._label_ids: dict[int, str] = {}  # HNSW label -> memory id (see vector_search)
         self._id_labels: dict[str, int] = {}  # and back (see get_many)
-        self._last_save = time.monotonic()
         self._closed = False
         try:
             self._conn = sqlite3.connect(
@@ -131,7 +132,15 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
         except sqlite3.DatabaseError as exc:
             raise StorageError(f"cannot open the store at {self.root / DB_NAME}: {exc}") from exc
         self._data_version = self._pragma_data_version()
-        self._seq = self._read_seq()
+        # the HNSW and full-text indexes, derived from the rows (called under self._lock)
+        self._derived = StoreIndexes(
+            self._conn,
+            self.root,
+            self.hnsw,
+            self._file_lock,
+            save_every=save_every,
+            save_interval=save_interval,
+        )
 
     # ------------------------------------------------------------------ plumbing
 
@@ -178,11 +187,10 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
         self.store_id = self._meta("store_id")
 
     def _meta(self, key: str) -> str | None:
-        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else None
+        return read_meta(self._conn, key)
 
     def _read_seq(self) -> int:
-        return int(self._meta("seq") or 0)
+        return read_seq(self._conn)
 
     def _pragma_data_version(self) -> int:
         return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
@@ -201,10 +209,7 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
         """
         with self._lock:
             self._check_open()
-            if namespace not in self._indexes:  # (a loaded one may still be building)
-                self._index_for(namespace)
-            if namespace not in self._texts:
-                self._text_for(namespace)
+            self._derived.prepare(namespace)
             with self._file_lock:
                 try:
                     self._conn.execute("BEGIN IMMEDIATE")
@@ -221,7 +226,9 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
                 except BaseException:
                     self._rollback()
                     raise
-                self._sync_after_write(background)
+                self._data_version = self._pragma_data_version()
+                self._derived.sync(background)
+                self._derived.save()
 
     def _rollback(self) -> None:
         try:
@@ -271,39 +278,32 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
         """A read connection and the namespace's loaded, caught-up HNSW index."""
         while True:
             with self._read() as conn:
-                index = self._indexes.get(namespace)
-                # (a background index update must end before anyone searches the index)
-                if index is not None and self._index_job is None:
+                index = self._derived.searchable(namespace)
+                if index is not None:
                     yield conn, index
                     return
             with self._lock:  # loading or finishing it changes the index: exclusively
                 self._check_open()
-                self._index_for(namespace)
+                self._derived.vectors(namespace)
 
     @contextmanager
     def _text_searching(self, namespace: str) -> Iterator[tuple[sqlite3.Connection, TextIndex]]:
-        """A read connection and the namespace's loaded full-text index."""
+        """A read connection and the namespace's open full-text index."""
         while True:
             with self._read() as conn:
-                text = self._texts.get(namespace)
+                text = self._derived.loaded_text(namespace)
                 if text is not None:
                     yield conn, text
                     return
             with self._lock:
                 self._check_open()
-                self._text_for(namespace)
+                self._derived.text(namespace)
 
     # ------------------------------------------------------------------ embedding space
 
     def embedding_space(self) -> tuple[str, int] | None:
         with self._read() as conn:
-            values = dict(
-                conn.execute(
-                    "SELECT key, value FROM meta WHERE key IN ('embedding_model', 'embedding_dim')"
-                ).fetchall()
-            )
-        model, dim = values.get("embedding_model"), values.get("embedding_dim")
-        return (model, int(dim)) if model and dim else None
+            return read_space(conn)
 
     def bind_embedding_space(self, model_id: str, dimensions: int) -> None:
         current = self.embedding_space()
@@ -358,7 +358,7 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
         finally:
             if background:
                 with self._lock:
-                    self._await_index_job()
+                    self._derived.wait()
         return results
 
     def _insert(
@@ -759,7 +759,7 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
             where.append("status = 'active'")
         order = "DESC" if query.newest_first else "ASC"
         # a thread's turns come in their order; other memories by when they happened
-        by = "position" if query.thread_id is not None else "timestamp"
+        by = "position" if query.filter.thread_id is not None else "timestamp"
         sql = (
             f"SELECT {MEMORY_COLUMNS} FROM memories WHERE {' AND '.join(where)} "
             f"ORDER BY {by} {order}, label {order} LIMIT ? OFFSET ?"
@@ -784,17 +784,7 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
             ).fetchall()
         if not rows:
             raise NotFoundError(f"no memory {memory_id!r} in namespace {namespace!r}")
-        return [
-            HistoryEvent(
-                memory_id=r[0],
-                event=r[1],
-                text=r[2],
-                metadata=json.loads(r[3]) if r[3] else None,
-                at=to_datetime(r[4]),  # type: ignore[arg-type]
-                detail=r[5],
-            )
-            for r in rows
-        ]
+        return [history_from_row(r) for r in rows]
 
     def most_hit(self, namespace: str, n: int) -> builtins.list[StoredMemory]:
         if n <= 0:
@@ -845,17 +835,17 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
             own = conn is not self._conn  # (the writer thread reads on the main one)
             seen = int(conn.execute("PRAGMA data_version").fetchone()[0])
             if own and getattr(self._local, "version", None) == seen:
-                return self._seq
+                return self._derived.seq
         with self._lock:
             self._check_open()
             version = self._pragma_data_version()
             if version != self._data_version:
                 self._check_space()  # before replaying vectors of another model
                 self._data_version = version
-                self._sync_indexes()
+                self._derived.sync()
             if own:  # read before this check: no commit slips between the two
                 self._local.version = seen
-            return self._seq
+            return self._derived.seq
 
     def changed_ids(self, namespace: str, since_seq: int) -> set[str]:
         with self._read() as conn:
@@ -999,25 +989,23 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
             except BaseException:
                 self._rollback()
                 raise
-            self._await_index_job()
-            self._indexes.clear()
-            for path in (self.root / INDEX_DIR).glob("ns-*"):
-                path.unlink(missing_ok=True)
+            self._derived.forget_vectors(seq)
             self._data_version = self._pragma_data_version()
-            self._seq = seq
             self._bound = (model_id, dimensions)
         return done
 
     def check(self, *, repair: bool = False) -> dict[str, Any]:
         from .sqlite_doctor import check_store
 
-        return check_store(self, repair=repair)
+        with self._lock, self._file_lock.holding("doctor"):
+            self._check_open()
+            return check_store(self._conn, self._derived, self.root, self.hnsw, repair=repair)
 
     def stats(self, namespace: str) -> dict[str, Any]:
         space = self.embedding_space()
         with self._lock, self._read() as conn:  # exclusive: it may load the index
             if space is not None:
-                self._index_for(namespace)
+                self._derived.vectors(namespace)
             by_source = dict(
                 conn.execute(
                     "SELECT source, COUNT(*) FROM memories WHERE namespace = ? "
@@ -1029,9 +1017,9 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
                 "SELECT COUNT(*) FROM memories WHERE namespace = ? AND status = 'superseded'",
                 (namespace,),
             ).fetchone()[0]
-            index = self._indexes.get(namespace)
+            index = self._derived.loaded(namespace)
         db_bytes = sum(p.stat().st_size for p in self.root.glob(DB_NAME + "*") if p.is_file())
-        index_path = self._index_path(namespace)
+        index_path = self._derived.index_path(namespace)
         return {
             "backend": self.name,
             "storage_dir": str(self.root),
@@ -1050,12 +1038,16 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
                 "file_bytes": index_path.stat().st_size if index_path.exists() else 0,
             },
             "db_bytes": db_bytes,
-            "seq": self._seq,
+            "seq": self._derived.seq,
         }
 
     def flush(self) -> None:
         self._light.wait()  # hit counts and cached embeddings first
-        super().flush()
+        with self._lock:
+            if self._closed:
+                return
+            with self._file_lock.holding("index save"):
+                self._derived.save(force=True)
 
     def __repr__(self) -> str:
         return f"SQLiteBackend({str(self.root)!r})"
@@ -1066,18 +1058,15 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
                 return
             try:
                 self._light.close()
-                self._await_index_job()
+                self._derived.wait()
                 try:
                     with self._file_lock.holding("index save"):
-                        self._maybe_save(force=True)
+                        self._derived.save(force=True)
                 except StorageError as exc:  # e.g. another process holds the lock
                     log.warning("index files not saved on close (%s); caught up on next open", exc)
             finally:
                 self._closed = True
-                self._indexes.clear()
-                for text in self._texts.values():
-                    text.close()
-                self._texts.clear()
+                self._derived.close()
                 self._conn.close()
                 with self._readers_guard:
                     for conn in self._readers.values():

@@ -12,7 +12,15 @@ import sqlite3
 import time
 from collections.abc import Callable
 
-__all__ = ["MIGRATIONS", "apply_migrations", "pending_migrations", "split_statements"]
+__all__ = [
+    "MIGRATIONS",
+    "apply_migrations",
+    "pending_migrations",
+    "read_meta",
+    "read_seq",
+    "read_space",
+    "split_statements",
+]
 
 
 def _ids_per_namespace(conn: sqlite3.Connection) -> None:
@@ -351,3 +359,20 @@ def apply_migrations(conn: sqlite3.Connection) -> list[int]:
             raise
         applied.append(version)
     return applied
+
+
+def read_meta(conn: sqlite3.Connection, key: str) -> str | None:
+    """One value of the store's ``meta`` table (``None`` when unset)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return row[0] if row else None
+
+
+def read_seq(conn: sqlite3.Connection) -> int:
+    """The store's change sequence: every write transaction bumps it."""
+    return int(read_meta(conn, "seq") or 0)
+
+
+def read_space(conn: sqlite3.Connection) -> tuple[str, int] | None:
+    """The embedding model and dimensions the store is bound to, if any."""
+    model, dim = read_meta(conn, "embedding_model"), read_meta(conn, "embedding_dim")
+    return (model, int(dim)) if model and dim else None

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import SessionConflictError, StorageError
 from .base import ChatSessionRecord
+from .rows import SESSION_COLUMNS, session_from_row
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -21,19 +22,6 @@ if TYPE_CHECKING:
 __all__ = ["SQLiteSessionsMixin"]
 
 _T = TypeVar("_T")
-
-_COLUMNS = "id, title, state, created_at, updated_at, revision"
-
-
-def _record(row: Any) -> ChatSessionRecord:
-    return ChatSessionRecord(
-        id=row[0],
-        title=row[1],
-        state=json.loads(row[2]),
-        created_at=row[3],
-        updated_at=row[4],
-        revision=row[5],
-    )
 
 
 def _conflict(namespace: str, record: ChatSessionRecord) -> SessionConflictError:
@@ -80,7 +68,7 @@ class SQLiteSessionsMixin:
         def write(conn: sqlite3.Connection) -> int:
             if record.revision == 0:  # a new session: only if no one created it meanwhile
                 written = conn.execute(
-                    f"INSERT INTO chat_sessions (namespace, {_COLUMNS}) "
+                    f"INSERT INTO chat_sessions (namespace, {SESSION_COLUMNS}) "
                     "VALUES (?, ?, ?, ?, ?, ?, 1) ON CONFLICT (namespace, id) DO NOTHING",
                     (
                         namespace,
@@ -112,21 +100,21 @@ class SQLiteSessionsMixin:
     def get_chat_session(self, namespace: str, session_id: str) -> ChatSessionRecord | None:
         with self._read() as conn:
             row = conn.execute(
-                f"SELECT {_COLUMNS} FROM chat_sessions WHERE namespace = ? AND id = ?",
+                f"SELECT {SESSION_COLUMNS} FROM chat_sessions WHERE namespace = ? AND id = ?",
                 (namespace, session_id),
             ).fetchone()
-        return _record(row) if row else None
+        return session_from_row(row) if row else None
 
     def list_chat_sessions(
         self, namespace: str, *, limit: int = 50, offset: int = 0
     ) -> list[ChatSessionRecord]:
         with self._read() as conn:
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM chat_sessions WHERE namespace = ? "
+                f"SELECT {SESSION_COLUMNS} FROM chat_sessions WHERE namespace = ? "
                 "ORDER BY updated_at DESC, id LIMIT ? OFFSET ?",
                 (namespace, limit, offset),
             ).fetchall()
-        return [_record(r) for r in rows]
+        return [session_from_row(r) for r in rows]
 
     def delete_chat_session(self, namespace: str, session_id: str) -> bool:
         def delete(conn: sqlite3.Connection) -> bool:
