@@ -26,11 +26,6 @@ ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
 sys.path[:0] = [str(ROOT), str(TESTS)]
 
-try:
-    from bench._common import Table, fmt, machine, write_results
-except ModuleNotFoundError:  # run as a script from inside bench/
-    from _common import Table, fmt, machine, write_results  # type: ignore[no-redef]
-
 import httpx  # noqa: E402
 from embedders import GatedEmbedder, HashingEmbedder  # noqa: E402
 from hostile_inputs import run_battery  # noqa: E402
@@ -45,6 +40,7 @@ from upload_client import (  # noqa: E402
     watch_uploads,
 )
 
+from bench._common import Table, fmt, machine, write_results  # noqa: E402
 from sem_mem import SemanticMemory  # noqa: E402
 from sem_mem.backends.sqlite_recover import recover_store  # noqa: E402
 

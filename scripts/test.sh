@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run the whole test suite inside the project's virtualenv (what `make test` and CI run).
-# Extra arguments go to pytest (`make test-fast` passes -m "not slow and not browser").
+# Extra arguments go to pytest.
 set -euo pipefail
 VENV=${1:-.venv}
 shift || true

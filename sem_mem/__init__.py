@@ -21,6 +21,7 @@ from .errors import (
     ProviderUnavailableError,
     RateLimitError,
     SemMemError,
+    SessionConflictError,
     StorageError,
     ValidationError,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "Recollection",
     "SemMemError",
     "SemanticMemory",
+    "SessionConflictError",
     "SmartCache",
     "StorageBackend",
     "StorageError",

@@ -26,9 +26,17 @@ import asyncio
 import builtins
 import functools
 import inspect
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+)
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from .core import SemanticMemory
 from .errors import ValidationError
@@ -36,6 +44,11 @@ from .errors import ValidationError
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+    from .backends.base import StorageBackend, StoredMemory
+    from .cache import SmartCache
+    from .config import Settings
+    from .embedders.base import Embedder
+    from .llm.base import ChatModel
     from .transfer import ImportReport
 
 __all__ = ["ASYNC_RENAMED", "AsyncSemanticMemory"]
@@ -51,13 +64,16 @@ _EXPORT_BATCH = 256
 _END = object()
 
 
-def _threaded(method: Callable[..., R]) -> Callable[..., Awaitable[R]]:
-    """An ``async def`` that runs ``SemanticMemory.<method>`` in a worker thread."""
+def _threaded(
+    method: Callable[Concatenate[SemanticMemory, P], R],
+) -> Callable[Concatenate[AsyncSemanticMemory, P], Coroutine[Any, Any, R]]:
+    """An ``async def`` that runs ``SemanticMemory.<method>`` in a worker thread, with
+    the method's own parameters (type checkers see them, not ``*args: Any``)."""
     name = method.__name__
 
     @functools.wraps(method)
-    async def run(self: AsyncSemanticMemory, *args: Any, **kwargs: Any) -> R:
-        bound = getattr(self.sync, name)
+    async def run(self: AsyncSemanticMemory, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        bound: Callable[P, R] = getattr(self.sync, name)
         return await asyncio.to_thread(bound, *args, **kwargs)
 
     return run
@@ -93,23 +109,23 @@ class AsyncSemanticMemory:
         return self.sync.namespace
 
     @property
-    def settings(self) -> Any:
+    def settings(self) -> Settings:
         return self.sync.settings
 
     @property
-    def embedder(self) -> Any:
+    def embedder(self) -> Embedder:
         return self.sync.embedder
 
     @property
-    def backend(self) -> Any:
+    def backend(self) -> StorageBackend:
         return self.sync.backend
 
     @property
-    def cache(self) -> Any:
+    def cache(self) -> SmartCache[StoredMemory]:
         return self.sync.cache
 
     @property
-    def chat_model(self) -> Any:
+    def chat_model(self) -> ChatModel | None:
         """The configured chat model, or None in memory-only mode (built without I/O)."""
         return self.sync.chat_model
 

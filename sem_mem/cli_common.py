@@ -25,6 +25,7 @@ from rich.progress import (
 from rich.text import Text
 
 from .errors import ConfigurationError, NotFoundError, SemMemError, ValidationError
+from .validation import parse_json_object
 
 #: exit code by error class (first match wins); Typer's own usage errors exit with 2
 EXIT_CODES: list[tuple[type[SemMemError], int]] = [
@@ -99,15 +100,7 @@ def _json(value: Any) -> None:
 
 
 def _parse_metadata(raw: str | None) -> dict[str, Any] | None:
-    if raw is None:
-        return None
-    try:
-        value = json.loads(raw)
-    except ValueError as exc:
-        raise ValidationError(f"--metadata must be a JSON object: {exc}") from exc
-    if not isinstance(value, dict):
-        raise ValidationError('--metadata must be a JSON object, e.g. {"topic": "cardio"}')
-    return value
+    return parse_json_object(raw, field="--metadata", example='{"topic": "cardio"}')
 
 
 def _short(text: str, width: int = 80) -> str:

@@ -18,6 +18,10 @@ and translates its :class:`ChatReply`; none keeps a thread or parses commands it
 * **Persistence**: a session with an ``id`` can be kept in the store
   (:meth:`ChatSession.persist`, :meth:`ChatSession.load`): the server and ``sem-mem chat
   --session NAME`` continue it after a restart or from another process.
+* **Concurrent writers**: a save is a compare-and-set on the stored revision, so two
+  processes (or server replicas) that answer in the same session at once cannot
+  overwrite each other's turns: the later save reads the session again and puts its
+  new messages after the ones saved meanwhile (:meth:`ChatSession.persist`).
 
 Options travel as one :class:`ChatOptions` object.
 """
@@ -31,7 +35,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from .chat import chat_with_memory
-from .errors import NotFoundError, ValidationError
+from .errors import NotFoundError, SessionConflictError, ValidationError
 from .llm.base import ChatMessage
 from .types import Recollection
 
@@ -40,6 +44,7 @@ if TYPE_CHECKING:
     from .core import SemanticMemory
 
 __all__ = [
+    "MAX_SAVE_ATTEMPTS",
     "MAX_SESSION_ID_CHARS",
     "SPEAKERS",
     "ChatOptions",
@@ -52,6 +57,9 @@ _COMMAND = re.compile(r"^\s*(remember|instruct)\s*:\s*(.*)$", re.IGNORECASE | re
 #: how a role is written as the speaker of a saved turn ("User: ...", "Assistant: ...")
 SPEAKERS = {"user": "User", "assistant": "Assistant"}
 MAX_SESSION_ID_CHARS = 200
+#: saves of one :meth:`ChatSession.persist` before it gives up (each failed one means
+#: another writer's save succeeded, so only a session saved this often at once fails)
+MAX_SAVE_ATTEMPTS = 50
 _SESSION_ID = re.compile(r"^[\w.:@+-]{1,200}$")
 
 
@@ -140,6 +148,16 @@ class ChatSession:
         self.updated_at = self.created_at
         self.last_memories: list[Recollection] = []
         self.last_logs: list[str] = []
+        #: the stored revision this session was read or last saved at (0: never stored)
+        self.revision = 0
+        # what the stored revision held: the thread's first messages, its thread id and
+        # title (the messages after ``_stored_len`` are this session's own, unsaved)
+        self._stored_len = 0
+        self._stored_thread_id = self.thread_id
+        self._stored_title = title
+        # the provider's id of this session's latest answer, recorded on save so that a
+        # client holding it can continue the session (kept when a merge drops the chain)
+        self._answer_id: str | None = None
 
     def __repr__(self) -> str:
         return (
@@ -204,6 +222,7 @@ class ChatSession:
         if self.memory.chat_model is not None:
             self.thread.append(ChatMessage("assistant", response))
             self.previous_response_id = response_id
+            self._answer_id = response_id
         return ChatReply(response, response_id, memories, logs)
 
     # ------------------------------------------------------------------ the thread
@@ -265,22 +284,103 @@ class ChatSession:
         }
 
     def persist(self) -> None:
-        """Keep the session in the store under its namespace (needs an ``id``)."""
-        from .backends.base import ChatSessionRecord
+        """Keep the session in the store under its namespace (needs an ``id``).
 
+        The save is a compare-and-set on the revision this session was read at, so it
+        never overwrites what another process or server replica saved meanwhile. When
+        one did, the stored session is read again and this session's new messages are
+        put after the ones saved meanwhile (:meth:`_rebase`), then saved again. The
+        session object then holds the merged thread.
+
+        What a user sees after two turns raced: both turns, in the order their saves
+        committed, each question next to its answer. Each answer was written without
+        the other turn (both were in flight at once). Because the provider never saw
+        the two together, the merged session drops ``previous_response_id``: its next
+        turn sends the whole thread once, and chaining resumes from that answer. The
+        response id of every answer still leads back to this session.
+        """
         if self.id is None:
             raise ValidationError("only a session with a session_id can be kept in the store")
-        self.memory.backend.save_chat_session(
-            self.memory.namespace,
-            ChatSessionRecord(
-                id=self.id,
-                title=self.title,
-                state=self.state(),
-                created_at=self.created_at,
-                updated_at=self.updated_at,
-                response_id=self.previous_response_id,
-            ),
+        backend, namespace = self.memory.backend, self.memory.namespace
+        for _ in range(MAX_SAVE_ATTEMPTS):
+            try:
+                self.revision = backend.save_chat_session(namespace, self._record())
+            except SessionConflictError:
+                self._rebase(backend.get_chat_session(namespace, self.id))
+                continue
+            self._stored_len = len(self.thread)
+            self._stored_thread_id = self.thread_id
+            self._stored_title = self.title
+            return
+        raise SessionConflictError(
+            f"chat session {self.id!r} was saved by others {MAX_SAVE_ATTEMPTS} times while "
+            "this turn was being saved; send it again"
         )
+
+    def _record(self) -> ChatSessionRecord:
+        from .backends.base import ChatSessionRecord
+
+        return ChatSessionRecord(
+            id=str(self.id),
+            title=self.title,
+            state=self.state(),
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+            response_id=self._answer_id,
+            revision=self.revision,
+        )
+
+    def _rebase(self, stored: ChatSessionRecord | None) -> None:
+        """Put this session's unsaved changes on ``stored``, the version another writer
+        saved since this one was read (``None``: it deleted the session).
+
+        As if this save came after the other one:
+
+        * new messages (after the stored prefix this session read) follow the messages
+          stored now; a thread started here with :meth:`new_thread` replaces the stored
+          one, as a reset saved later would;
+        * a session deleted meanwhile starts again with only the new messages;
+        * ``saved_upto`` keeps what either writer saved of the common prefix;
+        * ``previous_response_id`` stays only when the provider's chain still holds the
+          whole thread (one side added no messages), otherwise it is dropped, so the
+          next turn sends the whole merged thread;
+        * the title is this session's if it changed it, else the stored one.
+        """
+        mine = self.thread[self._stored_len :]
+        reset_here = self.thread_id != self._stored_thread_id
+        if stored is None:
+            if not reset_here:
+                self.thread = mine
+                self.saved_upto = 0
+                self.previous_response_id = None
+            self.revision = 0
+            self._stored_len = 0
+            self._stored_thread_id = self.thread_id
+            return
+        theirs = type(self).from_record(self.memory, stored)
+        if not reset_here:
+            same_thread = theirs.thread_id == self._stored_thread_id
+            they_added = not same_thread or len(theirs.thread) != self._stored_len
+            # what either side stored of the prefix both read; turns of ``mine`` saved
+            # here (save_thread before persist) move to new positions, so they count as
+            # unsaved and a later save_thread stores them at their place in the thread
+            saved = theirs.saved_upto
+            if same_thread:
+                saved = max(saved, min(self.saved_upto, self._stored_len))
+            if not mine:
+                self.previous_response_id = theirs.previous_response_id
+            elif they_added:
+                self.previous_response_id = None
+            self.thread = theirs.thread + mine
+            self.thread_id = theirs.thread_id
+            self.saved_upto = min(saved, len(theirs.thread))
+        if self.title == self._stored_title:
+            self.title = theirs.title
+        self.created_at = theirs.created_at
+        self.revision = theirs.revision
+        self._stored_len = len(theirs.thread)
+        self._stored_thread_id = theirs.thread_id
+        self._stored_title = theirs.title
 
     @classmethod
     def from_record(
@@ -304,6 +404,8 @@ class ChatSession:
         session.saved_upto = min(int(state.get("saved_upto", 0)), len(session.thread))
         session.created_at = record.created_at
         session.updated_at = record.updated_at
+        session.revision = record.revision
+        session._stored_len = len(session.thread)
         return session
 
     @classmethod

@@ -111,7 +111,7 @@ class SemanticMemory:
         embedder: Embedder | str | None = None,
         api_key: str | None = None,
         base_url: str | None = None,
-        chat_model: Any = None,
+        chat_model: ChatModel | str | None = None,
         reasoning_effort: str | None = None,
         cache_size: int | None = None,
         auto_memory: bool | None = None,
@@ -286,7 +286,8 @@ class SemanticMemory:
                 return vec
         vec = self.backend.cached_embeddings(self.namespace, self.embedder.model_id, [key]).get(key)
         if vec is None:
-            vec = self.embedder.encode([query])[0]
+            # concurrent recalls share one embedding run (embedders/batcher.py)
+            vec = self.embedder.embed_query(query)
             with self._lock:
                 self._pending_query_vectors[key] = vec
         with self._lock:
@@ -543,15 +544,11 @@ class SemanticMemory:
         return self.backend.list(
             self.namespace,
             ListQuery(
+                where,
                 limit=limit,
                 offset=offset,
-                source=where.source,
-                since=where.since,
-                until=where.until,
-                metadata=where.metadata,
                 include_superseded=include_superseded,
                 newest_first=newest_first,
-                thread_id=where.thread_id,
             ),
         )
 
@@ -1138,7 +1135,7 @@ class SemanticMemory:
         return self._chat_model
 
     def chat_with_memory(
-        self, query: str, **kwargs: Any
+        self, /, query: str, **kwargs: Any
     ) -> tuple[str, str | None, builtins.list[Recollection], builtins.list[str]]:
         """Answer ``query`` with retrieved memories and instructions as context.
 

@@ -11,7 +11,9 @@ The tree::
     │       └── IngestCancelled   its reading or storing was cancelled (nothing is kept)
     ├── NotFoundError             no memory with that id in this namespace (also a KeyError)
     ├── ConflictError             the operation contradicts stored state
-    │   └── EmbeddingMismatchError  store was built with another embedding model/dimension
+    │   ├── EmbeddingMismatchError  store was built with another embedding model/dimension
+    │   └── SessionConflictError  a chat session changed since it was read (the engine
+    │                             merges and retries; raised only when that keeps failing)
     ├── StorageError              the store or index could not be read or written
     ├── EmbeddingError            an embedder failed or returned unusable vectors
     ├── ApiError                  the UI's API server answered with an error or could not
@@ -42,6 +44,7 @@ __all__ = [
     "ProviderUnavailableError",
     "RateLimitError",
     "SemMemError",
+    "SessionConflictError",
     "StorageError",
     "ValidationError",
 ]
@@ -86,6 +89,15 @@ class ConflictError(SemMemError):
 
 class EmbeddingMismatchError(ConflictError):
     """The store was built with a different embedding model or dimension."""
+
+
+class SessionConflictError(ConflictError):
+    """A chat session was saved by someone else since it was read (its revision moved).
+
+    :meth:`sem_mem.conversation.ChatSession.persist` handles it: it reads the stored
+    session again, puts its own new messages after the ones saved meanwhile and saves
+    again. It reaches a caller only when that keeps failing.
+    """
 
 
 class StorageError(SemMemError):

@@ -29,6 +29,7 @@ __all__ = [
     "clean_text",
     "clean_timestamp",
     "clean_turns",
+    "parse_json_object",
 ]
 
 #: timestamps must lie in years 1..9999 (what a datetime can hold, on every backend)
@@ -135,6 +136,20 @@ def _check_json(value: object, field: str, depth: int) -> None:
             _check_json(item, f"{field}[{i}]", depth + 1)
     else:
         raise ValidationError(f"{field} must be JSON-serialisable, got {type(value).__name__}")
+
+
+def parse_json_object(raw: str | None, *, field: str, example: str) -> dict[str, Any] | None:
+    """``raw`` (text a user typed: a CLI flag, a query parameter) as a JSON object, or
+    None when absent; a ValidationError naming ``field`` (with ``example``) otherwise."""
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ValidationError(f"{field} must be a JSON object: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ValidationError(f"{field} must be a JSON object, e.g. {example}")
+    return value
 
 
 def clean_source(source: object) -> str:

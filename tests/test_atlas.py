@@ -136,6 +136,7 @@ def test_build_atlas_reads_the_namespace_active_memories_only(
     assert build_atlas(make_memory(namespace="empty")) is None
 
 
+@pytest.mark.slow  # a full 384-dimension eigendecomposition to compare with
 def test_pca_on_embedding_sized_vectors_matches_a_full_eigendecomposition() -> None:
     rng = np.random.default_rng(3)
     x = rng.normal(size=(600, 384)) * np.linspace(3.0, 0.1, 384)  # decaying spectrum

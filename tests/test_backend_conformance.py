@@ -123,6 +123,8 @@ def test_remember_recall_get_update_forget(memory: SemanticMemory) -> None:
     )
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     assert all(-1.0 <= h.similarity <= 1.0 for h in hits) and top.created_at.tzinfo is not None
+    assert set(top.to_dict()) >= {"id", "text", "score", "metadata", "tier", "created_at"}
+    assert memory.recall("Where does Sam live? Boston", limit=3)[0].id == ids[1]
     assert memory.get(mid).text == "The patient is allergic to penicillin"
     updated = memory.update(mid, text="The patient is allergic to amoxicillin", metadata={"v": 2})
     assert (updated.text, updated.metadata) == ("The patient is allergic to amoxicillin", {"v": 2})
@@ -530,6 +532,7 @@ texts_strategy = st.lists(
     max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(texts=texts_strategy)
+@pytest.mark.slow  # 15 generated examples per backend
 def test_what_is_remembered_can_be_recalled(store: Store, texts: list[str]) -> None:
     namespace = f"prop-{abs(hash(tuple(texts)))}"  # each example in a namespace of its own
     memory = store.memory(namespace=namespace)
@@ -691,6 +694,7 @@ def test_two_api_server_processes_share_one_database(pg_url: str, tmp_path: Path
 
 
 @pytest.mark.postgres
+@pytest.mark.slow  # a bulk load, then an index lost and rebuilt
 def test_pg_bulk_load_builds_the_index_once_and_a_lost_index_is_rebuilt(pg_url: str) -> None:
     import psycopg
 
@@ -826,6 +830,7 @@ def test_recall_filters_find_one_match_among_thousands_of_closer_memories(store:
         memory.recall(query, source="bogus")
 
 
+@pytest.mark.slow  # a namespace above the exact-search size
 def test_recall_filters_in_a_big_namespace_use_the_graph(store: Store) -> None:
     memory = store.memory()
     texts = [f"note {i} about topic {i % 97} and item {i % 13}" for i in range(6000)]
@@ -891,7 +896,7 @@ def test_chat_sessions_are_kept_per_namespace_and_seen_by_another_process(store:
 
     other = store.backend()  # another process on the same store
     got = other.get_chat_session("alice", "s1")
-    assert got is not None and (got.title, got.state) == ("t", state)
+    assert got is not None and (got.title, got.state, got.revision) == ("t", state, 1)
     assert [r.id for r in other.list_chat_sessions("alice")] == ["s2", "s1"]  # newest first
     assert [r.id for r in other.list_chat_sessions("alice", limit=1, offset=1)] == ["s1"]
     assert other.chat_session_of_response("alice", "resp_1") == "s1"
@@ -899,7 +904,9 @@ def test_chat_sessions_are_kept_per_namespace_and_seen_by_another_process(store:
     assert other.get_chat_session("carol", "s1") is None
 
     newer = {"messages": [], "saved_upto": 0}
-    other.save_chat_session("alice", ChatSessionRecord("s1", "t2", newer, 9.0, 4.0, "resp_2"))
+    # a save carries the revision it read
+    saved = ChatSessionRecord("s1", "t2", newer, 9.0, 4.0, "resp_2", revision=got.revision)
+    assert other.save_chat_session("alice", saved) == 2
     got = first.get_chat_session("alice", "s1")
     assert got is not None and (got.title, got.state, got.created_at) == ("t2", newer, 1.0)
     assert first.chat_session_of_response("alice", "resp_1") == "s1"  # older answers still trace
@@ -909,6 +916,128 @@ def test_chat_sessions_are_kept_per_namespace_and_seen_by_another_process(store:
     assert other.get_chat_session("alice", "s1") is None
     assert other.chat_session_of_response("alice", "resp_2") is None
     assert other.get_chat_session("bob", "s1") is not None  # bob's session untouched
+
+
+def test_a_chat_session_save_never_overwrites_a_save_it_did_not_read(store: Store) -> None:
+    from dataclasses import replace
+
+    from sem_mem import SessionConflictError
+    from sem_mem.backends.base import ChatSessionRecord
+
+    a, b = store.backend(), store.backend()  # two processes on one store
+    new = ChatSessionRecord("s1", "plan", {"messages": ["a1"]}, 1.0, 1.0, "resp_a1")
+    assert a.save_chat_session("alice", new) == 1
+    # b also thinks it creates s1: refused, a's session stays whole
+    with pytest.raises(SessionConflictError, match="s1"):
+        b.save_chat_session("alice", replace(new, state={"messages": ["b1"]}, response_id="x"))
+    read_by_a, read_by_b = a.get_chat_session("alice", "s1"), b.get_chat_session("alice", "s1")
+    assert read_by_a is not None and read_by_b is not None
+    assert read_by_a.revision == read_by_b.revision == 1
+
+    # both read revision 1; a saves first; b's save of what it read is refused whole
+    assert a.save_chat_session("alice", replace(read_by_a, state={"messages": ["a1", "a2"]})) == 2
+    lost = replace(read_by_b, state={"messages": ["a1", "b2"]}, response_id="resp_b2")
+    with pytest.raises(SessionConflictError):
+        b.save_chat_session("alice", lost)
+    got = b.get_chat_session("alice", "s1")
+    assert got is not None and (got.state, got.revision) == ({"messages": ["a1", "a2"]}, 2)
+    assert [(r.id, r.revision) for r in b.list_chat_sessions("alice")] == [("s1", 2)]
+    assert b.chat_session_of_response("alice", "resp_b2") is None  # nothing of it written
+    assert b.chat_session_of_response("alice", "x") is None
+    assert b.save_chat_session("alice", replace(lost, revision=2)) == 3  # read again: saved
+
+    # bob's session of the same id is another session
+    assert b.save_chat_session("bob", replace(new, revision=0)) == 1
+    # a session deleted since it was read is not brought back by a stale save
+    assert a.delete_chat_session("alice", "s1") is True
+    with pytest.raises(SessionConflictError):
+        b.save_chat_session("alice", replace(lost, revision=3))
+    assert a.get_chat_session("alice", "s1") is None
+
+
+def test_chat_sessions_saved_at_once_by_two_processes_keep_every_turn(store: Store) -> None:
+    """Two processes read one session, both answer, both save: nothing is lost, in the
+    order the saves committed (memory-only mode: each turn is the user's message)."""
+    from sem_mem.conversation import ChatSession
+
+    m1, m2 = store.memory(namespace="alice"), store.memory(namespace="alice")
+
+    def stored() -> list[str]:
+        return [m.content for m in ChatSession.load(m1, "plan").thread]
+
+    first = ChatSession.load(m1, "plan", create=True, title="Plan")
+    second = ChatSession.load(m2, "plan", create=True)  # neither is stored yet
+    first.send("A1")
+    second.send("B1")
+    first.persist()
+    second.persist()  # created meanwhile by the first: B1 goes after A1
+    assert stored() == ["A1", "B1"]
+    assert second.thread == ChatSession.load(m1, "plan").thread
+    assert ChatSession.load(m1, "plan").title == "Plan"  # kept: the second set none
+
+    # long-lived sessions (two `sem-mem chat --session plan`): each turn is saved after
+    # the other process's, and each then holds the whole thread
+    first.send("A2")
+    second.send("B2")
+    second.persist()
+    first.persist()
+    assert stored() == ["A1", "B1", "B2", "A2"]
+    assert [m.content for m in first.thread] == stored()
+
+    # saving the thread races a new turn: neither the saved mark nor the turn is lost
+    saver, talker = ChatSession.load(m1, "plan"), ChatSession.load(m2, "plan")
+    assert len(saver.save_thread()) == 4
+    saver.persist()
+    talker.send("B3")
+    talker.persist()
+    again = ChatSession.load(m1, "plan")
+    assert [m.content for m in again.thread] == ["A1", "B1", "B2", "A2", "B3"]
+    assert [m1.get(i).text for i in again.save_thread()] == ["User: B3"]
+
+    # a session deleted while a turn was in flight starts again with that turn
+    late = ChatSession.load(m2, "plan")
+    m1.backend.delete_chat_session("alice", "plan")
+    late.send("After the delete")
+    late.persist()
+    assert stored() == ["After the delete"]
+
+
+def test_a_chat_session_stored_before_revisions_continues(store: Store) -> None:
+    """A store whose sessions were saved before migration 'chat sessions saved by
+    revision' gets revision 1 for each and goes on saving them."""
+    from sem_mem.conversation import ChatSession
+
+    name = "chat sessions saved by revision, never over a save they did not read"
+    session = ChatSession(store.memory(namespace="alice"), session_id="old", title="Old")
+    session.send("Written by an older release")
+    session.persist()
+    store.close()
+    # the store as the release before that migration left it
+    undo = [
+        "ALTER TABLE chat_sessions DROP COLUMN revision",
+        f"DELETE FROM schema_migrations WHERE name = '{name}'",
+    ]
+    if store.kind == "sqlite":
+        import sqlite3
+
+        with sqlite3.connect(Path(store.target) / "memory.sqlite3") as conn:
+            for sql in undo:
+                conn.execute(sql)
+        conn.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(store.target) as pg:
+            for sql in undo:
+                pg.execute(sql)
+
+    memory = store.memory(namespace="alice")
+    old = ChatSession.load(memory, "old")
+    assert (old.revision, [m.content for m in old.thread]) == (1, ["Written by an older release"])
+    old.send("Written after the upgrade")
+    old.persist()
+    again = ChatSession.load(store.memory(namespace="alice"), "old")
+    assert again.revision == 2 and len(again.thread) == 2
 
 
 def test_a_chat_session_continues_from_the_store(store: Store) -> None:

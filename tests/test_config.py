@@ -92,18 +92,26 @@ def test_every_reader_of_configuration_sees_the_dotenv_file(
     from sem_mem.embedders.local import LocalEmbedder
     from sem_mem.llm._openai import make_client
     from sem_mem.server import ServerConfig
+    from sem_mem.server.protocol import configured_header_timeout
     from sem_mem.ui.app import default_client_factory
 
-    for name in ("SEMMEM_MODEL_CACHE", "OPENAI_API_KEY", "SEMMEM_API_KEY", "SEMMEM_MAX_BATCH"):
+    for name in (
+        "SEMMEM_MODEL_CACHE",
+        "OPENAI_API_KEY",
+        "SEMMEM_API_KEY",
+        "SEMMEM_MAX_BATCH",
+        "SEMMEM_HEADER_TIMEOUT",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".env").write_text(
         f"SEMMEM_MODEL_CACHE={tmp_path / 'graphs'}\nOPENAI_API_KEY=sk-from-dotenv\n"
-        "SEMMEM_API_KEY=ui-key\nSEMMEM_MAX_BATCH=3\n"
+        "SEMMEM_API_KEY=ui-key\nSEMMEM_MAX_BATCH=3\nSEMMEM_HEADER_TIMEOUT=7\n"
     )
     assert LocalEmbedder().onnx_path.parent == tmp_path / "graphs"
     assert make_client(api_key=None, base_url=None, timeout=1.0).api_key == "sk-from-dotenv"
     assert ServerConfig.from_env().max_batch == 3
+    assert configured_header_timeout() == 7  # plain uvicorn's HeaderTimeoutProtocol
     with serve(tmp_path / "store", api_keys="ui-key:default") as url:
         client = default_client_factory(url)()  # authenticated with the key from .env
         try:

@@ -40,23 +40,13 @@ def test_embedded_store_stats_and_instructions_file(tmp_path: Path) -> None:
         ids = memory.remember_batch(FACTS[:3])
         memory.forget(ids[0])
         stats = memory.stats()
-        assert stats["total_memories"] == 2 and stats["index"]["M"] == 16
-        assert stats["index"]["ef_construction"] == 100 and "hit_rate" in stats["l1"]
+        assert stats["total_memories"] == 2 and "hit_rate" in stats["l1"]
         assert stats["embedder"]["model_id"] == "test:hashing-64"
         memory.add_instruction("I am an informatics physician")
         assert memory.instructions.strip() == "I am an informatics physician"
     assert (tmp_path / "m" / "instructions.txt").read_text().strip() == (
         "I am an informatics physician"
     )
-
-
-def test_recall_returns_results_best_first_with_all_fields(memory: SemanticMemory) -> None:
-    memory.remember_batch(FACTS)
-    hits = memory.recall("Where does Sam live? Boston", limit=3)
-    assert hits[0].text == "Sam lives in Boston"
-    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
-    assert all(-1.0 <= h.similarity <= 1.0 for h in hits)
-    assert set(hits[0].to_dict()) >= {"id", "text", "score", "metadata", "tier", "created_at"}
 
 
 # -- bad input never corrupts what is stored -----------------------------------------------

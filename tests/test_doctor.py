@@ -10,6 +10,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import pytest
 from embedders import HashingEmbedder
 from test_cli import cli  # noqa: F401  (the CLI fixture)
 
@@ -46,6 +47,7 @@ def damage_derived(store: Path) -> None:
         fh.write(random.Random(1).randbytes(4096))
 
 
+@pytest.mark.slow  # fault injection: every derived file damaged and rebuilt
 def test_check_finds_and_repairs_derived_damage(tmp_path: Path) -> None:
     store = tmp_path / "store"
     _fill(store)
@@ -92,6 +94,7 @@ def _garble_middle_page(db: Path) -> None:
         fh.write(random.Random(2).randbytes(page))
 
 
+@pytest.mark.slow  # fault injection: a damaged database recovered row by row
 def test_damaged_database_is_reported_and_recovered(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     store = Path(cli.store)
     ids = _fill(store)
@@ -112,6 +115,7 @@ def test_damaged_database_is_reported_and_recovered(cli, tmp_path: Path) -> None
         assert sum(1 for _ in memory.export_jsonl()) == report["recovered"] + 2
 
 
+@pytest.mark.slow  # fault injection: a truncated database recovered row by row
 def test_truncated_database_is_recovered(tmp_path: Path) -> None:
     store = tmp_path / "store"
     ids = _fill(store)

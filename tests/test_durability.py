@@ -83,6 +83,7 @@ def _count(store: Path) -> int:
         conn.close()
 
 
+@pytest.mark.slow  # 240 durable writes racing in 4 threads
 def test_concurrent_threads_lose_no_writes(memory: SemanticMemory) -> None:
     errors: list[BaseException] = []
     barrier = threading.Barrier(4)

@@ -61,6 +61,7 @@ def _overwrite(path: Path, offset: int, data: bytes) -> None:
 
 
 @pytest.mark.parametrize("size", [4096, 65536])
+@pytest.mark.slow  # fault injection: a big index damaged and rebuilt
 def test_garbage_in_the_middle_is_detected_and_rebuilt(tmp_path: Path, size: int) -> None:
     index = make_store(tmp_path / "store")
     before = index.read_bytes()
@@ -153,6 +154,7 @@ def run_damage_battery(store: Path, count: int = COUNT) -> tuple[int, list[str]]
     return len(cases), repaired
 
 
+@pytest.mark.slow  # fault injection: every damage in a subprocess
 def test_no_damaged_index_file_crashes_or_misleads_recall(tmp_path: Path) -> None:
     make_store(tmp_path / "store")
     total, repaired = run_damage_battery(tmp_path / "store")
@@ -180,8 +182,9 @@ def test_index_save_on_a_full_disk_keeps_the_good_file(tmp_path: Path) -> None:
         with SemanticMemory(str(store), embedder=HashingEmbedder()) as memory:
             memory.remember_batch([_text(i) for i in range(COUNT, COUNT + 400)])
             # fill the disk, then leave less room than the new index file needs
+            # (unbuffered: a write cut short by ENOSPC leaves nothing for close to flush)
             ballast = mount / "ballast"
-            with ballast.open("wb") as fh:
+            with ballast.open("wb", buffering=0) as fh:
                 try:
                     while True:
                         fh.write(b"\0" * 65536)

@@ -100,6 +100,7 @@ def test_sessions_and_namespaces_never_cross(make_memory: Callable[..., Semantic
     assert len(run(other.get_items())) == 1 and len(bob) == 1
 
 
+@pytest.mark.slow  # a second Python process
 def test_a_session_persists_across_processes(tmp_path: Path) -> None:
     store = str(tmp_path / "store")
     code = f"""

@@ -38,6 +38,7 @@ def _recaller(memory: SemanticMemory, stop: threading.Event, errors: list[BaseEx
         errors.append(exc)
 
 
+@pytest.mark.slow  # 1,500 racing updates with thread switches every microsecond
 def test_recall_racing_update_never_leaves_stale_text_in_l1(
     make_memory: object, fast_switching: None
 ) -> None:
@@ -68,6 +69,7 @@ def test_recall_racing_update_never_leaves_stale_text_in_l1(
     assert stale == [], f"{len(stale)} stale reads in {UPDATES} updates, first {stale[:3]}"
 
 
+@pytest.mark.slow  # 1,500 racing forgets with thread switches every microsecond
 def test_recall_racing_forget_never_leaves_forgotten_text_in_l1(
     make_memory: object, fast_switching: None
 ) -> None:

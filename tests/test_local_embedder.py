@@ -130,6 +130,7 @@ def test_matches_numpy_reference_forward_pass(embedder: LocalEmbedder) -> None:
         np.testing.assert_allclose(row, expected_mean, atol=1e-4)
 
 
+@pytest.mark.slow  # a second session of the local model
 def test_cls_pooling_from_pooling_config(embedder: LocalEmbedder, tmp_path: Path) -> None:
     model = tmp_path / "minilm-cls"
     (model / "1_Pooling").mkdir(parents=True)

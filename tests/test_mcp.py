@@ -261,6 +261,7 @@ async def test_memories_survive_a_restart_and_stay_in_their_namespace(
     assert "Traceback" not in log, log
 
 
+@pytest.mark.slow  # a server subprocess killed with SIGTERM
 def test_sigterm_stops_a_stdio_server_whose_client_keeps_the_pipe_open(
     store: Path, tmp_path: Path
 ) -> None:
@@ -337,6 +338,7 @@ def http_server(store: Path, tmp_path: Path) -> Iterator[tuple[str, subprocess.P
             proc.wait(timeout=30)
 
 
+@pytest.mark.slow  # an HTTP server subprocess
 async def test_streamable_http(http_server: tuple[str, subprocess.Popen[bytes]]) -> None:
     url, proc = http_server
     async with Client(url, read_timeout_seconds=30) as client:  # the socket listens already

@@ -30,6 +30,7 @@ def test_a_one_page_bomb_is_refused_before_extraction(memory: SemanticMemory) ->
     assert len(memory) == 0
 
 
+@pytest.mark.slow  # a 500-page bomb read up to its limit
 def test_pages_sharing_one_stream_are_bounded_per_page(memory: SemanticMemory) -> None:
     with pytest.raises(LimitExceededError) as info:
         memory.ingest_pdf(bomb_pdf(2**20, pages=500), name="shared.pdf")
@@ -47,6 +48,7 @@ def test_pages_sharing_one_stream_are_bounded_per_page(memory: SemanticMemory) -
         (PdfLimits(seconds=1e-9), 1, 20_000, "max_pdf_seconds"),
     ],
 )  # fmt: skip
+@pytest.mark.slow  # each bomb is read whole once, unbounded
 def test_document_bounds(limits: PdfLimits, pages: int, content: int, limit: str) -> None:
     pdf = bomb_pdf(content, pages=pages)
     assert read_document(pdf, name="ok.pdf", pdf_limits=LOOSE).pages  # valid when unbounded
@@ -64,6 +66,7 @@ def test_cancel_stops_the_work_before_anything_is_stored(memory: SemanticMemory)
     assert len(memory) == 0
 
 
+@pytest.mark.slow  # bombs uploaded to a live server
 def test_http_upload_of_a_bomb_is_413_naming_the_limit(tmp_path: Path) -> None:
     with serve(tmp_path / "store") as url, httpx.Client(base_url=url, timeout=120) as http:
         for pdf, limit in (

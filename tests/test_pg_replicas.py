@@ -72,6 +72,7 @@ def _start(pg_url: str, folder: Path) -> tuple[subprocess.Popen[bytes], str]:
     return process, url
 
 
+@pytest.mark.slow  # server subprocesses, one killed
 def test_three_replicas_behave_as_one_server_and_survive_a_killed_one(
     pg_url: str, tmp_path: Path
 ) -> None:

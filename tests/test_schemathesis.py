@@ -58,6 +58,7 @@ def test_every_operation_is_covered() -> None:
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 @pytest.mark.parametrize("label", LABELS)
+@pytest.mark.slow  # many generated requests per operation
 def test_no_server_errors(base_url: str, label: str, mode: GenerationMode) -> None:
     operation = SCHEMA.find_operation_by_label(label)
     assert operation is not None

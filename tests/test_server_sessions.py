@@ -176,6 +176,7 @@ uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on")).run(sock
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("api", WIRE_FORMATS)
+@pytest.mark.slow  # two server processes on PostgreSQL
 def test_two_server_processes_on_postgres_share_sessions(
     tmp_path: Path, fake: FakeOpenAI, api: str
 ) -> None:
@@ -225,6 +226,7 @@ def test_two_server_processes_on_postgres_share_sessions(
                 server.wait(timeout=30)
 
 
+@pytest.mark.slow  # the fake model answers 0.5 s late four times
 def test_two_turns_sent_at_once_to_one_session_are_both_kept(
     tmp_path: Path, fake: FakeOpenAI
 ) -> None:
@@ -251,3 +253,100 @@ def test_two_turns_sent_at_once_to_one_session_are_both_kept(
             if m["role"] == "user"
         ]
         assert said[0] == "hello" and sorted(said[1:]) == ["first at once", "second at once"]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("api", WIRE_FORMATS)
+def test_two_replicas_answering_one_session_at_once_keep_both_turns(
+    tmp_path: Path, fake: FakeOpenAI, api: str
+) -> None:
+    import concurrent.futures
+    import json
+    import socket
+    import subprocess
+    import sys
+    import threading
+
+    from conftest import python_env
+    from pg_server import cluster_or_skip
+
+    from sem_mem.llm.prompts import MEMORY_SYSTEM_CONTEXT
+
+    # the model answers the two racing turns only once both replicas have asked it, so
+    # both have loaded the session before either stores its turn
+    gate = threading.Barrier(2, timeout=120)
+    racing = threading.Event()
+
+    def responder(body: dict[str, Any]) -> str:
+        system = body.get("instructions") or body.get("messages", [{}])[0].get("content", "")
+        if racing.is_set() and str(system).startswith(MEMORY_SYSTEM_CONTEXT):
+            gate.wait()
+        return "noted"
+
+    fake.responder = responder
+    with cluster_or_skip().database() as pg_url:
+        servers: list[subprocess.Popen[bytes]] = []
+        urls: list[str] = []
+        try:
+            for n in range(2):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.bind(("127.0.0.1", 0))
+                sock.listen(64)  # listening before the process starts: no sleeping
+                urls.append(f"http://127.0.0.1:{sock.getsockname()[1]}")
+                argv = [str(sock.fileno()), pg_url, str(tmp_path / f"u{n}"), fake.base_url, api]
+                servers.append(
+                    subprocess.Popen(
+                        [sys.executable, "-c", _CHAT_SERVER, *argv],
+                        pass_fds=[sock.fileno()],
+                        env=python_env(),
+                    )
+                )
+                sock.close()
+            a, b = (httpx.Client(base_url=url, timeout=120) for url in urls)
+            with a, b:
+                first = a.post("/chat", json={"query": "We are planning the spring fair"})
+                assert first.status_code == 200, first.text
+                session_id = first.json()["session_id"]
+
+                racing.set()
+                asks = [(a, "Book the town hall"), (b, "Order forty chairs")]
+                with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                    answers = list(
+                        pool.map(
+                            lambda ask: ask[0].post(
+                                "/chat", json={"query": ask[1], "session_id": session_id}
+                            ),
+                            asks,
+                        )
+                    )
+                racing.clear()
+                assert [r.status_code for r in answers] == [200, 200], [r.text for r in answers]
+
+                shown = b.get(f"/sessions/{session_id}").json()["messages"]
+                assert [m["role"] for m in shown] == ["user", "assistant"] * 3
+                said = [m["content"] for m in shown if m["role"] == "user"]
+                assert said[0] == "We are planning the spring fair"
+                assert sorted(said[1:]) == ["Book the town hall", "Order forty chairs"]
+
+                # the next turn, on either replica, gives the model both racing turns
+                follow = a.post("/chat", json={"query": "What is left?", "session_id": session_id})
+                assert follow.status_code == 200, follow.text
+                sent = turn_bodies(fake)[-1]
+                if api == "responses":
+                    assert sent.get("previous_response_id") is None
+                    carried = json.dumps(sent["input"])
+                else:
+                    carried = json.dumps(sent["messages"])
+                assert all(text in carried for text in said)
+                # a client holding either racing answer's id still continues the session
+                for answer in answers:
+                    held = answer.json()["response_id"]
+                    assert (held is None) == (api == "chat_completions")
+                    if held:
+                        body = {"query": "Thanks", "previous_response_id": held}
+                        assert b.post("/chat", json=body).json()["session_id"] == session_id
+        finally:
+            for server in servers:
+                server.terminate()
+            for server in servers:
+                server.wait(timeout=30)

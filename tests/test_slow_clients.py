@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
+import pytest
 from embedders import HashingEmbedder
 from live_server import make_settings, serve_app
 
@@ -47,6 +48,7 @@ def _closed_by_server(sock: socket.socket) -> bool:
         return True
 
 
+@pytest.mark.slow  # waits out the server's header timeout
 def test_partial_headers_are_cut_off(tmp_path: Path) -> None:
     with server(tmp_path, header_timeout=1) as url, contextlib.ExitStack() as sockets:
         slow = sockets.enter_context(_connect(url))

@@ -159,6 +159,7 @@ NEEDLE = TextDoc(
     ids=repr,
 )
 @pytest.mark.parametrize("needle_in_tail", [False, True])
+@pytest.mark.slow  # thousands of documents per case
 def test_filter_finds_one_match_under_thousands_that_score_higher(
     tmp_path: Path, filters: TextFilter, needle_in_tail: bool
 ) -> None:
@@ -381,6 +382,7 @@ print(len(index.search("violin", 100)))
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE), ids=list(DAMAGE))
+@pytest.mark.slow  # fault injection: an index damaged and rebuilt per case
 def test_damaged_index_starts_empty_without_crashing(tmp_path: Path, damage: str) -> None:
     path = tmp_path / "ix"
     _build(path)

@@ -46,6 +46,8 @@ class ChatSessionRecord:
     ``state`` is JSON-ready data the conversation engine owns (thread, continuation);
     ``response_id`` is the provider's id of the session's last answer, recorded so a
     client's ``previous_response_id`` can be traced back to the session that made it.
+    ``revision`` counts the saves of the stored session (1 after the first); a record
+    to save carries the revision it was read at, 0 for a session not stored yet.
     """
 
     id: str
@@ -54,6 +56,7 @@ class ChatSessionRecord:
     created_at: float
     updated_at: float
     response_id: str | None = None
+    revision: int = 0
 
 
 @dataclass
@@ -133,19 +136,15 @@ class AddResult:
 
 @dataclass(frozen=True)
 class ListQuery:
+    """One page of ``list``: which memories (the filter recall shares) and in what order."""
+
+    filter: MemoryFilter = field(default_factory=MemoryFilter)
     limit: int = 50
     offset: int = 0
-    source: str | None = None
-    since: float | None = None  # timestamp >= since (unix seconds)
-    until: float | None = None  # timestamp < until
-    metadata: Mapping[str, Any] | None = None  # equality on top-level keys
     include_superseded: bool = False
-    newest_first: bool = True  # by timestamp
-    thread_id: str | None = None  # a thread's turns (oldest_first gives them in order)
-
-    @property
-    def filter(self) -> MemoryFilter:
-        return MemoryFilter(self.source, self.since, self.until, self.metadata, self.thread_id)
+    # by timestamp; a thread's turns (``filter.thread_id``) by position, so that
+    # ``newest_first=False`` gives them in order
+    newest_first: bool = True
 
 
 class StorageBackend(ABC):
@@ -155,6 +154,11 @@ class StorageBackend(ABC):
     #: keys of ``stats()`` that describe the whole store, not one namespace ("a.b" for
     #: nested ones): the server shows them only to a keyless local caller
     server_wide_stats: tuple[str, ...] = ("storage_dir", "db_bytes", "seq")
+
+    @property
+    def location(self) -> str:
+        """Where the store lives, safe to print (a folder; a URL without its password)."""
+        return ""
 
     # -- identity of the embedding space -------------------------------------------------
     @abstractmethod
@@ -370,9 +374,17 @@ class StorageBackend(ABC):
 
     # -- chat sessions --------------------------------------------------------------------
     @abstractmethod
-    def save_chat_session(self, namespace: str, record: ChatSessionRecord) -> None:
-        """Insert or replace the session ``record.id`` of ``namespace`` (and remember its
-        ``response_id``, if any, as one of the session's)."""
+    def save_chat_session(self, namespace: str, record: ChatSessionRecord) -> int:
+        """Store the session ``record.id`` of ``namespace`` if it is still at
+        ``record.revision`` (0: not stored yet); returns its new revision.
+
+        Compare-and-set, in one transaction with the ``response_id`` (if any) recorded
+        as one of the session's: when another writer saved or deleted the session since
+        ``record`` was read, nothing is written and
+        :class:`~sem_mem.errors.SessionConflictError` is raised, so a save never
+        overwrites turns it did not read (:meth:`ChatSession.persist
+        <sem_mem.conversation.ChatSession.persist>` then merges and retries).
+        """
 
     @abstractmethod
     def get_chat_session(self, namespace: str, session_id: str) -> ChatSessionRecord | None:

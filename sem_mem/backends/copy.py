@@ -37,12 +37,7 @@ BULK_COPY_MIN = 10_000
 
 
 def _describe(backend: StorageBackend) -> str:
-    where = getattr(backend, "root", None) or getattr(backend, "url", None) or ""
-    if hasattr(backend, "url"):
-        from .postgres import redact_url
-
-        where = redact_url(str(where))
-    return f"{backend.name} store {where}".strip()
+    return f"{backend.name} store {backend.location}".strip()
 
 
 def _total(backend: StorageBackend, namespace: str) -> int:

@@ -17,17 +17,15 @@ __all__ = ["open_backend"]
 
 def open_backend(settings: Settings) -> StorageBackend:
     """The backend the settings name (imported only when chosen: psycopg is optional)."""
+    from .vector_index import HNSWParams
+
+    hnsw = HNSWParams(
+        m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction, ef=settings.hnsw_ef
+    )
     if settings.database_url:
         from .postgres import PostgresBackend
 
-        return PostgresBackend(settings.database_url, settings=settings)
+        return PostgresBackend(settings.database_url, hnsw=hnsw)
     from .sqlite import SQLiteBackend
-    from .vector_index import HNSWParams
 
-    return SQLiteBackend(
-        settings.storage_dir,
-        hnsw=HNSWParams(
-            m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction, ef=settings.hnsw_ef
-        ),
-        durability=settings.durability,
-    )
+    return SQLiteBackend(settings.storage_dir, hnsw=hnsw, durability=settings.durability)

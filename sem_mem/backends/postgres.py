@@ -92,6 +92,7 @@ from .rows import (
 from .rows import (
     now as utc_now,
 )
+from .vector_index import HNSWParams
 
 __all__ = ["BULK_LOAD_MIN", "EXACT_SEARCH_MAX", "PostgresBackend", "redact_url", "tsquery_text"]
 
@@ -468,15 +469,16 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         self,
         database_url: str,
         *,
-        settings: Any = None,
+        hnsw: HNSWParams | None = None,
         pool_size: int = 4,
         connect_timeout: float = 10.0,
         exact_search_max: int = EXACT_SEARCH_MAX,
         bulk_load_min: int = BULK_LOAD_MIN,
         pairs_min_memories: int = PAIRS_MIN_MEMORIES,
     ) -> None:
-        """``exact_search_max``, ``bulk_load_min``, ``pairs_min_memories``: see the module
-        constants."""
+        """``hnsw``: the graph parameters (as for the embedded store; ``threads`` is not
+        used: PostgreSQL builds with its own workers). ``exact_search_max``,
+        ``bulk_load_min``, ``pairs_min_memories``: see the module constants."""
         psycopg = _psycopg()
         try:
             from pgvector.psycopg import register_vector
@@ -488,9 +490,10 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
             raise ConfigurationError(f"pool_size must be at least 1, got {pool_size}")
         # SQLAlchemy-style URLs (postgresql+psycopg://) name a driver psycopg does not need
         self.url = re.sub(r"^postgres(ql)?\+\w+://", "postgresql://", database_url)
-        self.hnsw_m = int(getattr(settings, "hnsw_m", 16))
-        self.hnsw_ef_construction = int(getattr(settings, "hnsw_ef_construction", 100))
-        self.hnsw_ef = int(getattr(settings, "hnsw_ef", 64))
+        hnsw = hnsw or HNSWParams()
+        self.hnsw_m = hnsw.m
+        self.hnsw_ef_construction = hnsw.ef_construction
+        self.hnsw_ef = hnsw.ef
         self.exact_search_max = exact_search_max
         self.bulk_load_min = bulk_load_min
         self.pairs_min_memories = pairs_min_memories
@@ -1325,7 +1328,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         status = "" if query.include_superseded else " AND m.status = 'active'"
         order = "DESC" if query.newest_first else "ASC"
         # a thread's turns come in their order; other memories by when they happened
-        by = "m.position" if query.thread_id is not None else "m.timestamp"
+        by = "m.position" if query.filter.thread_id is not None else "m.timestamp"
         sql = (
             f"SELECT {_MEMORY_COLUMNS} FROM {_MEMORIES} WHERE m.namespace = %(ns)s"
             f"{status}{where} ORDER BY {by} {order}, m.label {order} "
@@ -1646,8 +1649,12 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
             "seq": int(seq),
         }
 
+    @property
+    def location(self) -> str:
+        return redact_url(self.url)
+
     def __repr__(self) -> str:
-        return f"PostgresBackend({redact_url(self.url)!r})"
+        return f"PostgresBackend({self.location!r})"
 
     def close(self) -> None:
         if self._closed:

@@ -288,6 +288,15 @@ DROP INDEX IF EXISTS memories_ns_created;
 ALTER TABLE memories ALTER COLUMN embedding SET STORAGE MAIN;
 """,
     ),
+    (
+        8,
+        "chat sessions saved by revision, never over a save they did not read",
+        # compare-and-set saves (sem_mem.backends.base.save_chat_session); sessions stored
+        # before are at revision 1. IF NOT EXISTS: applies once whatever its number.
+        """
+ALTER TABLE chat_sessions ADD COLUMN IF NOT EXISTS revision bigint NOT NULL DEFAULT 1;
+""",
+    ),
 ]
 
 

@@ -1,4 +1,4 @@
-"""Chat sessions of the PostgreSQL store (tables of migration 6).
+"""Chat sessions of the PostgreSQL store (tables of migration 6, revisions of 8).
 
 Sessions are not memories: writing one does not take the ``seq`` row lock, so chat
 turns never wait for a large ``remember_batch``. Every process on the same database
@@ -10,21 +10,14 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from ..errors import SessionConflictError, ValidationError
 from .base import ChatSessionRecord
+from .rows import SESSION_COLUMNS, session_from_row
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
 __all__ = ["PostgresSessionsMixin"]
-
-_COLUMNS = "id, title, state, created_at, updated_at"
-
-
-def _record(row: Any) -> ChatSessionRecord:
-    state = row[2] if isinstance(row[2], dict) else json.loads(row[2])
-    return ChatSessionRecord(
-        id=row[0], title=row[1], state=state, created_at=row[3], updated_at=row[4]
-    )
 
 
 class PostgresSessionsMixin:
@@ -34,22 +27,41 @@ class PostgresSessionsMixin:
 
         def _conn(self) -> AbstractContextManager[Any]: ...
 
-    def save_chat_session(self, namespace: str, record: ChatSessionRecord) -> None:
+    def save_chat_session(self, namespace: str, record: ChatSessionRecord) -> int:
         state = json.dumps(record.state, ensure_ascii=False)
         if "\\u0000" in state:
-            from ..errors import ValidationError
-
             raise ValidationError(
                 "the chat session holds a NUL character, which PostgreSQL cannot store"
             )
         with self._conn() as conn, conn.transaction():
-            conn.execute(
-                f"INSERT INTO chat_sessions (namespace, {_COLUMNS}) "
-                "VALUES (%s, %s, %s, %s::jsonb, %s, %s) "
-                "ON CONFLICT (namespace, id) DO UPDATE SET title = excluded.title, "
-                "state = excluded.state, updated_at = excluded.updated_at",
-                (namespace, record.id, record.title, state, record.created_at, record.updated_at),
-            )
+            if record.revision == 0:  # a new session: only if no one created it meanwhile
+                written = conn.execute(
+                    f"INSERT INTO chat_sessions (namespace, {SESSION_COLUMNS}) "
+                    "VALUES (%s, %s, %s, %s::jsonb, %s, %s, 1) "
+                    "ON CONFLICT (namespace, id) DO NOTHING",
+                    (
+                        namespace,
+                        record.id,
+                        record.title,
+                        state,
+                        record.created_at,
+                        record.updated_at,
+                    ),
+                ).rowcount
+            else:
+                # compare-and-set: under READ COMMITTED a concurrent save that committed
+                # first makes this row's revision differ when the UPDATE re-checks it
+                written = conn.execute(
+                    "UPDATE chat_sessions SET title = %s, state = %s::jsonb, updated_at = %s, "
+                    "revision = revision + 1 "
+                    "WHERE namespace = %s AND id = %s AND revision = %s",
+                    (record.title, state, record.updated_at, namespace, record.id, record.revision),
+                ).rowcount
+            if written != 1:  # raised inside the transaction: nothing is written
+                raise SessionConflictError(
+                    f"chat session {record.id!r} of namespace {namespace!r} is no longer at "
+                    f"revision {record.revision}: it was saved or deleted since it was read"
+                )
             if record.response_id:
                 conn.execute(
                     "INSERT INTO chat_responses (namespace, response_id, session_id) "
@@ -57,25 +69,26 @@ class PostgresSessionsMixin:
                     "DO UPDATE SET session_id = excluded.session_id",
                     (namespace, record.response_id, record.id),
                 )
+        return record.revision + 1
 
     def get_chat_session(self, namespace: str, session_id: str) -> ChatSessionRecord | None:
         with self._conn() as conn:
             row = conn.execute(
-                f"SELECT {_COLUMNS} FROM chat_sessions WHERE namespace = %s AND id = %s",
+                f"SELECT {SESSION_COLUMNS} FROM chat_sessions WHERE namespace = %s AND id = %s",
                 (namespace, session_id),
             ).fetchone()
-        return _record(row) if row else None
+        return session_from_row(row) if row else None
 
     def list_chat_sessions(
         self, namespace: str, *, limit: int = 50, offset: int = 0
     ) -> list[ChatSessionRecord]:
         with self._conn() as conn:
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM chat_sessions WHERE namespace = %s "
+                f"SELECT {SESSION_COLUMNS} FROM chat_sessions WHERE namespace = %s "
                 "ORDER BY updated_at DESC, id LIMIT %s OFFSET %s",
                 (namespace, limit, offset),
             ).fetchall()
-        return [_record(r) for r in rows]
+        return [session_from_row(r) for r in rows]
 
     def delete_chat_session(self, namespace: str, session_id: str) -> bool:
         with self._conn() as conn, conn.transaction():

@@ -16,12 +16,13 @@ from typing import Any
 
 from ..errors import ValidationError
 from ..types import HistoryEvent, Memory, to_datetime
-from .base import MemoryFilter
+from .base import ChatSessionRecord, MemoryFilter
 
 __all__ = [
     "EMBEDDING_AT",
     "EXACT_SEARCH_MAX",
     "MEMORY_FIELDS",
+    "SESSION_COLUMNS",
     "STOPWORDS",
     "TIME_EPSILON",
     "canonical_json",
@@ -32,6 +33,7 @@ __all__ = [
     "memory_from_row",
     "now",
     "scoped_hash",
+    "session_from_row",
     "sql_value",
 ]
 
@@ -116,6 +118,24 @@ def memory_from_row(row: Sequence[Any]) -> Memory:
     )
 
 
+#: the chat-session columns both backends select, in this order
+SESSION_COLUMNS = "id, title, state, created_at, updated_at, revision"
+
+
+def session_from_row(row: Sequence[Any]) -> ChatSessionRecord:
+    """A :class:`ChatSessionRecord` from a row of :data:`SESSION_COLUMNS` (``state`` is
+    JSON text in SQLite, already decoded from jsonb in PostgreSQL)."""
+    state = row[2] if isinstance(row[2], dict) else json.loads(row[2])
+    return ChatSessionRecord(
+        id=row[0],
+        title=row[1],
+        state=state,
+        created_at=row[3],
+        updated_at=row[4],
+        revision=int(row[5]),
+    )
+
+
 def history_from_row(row: Sequence[Any]) -> HistoryEvent:
     """A :class:`HistoryEvent` from ``(memory_id, event, text, metadata, at, detail)``."""
     return HistoryEvent(
@@ -128,13 +148,12 @@ def history_from_row(row: Sequence[Any]) -> HistoryEvent:
     )
 
 
-def content_words(text: str, limit: int = 64) -> list[str]:
-    """The distinct lower-cased words of ``text`` that are not stopwords, in order."""
-    words: list[str] = []
-    for word in WORD.findall(text.lower()):
-        if word not in STOPWORDS and word not in words:
-            words.append(word)
-    return words[:limit]
+def content_words(text: str, limit: int | None = 64) -> list[str]:
+    """The distinct lower-cased words of ``text`` that are not stopwords, in order (the
+    first ``limit`` of them; all with ``None``). The one tokeniser of full-text queries:
+    FTS5, PostgreSQL and the tantivy index (see ``text_fields.query_terms``) share it."""
+    words = dict.fromkeys(w for w in WORD.findall(text.lower()) if w not in STOPWORDS)
+    return list(words)[:limit]
 
 
 def json_path(key: str) -> str:

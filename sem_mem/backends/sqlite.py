@@ -1,8 +1,10 @@
 """The embedded backend: SQLite (WAL) is the source of truth, HNSW and FTS5 index it.
 
-One ``SQLiteBackend`` serves every namespace of a storage dir. Writers take a
-process-wide ``RLock`` and a file lock (``write.lock``), so threads and processes
-never interleave transactions or index saves. Every write transaction bumps the
+One ``SQLiteBackend`` serves every namespace of a storage dir. Writers take the
+process-wide lock exclusively and a file lock (``write.lock``), so threads and
+processes never interleave transactions or index saves. Reads hold the process-wide
+lock shared, each thread on its own SQLite connection (WAL readers), so concurrent
+searches run side by side (see ``store_lock.py``). Every write transaction bumps the
 store's ``seq``; readers notice other processes' commits through SQLite's
 ``PRAGMA data_version`` and replay them into their in-memory HNSW indexes before
 searching. See ``docs/storage.md`` for the on-disk format.
@@ -30,7 +32,7 @@ from ..errors import (
     NotFoundError,
     StorageError,
 )
-from ..types import HistoryEvent, Memory, to_datetime
+from ..types import HistoryEvent, Memory
 from .base import (
     AddResult,
     ListQuery,
@@ -40,7 +42,8 @@ from .base import (
     StoredMemory,
     ThreadPlace,
 )
-from .sqlite_index import INDEX_DIR, IndexManagerMixin
+from .rows import history_from_row
+from .sqlite_index import StoreIndexes
 from .sqlite_light import LightWriter
 from .sqlite_rows import (
     EMBEDDING_AT,
@@ -56,8 +59,9 @@ from .sqlite_rows import (
 from .sqlite_rows import (
     now as utc_now,
 )
-from .sqlite_schema import apply_migrations, pending_migrations
+from .sqlite_schema import apply_migrations, pending_migrations, read_meta, read_seq, read_space
 from .sqlite_sessions import SQLiteSessionsMixin
+from .store_lock import StoreLock
 from .text_index import TextIndex
 from .vector_index import HNSWIndex, HNSWParams
 from .writer_lock import WriterLock
@@ -74,10 +78,14 @@ LABEL_CACHE_MAX = 200_000  # ~60 MB of label <-> id entries
 FILTER_EXACT_MAX = 2_048
 
 
-class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
+class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
     """SQLite + FTS5 + per-namespace hnswlib indexes in one directory."""
 
     name = "sqlite"
+
+    @property
+    def location(self) -> str:
+        return str(self.root)
 
     def __init__(
         self,
@@ -97,17 +105,17 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
         self.hnsw = hnsw or HNSWParams()
         self.save_every = save_every
         self.save_interval = save_interval
-        self._lock = threading.RLock()
+        self._lock = StoreLock()
+        # each reading thread's own connection (see _reader), closed by close()
+        self._local = threading.local()
+        self._readers: dict[threading.Thread, sqlite3.Connection] = {}
+        self._readers_guard = threading.Lock()
         self._file_lock = WriterLock(self.root / "write.lock", lock_timeout)
         self._bound: tuple[str, int] | None = None  # the embedding space this object uses
         # hit counts and the query-embedding cache (see sqlite_light)
         self._light = LightWriter(self.root / DB_NAME, self._file_lock)
-        self._indexes: dict[str, HNSWIndex] = {}
-        self._texts: dict[str, TextIndex] = {}
-        self._text_applied: dict[str, int] = {}  # store seq each text index reflects
         self._label_ids: dict[int, str] = {}  # HNSW label -> memory id (see vector_search)
         self._id_labels: dict[str, int] = {}  # and back (see get_many)
-        self._last_save = time.monotonic()
         self._closed = False
         try:
             self._conn = sqlite3.connect(
@@ -124,7 +132,15 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
         except sqlite3.DatabaseError as exc:
             raise StorageError(f"cannot open the store at {self.root / DB_NAME}: {exc}") from exc
         self._data_version = self._pragma_data_version()
-        self._seq = self._read_seq()
+        # the HNSW and full-text indexes, derived from the rows (called under self._lock)
+        self._derived = StoreIndexes(
+            self._conn,
+            self.root,
+            self.hnsw,
+            self._file_lock,
+            save_every=save_every,
+            save_interval=save_interval,
+        )
 
     # ------------------------------------------------------------------ plumbing
 
@@ -171,11 +187,10 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
         self.store_id = self._meta("store_id")
 
     def _meta(self, key: str) -> str | None:
-        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else None
+        return read_meta(self._conn, key)
 
     def _read_seq(self) -> int:
-        return int(self._meta("seq") or 0)
+        return read_seq(self._conn)
 
     def _pragma_data_version(self) -> int:
         return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
@@ -194,10 +209,7 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
         """
         with self._lock:
             self._check_open()
-            if namespace not in self._indexes:  # (a loaded one may still be building)
-                self._index_for(namespace)
-            if namespace not in self._texts:
-                self._text_for(namespace)
+            self._derived.prepare(namespace)
             with self._file_lock:
                 try:
                     self._conn.execute("BEGIN IMMEDIATE")
@@ -214,7 +226,9 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
                 except BaseException:
                     self._rollback()
                     raise
-                self._sync_after_write(background)
+                self._data_version = self._pragma_data_version()
+                self._derived.sync(background)
+                self._derived.save()
 
     def _rollback(self) -> None:
         try:
@@ -224,16 +238,72 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        """A connection to read with, under the shared lock.
+
+        The writer thread (holding the lock exclusively) reads on the main connection,
+        inside its own transaction; every other thread on its own connection, so reads
+        run in parallel and never see a transaction that has not committed.
+        """
+        if self._lock.held_exclusively:
             self._check_open()
             yield self._conn
+            return
+        with self._lock.shared():
+            self._check_open()
+            yield self._reader()
+
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's read-only connection, opened on first use."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        try:
+            # check_same_thread=False only so that close() may close it from its thread
+            conn = sqlite3.connect(
+                self.root / DB_NAME, check_same_thread=False, isolation_level=None, timeout=30.0
+            )
+            conn.execute("PRAGMA query_only=ON")
+            conn.execute("PRAGMA mmap_size=2147418112")  # pages shared with the other readers
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"cannot open the store at {self.root / DB_NAME}: {exc}") from exc
+        with self._readers_guard:
+            for thread in [t for t in self._readers if not t.is_alive()]:
+                self._readers.pop(thread).close()  # threads that ended
+            self._readers[threading.current_thread()] = conn
+        self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _searching(self, namespace: str) -> Iterator[tuple[sqlite3.Connection, HNSWIndex]]:
+        """A read connection and the namespace's loaded, caught-up HNSW index."""
+        while True:
+            with self._read() as conn:
+                index = self._derived.searchable(namespace)
+                if index is not None:
+                    yield conn, index
+                    return
+            with self._lock:  # loading or finishing it changes the index: exclusively
+                self._check_open()
+                self._derived.vectors(namespace)
+
+    @contextmanager
+    def _text_searching(self, namespace: str) -> Iterator[tuple[sqlite3.Connection, TextIndex]]:
+        """A read connection and the namespace's open full-text index."""
+        while True:
+            with self._read() as conn:
+                text = self._derived.loaded_text(namespace)
+                if text is not None:
+                    yield conn, text
+                    return
+            with self._lock:
+                self._check_open()
+                self._derived.text(namespace)
 
     # ------------------------------------------------------------------ embedding space
 
     def embedding_space(self) -> tuple[str, int] | None:
-        with self._read():
-            model, dim = self._meta("embedding_model"), self._meta("embedding_dim")
-        return (model, int(dim)) if model and dim else None
+        with self._read() as conn:
+            return read_space(conn)
 
     def bind_embedding_space(self, model_id: str, dimensions: int) -> None:
         current = self.embedding_space()
@@ -288,7 +358,7 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
         finally:
             if background:
                 with self._lock:
-                    self._await_index_job()
+                    self._derived.wait()
         return results
 
     def _insert(
@@ -519,7 +589,7 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
             # lookup is ~2x cheaper than one through the id index (it matters on the
             # recall path). A label whose row is gone simply returns nothing, and those
             # ids are looked up by id below.
-            known = self._id_labels
+            known = self._id_labels  # (other readers may add to it meanwhile: .get only)
 
             def fetch(column: str, keys: Sequence[Any]) -> None:
                 for start in range(0, len(keys), 500):
@@ -533,7 +603,7 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
                             row_to_memory(row), decode_vector(row[EMBEDDING_AT])
                         )
 
-            fetch("label", [known[i] for i in memory_ids if i in known])
+            fetch("label", [label for i in memory_ids if (label := known.get(i)) is not None])
             fetch("id", [i for i in memory_ids if i not in out])
         return out
 
@@ -546,8 +616,7 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
         ef: int | None = None,
         filters: MemoryFilter | None = None,
     ) -> list[tuple[str, float]]:
-        with self._read() as conn:
-            index = self._index_for(namespace)
+        with self._searching(namespace) as (conn, index):
             if filters is not None and not filters.empty:
                 hits = self._filtered_vector_hits(conn, index, namespace, vector, k, ef, filters)
             else:
@@ -564,19 +633,30 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
         cached; the indexes no longer return forgotten or superseded labels (they are
         removed when the change is replayed).
         """
-        missing = [label for label in labels if label not in self._label_ids]
+        # Readers run this side by side: they only get, add to and clear the caches
+        # (each a single dict operation) and answer from their own dict.
+        cache = self._label_ids
+        out: dict[int, str] = {}
+        missing = []
+        for label in labels:
+            memory_id = cache.get(label)
+            if memory_id is None:
+                missing.append(label)
+            else:
+                out[label] = memory_id
         if missing:
-            if len(self._label_ids) > LABEL_CACHE_MAX:
-                self._label_ids.clear()
+            if len(cache) > LABEL_CACHE_MAX:
+                cache.clear()
                 self._id_labels.clear()
             found = conn.execute(
                 f"SELECT label, id FROM memories WHERE status = 'active' AND label IN "
                 f"({','.join('?' * len(missing))})",
                 missing,
             ).fetchall()
-            self._label_ids.update(found)
+            out.update(found)
+            cache.update(found)
             self._id_labels.update((memory_id, label) for label, memory_id in found)
-        return self._label_ids
+        return out
 
     def _filtered_vector_hits(
         self,
@@ -616,8 +696,8 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
     ) -> list[tuple[str, float]]:
         if k <= 0:
             return []
-        with self._read() as conn:
-            hits = self._text_for(namespace).search(query, k, filters)
+        with self._text_searching(namespace) as (conn, text):
+            hits = text.search(query, k, filters)
             if not hits:
                 return []
             ids = self._ids_of(conn, [label for label, _ in hits])
@@ -679,7 +759,7 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
             where.append("status = 'active'")
         order = "DESC" if query.newest_first else "ASC"
         # a thread's turns come in their order; other memories by when they happened
-        by = "position" if query.thread_id is not None else "timestamp"
+        by = "position" if query.filter.thread_id is not None else "timestamp"
         sql = (
             f"SELECT {MEMORY_COLUMNS} FROM memories WHERE {' AND '.join(where)} "
             f"ORDER BY {by} {order}, label {order} LIMIT ? OFFSET ?"
@@ -704,17 +784,7 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
             ).fetchall()
         if not rows:
             raise NotFoundError(f"no memory {memory_id!r} in namespace {namespace!r}")
-        return [
-            HistoryEvent(
-                memory_id=r[0],
-                event=r[1],
-                text=r[2],
-                metadata=json.loads(r[3]) if r[3] else None,
-                at=to_datetime(r[4]),  # type: ignore[arg-type]
-                detail=r[5],
-            )
-            for r in rows
-        ]
+        return [history_from_row(r) for r in rows]
 
     def most_hit(self, namespace: str, n: int) -> builtins.list[StoredMemory]:
         if n <= 0:
@@ -758,14 +828,24 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
     # ------------------------------------------------------------------ change tracking
 
     def refresh(self) -> int:
+        # Fast path, shared: this thread's connection has seen no commit by any other
+        # connection (this process's writer or another process) since its last full
+        # check below, so there is nothing new to replay.
+        with self._read() as conn:
+            own = conn is not self._conn  # (the writer thread reads on the main one)
+            seen = int(conn.execute("PRAGMA data_version").fetchone()[0])
+            if own and getattr(self._local, "version", None) == seen:
+                return self._derived.seq
         with self._lock:
             self._check_open()
             version = self._pragma_data_version()
             if version != self._data_version:
                 self._check_space()  # before replaying vectors of another model
                 self._data_version = version
-                self._sync_indexes()
-            return self._seq
+                self._derived.sync()
+            if own:  # read before this check: no commit slips between the two
+                self._local.version = seen
+            return self._derived.seq
 
     def changed_ids(self, namespace: str, since_seq: int) -> set[str]:
         with self._read() as conn:
@@ -909,25 +989,23 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
             except BaseException:
                 self._rollback()
                 raise
-            self._await_index_job()
-            self._indexes.clear()
-            for path in (self.root / INDEX_DIR).glob("ns-*"):
-                path.unlink(missing_ok=True)
+            self._derived.forget_vectors(seq)
             self._data_version = self._pragma_data_version()
-            self._seq = seq
             self._bound = (model_id, dimensions)
         return done
 
     def check(self, *, repair: bool = False) -> dict[str, Any]:
         from .sqlite_doctor import check_store
 
-        return check_store(self, repair=repair)
+        with self._lock, self._file_lock.holding("doctor"):
+            self._check_open()
+            return check_store(self._conn, self._derived, self.root, self.hnsw, repair=repair)
 
     def stats(self, namespace: str) -> dict[str, Any]:
         space = self.embedding_space()
-        with self._read() as conn:
+        with self._lock, self._read() as conn:  # exclusive: it may load the index
             if space is not None:
-                self._index_for(namespace)
+                self._derived.vectors(namespace)
             by_source = dict(
                 conn.execute(
                     "SELECT source, COUNT(*) FROM memories WHERE namespace = ? "
@@ -939,9 +1017,9 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
                 "SELECT COUNT(*) FROM memories WHERE namespace = ? AND status = 'superseded'",
                 (namespace,),
             ).fetchone()[0]
-            index = self._indexes.get(namespace)
+            index = self._derived.loaded(namespace)
         db_bytes = sum(p.stat().st_size for p in self.root.glob(DB_NAME + "*") if p.is_file())
-        index_path = self._index_path(namespace)
+        index_path = self._derived.index_path(namespace)
         return {
             "backend": self.name,
             "storage_dir": str(self.root),
@@ -960,12 +1038,16 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
                 "file_bytes": index_path.stat().st_size if index_path.exists() else 0,
             },
             "db_bytes": db_bytes,
-            "seq": self._seq,
+            "seq": self._derived.seq,
         }
 
     def flush(self) -> None:
         self._light.wait()  # hit counts and cached embeddings first
-        super().flush()
+        with self._lock:
+            if self._closed:
+                return
+            with self._file_lock.holding("index save"):
+                self._derived.save(force=True)
 
     def __repr__(self) -> str:
         return f"SQLiteBackend({str(self.root)!r})"
@@ -976,16 +1058,17 @@ class SQLiteBackend(IndexManagerMixin, SQLiteSessionsMixin, StorageBackend):
                 return
             try:
                 self._light.close()
-                self._await_index_job()
+                self._derived.wait()
                 try:
                     with self._file_lock.holding("index save"):
-                        self._maybe_save(force=True)
+                        self._derived.save(force=True)
                 except StorageError as exc:  # e.g. another process holds the lock
                     log.warning("index files not saved on close (%s); caught up on next open", exc)
             finally:
                 self._closed = True
-                self._indexes.clear()
-                for text in self._texts.values():
-                    text.close()
-                self._texts.clear()
+                self._derived.close()
                 self._conn.close()
+                with self._readers_guard:
+                    for conn in self._readers.values():
+                        conn.close()
+                    self._readers.clear()

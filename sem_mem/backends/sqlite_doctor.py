@@ -1,6 +1,8 @@
 """``sem-mem doctor``: check an embedded store, repair what is derived, recover the rest.
 
-:func:`check_store` runs on an open :class:`~sem_mem.backends.sqlite.SQLiteBackend`:
+:func:`check_store` runs on an open store's connection and derived indexes
+(:meth:`SQLiteBackend.check <sem_mem.backends.sqlite.SQLiteBackend.check>` calls it
+under the store's locks):
 
 - ``sqlite``: ``PRAGMA integrity_check`` of the database file (not repairable in
   place: see :func:`~sem_mem.backends.sqlite_recover.recover_store`);
@@ -24,10 +26,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .sqlite_index import INDEX_DIR, TEXT_DIR
-from .vector_index import HNSWIndex
+from .sqlite_schema import read_meta, read_seq, read_space
+from .vector_index import HNSWIndex, HNSWParams
 
 if TYPE_CHECKING:
-    from .sqlite import SQLiteBackend
+    from .sqlite_index import StoreIndexes
 
 __all__ = ["check_store"]
 
@@ -39,7 +42,7 @@ def _problem(check: str, detail: str, repaired: bool = False) -> dict[str, Any]:
 # -- full text: the one place that knows how full-text search is stored (tantivy today) --
 
 
-def fulltext_problems(backend: SQLiteBackend) -> list[dict[str, Any]]:
+def fulltext_problems(conn: sqlite3.Connection, indexes: StoreIndexes) -> list[dict[str, Any]]:
     """Each namespace's full-text index files, checked (and rebuilt on repair).
 
     :class:`~sem_mem.backends.text_index.TextIndex` verifies its files against its
@@ -49,26 +52,23 @@ def fulltext_problems(backend: SQLiteBackend) -> list[dict[str, Any]]:
     from .text_index import TextIndex
 
     out = []
-    for namespace in _namespaces(backend):
-        path = backend._text_path(namespace)
+    store_id = read_meta(conn, "store_id")
+    for namespace in _namespaces(conn):
+        path = indexes.text_path(namespace)
         if not ((path / "sidecar.json").exists() or (path / "meta.json").exists()):
             continue  # never written: built on first use
-        probe = TextIndex(path, {"store_id": backend.store_id, "namespace": namespace})
+        probe = TextIndex(path, {"store_id": store_id, "namespace": namespace})
         try:
             damaged = probe.rebuilt and probe.rebuilt_reason is not None
             reason = probe.rebuilt_reason
-            stale = probe.committed_seq > backend._read_seq()
+            stale = probe.committed_seq > read_seq(conn)
         finally:
             probe.close()
         if not (damaged or stale):
             continue
         # opening a damaged index already wiped its files: refill it from SQLite now,
         # whether or not a repair was asked for (an empty index would miss everything)
-        cached = backend._texts.pop(namespace, None)
-        if cached is not None:
-            cached.close()
-        text = backend._text_for(namespace)
-        backend._commit_text(namespace, text)
+        indexes.reopen_text(namespace)
         repaired = True
         out.append(
             _problem(
@@ -81,37 +81,44 @@ def fulltext_problems(backend: SQLiteBackend) -> list[dict[str, Any]]:
     return out
 
 
-def _namespaces(backend: SQLiteBackend) -> list[str]:
-    return [r[0] for r in backend._conn.execute("SELECT namespace FROM namespace_stats")]
+def _namespaces(conn: sqlite3.Connection) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT namespace FROM namespace_stats")]
 
 
 # -- the checks ---------------------------------------------------------------------------
 
 
-def check_store(backend: SQLiteBackend, *, repair: bool = False) -> dict[str, Any]:
-    """Run every check; with ``repair``, fix what is derived. Returns the report."""
+def check_store(
+    conn: sqlite3.Connection,
+    indexes: StoreIndexes,
+    root: Path,
+    hnsw: HNSWParams,
+    *,
+    repair: bool = False,
+) -> dict[str, Any]:
+    """Run every check; with ``repair``, fix what is derived. Returns the report.
+
+    The caller holds the store's lock and its writer file lock: nothing else writes
+    meanwhile."""
     problems: list[dict[str, Any]] = []
-    with backend._lock, backend._file_lock.holding("doctor"):
-        backend._check_open()
-        backend._await_index_job()
-        conn = backend._conn
-        try:
-            rows = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
-        except sqlite3.DatabaseError as exc:
-            rows = [str(exc)]
-        if rows != ["ok"]:
-            problems.append(
-                _problem(
-                    "sqlite",
-                    f"the database file is damaged ({'; '.join(rows[:5])}): recover its "
-                    "readable rows with `sem-mem doctor --recover-to NEW_DIR`",
-                )
+    indexes.wait()
+    try:
+        rows = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
+    except sqlite3.DatabaseError as exc:
+        rows = [str(exc)]
+    if rows != ["ok"]:
+        problems.append(
+            _problem(
+                "sqlite",
+                f"the database file is damaged ({'; '.join(rows[:5])}): recover its "
+                "readable rows with `sem-mem doctor --recover-to NEW_DIR`",
             )
-            return _report(problems)  # the derived checks would read damaged pages
-        problems += fulltext_problems(backend)
-        problems += _check_counts(conn, repair)
-        problems += _check_indexes(backend, repair)
-        problems += _check_temps(backend.root, repair)
+        )
+        return _report(problems)  # the derived checks would read damaged pages
+    problems += fulltext_problems(conn, indexes)
+    problems += _check_counts(conn, repair)
+    problems += _check_indexes(conn, indexes, hnsw, repair)
+    problems += _check_temps(root, repair)
     return _report(problems)
 
 
@@ -161,31 +168,26 @@ def _check_counts(conn: sqlite3.Connection, repair: bool) -> list[dict[str, Any]
     ]
 
 
-def _check_indexes(backend: SQLiteBackend, repair: bool) -> list[dict[str, Any]]:
-    space = backend.embedding_space()
+def _check_indexes(
+    conn: sqlite3.Connection, indexes: StoreIndexes, hnsw: HNSWParams, repair: bool
+) -> list[dict[str, Any]]:
+    space = read_space(conn)
     if space is None:
         return []
     out = []
-    for namespace in _namespaces(backend):
-        path = backend._index_path(namespace)
+    store_id = read_meta(conn, "store_id")
+    for namespace in _namespaces(conn):
+        path = indexes.index_path(namespace)
         if not path.exists() and not path.with_suffix(".json").exists():
             continue  # never saved: built on first use, nothing to check
-        expect = {
-            "store_id": backend.store_id,
-            "namespace": namespace,
-            "model": space[0],
-            "dim": space[1],
-        }
-        loaded = HNSWIndex.load(path, backend.hnsw, expect)
-        if loaded is not None and loaded.applied_seq <= backend._read_seq():
+        expect = {"store_id": store_id, "namespace": namespace, "model": space[0], "dim": space[1]}
+        loaded = HNSWIndex.load(path, hnsw, expect)
+        if loaded is not None and loaded.applied_seq <= read_seq(conn):
             continue
         repaired = False
         if repair:
-            backend._indexes.pop(namespace, None)
-            index = backend._index_for(namespace)  # rebuilt from SQLite and caught up
-            index.dirty = max(index.dirty, 1)
-            backend._maybe_save(force=True)
-            repaired = HNSWIndex.load(path, backend.hnsw, expect) is not None
+            indexes.rebuild_vectors(namespace)
+            repaired = HNSWIndex.load(path, hnsw, expect) is not None
         out.append(
             _problem(
                 "index",

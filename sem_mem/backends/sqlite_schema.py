@@ -12,7 +12,15 @@ import sqlite3
 import time
 from collections.abc import Callable
 
-__all__ = ["MIGRATIONS", "apply_migrations", "pending_migrations", "split_statements"]
+__all__ = [
+    "MIGRATIONS",
+    "apply_migrations",
+    "pending_migrations",
+    "read_meta",
+    "read_seq",
+    "read_space",
+    "split_statements",
+]
 
 
 def _ids_per_namespace(conn: sqlite3.Connection) -> None:
@@ -57,6 +65,15 @@ def _rebuild_memories(conn: sqlite3.Connection, sql: str) -> None:
     conn.execute("DELETE FROM sqlite_sequence WHERE name IN ('memories', 'memories_v4')")
     if counter is not None:
         conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('memories', ?)", counter)
+
+
+def _session_revision(conn: sqlite3.Connection) -> None:
+    """Add ``chat_sessions.revision`` (compare-and-set saves); sessions stored before
+    are at revision 1. Checks for the column first, so it applies once whatever number
+    another branch gives it."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(chat_sessions)")}
+    if "revision" not in columns:
+        conn.execute("ALTER TABLE chat_sessions ADD COLUMN revision INTEGER NOT NULL DEFAULT 1")
 
 
 MIGRATIONS: list[tuple[int, str, str | Callable[[sqlite3.Connection], None]]] = [
@@ -283,6 +300,7 @@ CREATE TRIGGER memories_after_delete AFTER DELETE ON memories BEGIN
 END;
 """,
     ),
+    (7, "chat sessions saved by revision, never over a save they did not read", _session_revision),
 ]
 
 
@@ -341,3 +359,20 @@ def apply_migrations(conn: sqlite3.Connection) -> list[int]:
             raise
         applied.append(version)
     return applied
+
+
+def read_meta(conn: sqlite3.Connection, key: str) -> str | None:
+    """One value of the store's ``meta`` table (``None`` when unset)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return row[0] if row else None
+
+
+def read_seq(conn: sqlite3.Connection) -> int:
+    """The store's change sequence: every write transaction bumps it."""
+    return int(read_meta(conn, "seq") or 0)
+
+
+def read_space(conn: sqlite3.Connection) -> tuple[str, int] | None:
+    """The embedding model and dimensions the store is bound to, if any."""
+    model, dim = read_meta(conn, "embedding_model"), read_meta(conn, "embedding_dim")
+    return (model, int(dim)) if model and dim else None

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -16,8 +15,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from sem_mem.backends.base import MemoryFilter
-from sem_mem.backends.sqlite_rows import STOPWORDS as QUERY_STOPWORDS
-from sem_mem.backends.sqlite_rows import TIME_EPSILON
+from sem_mem.backends.rows import TIME_EPSILON, content_words
 from sem_mem.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -56,11 +54,10 @@ B = 0.75
 SPEAKER_BOOST = 0.0
 MAX_TOKEN_CHARS = 40
 ANALYZER_NAME = "semmem_en"
-# Stopwords are dropped from queries only (the backend's list, see ``query_terms``), not
+# Stopwords are dropped from queries only (the backends' list, see ``query_terms``), not
 # from documents: kept there, they count in each turn's length, which BM25 normalises by.
 # On the LoCoMo dev split, documents analysed without stopwords lost 0.04 R@10 in the
 # lexical retriever (0.724 vs 0.765 with the same queries and idf).
-STOPWORDS = QUERY_STOPWORDS
 ANALYZER_VERSION = "simple|remove_long40|lower|ascii_fold|snowball_en|v2"
 FORMAT = 1
 SIDECAR = "sidecar.json"
@@ -68,7 +65,6 @@ META_SEP = "\x1f"
 MAX_META_TERM_BYTES = 200
 WRITER_HEAP = 32_000_000  # tantivy asks for at least 15 MB per indexing thread
 
-_WORD = re.compile(r"\w+", re.UNICODE)
 FIELDS = ("text", "speaker")
 BOOSTS = {"text": 1.0, "speaker": SPEAKER_BOOST}
 SCORED_FIELDS = tuple(f for f in FIELDS if BOOSTS[f] > 0)
@@ -177,9 +173,9 @@ def analyze(text: str | None) -> list[str]:
 
 
 def query_terms(query: str) -> list[str]:
-    """The distinct analysed terms of a query, stopwords left out."""
-    words = [w for w in _WORD.findall(query.lower()) if w not in STOPWORDS]
-    return list(dict.fromkeys(analyze(" ".join(words))))
+    """The distinct analysed terms of a query: its content words (the backends' one
+    tokeniser, stopwords left out), stemmed as the index stores them."""
+    return list(dict.fromkeys(analyze(" ".join(content_words(query, limit=None)))))
 
 
 @cache

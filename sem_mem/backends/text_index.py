@@ -34,6 +34,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from sem_mem.backends.store_lock import StoreLock
 from sem_mem.backends.text_fields import (
     ANALYZER_NAME,
     ANALYZER_VERSION,
@@ -82,7 +83,9 @@ class TextIndex:
         self.rebuilt = False
         self.rebuilt_reason: str | None = None  # why it was started empty, for logs
         self.committed_seq = 0
-        self._lock = threading.RLock()
+        # searches share it (no convoy of searches behind one another); changes take it
+        # exclusively (see store_lock.py)
+        self._lock = StoreLock()
         self._commit_lock = threading.Lock()  # one commit at a time in this process
         self._tail: dict[int, TailEntry] = {}
         self._tombstones: dict[int, int] = {}  # label -> seq of the delete
@@ -309,7 +312,7 @@ class TextIndex:
         if not terms or k <= 0:
             return []
         meta_terms = filter_meta_terms(filters) if filters else []
-        with self._lock:
+        with self._lock.shared():
             searcher = self._require().searcher()
             scores: dict[int, float] = {}
             if self._stats["docs"]:

@@ -9,14 +9,18 @@ shape, rejects NaN/inf and L2-normalises, so every caller gets clean unit vector
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from ..errors import EmbeddingError
+from .batcher import QueryBatcher
 
 __all__ = ["Embedder", "normalize_rows"]
+
+_BATCHER_LOCK = threading.Lock()  # creates each embedder's QueryBatcher once
 
 
 def normalize_rows(vectors: np.ndarray) -> np.ndarray:
@@ -39,6 +43,11 @@ class Embedder(ABC):
     dimensions: int = 0
     batch_size: int = 64
     needs_key: bool = False
+    #: how many :meth:`embed_query` runs may go on at once (see batcher.py)
+    query_parallel: int = 1
+    #: whether a text's vector is the same whatever other texts share its batch; if not,
+    #: :meth:`embed_query` never batches (a recall must not depend on other requests)
+    batch_invariant: bool = True
 
     @abstractmethod
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
@@ -75,6 +84,35 @@ class Embedder(ABC):
         """Embed one text; a unit float32 vector of length ``dimensions``."""
         vector: np.ndarray = self.encode([text])[0]
         return vector
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """Embed one text, like :meth:`embed`, batched with concurrent callers.
+
+        Threads that call this while every run slot (``query_parallel``) is busy are
+        embedded together in the next run (one ``encode`` call); a caller alone runs
+        at once, in a batch of one. An embedder that is not ``batch_invariant`` embeds
+        each text in its own ``encode`` call. See :mod:`sem_mem.embedders.batcher`.
+        """
+        if not self.batch_invariant:  # nothing to share: no queue to wait in either
+            vector: np.ndarray = self.encode([text])[0]
+            return vector
+        return self.query_batcher.embed(text)
+
+    @property
+    def query_batcher(self) -> QueryBatcher:
+        """The batcher behind :meth:`embed_query` (one per embedder, made on first use)."""
+        batcher: QueryBatcher | None = self.__dict__.get("_query_batcher")
+        if batcher is None:
+            with _BATCHER_LOCK:
+                batcher = self.__dict__.get("_query_batcher")
+                if batcher is None:
+                    batcher = QueryBatcher(
+                        self.encode,
+                        max_batch=max(1, self.batch_size) if self.batch_invariant else 1,
+                        parallel=self.query_parallel,
+                    )
+                    self.__dict__["_query_batcher"] = batcher
+        return batcher
 
     def _check(self, out: np.ndarray, expected_rows: int) -> np.ndarray:
         arr = np.asarray(out, dtype=np.float32)

@@ -133,6 +133,14 @@ class LocalEmbedder(Embedder):
         self.batch_size = batch_size
         self.max_length = min(max_length, self._bert.max_positions)
         self.threads = threads or _physical_cores()
+        # concurrent query runs go side by side, one per core (one session each)
+        self.query_parallel = min(self.threads, _MAX_SESSIONS)
+        # int8 graphs quantise activations per run, over the whole batch: a query
+        # embedded among 7 others came out at cosine 0.987 to itself alone (float32:
+        # 1 - 2e-7). Recall results must not depend on concurrent requests, so an int8
+        # model embeds each query in its own run, never batched (concurrent runs go to
+        # parallel sessions, see session_pool.py).
+        self.batch_invariant = not self.int8
         slug = re.sub(r"[^\w.-]+", "-", name).strip("-") or "model"
         cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         variant = "-int8" if self.int8 else ""

@@ -92,6 +92,9 @@ class OpenAIEmbedder(Embedder):
         self.max_retries = max_retries
         self.timeout = timeout
         self.max_concurrency = max_concurrency
+        # concurrent recall queries: up to this many requests in flight, each carrying
+        # every query that arrived meanwhile (see batcher.py)
+        self.query_parallel = max_concurrency
         self.backoff_base = backoff_base
         self.encoding_format = encoding_format
         self._client = make_client(api_key=api_key, base_url=base_url, timeout=timeout)

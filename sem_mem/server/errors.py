@@ -15,6 +15,7 @@ NamespaceForbidden             403     key bound to another namespace; auth off
 NotFoundError                  404     no such memory *in the caller's namespace*
 ConflictError                  409     contradicts stored state
   EmbeddingMismatchError       409     store built with another embedding model
+  SessionConflictError         409     a chat session kept changing while saved
 LimitExceededError             413     names the limit, maximum and actual size
   BodyTooLarge                 413     a request body over its byte limit
 ValidationError                422     bad input (the message names the field)

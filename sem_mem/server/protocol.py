@@ -16,12 +16,16 @@ yourself: ``--http sem_mem.server.protocol:HeaderTimeoutProtocol --timeout-keep-
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any
 
 from .limits import ServerConfig
 
-__all__ = ["HeaderTimeoutProtocol", "header_timeout_protocol", "uvicorn_options"]
+__all__ = [
+    "HeaderTimeoutProtocol",
+    "configured_header_timeout",
+    "header_timeout_protocol",
+    "uvicorn_options",
+]
 
 
 def _base() -> type[asyncio.Protocol]:
@@ -81,6 +85,12 @@ def header_timeout_protocol(
     return Protocol
 
 
+def configured_header_timeout() -> float:
+    """``SEMMEM_HEADER_TIMEOUT`` in seconds, read with the settings' precedence
+    (environment > ``.env`` > Streamlit secrets), else the default (10)."""
+    return float(ServerConfig.from_env().header_timeout)
+
+
 class _FromEnvironment:
     """``--http sem_mem.server.protocol:HeaderTimeoutProtocol`` for plain ``uvicorn``:
     built on first use with ``SEMMEM_HEADER_TIMEOUT`` (seconds, default 10)."""
@@ -89,8 +99,7 @@ class _FromEnvironment:
 
     def __call__(self, *args: Any, **kwargs: Any) -> asyncio.Protocol:
         if self._cls is None:
-            timeout = float(os.environ.get("SEMMEM_HEADER_TIMEOUT") or ServerConfig.header_timeout)
-            self._cls = header_timeout_protocol(timeout)
+            self._cls = header_timeout_protocol(configured_header_timeout())
         return self._cls(*args, **kwargs)
 
 

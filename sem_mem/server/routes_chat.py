@@ -90,7 +90,8 @@ async def chat(body: ChatIn, memory: Memory, request: Request) -> dict[str, Any]
         if body.previous_response_id:
             target = ChatSession.continuing(memory.sync, body.previous_response_id).id
         # turns of one session run one at a time in this process, so a double submit
-        # cannot lose a turn (load, answer, store)
+        # sees the turn before it; across processes and replicas, persist() merges
+        # instead (a compare-and-set save never overwrites a turn it did not read)
         with _session_lock(request, memory.namespace, target):
             session = _session_for(memory.sync, body, options)
             if body.title and not session.title:

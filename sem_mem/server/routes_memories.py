@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -12,8 +11,9 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from ..errors import LimitExceededError, ValidationError
+from ..errors import LimitExceededError
 from ..transfer import max_line_bytes
+from ..validation import parse_json_object
 from .auth import Memory, namespace_of
 from .schemas import HistoryOut, ImportOut, MemoryOut, MemoryPage, PatchIn
 
@@ -25,15 +25,9 @@ SourceName = Literal["manual", "auto", "pdf", "document", "thread", "import"]
 
 
 def _metadata_filter(raw: str | None) -> dict[str, Any] | None:
-    if raw is None or raw == "":
+    if raw == "":  # an empty query parameter: no filter
         return None
-    try:
-        value = json.loads(raw)
-    except ValueError as exc:
-        raise ValidationError(f"metadata must be a JSON object: {exc}") from exc
-    if not isinstance(value, dict):
-        raise ValidationError('metadata must be a JSON object, e.g. {"file": "a.pdf"}')
-    return value
+    return parse_json_object(raw, field="metadata", example='{"file": "a.pdf"}')
 
 
 @router.get("/memories", response_model=MemoryPage, tags=["memories"])

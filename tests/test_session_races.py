@@ -1,0 +1,79 @@
+"""Two processes chatting in one stored session at the same instant lose no turn.
+
+Each writer is a real OS process (``multiprocessing``, spawned) on the same SQLite
+folder or the same PostgreSQL database; a barrier holds both after they have read the
+session and answered, so every save races another one that read the same version.
+Afterwards every turn of both is in the session, each question next to its answer, and
+the next turn sends the provider the whole merged thread.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from chat_wire import assert_carries, turn_bodies
+from fake_openai import FakeOpenAI
+from pg_server import cluster_or_skip
+from session_writers import chat_memory, write_turns
+
+from sem_mem.conversation import ChatSession
+
+ROUNDS = 3
+WRITERS = ("ana", "ben")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Where both processes keep the session: a SQLite folder or a PostgreSQL database."""
+    if request.param == "sqlite":
+        yield {"storage_dir": str(tmp_path / "store")}
+        return
+    with cluster_or_skip().database() as url:
+        yield {"database_url": url, "storage_dir": str(tmp_path / "unused")}
+
+
+def test_two_processes_saving_one_session_at_once_keep_every_turn(
+    target: dict[str, str],
+) -> None:
+    spawn = multiprocessing.get_context("spawn")
+    with FakeOpenAI(api_key="sk-test") as fake:
+        with chat_memory(target, fake.base_url):
+            pass  # the schema exists before the writers start
+        barrier = spawn.Barrier(len(WRITERS))
+        writers = [
+            spawn.Process(target=write_turns, args=(target, fake.base_url, name, ROUNDS, barrier))
+            for name in WRITERS
+        ]
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.join(timeout=300)
+        assert [w.exitcode for w in writers] == [0, 0]
+
+        with chat_memory(target, fake.base_url) as memory:
+            session = ChatSession.load(memory, "shared")
+            roles = [m.role for m in session.thread]
+            assert roles == ["user", "assistant"] * (ROUNDS * len(WRITERS))
+            said = [m.content for m in session.thread if m.role == "user"]
+            # every turn of both, each question right before its own answer
+            assert sorted(said) == sorted(f"{w} says {n}" for w in WRITERS for n in range(ROUNDS))
+            for question, answer in zip(session.thread[::2], session.thread[1::2], strict=True):
+                assert question.content in answer.content
+            # in order: a round's two turns were saved before the next round's
+            for n in range(ROUNDS):
+                assert sorted(said[2 * n : 2 * n + 2]) == [f"{w} says {n}" for w in WRITERS]
+
+            # the provider never saw the two racing turns together: the next turn sends
+            # the whole thread, and the one after continues from its answer again
+            reply = session.send("What did we say?")
+            sent = turn_bodies(fake)[-1]
+            assert sent.get("previous_response_id") is None
+            assert all(text in json.dumps(sent["input"]) for text in said)
+            session.persist()
+            again = ChatSession.load(memory, "shared")
+            again.send("And then?")
+            assert_carries(turn_bodies(fake)[-1], "What did we say?", reply.response_id)
