@@ -69,9 +69,17 @@ def _short_of_memory(caplog: pytest.LogCaptureFixture) -> list[str]:
 def test_a_build_gets_the_memory_its_graph_needs_and_says_when_it_runs_short(
     pg_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    import psycopg
+
     import sem_mem.backends.postgres_schema as schema
 
-    # sized by the namespace alone (no 64 MB floor): the whole graph fits, nothing is said
+    # sized by the namespace alone (no 64 MB floor, and the server's own setting, which a
+    # build never goes below, lowered to PostgreSQL's minimum): the whole graph fits,
+    # nothing is said
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        database = conn.execute("SELECT current_database()").fetchone()
+        assert database is not None
+        conn.execute(f"ALTER DATABASE {database[0]} SET maintenance_work_mem = '1MB'")
     monkeypatch.setattr(schema, "BUILD_MEMORY_MIN_MB", 1)
     with caplog.at_level(logging.WARNING, logger="sem_mem.store"):
         roomy = _load(pg_url, "roomy")

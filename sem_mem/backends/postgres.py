@@ -751,7 +751,12 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
             # builds it in parallel with the server's max_parallel_maintenance_workers (2
             # by default; at 10^5 on 2 shared cores 0 workers took 70 s, 1 took 58 s, 2 took
             # 29-43 s: bench/results/backends_profile.md)
-            conn.execute(f"SET maintenance_work_mem = '{int(memory_mb)}MB'")
+            # (never below what the server or its operator set: pg_settings is in kB)
+            configured = conn.execute(
+                "SELECT setting::bigint / 1024 FROM pg_settings WHERE name = 'maintenance_work_mem'"
+            ).fetchone()
+            memory_mb = max(int(memory_mb), int(configured[0]) if configured else 0)
+            conn.execute(f"SET maintenance_work_mem = '{memory_mb}MB'")
             # pgvector says so (a NOTICE) when the graph outgrows that memory and the build
             # slows down several times: an operator must see it
             conn.add_notice_handler(_log_build_notice)
