@@ -32,7 +32,7 @@ test: setup
 	bash scripts/test.sh "$(VENV)"
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow and not browser"
+	$(BIN)/python -m pytest -q -n auto -m "not slow and not browser"
 
 lint: setup
 	$(BIN)/ruff check sem_mem tests bench examples

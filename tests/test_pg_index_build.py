@@ -66,6 +66,7 @@ def _short_of_memory(caplog: pytest.LogCaptureFixture) -> list[str]:
     ]
 
 
+@pytest.mark.slow  # two HNSW builds in PostgreSQL, one starved of memory
 def test_a_build_gets_the_memory_its_graph_needs_and_says_when_it_runs_short(
     pg_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

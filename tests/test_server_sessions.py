@@ -255,6 +255,7 @@ def test_two_turns_sent_at_once_to_one_session_are_both_kept(
         assert said[0] == "hello" and sorted(said[1:]) == ["first at once", "second at once"]
 
 
+@pytest.mark.slow  # two server processes on one PostgreSQL
 @pytest.mark.postgres
 @pytest.mark.parametrize("api", WIRE_FORMATS)
 def test_two_replicas_answering_one_session_at_once_keep_both_turns(

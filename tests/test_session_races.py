@@ -36,6 +36,7 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str,
         yield {"database_url": url, "storage_dir": str(tmp_path / "unused")}
 
 
+@pytest.mark.slow  # two spawned processes racing three rounds
 def test_two_processes_saving_one_session_at_once_keep_every_turn(
     target: dict[str, str],
 ) -> None:
