@@ -168,6 +168,7 @@ def test_postgres_profile_runs_replicas_on_a_pgvector_database(compose: dict[str
     profiled = {name for name, svc in services.items() if "postgres" in svc.get("profiles", [])}
     assert profiled == {"postgres", "replica-1", "replica-2"}
     assert services["postgres"]["image"].startswith("pgvector/pgvector:")
+    assert services["postgres"].get("shm_size")  # parallel index builds need shared memory
     assert "semmem-pg" in compose["volumes"]
     ports = set()
     for name in ("replica-1", "replica-2"):
