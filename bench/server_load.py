@@ -509,6 +509,8 @@ def main() -> None:
     markdown = report(result)
     print(markdown)
     output = Path(args.output)
+    if output.parent == Path():  # a bare stem goes beside the other results
+        output = RESULTS / output
     output.parent.mkdir(parents=True, exist_ok=True)
     output.with_suffix(".md").write_text(markdown)
     output.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
