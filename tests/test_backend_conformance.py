@@ -955,6 +955,27 @@ def test_a_chat_session_save_never_overwrites_a_save_it_did_not_read(store: Stor
     assert a.get_chat_session("alice", "s1") is None
 
 
+def test_chat_session_namespaces_and_response_ids_are_listed_for_a_copy(store: Store) -> None:
+    """What copy_store (``sem-mem migrate``) reads to carry sessions to another store."""
+    from sem_mem.backends.base import ChatSessionRecord
+
+    b = store.backend()
+    assert b.chat_session_namespaces() == []
+    revision = b.save_chat_session("bob", ChatSessionRecord("s1", "", {}, 1.0, 2.0, "r_b"))
+    revision = b.save_chat_session(
+        "bob", ChatSessionRecord("s1", "", {}, 1.0, 3.0, "r_a", revision=revision)
+    )
+    b.save_chat_session("bob", ChatSessionRecord("s1", "", {}, 1.0, 4.0, revision=revision))
+    b.save_chat_session("alice", ChatSessionRecord("s1", "", {}, 1.0, 2.0, "r_c"))
+    b.save_chat_session("alice", ChatSessionRecord("s2", "", {}, 1.0, 2.0))
+    assert b.chat_session_namespaces() == ["alice", "bob"]
+    assert b.chat_response_ids("bob", "s1") == ["r_a", "r_b"]  # every answer, not the last
+    assert b.chat_response_ids("alice", "s1") == ["r_c"]  # alice's s1 is another session
+    assert b.chat_response_ids("alice", "s2") == []
+    assert b.delete_chat_session("bob", "s1") is True
+    assert (b.chat_session_namespaces(), b.chat_response_ids("bob", "s1")) == (["alice"], [])
+
+
 def test_chat_sessions_saved_at_once_by_two_processes_keep_every_turn(store: Store) -> None:
     """Two processes read one session, both answer, both save: nothing is lost, in the
     order the saves committed (memory-only mode: each turn is the user's message)."""

@@ -376,3 +376,145 @@ def test_original_dir_without_metadata_imports_nothing(
         assert migrate_original_sem_mem(src, memory) == 0
     assert "hnsw_metadata.json" in caplog.text
     assert len(memory) == 0
+
+
+# ----------------------------------------------------------------------------- chat sessions
+# ``sem-mem migrate --to postgresql://…`` (copy_store) carries chat sessions over too.
+
+
+def _memory_on(backend: Any, namespace: str) -> SemanticMemory:
+    return SemanticMemory(backend=backend, namespace=namespace, embedder=HashingEmbedder())
+
+
+def _turns(backend: Any, namespace: str, session_id: str) -> list[str]:
+    from sem_mem.conversation import ChatSession
+
+    memory = _memory_on(backend, namespace)
+    try:
+        return [m.content for m in ChatSession.load(memory, session_id).thread]
+    finally:
+        memory.close()
+
+
+def _chat(backend: Any, namespace: str, session_id: str, texts: list[str]) -> None:
+    """Turns of a memory-only chat (each turn is the user's message), saved one by one."""
+    from sem_mem.conversation import ChatSession
+
+    memory = _memory_on(backend, namespace)
+    try:
+        session = ChatSession.load(memory, session_id, create=True, title=session_id.title())
+        for text in texts:
+            session.send(text)
+            session.persist()
+    finally:
+        memory.close()
+
+
+def _continue(backend: Any, namespace: str, response_id: str, text: str) -> None:
+    """A client's next turn, found by the response id it holds (``previous_response_id``)."""
+    from sem_mem.conversation import ChatSession
+
+    memory = _memory_on(backend, namespace)
+    try:
+        session = ChatSession.continuing(memory, response_id)
+        session.send(text)
+        session.persist()
+    finally:
+        memory.close()
+
+
+def _answered(backend: Any, namespace: str, session_id: str, response_id: str) -> None:
+    """Record a provider's answer id on the session, as a save after an answer does."""
+    from dataclasses import replace
+
+    record = backend.get_chat_session(namespace, session_id)
+    backend.save_chat_session(namespace, replace(record, response_id=response_id))
+
+
+def _sessions(backend: Any, namespace: str) -> list[tuple[str, str, float, float]]:
+    return [
+        (r.id, r.title, r.created_at, r.updated_at) for r in backend.list_chat_sessions(namespace)
+    ]
+
+
+@pytest.mark.postgres
+def test_copy_store_carries_chat_sessions_to_postgres_and_back(tmp_path: Path) -> None:
+    from pg_server import cluster_or_skip
+
+    from sem_mem.backends.copy import copy_store
+    from sem_mem.backends.postgres import PostgresBackend
+    from sem_mem.backends.sqlite import SQLiteBackend
+
+    sqlite = SQLiteBackend(tmp_path / "src")
+    # a memory in another namespace: chat turns recall (and count hits) in their own
+    memory = _memory_on(sqlite, "default")
+    memory.remember("Alice is allergic to penicillin")
+    memory.close()
+    _chat(sqlite, "alice", "plan", ["First", "Second", "Third"])
+    _answered(sqlite, "alice", "plan", "resp_1")
+    _answered(sqlite, "alice", "plan", "resp_2")
+    _chat(sqlite, "bob", "notes", ["Only turn"])
+    turns = ["First", "Second", "Third"]
+    assert _turns(sqlite, "alice", "plan") == turns
+
+    with cluster_or_skip().database() as url:
+        pg = PostgresBackend(url)
+        report = copy_store(sqlite, pg)
+        assert (report["memories"], report["chat_sessions"], report["chat_response_ids"]) == (
+            1,
+            2,
+            2,
+        )
+        assert _turns(pg, "alice", "plan") == turns
+        assert _turns(pg, "bob", "notes") == ["Only turn"]
+        for namespace in ("alice", "bob"):
+            assert _sessions(pg, namespace) == _sessions(sqlite, namespace)
+        assert pg.chat_response_ids("alice", "plan") == ["resp_1", "resp_2"]
+
+        # the client holding the last answer's id continues the session in PostgreSQL
+        _continue(pg, "alice", "resp_2", "Fourth")
+        assert _turns(pg, "alice", "plan") == [*turns, "Fourth"]
+
+        # a re-run copies nothing twice and keeps the turn made in the destination
+        again = copy_store(sqlite, pg)
+        assert (again["chat_sessions"], again["chat_sessions_skipped_existing"]) == (0, 2)
+        assert again["chat_response_ids"] == 0
+        assert _turns(pg, "alice", "plan") == [*turns, "Fourth"]
+        assert [r.id for r in pg.list_chat_sessions("alice")] == ["plan"]
+
+        # and back into a new embedded store, where the session goes on as well
+        back = SQLiteBackend(tmp_path / "back")
+        report = copy_store(pg, back)
+        assert (report["chat_sessions"], report["chat_response_ids"]) == (2, 2)
+        assert _turns(back, "alice", "plan") == [*turns, "Fourth"]
+        assert back.chat_session_of_response("alice", "resp_1") == "plan"
+        _continue(back, "alice", "resp_2", "Fifth")
+        assert _turns(back, "alice", "plan") == [*turns, "Fourth", "Fifth"]
+        again = copy_store(pg, back)
+        assert (again["chat_sessions"], again["chat_sessions_skipped_existing"]) == (0, 2)
+        assert _turns(back, "alice", "plan") == [*turns, "Fourth", "Fifth"]
+        for backend in (sqlite, pg, back):
+            backend.close()
+
+
+def test_copy_store_of_a_store_with_only_chat_sessions_copies_them(tmp_path: Path) -> None:
+    """A store used only for chat (no memory stored) still has sessions to move."""
+    from dataclasses import replace
+
+    from sem_mem.backends.copy import copy_store
+    from sem_mem.backends.sqlite import SQLiteBackend
+
+    src, dst = SQLiteBackend(tmp_path / "src"), SQLiteBackend(tmp_path / "dst")
+    _chat(src, "default", "talk", ["Hello", "Again"])
+    _answered(src, "default", "talk", "resp_a")
+    # an earlier run stopped after writing the session, before its response id
+    record = src.get_chat_session("default", "talk")
+    assert record is not None
+    dst.save_chat_session("default", replace(record, revision=0))
+    report = copy_store(src, dst)
+    assert (report["memories"], report["chat_sessions"]) == (0, 0)
+    assert (report["chat_sessions_skipped_existing"], report["chat_response_ids"]) == (1, 1)
+    assert _turns(dst, "default", "talk") == ["Hello", "Again"]
+    assert dst.chat_session_of_response("default", "resp_a") == "talk"
+    src.close()
+    dst.close()

@@ -404,6 +404,14 @@ class StorageBackend(ABC):
     def chat_session_of_response(self, namespace: str, response_id: str) -> str | None:
         """The id of the namespace's session that produced ``response_id``, else None."""
 
+    @abstractmethod
+    def chat_session_namespaces(self) -> builtins.list[str]:
+        """Every namespace that holds chat sessions, sorted (``copy_store`` walks them)."""
+
+    @abstractmethod
+    def chat_response_ids(self, namespace: str, session_id: str) -> builtins.list[str]:
+        """Every response id recorded for the session, sorted (``copy_store`` copies them)."""
+
     # -- maintenance ----------------------------------------------------------------------
     @abstractmethod
     def replace_embeddings(

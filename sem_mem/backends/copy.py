@@ -6,10 +6,15 @@ text is embedded again, so both sides must use the same embedding model. History
 copied when the destination can take it (``copies_history``; the source is read
 with ``iter_history`` where it copies history too, else memory by memory); otherwise each memory
 starts with its ``imported`` event. Instructions are copied for every namespace that
-holds memories, and for ``default``.
+holds memories, and for ``default``. Chat sessions are copied for every namespace that
+holds any, with every response id recorded for them (so a client's
+``previous_response_id`` still finds its session); a copied session starts again at
+revision 1 in the destination, where it loads and keeps saving like any other.
 
 The copy is resumable: memories whose id already exists in the destination are skipped
-(their history is only copied into namespaces that were empty when the copy started).
+(their history is only copied into namespaces that were empty when the copy started),
+and so are sessions the destination already holds (only response ids it lacks are added,
+never over a session's turns: one continued in the destination keeps them).
 At the end the copy is verified: per-namespace counts, and for a sample of memories the
 stored record and a vector recall of the memory's own embedding on both sides.
 """
@@ -19,6 +24,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -26,7 +32,7 @@ import numpy as np
 from ..errors import EmbeddingMismatchError, StorageError
 from ..hashing import text_hash
 from ..types import HistoryEvent
-from .base import NewMemory, StorageBackend, StoredMemory
+from .base import ChatSessionRecord, NewMemory, StorageBackend, StoredMemory
 
 __all__ = ["copy_store", "verify_copy"]
 
@@ -99,8 +105,12 @@ def copy_store(
         "skipped_existing": 0,
         "history_events": 0,
         "instructions": 0,
+        "chat_sessions": 0,
+        "chat_sessions_skipped_existing": 0,
+        "chat_response_ids": 0,
     }
-    if space is None:  # never used: nothing to copy
+    if space is None:  # no memory ever stored: only chat sessions can exist
+        _copy_sessions(src, dst, report)
         return report
     target = dst.embedding_space()
     if target is None:
@@ -128,6 +138,7 @@ def copy_store(
         if text:
             dst.set_instructions(namespace, text)
             report["instructions"] += 1
+    _copy_sessions(src, dst, report)
     dst.flush()
     if verify:
         report["verified"] = verify_copy(src, dst, samples)
@@ -196,6 +207,46 @@ def _copy_history(events: Iterable[HistoryEvent], dst: StorageBackend, namespace
         dst.add_history(namespace, pending)
         count += len(pending)
     return count
+
+
+def _copy_sessions(src: StorageBackend, dst: StorageBackend, report: dict[str, Any]) -> None:
+    """Copy every chat session and its response ids; sessions ``dst`` has are not rewritten."""
+    page = 500
+    for namespace in src.chat_session_namespaces():
+        offset = 0
+        while records := src.list_chat_sessions(namespace, limit=page, offset=offset):
+            offset += len(records)
+            for record in records:
+                _copy_session(src, dst, namespace, record, report)
+
+
+def _copy_session(
+    src: StorageBackend,
+    dst: StorageBackend,
+    namespace: str,
+    record: ChatSessionRecord,
+    report: dict[str, Any],
+) -> None:
+    missing = [
+        r
+        for r in src.chat_response_ids(namespace, record.id)
+        if dst.chat_session_of_response(namespace, r) is None
+    ]
+    target = dst.get_chat_session(namespace, record.id)
+    if target is None:
+        first = missing.pop(0) if missing else None
+        revision = dst.save_chat_session(namespace, replace(record, revision=0, response_id=first))
+        target = replace(record, revision=revision)
+        report["chat_sessions"] += 1
+        report["chat_response_ids"] += int(first is not None)
+    else:
+        report["chat_sessions_skipped_existing"] += 1
+    # the contract records one response id per save: each further one is a save of the
+    # destination's own record (its turns untouched), over the revision just written
+    for response_id in missing:
+        revision = dst.save_chat_session(namespace, replace(target, response_id=response_id))
+        target = replace(target, revision=revision)
+        report["chat_response_ids"] += 1
 
 
 def _copy_last_access(dst: StorageBackend, namespace: str, todo: list[StoredMemory]) -> None:

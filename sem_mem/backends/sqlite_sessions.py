@@ -139,6 +139,22 @@ class SQLiteSessionsMixin:
             ).fetchone()
         return row[0] if row else None
 
+    def chat_session_namespaces(self) -> list[str]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT namespace FROM chat_sessions ORDER BY namespace"
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def chat_response_ids(self, namespace: str, session_id: str) -> list[str]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT response_id FROM chat_responses WHERE namespace = ? AND session_id = ? "
+                "ORDER BY response_id",
+                (namespace, session_id),
+            ).fetchall()
+        return [r[0] for r in rows]
+
     # a memory-id lookup that, like the sessions, is a small addition to the backend
     def ids_with_prefix(self, namespace: str, prefix: str, *, limit: int = 2) -> list[str]:
         if not prefix:
