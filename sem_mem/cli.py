@@ -389,7 +389,8 @@ def migrate(
     """Import memories from an older format, or copy the store to/from PostgreSQL.
 
     `sem-mem migrate --to postgresql://...` copies the embedded store (--storage-dir)
-    into PostgreSQL; `--to DIR --from-url postgresql://...` copies it back.
+    into PostgreSQL; `--to DIR --from-url postgresql://...` copies it back. Memories,
+    history, instructions and chat sessions move; a re-run copies only what is missing.
     """
     from . import migrate as migrations
 
