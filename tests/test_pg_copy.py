@@ -164,3 +164,30 @@ def test_cli_migrate_to_postgres_and_back(tmp_path: Path, pg_url: str) -> None:
         assert copy.recall("penicillin allergy", limit=1)[0].text == FACTS[0]
     bad = runner.invoke(app, ["migrate", "--to", str(tmp_path / "not-a-url")])
     assert bad.exit_code == 2 and "postgresql://" in bad.output
+
+
+def test_a_copy_run_again_after_the_destination_was_used_keeps_what_it_has(
+    tmp_path: Path, pg_url: str
+) -> None:
+    from sem_mem.backends.postgres import PostgresBackend
+
+    sqlite = SQLiteBackend(tmp_path / "src")
+    source = SemanticMemory(backend=sqlite, embedder=HashingEmbedder())
+    ids = source.remember_batch(FACTS)
+    source.close()
+    pg = PostgresBackend(pg_url)
+    copy_store(sqlite, pg)
+    # the destination is used: recalls count hits there, and a memory is edited
+    used = SemanticMemory(backend=pg, embedder=HashingEmbedder())
+    for _ in range(2):
+        used.recall("penicillin allergy", limit=3)
+    used.update(ids[0], text="Allergic to penicillin and to amoxicillin")
+    used.flush()
+    again = copy_store(sqlite, pg)  # e.g. the operator runs the migration a second time
+    assert again["memories"] == 0 and again["skipped_existing"] == len(FACTS)
+    stored = pg.get_many("default", ids)
+    assert stored[ids[0]].memory.text == "Allergic to penicillin and to amoxicillin"
+    assert sum(s.memory.hit_count for s in stored.values()) > 0  # its own hits are kept
+    used.close()
+    pg.close()
+    sqlite.close()

@@ -178,8 +178,16 @@ def _copy_namespaces(
                 dst.add(namespace, [_new_memory(s) for s in todo], dedupe=False, chunk_size=batch)
                 _copy_last_access(dst, namespace, todo)
             stats["memories"] += len(todo)
+            # verify what this run copied: a memory the destination already had is its own
+            # now (recalled, maybe edited there since an earlier run) and is left as it is
+            copied_now = {s.memory.id for s in todo}
             for s in chunk:
-                if position % every == 0 and s.memory.status == "active" and len(picked) < sample:
+                if (
+                    position % every == 0
+                    and s.memory.id in copied_now
+                    and s.memory.status == "active"
+                    and len(picked) < sample
+                ):
                     picked.append(s)
                 position += 1
             done += len(chunk)
