@@ -4,6 +4,7 @@ OpenAI server in both wire formats, sessions kept in the store across restarts."
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -174,12 +175,9 @@ uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on")).run(sock
 """
 
 
-@pytest.mark.postgres
-@pytest.mark.parametrize("api", WIRE_FORMATS)
-@pytest.mark.slow  # two server processes on PostgreSQL
-def test_two_server_processes_on_postgres_share_sessions(
-    tmp_path: Path, fake: FakeOpenAI, api: str
-) -> None:
+@contextmanager
+def _replicas(tmp_path: Path, fake: FakeOpenAI, api: str) -> Iterator[list[str]]:
+    """Two chat servers in their own processes on one fresh PostgreSQL database; their URLs."""
     import socket
     import subprocess
     import sys
@@ -205,25 +203,33 @@ def test_two_server_processes_on_postgres_share_sessions(
                     )
                 )
                 sock.close()
-            a, b = (httpx.Client(base_url=url, timeout=60) for url in urls)
-            with a, b:
-                first = a.post("/chat", json={"query": "My locker is number 42"})
-                assert first.status_code == 200, first.text
-                session_id = first.json()["session_id"]
-                second = b.post("/chat", json={"query": "Which locker?", "session_id": session_id})
-                assert second.status_code == 200, second.text
-                assert_carries(
-                    turn_bodies(fake)[-1], "My locker is number 42", first.json()["response_id"]
-                )
-                assert [s["id"] for s in a.get("/sessions").json()["sessions"]] == [session_id]
-                assert a.get(f"/sessions/{session_id}").json()["messages"][-1]["role"] == (
-                    "assistant"
-                )
+            yield urls
         finally:
             for server in servers:
                 server.terminate()
             for server in servers:
                 server.wait(timeout=30)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("api", WIRE_FORMATS)
+@pytest.mark.slow  # two server processes on PostgreSQL
+def test_two_server_processes_on_postgres_share_sessions(
+    tmp_path: Path, fake: FakeOpenAI, api: str
+) -> None:
+    with _replicas(tmp_path, fake, api) as urls:
+        a, b = (httpx.Client(base_url=url, timeout=60) for url in urls)
+        with a, b:
+            first = a.post("/chat", json={"query": "My locker is number 42"})
+            assert first.status_code == 200, first.text
+            session_id = first.json()["session_id"]
+            second = b.post("/chat", json={"query": "Which locker?", "session_id": session_id})
+            assert second.status_code == 200, second.text
+            assert_carries(
+                turn_bodies(fake)[-1], "My locker is number 42", first.json()["response_id"]
+            )
+            assert [s["id"] for s in a.get("/sessions").json()["sessions"]] == [session_id]
+            assert a.get(f"/sessions/{session_id}").json()["messages"][-1]["role"] == "assistant"
 
 
 @pytest.mark.slow  # the fake model answers 0.5 s late four times
@@ -263,13 +269,7 @@ def test_two_replicas_answering_one_session_at_once_keep_both_turns(
 ) -> None:
     import concurrent.futures
     import json
-    import socket
-    import subprocess
-    import sys
     import threading
-
-    from conftest import python_env
-    from pg_server import cluster_or_skip
 
     from sem_mem.llm.prompts import MEMORY_SYSTEM_CONTEXT
 
@@ -285,69 +285,47 @@ def test_two_replicas_answering_one_session_at_once_keep_both_turns(
         return "noted"
 
     fake.responder = responder
-    with cluster_or_skip().database() as pg_url:
-        servers: list[subprocess.Popen[bytes]] = []
-        urls: list[str] = []
-        try:
-            for n in range(2):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                sock.bind(("127.0.0.1", 0))
-                sock.listen(64)  # listening before the process starts: no sleeping
-                urls.append(f"http://127.0.0.1:{sock.getsockname()[1]}")
-                argv = [str(sock.fileno()), pg_url, str(tmp_path / f"u{n}"), fake.base_url, api]
-                servers.append(
-                    subprocess.Popen(
-                        [sys.executable, "-c", _CHAT_SERVER, *argv],
-                        pass_fds=[sock.fileno()],
-                        env=python_env(),
+    with _replicas(tmp_path, fake, api) as urls:
+        a, b = (httpx.Client(base_url=url, timeout=120) for url in urls)
+        with a, b:
+            first = a.post("/chat", json={"query": "We are planning the spring fair"})
+            assert first.status_code == 200, first.text
+            session_id = first.json()["session_id"]
+
+            racing.set()
+            asks = [(a, "Book the town hall"), (b, "Order forty chairs")]
+            with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                answers = list(
+                    pool.map(
+                        lambda ask: ask[0].post(
+                            "/chat", json={"query": ask[1], "session_id": session_id}
+                        ),
+                        asks,
                     )
                 )
-                sock.close()
-            a, b = (httpx.Client(base_url=url, timeout=120) for url in urls)
-            with a, b:
-                first = a.post("/chat", json={"query": "We are planning the spring fair"})
-                assert first.status_code == 200, first.text
-                session_id = first.json()["session_id"]
+            racing.clear()
+            assert [r.status_code for r in answers] == [200, 200], [r.text for r in answers]
 
-                racing.set()
-                asks = [(a, "Book the town hall"), (b, "Order forty chairs")]
-                with concurrent.futures.ThreadPoolExecutor(2) as pool:
-                    answers = list(
-                        pool.map(
-                            lambda ask: ask[0].post(
-                                "/chat", json={"query": ask[1], "session_id": session_id}
-                            ),
-                            asks,
-                        )
-                    )
-                racing.clear()
-                assert [r.status_code for r in answers] == [200, 200], [r.text for r in answers]
+            shown = b.get(f"/sessions/{session_id}").json()["messages"]
+            assert [m["role"] for m in shown] == ["user", "assistant"] * 3
+            said = [m["content"] for m in shown if m["role"] == "user"]
+            assert said[0] == "We are planning the spring fair"
+            assert sorted(said[1:]) == ["Book the town hall", "Order forty chairs"]
 
-                shown = b.get(f"/sessions/{session_id}").json()["messages"]
-                assert [m["role"] for m in shown] == ["user", "assistant"] * 3
-                said = [m["content"] for m in shown if m["role"] == "user"]
-                assert said[0] == "We are planning the spring fair"
-                assert sorted(said[1:]) == ["Book the town hall", "Order forty chairs"]
-
-                # the next turn, on either replica, gives the model both racing turns
-                follow = a.post("/chat", json={"query": "What is left?", "session_id": session_id})
-                assert follow.status_code == 200, follow.text
-                sent = turn_bodies(fake)[-1]
-                if api == "responses":
-                    assert sent.get("previous_response_id") is None
-                    carried = json.dumps(sent["input"])
-                else:
-                    carried = json.dumps(sent["messages"])
-                assert all(text in carried for text in said)
-                # a client holding either racing answer's id still continues the session
-                for answer in answers:
-                    held = answer.json()["response_id"]
-                    assert (held is None) == (api == "chat_completions")
-                    if held:
-                        body = {"query": "Thanks", "previous_response_id": held}
-                        assert b.post("/chat", json=body).json()["session_id"] == session_id
-        finally:
-            for server in servers:
-                server.terminate()
-            for server in servers:
-                server.wait(timeout=30)
+            # the next turn, on either replica, gives the model both racing turns
+            follow = a.post("/chat", json={"query": "What is left?", "session_id": session_id})
+            assert follow.status_code == 200, follow.text
+            sent = turn_bodies(fake)[-1]
+            if api == "responses":
+                assert sent.get("previous_response_id") is None
+                carried = json.dumps(sent["input"])
+            else:
+                carried = json.dumps(sent["messages"])
+            assert all(text in carried for text in said)
+            # a client holding either racing answer's id still continues the session
+            for answer in answers:
+                held = answer.json()["response_id"]
+                assert (held is None) == (api == "chat_completions")
+                if held:
+                    body = {"query": "Thanks", "previous_response_id": held}
+                    assert b.post("/chat", json=body).json()["session_id"] == session_id
