@@ -8,6 +8,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from embedders import HashingEmbedder
@@ -86,3 +87,16 @@ def python_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests")])
     return env
+
+
+CHAT_KEY = "sk-test"  # the API key the chat tests' fake model server expects
+
+
+@pytest.fixture
+def fake() -> Iterator[Any]:
+    """A fake OpenAI-compatible server on 127.0.0.1 whose model answers "noted"."""
+    from fake_openai import FakeOpenAI
+
+    with FakeOpenAI(api_key=CHAT_KEY) as server:
+        server.responder = lambda body: "noted"
+        yield server

@@ -4,26 +4,17 @@ chat-export ingest, failures reported at the end, short ids and empty listings."
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from chat_wire import WIRE_FORMATS, assert_carries, turn_bodies
+from conftest import CHAT_KEY
 from embedders import HashingEmbedder
 from fake_openai import FakeOpenAI
 from typer.testing import CliRunner
 
 from sem_mem.cli import app
-
-KEY = "sk-test"
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI(api_key=KEY) as server:
-        server.responder = lambda body: "noted"
-        yield server
 
 
 def run(store: Path, *args: str, input: str | None = None, code: int = 0, env: Any = None) -> Any:
@@ -41,7 +32,7 @@ def run(store: Path, *args: str, input: str | None = None, code: int = 0, env: A
 
 def chat_env(fake: FakeOpenAI) -> dict[str, str]:
     return {
-        "OPENAI_API_KEY": KEY,
+        "OPENAI_API_KEY": CHAT_KEY,
         "OPENAI_BASE_URL": fake.base_url,
         "CHAT_MODEL": "llama3.1",
         "AUTO_MEMORY": "false",

@@ -3,29 +3,21 @@ both wire formats: continuation, persistence, commands, thread saving."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from chat_wire import WIRE_FORMATS, assert_carries, turn_bodies
+from conftest import CHAT_KEY
 from fake_openai import FakeOpenAI
 
 from sem_mem import ChatOptions, ChatSession, SemanticMemory, ValidationError
 from sem_mem.conversation import parse_command
 
-KEY = "sk-test"
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI(api_key=KEY) as server:
-        server.responder = lambda body: "noted"
-        yield server
-
 
 def chat_memory(make_memory: Callable[..., SemanticMemory], fake: FakeOpenAI, api: str, **kw: Any):  # type: ignore[no-untyped-def]
     return make_memory(
-        api_key=KEY,
+        api_key=CHAT_KEY,
         base_url=fake.base_url,
         chat_api=api,
         chat_model="llama3.1",

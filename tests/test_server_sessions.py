@@ -11,23 +11,15 @@ from typing import Any
 import httpx
 import pytest
 from chat_wire import WIRE_FORMATS, assert_carries, turn_bodies
+from conftest import CHAT_KEY
 from fake_openai import FakeOpenAI
 from live_server import serve
-
-KEY = "sk-test"
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI(api_key=KEY) as server:
-        server.responder = lambda body: "noted"
-        yield server
 
 
 def chat_server(storage: Path, fake: FakeOpenAI, api: str, **overrides: Any) -> Any:
     return serve(
         storage,
-        openai_api_key=KEY,
+        openai_api_key=CHAT_KEY,
         openai_base_url=fake.base_url,
         chat_api=api,
         chat_model="llama3.1",
