@@ -166,6 +166,7 @@ class CachingEmbedder(Embedder):
         self.model_id = inner.model_id
         self.dimensions = inner.dimensions
         self.batch_size = 4096
+        self.sentence_pooling = inner.sentence_pooling
         key = hashlib.sha256(self.model_id.encode()).hexdigest()[:16]
         self.path = cache_dir / f"embeddings-{key}.npz"
         self.vectors: dict[str, np.ndarray] = {}
@@ -207,7 +208,9 @@ class Variant:
     config: FusionConfig | None = None  # None: the library's own ranking for ``mode``
     note: str = ""
     #: how the turns are stored: "conversation" (remember_conversation, one thread per
-    #: session, with its date) or "batch" (remember_batch of "Speaker: text" strings)
+    #: session, with its date), "whole" (the same, each turn embedded whole instead of
+    #: sentence by sentence plus its speaker) or "batch" (remember_batch of
+    #: "Speaker: text" strings)
     storage: str = "conversation"
 
 
@@ -223,6 +226,18 @@ VARIANTS: tuple[Variant, ...] = (
         "vector",
         storage="batch",
         note="remember_batch of 'Speaker: text' strings (no threads): HNSW cosine",
+    ),
+    Variant(
+        "whole turns: vector",
+        "vector",
+        storage="whole",
+        note="remember_conversation, each turn embedded whole (sentence_pooling=False)",
+    ),
+    Variant(
+        "whole turns: hybrid",
+        "hybrid",
+        storage="whole",
+        note="remember_conversation, whole-turn vectors, library default ranking",
     ),
     Variant("batch: lexical", "lexical", storage="batch", note="remember_batch, full text"),
     Variant("batch: hybrid", "hybrid", storage="batch", note="remember_batch, library default"),
@@ -303,7 +318,7 @@ def store_turns(memory: SemanticMemory, conv: Conversation, storage: str) -> dic
             dedupe=False,
         )
         return dict(zip(ids, (t.dia_id for t in conv.turns), strict=True))
-    out: dict[str, str] = {}
+    out: dict[str, str] = {}  # "conversation" and "whole" store the same way
     for session in sorted({t.session for t in conv.turns}):
         turns = [t for t in conv.turns if t.session == session]
         ids = memory.remember_conversation(
@@ -358,7 +373,9 @@ def evaluate(
     seconds to store the turns the default way."""
     out = {v.name: Scores() for v in variants}
     remember_s = float("nan")
+    pooling = embedder.sentence_pooling
     for storage in dict.fromkeys(v.storage for v in variants):
+        embedder.sentence_pooling = pooling and storage != "whole"
         with _fresh_store() as where:
             memory = (
                 SemanticMemory(database_url=where, embedder=embedder)
@@ -380,6 +397,7 @@ def evaluate(
                         out[variant.name].add(q.category, q.gold, [dia_of[h.id] for h in hits])
             finally:
                 memory.close()
+    embedder.sentence_pooling = pooling
     return out, remember_s
 
 

@@ -256,9 +256,13 @@ class SemanticMemory:
     # ------------------------------------------------------------------ embeddings
 
     def _embed_texts(
-        self, texts: Sequence[str], progress: Callable[[int, int], None] | None = None
+        self,
+        texts: Sequence[str],
+        progress: Callable[[int, int], None] | None = None,
+        speakers: Sequence[str | None] | None = None,
     ) -> np.ndarray:
-        """Vectors for ``texts``, reusing any embedding the store already has."""
+        """Vectors of memories with these ``texts`` (and ``speakers``, for conversation
+        turns), reusing any embedding the store already has for the same text."""
         hashes = [text_hash(t) for t in texts]
         known = self.backend.cached_embeddings(
             self.namespace, self.embedder.model_id, list(dict.fromkeys(hashes))
@@ -270,7 +274,11 @@ class SemanticMemory:
             for i in missing:
                 unique.setdefault(hashes[i], i)
             order = list(unique.values())
-            fresh = self.embedder.encode([texts[i] for i in order], progress=progress)
+            fresh = self.embedder.embed_memories(
+                [texts[i] for i in order],
+                [speakers[i] for i in order] if speakers is not None else None,
+                progress=progress,
+            )
             for i, vec in zip(order, fresh, strict=True):
                 known[hashes[i]] = vec
         for i, h in enumerate(hashes):
@@ -438,7 +446,7 @@ class SemanticMemory:
         total = len(cleaned)
         if vectors is None:
             embed_progress = (lambda done, _t: progress(done, total)) if progress else None
-            vectors = self._embed_texts(cleaned, embed_progress)
+            vectors = self._embed_texts(cleaned, embed_progress, speakers)
         items = [
             NewMemory(
                 text=t,
@@ -477,9 +485,11 @@ class SemanticMemory:
         kwargs: dict[str, Any] = {}
         if text is not None:
             cleaned = self._clean_text(text)
+            current = self.backend.get_many(self.namespace, [memory_id]).get(memory_id)
+            speaker = current.memory.speaker if current is not None else None
             kwargs.update(
                 text=cleaned,
-                embedding=self._embed_texts([cleaned])[0],
+                embedding=self._embed_texts([cleaned], speakers=[speaker])[0],
                 content_hash=text_hash(cleaned),
             )
         if metadata is not None:
@@ -1189,7 +1199,7 @@ class SemanticMemory:
             count = self.backend.replace_embeddings(
                 new_embedder.model_id,
                 new_embedder.dimensions,
-                lambda texts: new_embedder.encode(texts),
+                new_embedder.embed_memories,
                 progress=progress,
             )
             self.embedder = new_embedder

@@ -423,7 +423,7 @@ def _import(
         )
         to_embed = [t for t, h in hashes.items() if h not in known]
         if to_embed:
-            for text, vec in zip(to_embed, embedder.encode(to_embed), strict=True):
+            for text, vec in zip(to_embed, embedder.embed_memories(to_embed), strict=True):
                 known[hashes[text]] = vec
             summary.embedded = len(to_embed)
         for i in missing:

@@ -166,7 +166,9 @@ def import_lines(
         skipped += len(pending) - len(todo)
         missing = [p for p in todo if p.embedding.size == 0]
         if missing:
-            vectors = memory.embedder.encode([p.text for p in missing])
+            vectors = memory.embedder.embed_memories(
+                [p.text for p in missing], [p.speaker for p in missing]
+            )
             for item, vector in zip(missing, vectors, strict=True):
                 item.embedding = vector
             reembedded += len(missing)

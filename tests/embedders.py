@@ -72,3 +72,10 @@ class GatedEmbedder(HashingEmbedder):
             if not self.release.wait(timeout=300):  # a safety net, never the expected path
                 raise TimeoutError("GatedEmbedder was never released")
         return super().embed_batch(texts)
+
+
+class PooledHashingEmbedder(HashingEmbedder):
+    """A HashingEmbedder that embeds memories sentence by sentence plus their speaker,
+    as the local embedder does (``sentence_pooling``)."""
+
+    sentence_pooling = True

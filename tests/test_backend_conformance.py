@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import FACTS, run_python
-from embedders import HashingEmbedder
+from embedders import HashingEmbedder, PooledHashingEmbedder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pg_server import cluster_or_skip
@@ -389,6 +389,26 @@ def test_reembed_moves_every_namespace_to_a_new_model(store: Store) -> None:
         store.memory()
 
 
+def test_reembed_embeds_each_turn_with_its_speaker(store: Store) -> None:
+    """The backend hands ``reembed`` every memory's speaker: a conversation turn's
+    vector after a model change is the one a fresh ``remember_conversation`` makes."""
+    memory = store.memory(embedder=PooledHashingEmbedder())
+    turns = [
+        {"speaker": "Ana", "text": "I moved to Porto in May. The river is lovely."},
+        {"speaker": "Ben", "text": "Porto sounds great. I stayed in Lisbon instead."},
+    ]
+    ids = memory.remember_conversation(turns, thread_id="t")
+    plain = memory.remember("Ana: I moved to Porto in May. The river is lovely.")
+    new = PooledHashingEmbedder(32)
+    memory.reembed(new)
+    found = memory.backend.get_many("default", [*ids, plain])
+    got = np.stack([found[i].embedding for i in (*ids, plain)])
+    expected = new.embed_memories(
+        [found[i].memory.text for i in (*ids, plain)], ["Ana", "Ben", None]
+    )
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
 def test_texts_are_not_embedded_twice(store: Store) -> None:
     embedder = HashingEmbedder()
     memory = store.memory(embedder=embedder)
@@ -621,7 +641,7 @@ def test_pg_uses_the_hnsw_index_and_refuses_nul(pg_url: str) -> None:
 _API_SERVER = """
 import socket, sys
 import uvicorn
-from embedders import HashingEmbedder
+from embedders import HashingEmbedder, PooledHashingEmbedder
 from sem_mem.config import resolve_settings
 from sem_mem.server import ServerConfig, create_app
 

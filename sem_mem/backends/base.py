@@ -418,12 +418,15 @@ class StorageBackend(ABC):
         self,
         model_id: str,
         dimensions: int,
-        embed: Callable[[builtins.list[str]], np.ndarray],
+        embed: Callable[[builtins.list[str], builtins.list[str | None]], np.ndarray],
         *,
         batch: int = 256,
         progress: Callable[[int, int], None] | None = None,
     ) -> int:
-        """Re-embed every memory of every namespace with a new model; returns the count."""
+        """Re-embed every memory of every namespace with a new model; returns the count.
+
+        ``embed(texts, speakers)`` makes the vectors (``Embedder.embed_memories``).
+        """
 
     @abstractmethod
     def stats(self, namespace: str) -> dict[str, Any]: ...

@@ -1547,7 +1547,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         self,
         model_id: str,
         dimensions: int,
-        embed: Callable[[builtins.list[str]], np.ndarray],
+        embed: Callable[[builtins.list[str], builtins.list[str | None]], np.ndarray],
         *,
         batch: int = 256,
         progress: Callable[[int, int], None] | None = None,
@@ -1569,12 +1569,13 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
             done, last = 0, 0
             while True:
                 rows = conn.execute(
-                    "SELECT label, text FROM memories WHERE label > %s ORDER BY label LIMIT %s",
+                    "SELECT label, text, speaker FROM memories WHERE label > %s "
+                    "ORDER BY label LIMIT %s",
                     (last, batch),
                 ).fetchall()
                 if not rows:
                     break
-                vectors = embed([r[1] for r in rows])
+                vectors = embed([r[1] for r in rows], [r[2] for r in rows])
                 with (
                     conn.cursor() as cur,
                     cur.copy(

@@ -936,7 +936,7 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
         self,
         model_id: str,
         dimensions: int,
-        embed: Callable[[builtins.list[str]], np.ndarray],
+        embed: Callable[[builtins.list[str], builtins.list[str | None]], np.ndarray],
         *,
         batch: int = 256,
         progress: Callable[[int, int], None] | None = None,
@@ -955,12 +955,13 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
             done, last = 0, 0
             while True:
                 rows = conn.execute(
-                    "SELECT label, text FROM memories WHERE label > ? ORDER BY label LIMIT ?",
+                    "SELECT label, text, speaker FROM memories WHERE label > ? "
+                    "ORDER BY label LIMIT ?",
                     (last, batch),
                 ).fetchall()
                 if not rows:
                     break
-                vectors = embed([r[1] for r in rows])
+                vectors = embed([r[1] for r in rows], [r[2] for r in rows])
                 conn.execute("BEGIN IMMEDIATE")
                 conn.executemany(
                     "INSERT INTO reembed_staging (label, vector) VALUES (?, ?)",

@@ -48,6 +48,9 @@ class Embedder(ABC):
     #: whether a text's vector is the same whatever other texts share its batch; if not,
     #: :meth:`embed_query` never batches (a recall must not depend on other requests)
     batch_invariant: bool = True
+    #: whether :meth:`embed_memories` averages a memory's sentences and adds its speaker
+    #: (see pooling.py: it helps a small sentence encoder; off for others)
+    sentence_pooling: bool = False
 
     @abstractmethod
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
@@ -79,6 +82,26 @@ class Embedder(ABC):
             if progress is not None:
                 progress(min(start + len(chunk), total), total)
         return normalize_rows(np.concatenate(parts, axis=0))
+
+    def embed_memories(
+        self,
+        texts: Sequence[str],
+        speakers: Sequence[str | None] | None = None,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        """Vectors of memories to store (texts of conversation turns with their speakers).
+
+        With ``sentence_pooling`` each is the mean of its sentences' vectors plus its
+        speaker's (:func:`~sem_mem.embedders.pooling.pooled_vectors`); otherwise the
+        same as :meth:`encode`. Queries go through :meth:`embed_query` and are embedded
+        whole either way.
+        """
+        if not self.sentence_pooling:
+            return self.encode(texts, progress=progress)
+        from .pooling import pooled_vectors
+
+        return pooled_vectors(self.encode, texts, speakers, progress)
 
     def embed(self, text: str) -> np.ndarray:
         """Embed one text; a unit float32 vector of length ``dimensions``."""
