@@ -6,6 +6,7 @@ import hashlib
 import re
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -71,6 +72,21 @@ class GatedEmbedder(HashingEmbedder):
             self.held.set()
             if not self.release.wait(timeout=300):  # a safety net, never the expected path
                 raise TimeoutError("GatedEmbedder was never released")
+        return super().embed_batch(texts)
+
+
+class BarrierEmbedder(HashingEmbedder):
+    """Waits at ``barrier`` (a ``multiprocessing.Barrier`` shared by the writers of a
+    race) before each batch: every writer has then read what it read before writing
+    and none has written yet, the instant at which a read-then-write loses a race.
+    Same space as ``HashingEmbedder``."""
+
+    def __init__(self, barrier: Any, dimensions: int = 64) -> None:
+        super().__init__(dimensions, name="hashing")
+        self.barrier = barrier
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        self.barrier.wait(timeout=120)  # a safety net: a lost writer fails, never hangs
         return super().embed_batch(texts)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import multiprocessing
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from embedders import HashingEmbedder, PooledHashingEmbedder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pg_server import cluster_or_skip
+from session_writers import THREAD, append_turns, batch_of
 
 from sem_mem import (
     EmbeddingMismatchError,
@@ -800,6 +802,53 @@ def test_remember_conversation_records_thread_order_and_speakers(store: Store) -
     assert memory.get(other[0]).thread_id not in (None, "s1")
     seen = store.memory().get(ids[2])
     assert (seen.thread_id, seen.position, seen.speaker) == ("s1", 2, "Caroline")
+
+
+@pytest.mark.slow  # two spawned processes
+def test_two_processes_appending_to_one_thread_at_once_keep_every_turn(
+    store: Store, tmp_path: Path
+) -> None:
+    """Both writers read where the thread ends, then both write (they meet at a barrier
+    in between): every acknowledged turn is kept once, each call's turns together and
+    in order, at distinct places, though each call ends with the same words."""
+    where = "storage_dir" if store.kind == "sqlite" else "database_url"
+    target = {where: store.target}
+    if store.kind != "sqlite":
+        target["storage_dir"] = str(tmp_path / "unused")
+    store.memory(namespace="alice").close()  # the schema and space exist before the race
+    rounds, size, writers = 3, 3, ("ana", "ben")
+    spawn = multiprocessing.get_context("spawn")
+    barrier, acked = spawn.Barrier(len(writers)), spawn.Queue()
+    procs = [
+        spawn.Process(target=append_turns, args=(target, w, rounds, size, barrier, acked))
+        for w in writers
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=300)
+    assert [p.exitcode for p in procs] == [0, 0]
+    calls = {
+        (name, r): ids
+        for name, r, ids in (acked.get(timeout=10) for _ in range(len(writers) * rounds))
+    }
+
+    memory = store.memory(namespace="alice")
+    thread = memory.list(thread_id=THREAD, newest_first=False, limit=100)
+    assert [t.position for t in thread] == list(range(len(writers) * rounds * size))
+    assert sorted(t.id for t in thread) == sorted(i for ids in calls.values() for i in ids)
+    # the thread is the calls one after the other, each whole and in its own order
+    order: list[tuple[str, int]] = []
+    for start in range(0, len(thread), size):
+        part = thread[start : start + size]
+        name = part[0].speaker
+        round_ = sum(1 for n, _ in order if n == name)
+        assert [t.id for t in part] == calls[(name, round_)]
+        assert [t.text for t in part] == [
+            f"{t['speaker']}: {t['text']}" for t in batch_of(name, round_, size)
+        ]
+        order.append((name, round_))
+    assert sorted(order) == sorted(calls)
 
 
 def test_remember_conversation_rejects_bad_turns_and_stores_nothing(store: Store) -> None:

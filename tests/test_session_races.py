@@ -1,10 +1,14 @@
-"""Two processes chatting in one stored session at the same instant lose no turn.
+"""Two processes writing one stored session at the same instant lose nothing.
 
 Each writer is a real OS process (``multiprocessing``, spawned) on the same SQLite
 folder or the same PostgreSQL database; a barrier holds both after they have read the
-session and answered, so every save races another one that read the same version.
-Afterwards every turn of both is in the session, each question next to its answer, and
-the next turn sends the provider the whole merged thread.
+session, so every write races another one that read the same version.
+
+* A :class:`ChatSession`: afterwards every turn of both is in the session, each
+  question next to its answer, and the next turn sends the provider the whole merged
+  thread.
+* An OpenAI Agents ``SemMemSession``: every item of both is in the session's history,
+  each ``add_items`` call's items together and in order, and so are the recallable turns.
 """
 
 from __future__ import annotations
@@ -18,7 +22,14 @@ import pytest
 from chat_wire import assert_carries, turn_bodies
 from fake_openai import FakeOpenAI
 from pg_server import cluster_or_skip
-from session_writers import chat_memory, write_turns
+from session_writers import (
+    THREAD,
+    add_session_items,
+    chat_memory,
+    memory_on,
+    session_items,
+    write_turns,
+)
 
 from sem_mem.conversation import ChatSession
 
@@ -78,3 +89,56 @@ def test_two_processes_saving_one_session_at_once_keep_every_turn(
             again = ChatSession.load(memory, "shared")
             again.send("And then?")
             assert_carries(turn_bodies(fake)[-1], "What did we say?", reply.response_id)
+
+
+@pytest.mark.slow  # two spawned processes
+def test_two_processes_adding_items_to_one_agents_session_at_once_keep_every_item(
+    target: dict[str, str],
+) -> None:
+    pytest.importorskip("agents")
+    from agents.memory import SessionSettings
+
+    from sem_mem.integrations.openai_agents import SemMemSession
+
+    with memory_on(target):
+        pass  # the schema and embedding space exist before the writers start
+    rounds = 3
+    spawn = multiprocessing.get_context("spawn")
+    barrier, acked = spawn.Barrier(len(WRITERS)), spawn.Queue()
+    writers = [
+        spawn.Process(target=add_session_items, args=(target, name, rounds, barrier, acked))
+        for name in WRITERS
+    ]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=300)
+    assert [w.exitcode for w in writers] == [0, 0]
+    done = sorted(acked.get(timeout=10) for _ in range(len(WRITERS) * rounds))
+    assert done == sorted((name, r) for name in WRITERS for r in range(rounds))
+
+    with memory_on(target) as memory:
+        session = SemMemSession(THREAD, memory, session_settings=SessionSettings())
+        items = session.items()
+        size = len(session_items("x", 0))
+        # every item of both, each call's items together and in order, rounds in order
+        assert len(items) == size * len(WRITERS) * rounds
+        calls = [items[i : i + size] for i in range(0, len(items), size)]
+        seen: dict[str, int] = {}
+        for call in calls:
+            name = call[0]["content"].split()[0]
+            assert call == session_items(name, seen.get(name, 0))
+            seen[name] = seen.get(name, 0) + 1
+        assert seen == dict.fromkeys(WRITERS, rounds)
+        # the recallable turns: each question right before its own answer
+        turns = memory.list(thread_id=THREAD, newest_first=False, limit=100)
+        assert [t.position for t in turns] == list(range(2 * len(WRITERS) * rounds))
+        said = [t.text for t in turns]
+        expected = [
+            f"{m['role']}: {m['content']}"
+            for call in calls
+            for m in call
+            if m.get("role") in ("user", "assistant")
+        ]
+        assert said == expected
+        session.close()
