@@ -382,8 +382,11 @@ class SemanticMemory:
         ``thread_id`` names the thread (a new one is generated if omitted: read it back
         from any turn's ``Memory.thread_id``). Turns without a ``"position"`` continue
         the thread after its last stored turn, so saving a growing conversation in
-        pieces keeps its order; saving the same turns at the same positions again
-        refreshes them instead of adding copies. ``timestamp`` is the default time of the
+        pieces keeps its order; the end is read in the transaction that writes them, so
+        when other processes or server replicas append to the thread at the same time,
+        each call's turns stay together, in order, and none takes another's place.
+        Saving the same turns at the same positions again refreshes them instead of
+        adding copies. ``timestamp`` is the default time of the
         turns, ``metadata`` is merged under each turn's own. All turns are committed in
         one transaction, as in :meth:`remember_batch`.
         """
@@ -398,16 +401,15 @@ class SemanticMemory:
 
             thread_id = uuid.uuid4().hex
         thread_id = clean_text(thread_id, field="thread_id", max_chars=256)
-        start = 0
-        if any(turn.position is None for turn in parsed):
-            last = self.backend.thread_last_position(self.namespace, thread_id)
-            start = 0 if last is None else last + 1
         texts, metas, times, positions, speakers = [], [], [], [], []
         for offset, turn in enumerate(parsed):
             texts.append(f"{turn.speaker}: {turn.text}")
             metas.append({**base_meta, **turn.metadata})
             times.append(turn.timestamp if turn.timestamp is not None else default_time)
-            positions.append(turn.position if turn.position is not None else start + offset)
+            # no position: ``offset`` places after the thread's end, which the backend
+            # reads in the transaction that inserts the turns, so two processes
+            # appending to one thread at once never take the same places
+            positions.append(turn.position if turn.position is not None else offset)
             speakers.append(turn.speaker)
         cleaned, metas = self.validate_batch(texts, metas, "thread")
         results = self._store(
@@ -420,6 +422,7 @@ class SemanticMemory:
             timestamps=times,
             thread_id=thread_id,
             positions=positions,
+            after_end=[turn.position is None for turn in parsed],
             speakers=speakers,
         )
         return [r.id for r in results]
@@ -436,6 +439,7 @@ class SemanticMemory:
         timestamps: Sequence[float | None],
         thread_id: str | None = None,
         positions: Sequence[int | None] | None = None,
+        after_end: Sequence[bool] | None = None,
         speakers: Sequence[str | None] | None = None,
         vectors: np.ndarray | None = None,
     ) -> list[AddResult]:
@@ -457,6 +461,7 @@ class SemanticMemory:
                 timestamp=timestamps[i],
                 thread_id=thread_id,
                 position=positions[i] if positions is not None else None,
+                after_end=after_end[i] if after_end is not None else False,
                 speaker=speakers[i] if speakers is not None else None,
             )
             for i, t in enumerate(cleaned)

@@ -130,15 +130,15 @@ def test_two_processes_adding_items_to_one_agents_session_at_once_keep_every_ite
             assert call == session_items(name, seen.get(name, 0))
             seen[name] = seen.get(name, 0) + 1
         assert seen == dict.fromkeys(WRITERS, rounds)
-        # the recallable turns: each question right before its own answer
+        # the recallable turns (written after the history, so the writers may take
+        # turns in the other order): each question right before its own answer, each
+        # writer's rounds in order
         turns = memory.list(thread_id=THREAD, newest_first=False, limit=100)
         assert [t.position for t in turns] == list(range(2 * len(WRITERS) * rounds))
-        said = [t.text for t in turns]
-        expected = [
-            f"{m['role']}: {m['content']}"
-            for call in calls
-            for m in call
-            if m.get("role") in ("user", "assistant")
-        ]
-        assert said == expected
+        pairs = [(q.text, a.text) for q, a in zip(turns[::2], turns[1::2], strict=True)]
+        for name in WRITERS:
+            assert [p for p in pairs if p[0].startswith(f"user: {name} ")] == [
+                (f"user: {name} asks question {r}", f"assistant: {name} hears answer {r}")
+                for r in range(rounds)
+            ]
         session.close()

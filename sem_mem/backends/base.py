@@ -80,6 +80,11 @@ class NewMemory:
     thread_id: str | None = None
     position: int | None = None
     speaker: str | None = None
+    #: ``position`` counts from the end of the thread: the turn is stored at
+    #: ``position + 1 +`` the highest position the thread holds (any status; -1 when it
+    #: has none), read in the transaction that inserts the turn. Writers appending to one
+    #: thread at once (other processes, other server replicas) never take the same places.
+    after_end: bool = False
 
 
 @dataclass(frozen=True)
@@ -187,6 +192,11 @@ class StorageBackend(ABC):
         ``id`` that the store already uses (in any namespace) is added with a fresh id.
         ``on_commit(n)`` is called after each transaction with the number of items
         committed so far.
+
+        Items ``after_end`` (see :class:`NewMemory`) are placed in the transaction that
+        inserts them, under the lock that serialises the store's writers; a call with
+        any such item commits all its items in one transaction, whatever ``chunk_size``
+        (the places count from one end of the thread).
         """
 
     @abstractmethod
@@ -293,10 +303,6 @@ class StorageBackend(ABC):
         """Places of ``ids`` (every one that exists in the namespace), plus those of the
         active memories within ``window`` positions of them in the same threads that
         match ``filters`` (for neighbour-, speaker- and date-aware recall)."""
-
-    def thread_last_position(self, namespace: str, thread_id: str) -> int | None:
-        """The highest position stored in the thread (any status), or None if it is new."""
-        return None
 
     @abstractmethod
     def ids_with_prefix(self, namespace: str, prefix: str, *, limit: int = 2) -> list[str]:

@@ -87,7 +87,9 @@ from .rows import (
     content_words,
     history_from_row,
     memory_from_row,
+    place_after_end,
     scoped_hash,
+    transaction_size,
 )
 from .rows import (
     now as utc_now,
@@ -827,6 +829,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
                         namespace, items, dedupe=dedupe, chunk_size=chunk_size, on_commit=on_commit
                     )
         results: list[AddResult] = []
+        chunk_size = transaction_size(items, chunk_size)
         for start in range(0, len(items), chunk_size):
             chunk = items[start : start + chunk_size]
             with self._write(check_space=True) as (conn, seq, model):
@@ -859,6 +862,9 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         dedupe: bool,
     ) -> list[AddResult]:
         now = utc_now()
+        # the seq row lock (_write) serialises every writer of the store: the ends read
+        # here (a statement of its own, a fresh snapshot) stay the ends until commit
+        items = place_after_end(items, lambda threads: self._thread_ends(conn, namespace, threads))
         metas = [canonical_json(item.metadata) for item in items]
         for item, meta_json in zip(items, metas, strict=True):
             _check_storable(item.text, meta_json)
@@ -1320,13 +1326,17 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
             )
         return out
 
-    def thread_last_position(self, namespace: str, thread_id: str) -> int | None:
-        with self._conn() as conn:
-            row = conn.execute(
-                "SELECT max(position) FROM memories WHERE namespace = %s AND thread_id = %s",
-                (namespace, thread_id),
-            ).fetchone()
-        return None if row[0] is None else int(row[0])
+    @staticmethod
+    def _thread_ends(conn: Any, namespace: str, threads: Sequence[str]) -> dict[str, int]:
+        """The highest position of each thread that has one (any status), in one
+        statement: an index probe of ``memories_thread`` per thread."""
+        rows = conn.execute(
+            "SELECT t.id, (SELECT max(m.position) FROM memories AS m "
+            "WHERE m.namespace = %s AND m.thread_id = t.id) "
+            "FROM unnest(%s::text[]) AS t(id)",
+            (namespace, list(threads)),
+        ).fetchall()
+        return {thread_id: int(end) for thread_id, end in rows if end is not None}
 
     def list(self, namespace: str, query: ListQuery) -> list[Memory]:
         where, args = _filter_sql(query.filter)

@@ -1,5 +1,6 @@
 """What both storage backends share about rows: the memory and history mappers, time
-rounding, the full-text word list, filter validation and the exact-search size.
+rounding, the full-text word list, filter validation, the exact-search size, and the
+placing of turns appended at the end of their thread.
 
 Backend-neutral and pure: ``sqlite_rows`` (SQLite encodings, FTS5 queries, filter SQL)
 and ``postgres`` build on it; neither imports the other's helpers.
@@ -11,12 +12,13 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from ..errors import ValidationError
 from ..types import HistoryEvent, Memory, to_datetime
-from .base import ChatSessionRecord, MemoryFilter
+from .base import ChatSessionRecord, MemoryFilter, NewMemory
 
 __all__ = [
     "EMBEDDING_AT",
@@ -32,9 +34,11 @@ __all__ = [
     "json_path",
     "memory_from_row",
     "now",
+    "place_after_end",
     "scoped_hash",
     "session_from_row",
     "sql_value",
+    "transaction_size",
 ]
 
 #: namespaces with at most this many active memories are searched exactly (both backends)
@@ -185,3 +189,36 @@ def scoped_hash(namespace: str, text_hash: str) -> str:
     """The embedding-cache key of a text in one namespace (caches are never shared:
     a hit would tell a tenant, by its speed, what another tenant asked)."""
     return hashlib.sha256(f"{namespace}\x00{text_hash}".encode()).hexdigest()
+
+
+def transaction_size(items: Sequence[NewMemory], chunk_size: int) -> int:
+    """How many items one transaction of ``add`` commits: all of them when any is placed
+    after the end of its thread (its place counts from the end the first one read)."""
+    if any(item.after_end for item in items):
+        return max(chunk_size, len(items))
+    return chunk_size
+
+
+def place_after_end(
+    items: Sequence[NewMemory], read_ends: Callable[[list[str]], Mapping[str, int]]
+) -> Sequence[NewMemory]:
+    """``items`` with every ``after_end`` position made absolute (see
+    :class:`~sem_mem.backends.base.NewMemory`).
+
+    ``read_ends(thread_ids)`` gives the highest stored position of each thread that has
+    one; a backend calls this inside the write transaction that inserts ``items``, after
+    taking the lock that serialises writers, so no other writer can take those places.
+    """
+    threads = list(dict.fromkeys(i.thread_id for i in items if i.after_end and i.thread_id))
+    if not threads:
+        return items
+    ends = read_ends(threads)
+    placed: list[NewMemory] = []
+    for item in items:
+        if item.after_end:
+            if item.thread_id is None or item.position is None:
+                raise ValidationError("an item placed after_end needs a thread_id and a position")
+            end = ends.get(item.thread_id, -1)
+            item = replace(item, position=end + 1 + item.position, after_end=False)
+        placed.append(item)
+    return placed

@@ -42,7 +42,7 @@ from .base import (
     StoredMemory,
     ThreadPlace,
 )
-from .rows import history_from_row
+from .rows import history_from_row, place_after_end, transaction_size
 from .sqlite_index import StoreIndexes
 from .sqlite_light import LightWriter
 from .sqlite_rows import (
@@ -346,6 +346,7 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
         on_commit: Callable[[int], None] | None = None,
     ) -> list[AddResult]:
         results: list[AddResult] = []
+        chunk_size = transaction_size(items, chunk_size)
         # Several chunks: each chunk's HNSW insert overlaps the next chunk's SQLite write.
         background = len(items) > chunk_size
         try:
@@ -367,6 +368,8 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
         now = utc_now()
         self._check_space()
         model = self._model_id()
+        # inside BEGIN IMMEDIATE: no other process writes until this one commits
+        items = place_after_end(items, lambda threads: self._thread_ends(namespace, threads))
         out: list[AddResult] = []
         rows: list[tuple[Any, ...]] = []
         history: list[tuple[Any, ...]] = []
@@ -455,6 +458,19 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
             history,
         )
         return out
+
+    def _thread_ends(self, namespace: str, threads: Sequence[str]) -> dict[str, int]:
+        """The highest position of each thread that has one (any status), read by the
+        writer connection in its transaction (``memories_thread`` index)."""
+        ends: dict[str, int] = {}
+        for thread_id in threads:
+            row = self._conn.execute(
+                "SELECT MAX(position) FROM memories WHERE namespace = ? AND thread_id = ?",
+                (namespace, thread_id),
+            ).fetchone()
+            if row[0] is not None:
+                ends[thread_id] = int(row[0])
+        return ends
 
     def _taken_ids(self, namespace: str, ids: Sequence[str]) -> set[str]:
         taken: set[str] = set()
@@ -742,14 +758,6 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
                 ):
                     out.setdefault(memory_id, ThreadPlace(thread_id, pos, ts, speaker))
         return out
-
-    def thread_last_position(self, namespace: str, thread_id: str) -> int | None:
-        with self._read() as conn:
-            row = conn.execute(
-                "SELECT MAX(position) FROM memories WHERE namespace = ? AND thread_id = ?",
-                (namespace, thread_id),
-            ).fetchone()
-        return None if row[0] is None else int(row[0])
 
     def list(self, namespace: str, query: ListQuery) -> list[Memory]:
         where, args = filter_sql(query.filter)
