@@ -1328,15 +1328,18 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
 
     @staticmethod
     def _thread_ends(conn: Any, namespace: str, threads: Sequence[str]) -> dict[str, int]:
-        """The highest position of each thread that has one (any status), in one
-        statement: an index probe of ``memories_thread`` per thread."""
-        rows = conn.execute(
-            "SELECT t.id, (SELECT max(m.position) FROM memories AS m "
-            "WHERE m.namespace = %s AND m.thread_id = t.id) "
-            "FROM unnest(%s::text[]) AS t(id)",
-            (namespace, list(threads)),
-        ).fetchall()
-        return {thread_id: int(end) for thread_id, end in rows if end is not None}
+        """The highest position of each thread that has one (any status): one index
+        probe of ``memories_thread`` per thread (a call appends to one thread)."""
+        ends: dict[str, int] = {}
+        for thread_id in threads:
+            row = conn.execute(
+                "SELECT max(position) FROM memories WHERE namespace = %s AND thread_id = %s",
+                (namespace, thread_id),
+                prepare=True,
+            ).fetchone()
+            if row[0] is not None:
+                ends[thread_id] = int(row[0])
+        return ends
 
     def list(self, namespace: str, query: ListQuery) -> list[Memory]:
         where, args = _filter_sql(query.filter)
