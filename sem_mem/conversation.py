@@ -158,6 +158,9 @@ class ChatSession:
         # the provider's id of this session's latest answer, recorded on save so that a
         # client holding it can continue the session (kept when a merge drops the chain)
         self._answer_id: str | None = None
+        # kept in the store (loaded, or persisted once): other writers may store
+        # messages in it, so a message's place is known only once it is stored
+        self._kept = False
 
     def __repr__(self) -> str:
         return (
@@ -240,7 +243,13 @@ class ChatSession:
         ``source="thread"``, in thread :attr:`thread_id` at its position in the
         conversation (:meth:`SemanticMemory.remember_conversation`). Saving again stores
         only what was said since; nothing is copied.
+
+        A session kept in the store (:meth:`load`, :meth:`persist`) with messages not
+        stored yet is persisted first: until then another process may store its own
+        messages at their places, and the two saves would share positions.
         """
+        if self._kept and len(self.thread) > self._stored_len:
+            self.persist()
         start = self.saved_upto
         turns = [
             {"role": SPEAKERS.get(m.role, m.role), "text": m.content, "position": start + i}
@@ -311,6 +320,7 @@ class ChatSession:
             self._stored_len = len(self.thread)
             self._stored_thread_id = self.thread_id
             self._stored_title = self.title
+            self._kept = True
             return
         raise SessionConflictError(
             f"chat session {self.id!r} was saved by others {MAX_SAVE_ATTEMPTS} times while "
@@ -426,10 +436,13 @@ class ChatSession:
         check_session_id(session_id)
         record = memory.backend.get_chat_session(memory.namespace, session_id)
         if record is not None:
-            return cls.from_record(memory, record, options)
-        if not create:
+            session = cls.from_record(memory, record, options)
+        elif create:
+            session = cls(memory, options, session_id=session_id, title=title)
+        else:
             raise NotFoundError(f"no chat session {session_id!r} in this namespace")
-        return cls(memory, options, session_id=session_id, title=title)
+        session._kept = True
+        return session
 
     @classmethod
     def continuing(

@@ -1092,6 +1092,40 @@ def test_chat_sessions_saved_at_once_by_two_processes_keep_every_turn(store: Sto
     assert stored() == ["After the delete"]
 
 
+def test_two_processes_saving_the_threads_of_one_session_before_persisting_share_no_place(
+    store: Store,
+) -> None:
+    """Both processes answer in one stored session, then each saves its thread and
+    persists the session: each turn is saved once, at its place in the merged session
+    (the places of turns not stored yet are not known: another process may take them)."""
+    from sem_mem.conversation import ChatSession
+
+    m1, m2 = store.memory(namespace="alice"), store.memory(namespace="alice")
+    first = ChatSession.load(m1, "plan", create=True)
+    second = ChatSession.load(m2, "plan", create=True)
+    first.send("A1")
+    second.send("B1")
+    saved = first.save_thread() + second.save_thread()
+    first.persist()
+    second.persist()
+    second.send("B2")
+    first.send("A2")
+    saved += second.save_thread() + first.save_thread()
+    second.persist()
+    first.persist()
+    again = ChatSession.load(m1, "plan")
+    assert [m.content for m in again.thread] == ["A1", "B1", "B2", "A2"]
+    assert again.save_thread() == []  # every turn is saved already
+    turns = m1.list(thread_id=again.thread_id, newest_first=False)
+    assert [(t.position, t.text) for t in turns] == [
+        (0, "User: A1"),
+        (1, "User: B1"),
+        (2, "User: B2"),
+        (3, "User: A2"),
+    ]
+    assert set(saved) == {t.id for t in turns}
+
+
 def test_a_chat_session_stored_before_revisions_continues(store: Store) -> None:
     """A store whose sessions were saved before migration 'chat sessions saved by
     revision' gets revision 1 for each and goes on saving them."""
