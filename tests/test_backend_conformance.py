@@ -409,6 +409,20 @@ def test_reembed_embeds_each_turn_with_its_speaker(store: Store) -> None:
     np.testing.assert_allclose(got, expected, atol=1e-6)
 
 
+def test_a_rare_word_outranks_a_common_one_in_full_text(store: Store) -> None:
+    """Full text weighs words by rarity (BM25's idf): the one memory about adoption
+    comes first for "Caroline adoption", although twenty memories name Caroline and it
+    was stored last."""
+    memory = store.memory()
+    places = ["park", "beach", "library", "museum", "market"]
+    memory.remember_batch(
+        [f"Caroline went to the {places[i % 5]} with friend number {i}" for i in range(20)]
+    )
+    adoption = memory.remember("Researching adoption agencies this week")
+    hits = memory.recall("Caroline adoption", limit=5, mode="lexical")
+    assert hits[0].id == adoption
+
+
 def test_texts_are_not_embedded_twice(store: Store) -> None:
     embedder = HashingEmbedder()
     memory = store.memory(embedder=embedder)
