@@ -916,6 +916,31 @@ def test_recall_weighs_the_speaker_and_the_date_a_query_names(store: Store) -> N
         assert top[0].happened_at.month == month
 
 
+def test_recall_looks_a_few_days_past_a_date_the_query_names(store: Store) -> None:
+    """ "Yesterday I sold ..." said on 9 May answers a question about 8 May: memories
+    from the week after a named date share its bonus (at half weight)."""
+    memory = store.memory()
+    memory.remember_conversation(
+        [{"speaker": "Jon", "text": "I sold a painting at the market"}],
+        timestamp="2023-03-20T10:00:00",
+    )
+    memory.remember_conversation(
+        [
+            {
+                "speaker": "Jon",
+                "text": "Yesterday I sold a painting at the market, after a long wet morning",
+            }
+        ],
+        timestamp="2023-05-09T09:00:00",
+    )
+    question = "Which painting did Jon sell at the market on 8 May 2023?"
+    top = memory.recall(question, limit=2)
+    assert top[0].happened_at.month == 5
+    memory.fusion = memory.fusion.but(date_lookback_days=0)
+    memory._results.clear()
+    assert memory.recall(question, limit=2)[0].happened_at.month == 3  # the better match
+
+
 # -- chat sessions -----------------------------------------------------------------------
 
 
