@@ -268,6 +268,11 @@ VARIANTS: tuple[Variant, ...] = (
         note="the default with no speaker lift",
     ),
     Variant(
+        "default without date lookback",
+        config=_DEFAULT.but(date_lookback_days=0.0),
+        note="the default, dates matched only inside the named window, not the week after",
+    ),
+    Variant(
         "default without date search",
         config=_DEFAULT.but(date_candidates=0),
         note="the default: dates only as a bonus, no filtered search of the named window",

@@ -781,10 +781,12 @@ class SemanticMemory:
         plain = config.but(neighbour_weight=0.0)
         fused = fuse_candidates(vector_hits, lexical_hits, plain)
         windows = query_windows(query) if config.date_weight or config.date_candidates else []
+        # what was said in the days after a date may be about it ("yesterday", "last week")
+        lookback = config.date_lookback_days * 86_400.0
         if windows and config.date_candidates:
             found = [fused]
             for start, end in windows[:4]:
-                inside = _narrow(where, start, end)
+                inside = _narrow(where, start, end + lookback)
                 if inside is None:
                     continue
                 k = config.date_candidates
@@ -808,15 +810,13 @@ class SemanticMemory:
                 self.backend.thread_places(self.namespace, seeds, config.neighbour_window, **extra)
             )
         if windows and config.date_weight:
-            fused = boost(
-                fused,
-                {
-                    i: config.date_weight
-                    for i, p in places.items()
-                    if any(a <= p.timestamp < b for a, b in windows)
-                },
-                add=True,
-            )
+            bonus = {}
+            for i, p in places.items():
+                if any(a <= p.timestamp < b for a, b in windows):
+                    bonus[i] = config.date_weight
+                elif any(b <= p.timestamp < b + lookback for _, b in windows):
+                    bonus[i] = config.date_weight / 2
+            fused = boost(fused, bonus, add=True)
         if config.uses_neighbours:
             neighbours = thread_neighbours(
                 {

@@ -199,6 +199,10 @@ class FusionConfig:
     #: to memories that happened in it
     date_weight: float = 0.2
     date_candidates: int = 20
+    #: ... and looks this many days past the window, where "yesterday" or "last week"
+    #: may point into it; memories from those days get half the date bonus (LoCoMo
+    #: temporal R@10 0.944 / 0.795 -> 0.956 / 0.803 on the tuning / checking halves)
+    date_lookback_days: float = 7.0
 
     def __post_init__(self) -> None:
         if self.method not in ("rrf", "weighted_rrf", "convex"):
@@ -215,10 +219,13 @@ class FusionConfig:
                 self.speaker_weight,
                 self.date_weight,
                 self.date_candidates,
+                self.date_lookback_days,
             )
             < 0
         ):
-            raise ValueError("weights, the neighbour window and date_candidates must be >= 0")
+            raise ValueError(
+                "weights, the neighbour window, date_candidates and date_lookback_days must be >= 0"
+            )
 
     @classmethod
     def plain_rrf(cls) -> FusionConfig:

@@ -411,6 +411,20 @@ def test_reembed_embeds_each_turn_with_its_speaker(store: Store) -> None:
     np.testing.assert_allclose(got, expected, atol=1e-6)
 
 
+def test_a_rare_word_outranks_a_common_one_in_full_text(store: Store) -> None:
+    """Full text weighs words by rarity (BM25's idf): the one memory about adoption
+    comes first for "Caroline adoption", although twenty memories name Caroline and it
+    was stored last."""
+    memory = store.memory()
+    places = ["park", "beach", "library", "museum", "market"]
+    memory.remember_batch(
+        [f"Caroline went to the {places[i % 5]} with friend number {i}" for i in range(20)]
+    )
+    adoption = memory.remember("Researching adoption agencies this week")
+    hits = memory.recall("Caroline adoption", limit=5, mode="lexical")
+    assert hits[0].id == adoption
+
+
 def test_texts_are_not_embedded_twice(store: Store) -> None:
     embedder = HashingEmbedder()
     memory = store.memory(embedder=embedder)
@@ -949,6 +963,31 @@ def test_recall_weighs_the_speaker_and_the_date_a_query_names(store: Store) -> N
     for day, month in (("2 March, 2023", 3), ("8 May 2023", 5)):
         top = memory.recall(f"Which painting did Jon sell on {day}?", limit=2)
         assert top[0].happened_at.month == month
+
+
+def test_recall_looks_a_few_days_past_a_date_the_query_names(store: Store) -> None:
+    """ "Yesterday I sold ..." said on 9 May answers a question about 8 May: memories
+    from the week after a named date share its bonus (at half weight)."""
+    memory = store.memory()
+    memory.remember_conversation(
+        [{"speaker": "Jon", "text": "I sold a painting at the market"}],
+        timestamp="2023-03-20T10:00:00",
+    )
+    memory.remember_conversation(
+        [
+            {
+                "speaker": "Jon",
+                "text": "Yesterday I sold a painting at the market, after a long wet morning",
+            }
+        ],
+        timestamp="2023-05-09T09:00:00",
+    )
+    question = "Which painting did Jon sell at the market on 8 May 2023?"
+    top = memory.recall(question, limit=2)
+    assert top[0].happened_at.month == 5
+    memory.fusion = memory.fusion.but(date_lookback_days=0)
+    memory._results.clear()
+    assert memory.recall(question, limit=2)[0].happened_at.month == 3  # the better match
 
 
 # -- chat sessions -----------------------------------------------------------------------

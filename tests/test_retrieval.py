@@ -214,6 +214,7 @@ def test_fuse_candidates_handles_empty_lists() -> None:
         {"lexical_weight": 1.5},
         {"neighbour_weight": -0.1},
         {"neighbour_window": -1},
+        {"date_lookback_days": -1.0},
     ],
 )
 def test_fusion_config_rejects_bad_values(changes: dict[str, object]) -> None:

@@ -94,6 +94,23 @@ def test_a_long_memory_costs_at_most_max_pieces_runs_of_the_encoder(tmp_path: Pa
     memory.close()
 
 
+def test_no_word_of_a_terse_fact_is_lost(tmp_path: Path) -> None:
+    """Outside a conversation a one-word sentence is part of the memory's meaning: it is
+    joined to its neighbour, never dropped as chit-chat."""
+    assert memory_pieces("Allergic to nuts. Vegan.") == ["Allergic to nuts. Vegan."]
+    assert memory_pieces("Vegan. Allergic to nuts.") == ["Vegan. Allergic to nuts."]
+    embedder = PooledHashingEmbedder()
+    memory = SemanticMemory(tmp_path, embedder=embedder)
+    memory.remember("Allergic to nuts. Vegan.")
+    memory.remember("Allergic to shellfish and to penicillin.")
+    assert memory.recall("vegan", limit=1, mode="vector")[0].text == "Allergic to nuts. Vegan."
+    # in a conversation turn the same short fragment is chit-chat and left out
+    assert memory_pieces("Wow. I went to a support group.", "Caroline") == [
+        "I went to a support group."
+    ]
+    memory.close()
+
+
 def test_plain_memories_keep_a_leading_label_on_every_sentence() -> None:
     assert memory_pieces("Caroline: I went to a group. It was great! Wow.") == [
         "Caroline: I went to a group.",

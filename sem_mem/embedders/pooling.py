@@ -5,17 +5,21 @@ pairs of them. Given a conversation turn of four sentences it returns one blurre
 vector that sits close to none of them, and the name in ``"Caroline: ..."`` is one
 token among fifty. So a memory is embedded sentence by sentence: its vector is the
 mean of its sentences' vectors, and a turn's speaker, embedded on its own, is added
-at half weight. Fragments of fewer than three words ("Wow!", "Thanks.") are left out:
-they say nothing about the topic. Queries are embedded whole, as before.
+at half weight. In what someone said (a turn, or a text opening with ``"Name: "``) a
+fragment of fewer than three words ("Wow!", "Thanks.") is chit-chat and left out; in
+any other memory ("Allergic to nuts. Vegan.") it is joined to the sentence after it,
+so no word of a terse fact is lost. Queries are embedded whole, as before.
 
-Measured on LoCoMo with ``bench/recall_quality.py`` (tuning half / checking half,
-int8 MiniLM; float32 gives the same within 0.01): vector-mode R@10 0.50 / 0.51 ->
-0.67 / 0.65, multi-hop 0.30 / 0.29 -> 0.48 / 0.44; hybrid R@10 0.812 / 0.780 ->
-0.824 / 0.787. Keeping the short fragments, or joining them to the next sentence, was
-2-3 points worse in vector mode; sentences without the speaker were worse than the
-whole turn. Turns stored as plain ``"Speaker: text"`` strings (``remember_batch``,
-no speaker recorded) keep the label on every sentence: vector R@10 0.51 -> 0.66 / 0.60
-there. Storing costs ~10% more embedding time (more, shorter pieces).
+Measured on LoCoMo with ``bench/recall_quality.py --ablation`` (tuning half / checking
+half, int8 MiniLM; float32 within 0.01): vector-mode R@10 0.513 / 0.502 -> 0.673 /
+0.642, its multi-hop 0.305 / 0.293 -> 0.458 / 0.421; hybrid (the default) 0.806 / 0.775
+-> 0.829 / 0.784. Joining a turn's short fragments to the next sentence instead of
+leaving them out: vector 0.644 / 0.619, hybrid 0.824 / 0.788 (hence the split rule);
+sentences without the speaker vector were worse than the whole turn. Transcripts stored
+as ``"Speaker: text"`` strings with ``remember_batch`` (no speaker recorded) keep the
+label on every sentence: their vector R@10 0.472 / 0.459 with the label on the first
+sentence only, 0.669 / 0.605 with it on each. Storing costs ~10% more embedding time
+(more, shorter pieces).
 
 Sentences are found with a regular expression, not a sentence-splitting library: a
 wrong split here ("Dr. Smith") only moves one piece of an average, and the pieces are
@@ -34,7 +38,8 @@ __all__ = ["SPEAKER_WEIGHT", "memory_pieces", "pooled_vectors"]
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 #: "Name: " at the start of a text: up to 40 characters, no colon or line break
 _LABEL = re.compile(r"([^\s:][^:\n]{0,39}): (?=\S)")
-#: fragments shorter than this (in words) are left out of the average
+#: fragments shorter than this (in words) are chit-chat in a turn (left out), part of
+#: the next sentence elsewhere
 MIN_WORDS = 3
 #: at most this many sentences are embedded per memory: the whole-text encoder read
 #: ~256 tokens at most, and a long document chunk must not cost a hundred runs
@@ -59,8 +64,24 @@ def memory_pieces(text: str, speaker: str | None = None) -> list[str]:
         text = text[len(speaker) + 2 :]
     elif not speaker and (label := _LABEL.match(text)) and len(label[1].split()) <= 4:
         prefix, text = label[0], text[label.end() :]
-    pieces = [prefix + p for p in _SENTENCE_END.split(text) if len(p.split()) >= MIN_WORDS]
-    return pieces[:MAX_PIECES] or [prefix + text]
+    turn = bool(speaker or prefix)  # someone said it: short fragments are chit-chat
+    pieces: list[str] = []
+    short = ""  # elsewhere fragments too short to stand alone wait for the next sentence
+    for sentence in _SENTENCE_END.split(text):
+        sentence = f"{short} {sentence}" if short else sentence
+        if len(sentence.split()) < MIN_WORDS:
+            short = "" if turn else sentence
+            continue
+        pieces.append(sentence)
+        short = ""
+        if len(pieces) == MAX_PIECES:
+            break
+    if short:  # a short last fragment joins the sentence before it (or is the text)
+        if pieces:
+            pieces[-1] = f"{pieces[-1]} {short}"
+        else:
+            pieces.append(short)
+    return [prefix + p for p in pieces] or [prefix + text]
 
 
 def pooled_vectors(
