@@ -9,6 +9,8 @@ neither has written yet.
 * :func:`append_turns`: turns without positions appended to one thread with
   ``remember_conversation`` (both have read where the thread ends).
 * :func:`add_session_items`: items added to one OpenAI Agents ``SemMemSession``.
+* :func:`pop_session_items`: items popped from one ``SemMemSession`` by two processes
+  that start together (each pop reads the newest item, then removes it).
 
 The barrier of the last two is in their embedder (:class:`embedders.BarrierEmbedder`):
 turns are embedded after the thread's end could be read and before they are written.
@@ -19,7 +21,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["THREAD", "add_session_items", "append_turns", "chat_memory", "write_turns"]
+__all__ = [
+    "THREAD",
+    "add_session_items",
+    "append_turns",
+    "chat_memory",
+    "pop_session_items",
+    "write_turns",
+]
 
 #: the thread (and agents session) both writers append to
 THREAD = "shared"
@@ -121,6 +130,26 @@ def add_session_items(
             for r in range(rounds):
                 asyncio.run(session.add_items(session_items(name, r)))
                 acked.put((name, r))
+            session.close()
+    except BaseException:
+        barrier.abort()
+        raise
+
+
+def pop_session_items(target: dict[str, str], count: int, barrier: Any, popped: Any) -> None:
+    """``count`` ``pop_item()`` on the agents session :data:`THREAD`, started together
+    with the other process (``barrier``); puts each popped item's content on ``popped``."""
+    import asyncio
+
+    from sem_mem.integrations.openai_agents import SemMemSession
+
+    try:
+        with memory_on(target) as memory:
+            session = SemMemSession(THREAD, memory)
+            barrier.wait(timeout=120)
+            for _ in range(count):
+                item = asyncio.run(session.pop_item())
+                popped.put(None if item is None else item["content"])
             session.close()
     except BaseException:
         barrier.abort()

@@ -27,6 +27,7 @@ from session_writers import (
     add_session_items,
     chat_memory,
     memory_on,
+    pop_session_items,
     session_items,
     write_turns,
 )
@@ -142,3 +143,36 @@ def test_two_processes_adding_items_to_one_agents_session_at_once_keep_every_ite
                 for r in range(rounds)
             ]
         session.close()
+
+
+@pytest.mark.slow  # two spawned processes
+def test_two_processes_popping_one_agents_session_at_once_each_get_other_items(
+    target: dict[str, str],
+) -> None:
+    """Every item is popped exactly once: a pop that loses the race for the newest item
+    takes the next one, instead of returning the item the other process removed."""
+    pytest.importorskip("agents")
+    import asyncio
+
+    from sem_mem.integrations.openai_agents import SemMemSession
+
+    total, each = 40, 20
+    with memory_on(target) as memory:
+        session = SemMemSession(THREAD, memory)
+        asyncio.run(session.add_items([{"role": "user", "content": f"m{i}"} for i in range(total)]))
+    spawn = multiprocessing.get_context("spawn")
+    barrier, popped = spawn.Barrier(2), spawn.Queue()
+    poppers = [
+        spawn.Process(target=pop_session_items, args=(target, each, barrier, popped))
+        for _ in range(2)
+    ]
+    for popper in poppers:
+        popper.start()
+    for popper in poppers:
+        popper.join(timeout=300)
+    assert [p.exitcode for p in poppers] == [0, 0]
+    got = [popped.get(timeout=10) for _ in range(2 * each)]
+    assert sorted(got, key=lambda c: int(c[1:])) == [f"m{i}" for i in range(total)]
+    with memory_on(target) as memory:
+        assert SemMemSession(THREAD, memory).items() == []
+        assert memory.list(thread_id=THREAD) == []  # their recallable turns went too

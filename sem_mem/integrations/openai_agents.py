@@ -24,10 +24,11 @@ people said should become memory, though, so the items go to two places:
   them and lifts the turns around a hit). A message whose content has no text (an image
   only) and every other kind of item is history only.
 
-``pop_item`` removes the last item from the history and its turn, if it had one;
-``clear_session`` removes both for this session only. History is written before the
-turns: if the process dies between the two, the conversation is intact and only the
-newest turns are not yet recallable.
+``pop_item`` removes the last item from the history and then its turn, if it had one
+(two processes popping at once each get a different item); ``clear_session`` removes
+both for this session only. History is written before the turns and removed before
+them: if the process dies between the two, the conversation is intact, and only the
+newest turns are not yet recallable (or a popped item's turn still is).
 """
 
 from __future__ import annotations
@@ -182,13 +183,20 @@ class SemMemSession:
 
     def pop(self) -> Any | None:
         with self._lock:
-            newest = self._history(newest_first=True, limit=1)
-            if not newest:
-                return None
-            entry = newest[0]
-            self._forget_turns(self.memory.list(metadata={_LINK: entry.id}, limit=10))
-            self._forget(self.history, entry.id)
-            return json.loads(entry.metadata[_ITEM])
+            while True:
+                newest = self._history(newest_first=True, limit=1)
+                if not newest:
+                    return None
+                entry = newest[0]
+                # forgetting the history entry is the claim: when another process pops
+                # at the same moment only one of the two deletes it; the other tries
+                # the next newest, so no item is returned twice and none is skipped
+                try:
+                    self.history.forget(entry.id)
+                except NotFoundError:
+                    continue
+                self._forget_turns(self.memory.list(metadata={_LINK: entry.id}, limit=10))
+                return json.loads(entry.metadata[_ITEM])
 
     def clear(self) -> None:
         with self._lock:
