@@ -19,16 +19,35 @@ Every acknowledged write is reported on ``acked`` (a ``multiprocessing`` queue).
 
 from __future__ import annotations
 
+import multiprocessing
+from collections.abc import Callable, Sequence
 from typing import Any
 
 __all__ = [
+    "SPAWN",
     "THREAD",
     "add_session_items",
     "append_turns",
     "chat_memory",
     "pop_session_items",
+    "run_processes",
     "write_turns",
 ]
+
+#: spawned, never forked: each writer opens its own connections, like another process
+SPAWN = multiprocessing.get_context("spawn")
+
+
+def run_processes(jobs: Sequence[tuple[Callable[..., None], tuple[Any, ...]]]) -> None:
+    """Run each ``(function, args)`` in its own spawned process, all at once; wait for
+    every one and fail unless each exited cleanly."""
+    processes = [SPAWN.Process(target=function, args=args) for function, args in jobs]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=300)
+    assert [p.exitcode for p in processes] == [0] * len(processes)
+
 
 #: the thread (and agents session) both writers append to
 THREAD = "shared"

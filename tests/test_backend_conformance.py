@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import multiprocessing
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from embedders import HashingEmbedder, PooledHashingEmbedder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pg_server import cluster_or_skip
-from session_writers import THREAD, append_turns, batch_of
+from session_writers import SPAWN, THREAD, append_turns, batch_of, run_processes
 
 from sem_mem import (
     EmbeddingMismatchError,
@@ -831,17 +830,8 @@ def test_two_processes_appending_to_one_thread_at_once_keep_every_turn(
         target["storage_dir"] = str(tmp_path / "unused")
     store.memory(namespace="alice").close()  # the schema and space exist before the race
     rounds, size, writers = 3, 3, ("ana", "ben")
-    spawn = multiprocessing.get_context("spawn")
-    barrier, acked = spawn.Barrier(len(writers)), spawn.Queue()
-    procs = [
-        spawn.Process(target=append_turns, args=(target, w, rounds, size, barrier, acked))
-        for w in writers
-    ]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(timeout=300)
-    assert [p.exitcode for p in procs] == [0, 0]
+    barrier, acked = SPAWN.Barrier(len(writers)), SPAWN.Queue()
+    run_processes([(append_turns, (target, w, rounds, size, barrier, acked)) for w in writers])
     calls = {
         (name, r): ids
         for name, r, ids in (acked.get(timeout=10) for _ in range(len(writers) * rounds))

@@ -14,7 +14,6 @@ session, so every write races another one that read the same version.
 from __future__ import annotations
 
 import json
-import multiprocessing
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,11 +22,13 @@ from chat_wire import assert_carries, turn_bodies
 from fake_openai import FakeOpenAI
 from pg_server import cluster_or_skip
 from session_writers import (
+    SPAWN,
     THREAD,
     add_session_items,
     chat_memory,
     memory_on,
     pop_session_items,
+    run_processes,
     session_items,
     write_turns,
 )
@@ -52,20 +53,13 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str,
 def test_two_processes_saving_one_session_at_once_keep_every_turn(
     target: dict[str, str],
 ) -> None:
-    spawn = multiprocessing.get_context("spawn")
     with FakeOpenAI(api_key="sk-test") as fake:
         with chat_memory(target, fake.base_url):
             pass  # the schema exists before the writers start
-        barrier = spawn.Barrier(len(WRITERS))
-        writers = [
-            spawn.Process(target=write_turns, args=(target, fake.base_url, name, ROUNDS, barrier))
-            for name in WRITERS
-        ]
-        for writer in writers:
-            writer.start()
-        for writer in writers:
-            writer.join(timeout=300)
-        assert [w.exitcode for w in writers] == [0, 0]
+        barrier = SPAWN.Barrier(len(WRITERS))
+        run_processes(
+            [(write_turns, (target, fake.base_url, name, ROUNDS, barrier)) for name in WRITERS]
+        )
 
         with chat_memory(target, fake.base_url) as memory:
             session = ChatSession.load(memory, "shared")
@@ -104,17 +98,8 @@ def test_two_processes_adding_items_to_one_agents_session_at_once_keep_every_ite
     with memory_on(target):
         pass  # the schema and embedding space exist before the writers start
     rounds = 3
-    spawn = multiprocessing.get_context("spawn")
-    barrier, acked = spawn.Barrier(len(WRITERS)), spawn.Queue()
-    writers = [
-        spawn.Process(target=add_session_items, args=(target, name, rounds, barrier, acked))
-        for name in WRITERS
-    ]
-    for writer in writers:
-        writer.start()
-    for writer in writers:
-        writer.join(timeout=300)
-    assert [w.exitcode for w in writers] == [0, 0]
+    barrier, acked = SPAWN.Barrier(len(WRITERS)), SPAWN.Queue()
+    run_processes([(add_session_items, (target, name, rounds, barrier, acked)) for name in WRITERS])
     done = sorted(acked.get(timeout=10) for _ in range(len(WRITERS) * rounds))
     assert done == sorted((name, r) for name in WRITERS for r in range(rounds))
 
@@ -160,17 +145,8 @@ def test_two_processes_popping_one_agents_session_at_once_each_get_other_items(
     with memory_on(target) as memory:
         session = SemMemSession(THREAD, memory)
         asyncio.run(session.add_items([{"role": "user", "content": f"m{i}"} for i in range(total)]))
-    spawn = multiprocessing.get_context("spawn")
-    barrier, popped = spawn.Barrier(2), spawn.Queue()
-    poppers = [
-        spawn.Process(target=pop_session_items, args=(target, each, barrier, popped))
-        for _ in range(2)
-    ]
-    for popper in poppers:
-        popper.start()
-    for popper in poppers:
-        popper.join(timeout=300)
-    assert [p.exitcode for p in poppers] == [0, 0]
+    barrier, popped = SPAWN.Barrier(2), SPAWN.Queue()
+    run_processes([(pop_session_items, (target, each, barrier, popped))] * 2)
     got = [popped.get(timeout=10) for _ in range(2 * each)]
     assert sorted(got, key=lambda c: int(c[1:])) == [f"m{i}" for i in range(total)]
     with memory_on(target) as memory:
