@@ -25,7 +25,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from embedders import HashingEmbedder  # noqa: E402
 
-import sem_mem.core as core  # noqa: E402
+import sem_mem.ingestion as ingestion  # noqa: E402
 from sem_mem import SemanticMemory  # noqa: E402
 
 
@@ -36,7 +36,7 @@ def document(chunks: int) -> str:
 
 
 def ingest_once(text: str, slice_size: int, embedder_kind: str) -> tuple[float, int]:
-    core.INGEST_SLICE = slice_size
+    ingestion.INGEST_SLICE = slice_size
     embedder = HashingEmbedder() if embedder_kind == "hashing" else None
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "long.txt"
@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--embedder", choices=("hashing", "local"), default="hashing")
     args = parser.parse_args()
     text = document(args.chunks)
-    default = core.INGEST_SLICE
+    default = ingestion.INGEST_SLICE
     times: dict[str, list[float]] = {"slices of 64": [], "one slice": []}
     stored = 0
     for _ in range(args.repeat):  # interleaved, so load changes hit both alike
@@ -65,7 +65,7 @@ def main() -> None:
         times["slices of 64"].append(seconds)
         seconds, _ = ingest_once(text, 10**9, args.embedder)
         times["one slice"].append(seconds)
-    core.INGEST_SLICE = default
+    ingestion.INGEST_SLICE = default
     base = statistics.median(times["one slice"])
     print(f"ingest of {stored} chunks, {args.embedder} embedder, median of {args.repeat}\n")
     print("| commit | median s | chunks/s | vs one slice |")

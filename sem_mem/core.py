@@ -23,9 +23,8 @@ import time
 import weakref
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from datetime import datetime
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,21 +38,14 @@ from .backends.base import (
 )
 from .cache import SmartCache
 from .config import Settings, resolve_settings
-from .dates import query_windows
 from .embedders.base import Embedder
 from .errors import LimitExceededError, NotFoundError, ValidationError
 from .expansion import QueryExpander
 from .hashing import text_hash
-from .retrieval import (
-    FusionConfig,
-    boost,
-    fuse_candidates,
-    merge_max,
-    named_speakers,
-    reciprocal_rank_fusion,
-    spread_to_neighbours,
-    thread_neighbours,
-)
+from .ingestion import INGEST_SLICE as INGEST_SLICE  # where tests and callers look for it
+from .ingestion import DocumentTurns
+from .ranking import RecallMode, filter_key, rank
+from .retrieval import FusionConfig, reciprocal_rank_fusion
 from .types import HistoryEvent, IngestResult, Memory, Recollection
 from .validation import (
     check_unicode,
@@ -66,7 +58,6 @@ from .validation import (
 )
 
 if TYPE_CHECKING:
-    from .ingest import Chunk, Document
     from .llm.base import ChatModel
     from .transfer import ImportReport
 
@@ -74,7 +65,6 @@ __all__ = ["PROTECTED_HITS", "RecallMode", "SemanticMemory"]
 
 log = logging.getLogger("sem_mem")
 
-RecallMode = Literal["hybrid", "vector", "lexical"]
 #: the seed's "6+ hits" rule: memories recalled this often are warmed into protected L1
 PROTECTED_HITS = 6
 MAX_RECALL_LIMIT = 1000
@@ -89,10 +79,6 @@ def _close_all_at_exit() -> None:
             memory.close()
         except Exception:  # interpreter shutdown: best effort, SQLite already holds the data
             log.debug("close at exit failed", exc_info=True)
-
-
-#: ``ingest_pdf`` embeds and commits this many chunks at a time
-INGEST_SLICE = 64
 
 
 class SemanticMemory:
@@ -177,10 +163,8 @@ class SemanticMemory:
         # into L1 or the result cache only if it is unchanged: a record read before a
         # write can never be admitted after that write has returned.
         self._generation = 0
-        # one ingest of a document at a time: a lock per document hash being ingested,
-        # and how many ingests hold or wait for it
-        self._document_locks: dict[str, threading.Lock] = {}
-        self._document_users: Counter[str] = Counter()
+        # one ingest of a document at a time (see ingestion.py)
+        self._document_turns = DocumentTurns(self._lock)
         self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._pending_query_vectors: dict[str, np.ndarray] = {}
         self._pending_hits: Counter[str] = Counter()
@@ -684,157 +668,32 @@ class SemanticMemory:
         generation: int,
     ) -> builtins.list[tuple[str, float, float]]:
         """The ranking for one query, from the result cache while the store is unchanged."""
-        key = (text_hash(query), limit, threshold, mode, pool, _filter_key(where))
+        key = (text_hash(query), limit, threshold, mode, pool, filter_key(where))
         with self._lock:
             ranked = self._results.get(key)
             if ranked is not None:
                 self._results.move_to_end(key)
                 return ranked
         vector = self._query_vector(query)
-        ranked = self._rank(query, vector, mode, limit, pool, threshold, fetched, where)
+        ranked = rank(
+            self.backend,
+            self.namespace,
+            self.fusion,
+            query,
+            vector,
+            mode,
+            limit,
+            pool,
+            threshold,
+            fetched,
+            where,
+        )
         with self._lock:
             if generation == self._generation:  # else a write came in: do not cache
                 self._results[key] = ranked
                 while len(self._results) > 256:
                     self._results.popitem(last=False)
         return ranked
-
-    def _rank(
-        self,
-        query: str,
-        vector: np.ndarray,
-        mode: RecallMode,
-        limit: int,
-        pool: int,
-        threshold: float | None,
-        fetched: dict[str, StoredMemory],
-        where: MemoryFilter,
-    ) -> builtins.list[tuple[str, float, float]]:
-        """(id, score, similarity) of the winners, decided by the full L2 store.
-
-        Records read from the store on the way are left in ``fetched`` for hydration.
-        """
-        # (filters are passed only when set, so a backend without them fails loudly)
-        extra: dict[str, Any] = {} if where.empty else {"filters": where}
-        vector_hits: builtins.list[tuple[str, float]] = []
-        if mode in ("hybrid", "vector"):
-            # pure vector recall uses only the best ``limit`` (similarity order is the
-            # ranking, so a threshold cannot reach further down): ask for no more
-            wanted = limit if mode == "vector" else pool
-            vector_hits, rows = self.backend.vector_search_stored(
-                self.namespace, vector, wanted, ef=max(pool, 64), rows=limit, **extra
-            )
-            fetched.update(rows)
-        lexical_hits: builtins.list[tuple[str, float]] = []
-        similarity = dict(vector_hits)
-        if mode in ("hybrid", "lexical"):
-            lexical_hits, rows = self.backend.lexical_search_stored(
-                self.namespace, query, pool, rows=limit, **extra
-            )
-            for memory_id, stored in rows.items():
-                fetched.setdefault(memory_id, stored)
-                if memory_id not in similarity:
-                    similarity[memory_id] = float(np.dot(stored.embedding, vector))
-        if mode == "vector":
-            fused = vector_hits
-        elif mode == "lexical":
-            top = lexical_hits[0][1] if lexical_hits else 1.0
-            fused = [(i, s / top if top > 0 else 0.0) for i, s in lexical_hits]
-        else:
-            fused = self._hybrid(query, vector, vector_hits, lexical_hits, where, similarity)
-        # Lexical-only candidates need their cosine similarity from the stored vectors;
-        # fetch them a window at a time, only as far down the list as the results reach.
-        ranked: builtins.list[tuple[str, float, float]] = []
-        position = 0
-        while position < len(fused) and len(ranked) < limit:
-            window = fused[position : position + max(limit, 8)]
-            position += len(window)
-            missing = [i for i, _ in window if i not in similarity]
-            if missing:
-                for memory_id, stored in self.backend.get_many(self.namespace, missing).items():
-                    similarity[memory_id] = float(np.dot(stored.embedding, vector))
-                    fetched[memory_id] = stored
-            for memory_id, score in window:
-                sim = similarity.get(memory_id)
-                if sim is None or (threshold is not None and sim < threshold):
-                    continue
-                ranked.append((memory_id, float(score), sim))
-                if len(ranked) == limit:
-                    break
-        return ranked
-
-    def _hybrid(
-        self,
-        query: str,
-        vector: np.ndarray,
-        vector_hits: builtins.list[tuple[str, float]],
-        lexical_hits: builtins.list[tuple[str, float]],
-        where: MemoryFilter,
-        similarity: dict[str, float],
-    ) -> builtins.list[tuple[str, float]]:
-        """Hybrid ranking (see :class:`FusionConfig` and ``bench/results/recall_quality.md``):
-        convex fusion of the two retrievers; for each absolute date the query names, a
-        search of that time window, fused the same way, and a bonus for what happened in
-        it; scores spread to thread neighbours; the turns of a speaker the query names
-        lifted."""
-        config = self.fusion
-        plain = config.but(neighbour_weight=0.0)
-        fused = fuse_candidates(vector_hits, lexical_hits, plain)
-        windows = query_windows(query) if config.date_weight or config.date_candidates else []
-        # what was said in the days after a date may be about it ("yesterday", "last week")
-        lookback = config.date_lookback_days * 86_400.0
-        if windows and config.date_candidates:
-            found = [fused]
-            for start, end in windows[:4]:
-                inside = _narrow(where, start, end + lookback)
-                if inside is None:
-                    continue
-                k = config.date_candidates
-                sub_vector = self.backend.vector_search(
-                    self.namespace, vector, k, ef=max(k, 64), filters=inside
-                )
-                sub_lexical = self.backend.lexical_search(self.namespace, query, k, filters=inside)
-                similarity.update(sub_vector)
-                found.append(fuse_candidates(sub_vector, sub_lexical, plain))
-            fused = merge_max(*found)
-        needs_places = windows or config.uses_neighbours or config.speaker_weight
-        if not needs_places or not fused:
-            return fused
-        extra: dict[str, Any] = {} if where.empty else {"filters": where}
-        # when and by whom for every candidate; thread neighbourhoods only around the
-        # strongest (a weak candidate lends its neighbours next to nothing)
-        places = self.backend.thread_places(self.namespace, [i for i, _ in fused], 0)
-        if config.uses_neighbours:
-            seeds = [i for i, _ in fused[: config.neighbour_seeds]]
-            places.update(
-                self.backend.thread_places(self.namespace, seeds, config.neighbour_window, **extra)
-            )
-        if windows and config.date_weight:
-            bonus = {}
-            for i, p in places.items():
-                if any(a <= p.timestamp < b for a, b in windows):
-                    bonus[i] = config.date_weight
-                elif any(b <= p.timestamp < b + lookback for _, b in windows):
-                    bonus[i] = config.date_weight / 2
-            fused = boost(fused, bonus, add=True)
-        if config.uses_neighbours:
-            neighbours = thread_neighbours(
-                {
-                    i: (p.thread_id, p.position)
-                    for i, p in places.items()
-                    if p.thread_id and p.position is not None
-                },
-                config.neighbour_window,
-            )
-            fused = spread_to_neighbours(fused, neighbours, config.neighbour_weight)
-        if config.speaker_weight:
-            named = named_speakers(query, (p.speaker for p in places.values() if p.speaker))
-            if len(named) == 1:
-                lift = 1.0 + config.speaker_weight
-                fused = boost(fused, {i: lift for i, p in places.items() if p.speaker in named})
-        # back to [0, 1]: divide by the best score a memory could reach
-        top = (1.0 + (config.date_weight if windows else 0.0)) * (1.0 + config.speaker_weight)
-        return [(i, score / top) for i, score in fused]
 
     def _hydrate(
         self,
@@ -1019,97 +878,18 @@ class SemanticMemory:
         Ingests of the same document into one namespace in this process take turns, so
         a cancelled one never removes chunks that another call reported as stored.
         """
-        from .ingest import chunk_document, read_document
+        from .ingestion import ingest_document
 
         self._check_open()
-        doc = read_document(source, name=name, cancel=cancel)
-        chunks = chunk_document(doc, chunk_chars=chunk_chars, overlap_chars=overlap_chars)
-        if not chunks:
-            note = "0 chunks: the PDF has no text layer" if not doc.has_text else "0 chunks: empty"
-            return IngestResult(
-                doc.name, doc.kind, len(doc.pages), 0, 0, has_text=doc.has_text, note=note
-            )
-        with self._document_turn(doc.sha256):
-            # complete when every chunk is there: an interrupted ingest is resumed
-            stored_before = self.list(metadata={"doc_sha256": doc.sha256}, limit=len(chunks))
-            if len(stored_before) >= len(chunks):
-                return IngestResult(
-                    doc.name,
-                    doc.kind,
-                    len(doc.pages),
-                    len(chunks),
-                    0,
-                    already_ingested=True,
-                    note="already ingested (same content)",
-                )
-            stored = self._store_chunks(doc, chunks, progress, cancel)
-        return IngestResult(doc.name, doc.kind, len(doc.pages), len(chunks), stored)
-
-    def _store_chunks(
-        self,
-        doc: Document,
-        chunks: Sequence[Chunk],
-        progress: Callable[[int, int], None] | None,
-        cancel: threading.Event | None,
-    ) -> int:
-        """Embed and commit ``chunks`` slice by slice; how many were new. On ``cancel``
-        the ones this call created are deleted before IngestCancelled is raised."""
-        from .ingest import IngestCancelled
-
-        source = "pdf" if doc.kind == "pdf" else "document"
-        total = len(chunks)
-        created: list[str] = []
-        start = 0
-
-        def check() -> None:
-            if cancel is not None and cancel.is_set():
-                raise IngestCancelled(doc.name, stage="storing", done=start, total=total)
-
-        def embedded(done: int, _total: int) -> None:  # after each embedding batch
-            check()
-            if progress is not None:
-                progress(start + done, total)
-
-        try:
-            for start in range(0, total, INGEST_SLICE):
-                check()
-                texts, metas = self.validate_batch(
-                    [c.text for c in chunks[start : start + INGEST_SLICE]],
-                    [c.metadata for c in chunks[start : start + INGEST_SLICE]],
-                    source,
-                )
-                results = self._store(
-                    texts,
-                    metas,
-                    source=source,
-                    dedupe=True,
-                    progress=_offset_progress(progress, start, total),
-                    chunk_size=len(texts),
-                    timestamps=[None] * len(texts),
-                    vectors=self._embed_texts(texts, embedded),
-                )
-                created += [r.id for r in results if r.created]
-        except IngestCancelled as exc:
-            if created:
-                exc.removed = self.backend.delete(self.namespace, created)
-                self._after_write(created)
-            raise
-        return len(created)
-
-    @contextmanager
-    def _document_turn(self, key: str) -> Iterator[None]:
-        """One ingest of a document (by content hash) at a time in this namespace."""
-        with self._lock:
-            lock = self._document_locks.setdefault(key, threading.Lock())
-            self._document_users[key] += 1
-        try:
-            with lock:
-                yield
-        finally:
-            with self._lock:
-                self._document_users[key] -= 1
-                if not self._document_users[key]:
-                    del self._document_users[key], self._document_locks[key]
+        return ingest_document(
+            self,
+            source,
+            name=name,
+            chunk_chars=chunk_chars,
+            overlap_chars=overlap_chars,
+            progress=progress,
+            cancel=cancel,
+        )
 
     ingest_file = ingest_pdf
 
@@ -1217,37 +997,9 @@ class SemanticMemory:
         return count
 
 
-def _narrow(where: MemoryFilter, start: float, end: float) -> MemoryFilter | None:
-    """``where`` restricted to ``[start, end)``; None if nothing can match both."""
-    since = start if where.since is None else max(start, where.since)
-    until = end if where.until is None else min(end, where.until)
-    if since >= until:
-        return None
-    return MemoryFilter(where.source, since, until, where.metadata, where.thread_id)
-
-
-def _filter_key(where: MemoryFilter) -> tuple[Any, ...]:
-    meta = tuple(sorted((k, repr(v)) for k, v in (where.metadata or {}).items()))
-    return (where.source, where.since, where.until, meta, where.thread_id)
-
-
 def _register_for_exit(memory: SemanticMemory) -> None:
     global _atexit_registered
     _open_memories.add(memory)
     if not _atexit_registered:
         atexit.register(_close_all_at_exit)
         _atexit_registered = True
-
-
-def _offset_progress(
-    progress: Callable[[int, int], None] | None, offset: int, total: int
-) -> Callable[[int, int], None] | None:
-    """A slice's progress callback that reports against the whole document's ``total``."""
-    if progress is None:
-        return None
-    report = progress
-
-    def shifted(done: int, _slice_total: int) -> None:
-        report(offset + done, total)
-
-    return shifted

@@ -1,0 +1,185 @@
+"""How one query's results are ranked: the full L2 store decides, L1 only serves.
+
+``rank`` asks the backend for vector and/or full-text candidates (``mode``), fuses them
+(:func:`_hybrid`: the measured recipe of :class:`~sem_mem.retrieval.FusionConfig`) and
+walks down the fused list until ``limit`` results pass the threshold. These are module
+functions over an explicit backend, namespace and fusion config, so they hold no state:
+``SemanticMemory`` owns the result cache, L1 and hit counts around them, and reads its
+``fusion`` on every call (the recall-quality bench swaps recipes by assigning it).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+
+from .backends.base import MemoryFilter, StorageBackend, StoredMemory
+from .dates import query_windows
+from .retrieval import (
+    FusionConfig,
+    boost,
+    fuse_candidates,
+    merge_max,
+    named_speakers,
+    spread_to_neighbours,
+    thread_neighbours,
+)
+
+__all__ = ["RecallMode", "filter_key", "rank"]
+
+RecallMode = Literal["hybrid", "vector", "lexical"]
+
+
+def rank(
+    backend: StorageBackend,
+    namespace: str,
+    fusion: FusionConfig,
+    query: str,
+    vector: np.ndarray,
+    mode: RecallMode,
+    limit: int,
+    pool: int,
+    threshold: float | None,
+    fetched: dict[str, StoredMemory],
+    where: MemoryFilter,
+) -> list[tuple[str, float, float]]:
+    """(id, score, similarity) of the winners, decided by the full L2 store.
+
+    Records read from the store on the way are left in ``fetched`` for hydration.
+    """
+    # (filters are passed only when set, so a backend without them fails loudly)
+    extra: dict[str, Any] = {} if where.empty else {"filters": where}
+    vector_hits: list[tuple[str, float]] = []
+    if mode in ("hybrid", "vector"):
+        # pure vector recall uses only the best ``limit`` (similarity order is the
+        # ranking, so a threshold cannot reach further down): ask for no more
+        wanted = limit if mode == "vector" else pool
+        vector_hits, rows = backend.vector_search_stored(
+            namespace, vector, wanted, ef=max(pool, 64), rows=limit, **extra
+        )
+        fetched.update(rows)
+    lexical_hits: list[tuple[str, float]] = []
+    similarity = dict(vector_hits)
+    if mode in ("hybrid", "lexical"):
+        lexical_hits, rows = backend.lexical_search_stored(
+            namespace, query, pool, rows=limit, **extra
+        )
+        for memory_id, stored in rows.items():
+            fetched.setdefault(memory_id, stored)
+            if memory_id not in similarity:
+                similarity[memory_id] = float(np.dot(stored.embedding, vector))
+    if mode == "vector":
+        fused = vector_hits
+    elif mode == "lexical":
+        top = lexical_hits[0][1] if lexical_hits else 1.0
+        fused = [(i, s / top if top > 0 else 0.0) for i, s in lexical_hits]
+    else:
+        fused = _hybrid(
+            backend, namespace, fusion, query, vector, vector_hits, lexical_hits, where, similarity
+        )
+    # Lexical-only candidates need their cosine similarity from the stored vectors;
+    # fetch them a window at a time, only as far down the list as the results reach.
+    ranked: list[tuple[str, float, float]] = []
+    position = 0
+    while position < len(fused) and len(ranked) < limit:
+        window = fused[position : position + max(limit, 8)]
+        position += len(window)
+        missing = [i for i, _ in window if i not in similarity]
+        if missing:
+            for memory_id, stored in backend.get_many(namespace, missing).items():
+                similarity[memory_id] = float(np.dot(stored.embedding, vector))
+                fetched[memory_id] = stored
+        for memory_id, score in window:
+            sim = similarity.get(memory_id)
+            if sim is None or (threshold is not None and sim < threshold):
+                continue
+            ranked.append((memory_id, float(score), sim))
+            if len(ranked) == limit:
+                break
+    return ranked
+
+
+def _hybrid(
+    backend: StorageBackend,
+    namespace: str,
+    config: FusionConfig,
+    query: str,
+    vector: np.ndarray,
+    vector_hits: list[tuple[str, float]],
+    lexical_hits: list[tuple[str, float]],
+    where: MemoryFilter,
+    similarity: dict[str, float],
+) -> list[tuple[str, float]]:
+    """Hybrid ranking (see :class:`FusionConfig` and ``bench/results/recall_quality.md``):
+    convex fusion of the two retrievers; for each absolute date the query names, a
+    search of that time window, fused the same way, and a bonus for what happened in
+    it; scores spread to thread neighbours; the turns of a speaker the query names
+    lifted."""
+    plain = config.but(neighbour_weight=0.0)
+    fused = fuse_candidates(vector_hits, lexical_hits, plain)
+    windows = query_windows(query) if config.date_weight or config.date_candidates else []
+    # what was said in the days after a date may be about it ("yesterday", "last week")
+    lookback = config.date_lookback_days * 86_400.0
+    if windows and config.date_candidates:
+        found = [fused]
+        for start, end in windows[:4]:
+            inside = _narrow(where, start, end + lookback)
+            if inside is None:
+                continue
+            k = config.date_candidates
+            sub_vector = backend.vector_search(namespace, vector, k, ef=max(k, 64), filters=inside)
+            sub_lexical = backend.lexical_search(namespace, query, k, filters=inside)
+            similarity.update(sub_vector)
+            found.append(fuse_candidates(sub_vector, sub_lexical, plain))
+        fused = merge_max(*found)
+    needs_places = windows or config.uses_neighbours or config.speaker_weight
+    if not needs_places or not fused:
+        return fused
+    extra: dict[str, Any] = {} if where.empty else {"filters": where}
+    # when and by whom for every candidate; thread neighbourhoods only around the
+    # strongest (a weak candidate lends its neighbours next to nothing)
+    places = backend.thread_places(namespace, [i for i, _ in fused], 0)
+    if config.uses_neighbours:
+        seeds = [i for i, _ in fused[: config.neighbour_seeds]]
+        places.update(backend.thread_places(namespace, seeds, config.neighbour_window, **extra))
+    if windows and config.date_weight:
+        bonus = {}
+        for i, p in places.items():
+            if any(a <= p.timestamp < b for a, b in windows):
+                bonus[i] = config.date_weight
+            elif any(b <= p.timestamp < b + lookback for _, b in windows):
+                bonus[i] = config.date_weight / 2
+        fused = boost(fused, bonus, add=True)
+    if config.uses_neighbours:
+        neighbours = thread_neighbours(
+            {
+                i: (p.thread_id, p.position)
+                for i, p in places.items()
+                if p.thread_id and p.position is not None
+            },
+            config.neighbour_window,
+        )
+        fused = spread_to_neighbours(fused, neighbours, config.neighbour_weight)
+    if config.speaker_weight:
+        named = named_speakers(query, (p.speaker for p in places.values() if p.speaker))
+        if len(named) == 1:
+            lift = 1.0 + config.speaker_weight
+            fused = boost(fused, {i: lift for i, p in places.items() if p.speaker in named})
+    # back to [0, 1]: divide by the best score a memory could reach
+    top = (1.0 + (config.date_weight if windows else 0.0)) * (1.0 + config.speaker_weight)
+    return [(i, score / top) for i, score in fused]
+
+
+def _narrow(where: MemoryFilter, start: float, end: float) -> MemoryFilter | None:
+    """``where`` restricted to ``[start, end)``; None if nothing can match both."""
+    since = start if where.since is None else max(start, where.since)
+    until = end if where.until is None else min(end, where.until)
+    if since >= until:
+        return None
+    return MemoryFilter(where.source, since, until, where.metadata, where.thread_id)
+
+
+def filter_key(where: MemoryFilter) -> tuple[Any, ...]:
+    meta = tuple(sorted((k, repr(v)) for k, v in (where.metadata or {}).items()))
+    return (where.source, where.since, where.until, meta, where.thread_id)
