@@ -14,14 +14,9 @@ touching the index at all (same results: the store has not changed since).
 
 from __future__ import annotations
 
-import atexit
 import builtins
-import logging
 import os
 import threading
-import time
-import weakref
-from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
@@ -31,31 +26,32 @@ import numpy as np
 from .backends.base import (
     AddResult,
     ListQuery,
-    MemoryFilter,
     NewMemory,
     StorageBackend,
-    StoredMemory,
 )
-from .cache import SmartCache
 from .config import Settings, resolve_settings
 from .embedders.base import Embedder
-from .errors import LimitExceededError, NotFoundError, ValidationError
+from .errors import NotFoundError, ValidationError
 from .expansion import QueryExpander
 from .hashing import text_hash
 from .ingestion import INGEST_SLICE as INGEST_SLICE  # where tests and callers look for it
 from .ingestion import DocumentTurns
-from .ranking import RecallMode, filter_key, rank
-from .retrieval import FusionConfig, reciprocal_rank_fusion
+from .lifecycle import close_at_exit, closed
+from .ranking import RecallMode
+from .retrieval import FusionConfig
+from .tiers import PROTECTED_HITS, Tiers
 from .types import HistoryEvent, IngestResult, Memory, Recollection
 from .validation import (
-    check_unicode,
     clean_batch,
+    clean_filter,
+    clean_instructions,
     clean_metadata,
     clean_source,
     clean_text,
     clean_timestamp,
     clean_turns,
 )
+from .writing import conversation_rows, embed_texts
 
 if TYPE_CHECKING:
     from .llm.base import ChatModel
@@ -63,22 +59,8 @@ if TYPE_CHECKING:
 
 __all__ = ["PROTECTED_HITS", "RecallMode", "SemanticMemory"]
 
-log = logging.getLogger("sem_mem")
 
-#: the seed's "6+ hits" rule: memories recalled this often are warmed into protected L1
-PROTECTED_HITS = 6
 MAX_RECALL_LIMIT = 1000
-
-_open_memories: weakref.WeakSet[SemanticMemory] = weakref.WeakSet()
-_atexit_registered = False
-
-
-def _close_all_at_exit() -> None:
-    for memory in list(_open_memories):
-        try:
-            memory.close()
-        except Exception:  # interpreter shutdown: best effort, SQLite already holds the data
-            log.debug("close at exit failed", exc_info=True)
 
 
 class SemanticMemory:
@@ -152,27 +134,20 @@ class SemanticMemory:
         # a ChatModel object given by the caller, else built on first use from settings
         self._chat_model = chat_model if not isinstance(chat_model, str) else None
         self._lock = threading.RLock()
-        self.cache: SmartCache[StoredMemory] = SmartCache(settings.cache_size)
+        #: L1, the result and query-vector caches, pending hit counts (see tiers.py)
+        self._tiers = Tiers(self.backend, self.namespace, self._lock, settings.cache_size)
+        self.cache = self._tiers.cache
         #: how hybrid recall fuses vector and full-text candidates (see retrieval.py)
         self.fusion = FusionConfig()
         #: query expansion: its cached answers and the small model (see expansion.py)
         self.expander = QueryExpander(settings.expansion_model)
-        self._results: OrderedDict[tuple[Any, ...], list[tuple[str, float, float]]] = OrderedDict()
-        # Bumped (under _lock) by every write and every change seen from another
-        # process. A recall notes it before reading the store and puts what it read
-        # into L1 or the result cache only if it is unchanged: a record read before a
-        # write can never be admitted after that write has returned.
-        self._generation = 0
+        self._results = self._tiers.results
         # one ingest of a document at a time (see ingestion.py)
         self._document_turns = DocumentTurns(self._lock)
-        self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._pending_query_vectors: dict[str, np.ndarray] = {}
-        self._pending_hits: Counter[str] = Counter()
-        self._last_hit_flush = time.monotonic()
         self._closed = False
-        self._seen_seq = self.backend.refresh()
-        self._warm_cache()
-        _register_for_exit(self)
+        self._tiers.seen_seq = self.backend.refresh()
+        self._tiers.warm()
+        close_at_exit(self)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -188,17 +163,17 @@ class SemanticMemory:
             if self._closed:
                 return
             try:
-                self._flush_pending()
+                self._tiers.flush(self.embedder.model_id)
             finally:
                 self._closed = True
-                _open_memories.discard(self)
+                closed(self)
                 if self._owns_backend:
                     self.backend.close()
 
     def flush(self) -> None:
         """Write pending hit counts and save index files now (also done on close)."""
         with self._lock:
-            self._flush_pending()
+            self._tiers.flush(self.embedder.model_id)
             self.backend.flush()
 
     def __repr__(self) -> str:
@@ -247,46 +222,7 @@ class SemanticMemory:
     ) -> np.ndarray:
         """Vectors of memories with these ``texts`` (and ``speakers``, for conversation
         turns), reusing any embedding the store already has for the same text."""
-        hashes = [text_hash(t) for t in texts]
-        known = self.backend.cached_embeddings(
-            self.namespace, self.embedder.model_id, list(dict.fromkeys(hashes))
-        )
-        missing = [i for i, h in enumerate(hashes) if h not in known]
-        out = np.empty((len(texts), self.embedder.dimensions), dtype=np.float32)
-        if missing:
-            unique: dict[str, int] = {}
-            for i in missing:
-                unique.setdefault(hashes[i], i)
-            order = list(unique.values())
-            fresh = self.embedder.embed_memories(
-                [texts[i] for i in order],
-                [speakers[i] for i in order] if speakers is not None else None,
-                progress=progress,
-            )
-            for i, vec in zip(order, fresh, strict=True):
-                known[hashes[i]] = vec
-        for i, h in enumerate(hashes):
-            out[i] = known[h]
-        return out
-
-    def _query_vector(self, query: str) -> np.ndarray:
-        key = text_hash(query)
-        with self._lock:
-            vec = self._query_vectors.get(key)
-            if vec is not None:
-                self._query_vectors.move_to_end(key)
-                return vec
-        vec = self.backend.cached_embeddings(self.namespace, self.embedder.model_id, [key]).get(key)
-        if vec is None:
-            # concurrent recalls share one embedding run (embedders/batcher.py)
-            vec = self.embedder.embed_query(query)
-            with self._lock:
-                self._pending_query_vectors[key] = vec
-        with self._lock:
-            self._query_vectors[key] = vec
-            while len(self._query_vectors) > 4096:
-                self._query_vectors.popitem(last=False)
-        return vec
+        return embed_texts(self.backend, self.namespace, self.embedder, texts, progress, speakers)
 
     # ------------------------------------------------------------------ writes
 
@@ -385,16 +321,9 @@ class SemanticMemory:
 
             thread_id = uuid.uuid4().hex
         thread_id = clean_text(thread_id, field="thread_id", max_chars=256)
-        texts, metas, times, positions, speakers = [], [], [], [], []
-        for offset, turn in enumerate(parsed):
-            texts.append(f"{turn.speaker}: {turn.text}")
-            metas.append({**base_meta, **turn.metadata})
-            times.append(turn.timestamp if turn.timestamp is not None else default_time)
-            # no position: ``offset`` places after the thread's end, which the backend
-            # reads in the transaction that inserts the turns, so two processes
-            # appending to one thread at once never take the same places
-            positions.append(turn.position if turn.position is not None else offset)
-            speakers.append(turn.speaker)
+        texts, metas, times, positions, speakers = conversation_rows(
+            parsed, base_meta, default_time
+        )
         cleaned, metas = self.validate_batch(texts, metas, "thread")
         results = self._store(
             cleaned,
@@ -501,10 +430,7 @@ class SemanticMemory:
         self._after_write([old_id])
 
     def _after_write(self, touched: Sequence[str]) -> None:
-        with self._lock:
-            self._generation += 1
-            self.cache.discard_many(touched)
-            self._results.clear()
+        self._tiers.changed(touched)
 
     # ------------------------------------------------------------------ reads
 
@@ -539,7 +465,9 @@ class SemanticMemory:
             raise ValidationError(f"limit must be between 1 and 10000, got {limit}")
         if offset < 0:
             raise ValidationError(f"offset must be >= 0, got {offset}")
-        where = self._filter(source, since, until, metadata, thread_id)
+        where = clean_filter(
+            source, since, until, metadata, thread_id, max_bytes=self.settings.max_metadata_bytes
+        )
         return self.backend.list(
             self.namespace,
             ListQuery(
@@ -549,29 +477,6 @@ class SemanticMemory:
                 include_superseded=include_superseded,
                 newest_first=newest_first,
             ),
-        )
-
-    def _filter(
-        self,
-        source: str | None,
-        since: datetime | str | float | None,
-        until: datetime | str | float | None,
-        metadata: Mapping[str, Any] | None,
-        thread_id: str | None = None,
-    ) -> MemoryFilter:
-        """Checked filters for list and recall (ValidationError names the bad one)."""
-        if source is not None:
-            clean_source(source)
-        if metadata is not None:
-            metadata = self._clean_metadata(metadata)
-        if thread_id is not None and not isinstance(thread_id, str):
-            raise ValidationError(f"thread_id must be a string, got {type(thread_id).__name__}")
-        return MemoryFilter(
-            source=source,
-            since=clean_timestamp(since, "since"),
-            until=clean_timestamp(until, "until"),
-            metadata=metadata or None,
-            thread_id=thread_id,
         )
 
     def history(self, memory_id: str) -> builtins.list[HistoryEvent]:
@@ -622,9 +527,11 @@ class SemanticMemory:
         if mode not in ("hybrid", "vector", "lexical"):
             raise ValidationError(f"mode must be hybrid, vector or lexical, got {mode!r}")
         pool = max(candidates or 0, 50, 2 * limit)
-        where = self._filter(source, since, until, metadata)
+        where = clean_filter(
+            source, since, until, metadata, max_bytes=self.settings.max_metadata_bytes
+        )
         self._sync()
-        generation = self._generation  # before anything is read from the store
+        generation = self._tiers.generation  # before anything is read from the store
         queries = [query]
         if expand_query:
             alternatives = self.expander.expand(self.chat_model, query)
@@ -634,129 +541,16 @@ class SemanticMemory:
                     f"query expansion: {len(alternatives)} alternative(s)"
                     + "".join(f"\n  - {q}" for q in alternatives)
                 )
-        fetched: dict[str, StoredMemory] = {}
-        rankings = [
-            self._ranked(q, mode, limit, pool, threshold, fetched, where, generation)
-            for q in queries
-        ]
-        if len(rankings) == 1:
-            ranked = rankings[0]
-        else:
-            best: dict[str, float] = {}
-            for ranking in rankings:
-                for memory_id, _, sim in ranking:
-                    best[memory_id] = max(sim, best.get(memory_id, -1.0))
-            fused = reciprocal_rank_fusion([[i for i, _, _ in r] for r in rankings])
-            ranked = [(i, score, best[i]) for i, score in fused[:limit]]
-        results = self._hydrate(ranked, fetched, generation, touch=record_hits)
+        ranked, fetched = self._tiers.ranking(
+            queries, mode, limit, pool, threshold, where, generation, self.embedder, self.fusion
+        )
+        results = self._tiers.hydrate(ranked, fetched, generation, touch=record_hits)
         if record_hits:
-            self._record_hits([r.id for r in results])
+            self._tiers.record_hits([r.id for r in results], self.embedder.model_id)
         if logs is not None:
             l1 = sum(r.tier == "L1" for r in results)
             logs.append(f"recall ({mode}): {l1} from L1, {len(results) - l1} from L2")
         return results
-
-    def _ranked(
-        self,
-        query: str,
-        mode: RecallMode,
-        limit: int,
-        pool: int,
-        threshold: float | None,
-        fetched: dict[str, StoredMemory],
-        where: MemoryFilter,
-        generation: int,
-    ) -> builtins.list[tuple[str, float, float]]:
-        """The ranking for one query, from the result cache while the store is unchanged."""
-        key = (text_hash(query), limit, threshold, mode, pool, filter_key(where))
-        with self._lock:
-            ranked = self._results.get(key)
-            if ranked is not None:
-                self._results.move_to_end(key)
-                return ranked
-        vector = self._query_vector(query)
-        ranked = rank(
-            self.backend,
-            self.namespace,
-            self.fusion,
-            query,
-            vector,
-            mode,
-            limit,
-            pool,
-            threshold,
-            fetched,
-            where,
-        )
-        with self._lock:
-            if generation == self._generation:  # else a write came in: do not cache
-                self._results[key] = ranked
-                while len(self._results) > 256:
-                    self._results.popitem(last=False)
-        return ranked
-
-    def _hydrate(
-        self,
-        ranked: builtins.list[tuple[str, float, float]],
-        fetched: dict[str, StoredMemory],
-        generation: int,
-        *,
-        touch: bool = True,
-    ) -> builtins.list[Recollection]:
-        records: dict[str, tuple[StoredMemory, str]] = {}
-        misses = []
-        for memory_id, _, _ in ranked:
-            hot = self.cache.get(memory_id) if touch else self.cache.peek(memory_id)
-            if hot is not None:
-                records[memory_id] = (hot, "L1")
-            elif memory_id in fetched:
-                records[memory_id] = (fetched[memory_id], "L2")
-            else:
-                misses.append(memory_id)
-        if misses:
-            for memory_id, stored in self.backend.get_many(self.namespace, misses).items():
-                records[memory_id] = (stored, "L2")
-        if touch:
-            self._admit(ranked, records, generation)
-        out = []
-        for memory_id, score, sim in ranked:
-            found = records.get(memory_id)
-            if found is None:  # forgotten between ranking and hydration
-                continue
-            stored, tier = found
-            m = stored.memory
-            out.append(
-                Recollection(
-                    id=m.id,
-                    text=m.text,
-                    score=score,
-                    similarity=sim,
-                    metadata=m.metadata,
-                    tier=tier,  # type: ignore[arg-type]
-                    created_at=m.created_at,
-                    source=m.source,
-                    timestamp=m.timestamp,
-                    thread_id=m.thread_id,
-                    position=m.position,
-                    speaker=m.speaker,
-                )
-            )
-        return out
-
-    def _admit(
-        self,
-        ranked: builtins.list[tuple[str, float, float]],
-        records: dict[str, tuple[StoredMemory, str]],
-        generation: int,
-    ) -> None:
-        """Put recalled records into L1, unless a write came in since they were read."""
-        with self._lock:
-            if generation != self._generation:
-                return
-            for memory_id, _, _ in ranked:
-                found = records.get(memory_id)
-                if found is not None:
-                    self.cache.touch(memory_id, found[0])
 
     def refresh(self) -> None:
         """Pick up commits made by other processes now (recall does this by itself)."""
@@ -765,57 +559,13 @@ class SemanticMemory:
 
     def _sync(self) -> None:
         """Pick up commits from other processes and drop what they changed from L1."""
-        seq = self.backend.refresh()
-        with self._lock:
-            if seq == self._seen_seq:
-                return
-            changed = self.backend.changed_ids(self.namespace, self._seen_seq)
-            self._generation += 1
-            self.cache.discard_many(changed)
-            self._results.clear()
-            self._seen_seq = seq
+        self._tiers.sync()
 
-    # ------------------------------------------------------------------ hits and L1
-
-    def _record_hits(self, ids: Sequence[str]) -> None:
-        with self._lock:
-            self._pending_hits.update(ids)
-            # a flush is a write transaction: batch them (hit counts are statistics; a
-            # crash loses at most the last 30 s of them, never a memory)
-            due = time.monotonic() - self._last_hit_flush > 30.0
-            if len(self._pending_hits) >= 512 or due:
-                self._flush_pending(wait=False)  # not on this recall's latency
-
-    def _flush_pending(self, *, wait: bool = True) -> None:
-        """Persist batched hit counts and new query embeddings (one transaction each)."""
-        hits, self._pending_hits = self._pending_hits, Counter()
-        vectors, self._pending_query_vectors = self._pending_query_vectors, {}
-        self._last_hit_flush = time.monotonic()
-        if hits:
-            self.backend.record_hits(self.namespace, dict(hits), time.time(), wait=wait)
-        if vectors:
-            self.backend.cache_embeddings(
-                self.namespace, self.embedder.model_id, vectors, wait=wait
-            )
-
-    def _warm_cache(self) -> None:
-        """Fill L1 from the most recalled memories (protected from PROTECTED_HITS on)."""
-        hot = self.backend.most_hit(self.namespace, self.cache.capacity)
-        for stored in reversed(hot):  # least hit first, so the most hit end up most recent
-            self.cache.admit(
-                stored.memory.id, stored, protected=stored.memory.hit_count >= PROTECTED_HITS
-            )
+    # ------------------------------------------------------------------ L1
 
     def cache_state(self) -> dict[str, builtins.list[dict[str, Any]]]:
         """The L1 tiers, most recently used first: ``{"protected": [...], "probation": [...]}``."""
-        snap = self.cache.snapshot()
-        return {
-            tier: [
-                {"id": key, "text": value.memory.text, "hit_count": value.memory.hit_count}
-                for key, value in entries
-            ]
-            for tier, entries in snap.items()
-        }
+        return self._tiers.state()
 
     # ------------------------------------------------------------------ instructions
 
@@ -826,18 +576,8 @@ class SemanticMemory:
 
     def set_instructions(self, text: str) -> None:
         """Replace the persistent instructions."""
-        if not isinstance(text, str):
-            raise ValidationError("instructions must be a string")
-        check_unicode(text, "instructions")
-        if len(text) > self.settings.max_text_chars:
-            raise LimitExceededError(
-                f"instructions have {len(text):,} characters; the limit is "
-                f"{self.settings.max_text_chars:,} (max_text_chars)",
-                limit="max_text_chars",
-                maximum=self.settings.max_text_chars,
-                actual=len(text),
-            )
-        self.backend.set_instructions(self.namespace, text.strip() + "\n" if text.strip() else "")
+        cleaned = clean_instructions(text, max_chars=self.settings.max_text_chars)
+        self.backend.set_instructions(self.namespace, cleaned)
 
     def add_instruction(self, text: str) -> None:
         """Append one instruction line (an identical line is not added twice)."""
@@ -901,7 +641,7 @@ class SemanticMemory:
 
         self._check_open()
         with self._lock:
-            self._flush_pending()  # so the export carries every hit count
+            self._tiers.flush(self.embedder.model_id)  # so the export carries every hit count
         return export_lines(self, include_embeddings=include_embeddings)
 
     def import_jsonl(
@@ -963,7 +703,7 @@ class SemanticMemory:
         """
         self._check_open()
         with self._lock:
-            self._flush_pending()
+            self._tiers.flush(self.embedder.model_id)
         report = self.backend.check(repair=repair)
         if repair:
             self._after_write([])
@@ -988,18 +728,5 @@ class SemanticMemory:
                 progress=progress,
             )
             self.embedder = new_embedder
-            self._generation += 1
-            self.cache.clear()
-            self._results.clear()
-            self._query_vectors.clear()
-            self._pending_query_vectors.clear()
-            self._seen_seq = self.backend.refresh()
+            self._tiers.reset()
         return count
-
-
-def _register_for_exit(memory: SemanticMemory) -> None:
-    global _atexit_registered
-    _open_memories.add(memory)
-    if not _atexit_registered:
-        atexit.register(_close_all_at_exit)
-        _atexit_registered = True

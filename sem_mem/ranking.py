@@ -22,11 +22,12 @@ from .retrieval import (
     fuse_candidates,
     merge_max,
     named_speakers,
+    reciprocal_rank_fusion,
     spread_to_neighbours,
     thread_neighbours,
 )
 
-__all__ = ["RecallMode", "filter_key", "rank"]
+__all__ = ["RecallMode", "filter_key", "fuse_rankings", "rank"]
 
 RecallMode = Literal["hybrid", "vector", "lexical"]
 
@@ -169,6 +170,21 @@ def _hybrid(
     # back to [0, 1]: divide by the best score a memory could reach
     top = (1.0 + (config.date_weight if windows else 0.0)) * (1.0 + config.speaker_weight)
     return [(i, score / top) for i, score in fused]
+
+
+def fuse_rankings(
+    rankings: list[list[tuple[str, float, float]]], limit: int
+) -> list[tuple[str, float, float]]:
+    """One ranking from the rankings of a query and its rephrasings: reciprocal-rank
+    fusion, each memory keeping its best similarity."""
+    if len(rankings) == 1:
+        return rankings[0]
+    best: dict[str, float] = {}
+    for ranking in rankings:
+        for memory_id, _, sim in ranking:
+            best[memory_id] = max(sim, best.get(memory_id, -1.0))
+    fused = reciprocal_rank_fusion([[i for i, _, _ in r] for r in rankings])
+    return [(i, score, best[i]) for i, score in fused[:limit]]
 
 
 def _narrow(where: MemoryFilter, start: float, end: float) -> MemoryFilter | None:

@@ -12,10 +12,13 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import LimitExceededError, ValidationError
 from .types import SOURCES
+
+if TYPE_CHECKING:
+    from .backends.base import MemoryFilter
 
 __all__ = [
     "MAX_INT",
@@ -209,6 +212,50 @@ def clean_timestamp(value: object, field: str = "timestamp") -> float | None:
     if not math.isfinite(seconds) or not _MIN_TS <= seconds <= _MAX_TS:
         raise ValidationError(f"{field} must be a finite time in years 1-9999, got {value!r}")
     return round(seconds, 6)
+
+
+def clean_filter(
+    source: str | None,
+    since: datetime | str | float | None,
+    until: datetime | str | float | None,
+    metadata: Mapping[str, Any] | None,
+    thread_id: str | None = None,
+    *,
+    max_bytes: int,
+) -> MemoryFilter:
+    """Checked filters for list and recall (ValidationError names the bad one)."""
+    from .backends.base import MemoryFilter
+
+    if source is not None:
+        clean_source(source)
+    if metadata is not None:
+        metadata = clean_metadata(metadata, max_bytes=max_bytes)
+    if thread_id is not None and not isinstance(thread_id, str):
+        raise ValidationError(f"thread_id must be a string, got {type(thread_id).__name__}")
+    return MemoryFilter(
+        source=source,
+        since=clean_timestamp(since, "since"),
+        until=clean_timestamp(until, "until"),
+        metadata=metadata or None,
+        thread_id=thread_id,
+    )
+
+
+def clean_instructions(text: object, *, max_chars: int) -> str:
+    """Instructions as stored: a string of at most ``max_chars``, stripped, with one final
+    newline (empty stays empty)."""
+    if not isinstance(text, str):
+        raise ValidationError("instructions must be a string")
+    check_unicode(text, "instructions")
+    if len(text) > max_chars:
+        raise LimitExceededError(
+            f"instructions have {len(text):,} characters; the limit is "
+            f"{max_chars:,} (max_text_chars)",
+            limit="max_text_chars",
+            maximum=max_chars,
+            actual=len(text),
+        )
+    return text.strip() + "\n" if text.strip() else ""
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ def _recalls(backend: object, namespace: str) -> list[list[tuple[str, float]]]:
             for q in QUERIES
         ]
     finally:
-        memory._pending_hits.clear()  # reading must not change the hit counts compared below
+        memory._tiers.pending_hits.clear()  # reading must not change the hit counts compared below
         memory.close()
 
 

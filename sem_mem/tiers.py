@@ -1,0 +1,290 @@
+"""What a ``SemanticMemory`` holds in RAM in front of its store, and when it may serve it.
+
+:class:`Tiers` owns L1 (the SmartCache of records), the result cache (rankings of
+recent queries), the query-vector cache, the hit counts and query embeddings waiting
+to be written, and the generation counter that keeps all of it from serving what a
+write has changed. The L1 rule of :mod:`sem_mem.core` lives here: the full L2 store
+ranks (:func:`sem_mem.ranking.rank`), L1 only serves the records it ranked.
+
+It shares the memory's lock (every field is read and changed under it) and is told the
+current embedder and fusion config on each call: ``SemanticMemory.reembed`` swaps the
+embedder and the recall-quality bench assigns ``memory.fusion``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .backends.base import MemoryFilter, StorageBackend, StoredMemory
+from .cache import SmartCache
+from .embedders.base import Embedder
+from .hashing import text_hash
+from .ranking import RecallMode, filter_key, fuse_rankings, rank
+from .retrieval import FusionConfig
+from .types import Recollection
+
+__all__ = ["PROTECTED_HITS", "Tiers"]
+
+#: the seed's "6+ hits" rule: memories recalled this often are warmed into protected L1
+PROTECTED_HITS = 6
+
+Ranking = list[tuple[str, float, float]]
+
+
+class Tiers:
+    """L1, the result and query-vector caches and pending hit counts of one memory."""
+
+    def __init__(
+        self, backend: StorageBackend, namespace: str, lock: threading.RLock, cache_size: int
+    ) -> None:
+        self.backend = backend
+        self.namespace = namespace
+        self.lock = lock
+        self.cache: SmartCache[StoredMemory] = SmartCache(cache_size)
+        self.results: OrderedDict[tuple[Any, ...], Ranking] = OrderedDict()
+        # Bumped (under the lock) by every write and every change seen from another
+        # process. A recall notes it before reading the store and puts what it read
+        # into L1 or the result cache only if it is unchanged: a record read before a
+        # write can never be admitted after that write has returned.
+        self.generation = 0
+        self.query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.pending_query_vectors: dict[str, np.ndarray] = {}
+        self.pending_hits: Counter[str] = Counter()
+        self.last_hit_flush = time.monotonic()
+        #: the store's change sequence this memory has seen (set when the memory opens)
+        self.seen_seq = 0
+
+    def changed(self, touched: Sequence[str]) -> None:
+        """A write of this process: drop ``touched`` from L1 and every cached ranking."""
+        with self.lock:
+            self.generation += 1
+            self.cache.discard_many(touched)
+            self.results.clear()
+
+    def sync(self) -> None:
+        """Pick up commits from other processes and drop what they changed from L1."""
+        seq = self.backend.refresh()
+        with self.lock:
+            if seq == self.seen_seq:
+                return
+            changed = self.backend.changed_ids(self.namespace, self.seen_seq)
+            self.generation += 1
+            self.cache.discard_many(changed)
+            self.results.clear()
+            self.seen_seq = seq
+
+    def reset(self) -> None:
+        """Forget everything held in RAM (after a re-embed: all of it is of the old space)."""
+        with self.lock:
+            self.generation += 1
+            self.cache.clear()
+            self.results.clear()
+            self.query_vectors.clear()
+            self.pending_query_vectors.clear()
+            self.seen_seq = self.backend.refresh()
+
+    # ------------------------------------------------------------------ ranking
+
+    def query_vector(self, query: str, embedder: Embedder) -> np.ndarray:
+        key = text_hash(query)
+        with self.lock:
+            vec = self.query_vectors.get(key)
+            if vec is not None:
+                self.query_vectors.move_to_end(key)
+                return vec
+        vec = self.backend.cached_embeddings(self.namespace, embedder.model_id, [key]).get(key)
+        if vec is None:
+            # concurrent recalls share one embedding run (embedders/batcher.py)
+            vec = embedder.embed_query(query)
+            with self.lock:
+                self.pending_query_vectors[key] = vec
+        with self.lock:
+            self.query_vectors[key] = vec
+            while len(self.query_vectors) > 4096:
+                self.query_vectors.popitem(last=False)
+        return vec
+
+    def ranking(
+        self,
+        queries: Sequence[str],
+        mode: RecallMode,
+        limit: int,
+        pool: int,
+        threshold: float | None,
+        where: MemoryFilter,
+        generation: int,
+        embedder: Embedder,
+        fusion: FusionConfig,
+    ) -> tuple[Ranking, dict[str, StoredMemory]]:
+        """The ranking of a recall's ``queries`` (several: fused by their ranks), and the
+        records read from the store on the way, for :meth:`hydrate`."""
+        fetched: dict[str, StoredMemory] = {}
+        rankings = [
+            self._ranked(
+                q,
+                mode,
+                limit,
+                pool,
+                threshold,
+                fetched,
+                where,
+                generation,
+                embedder=embedder,
+                fusion=fusion,
+            )
+            for q in queries
+        ]
+        return fuse_rankings(rankings, limit), fetched
+
+    def _ranked(
+        self,
+        query: str,
+        mode: RecallMode,
+        limit: int,
+        pool: int,
+        threshold: float | None,
+        fetched: dict[str, StoredMemory],
+        where: MemoryFilter,
+        generation: int,
+        *,
+        embedder: Embedder,
+        fusion: FusionConfig,
+    ) -> Ranking:
+        """The ranking for one query, from the result cache while the store is unchanged."""
+        key = (text_hash(query), limit, threshold, mode, pool, filter_key(where))
+        with self.lock:
+            ranked = self.results.get(key)
+            if ranked is not None:
+                self.results.move_to_end(key)
+                return ranked
+        vector = self.query_vector(query, embedder)
+        ranked = rank(
+            self.backend,
+            self.namespace,
+            fusion,
+            query,
+            vector,
+            mode,
+            limit,
+            pool,
+            threshold,
+            fetched,
+            where,
+        )
+        with self.lock:
+            if generation == self.generation:  # else a write came in: do not cache
+                self.results[key] = ranked
+                while len(self.results) > 256:
+                    self.results.popitem(last=False)
+        return ranked
+
+    # ------------------------------------------------------------------ serving
+
+    def hydrate(
+        self,
+        ranked: Ranking,
+        fetched: dict[str, StoredMemory],
+        generation: int,
+        *,
+        touch: bool = True,
+    ) -> list[Recollection]:
+        records: dict[str, tuple[StoredMemory, str]] = {}
+        misses = []
+        for memory_id, _, _ in ranked:
+            hot = self.cache.get(memory_id) if touch else self.cache.peek(memory_id)
+            if hot is not None:
+                records[memory_id] = (hot, "L1")
+            elif memory_id in fetched:
+                records[memory_id] = (fetched[memory_id], "L2")
+            else:
+                misses.append(memory_id)
+        if misses:
+            for memory_id, stored in self.backend.get_many(self.namespace, misses).items():
+                records[memory_id] = (stored, "L2")
+        if touch:
+            self._admit(ranked, records, generation)
+        out = []
+        for memory_id, score, sim in ranked:
+            found = records.get(memory_id)
+            if found is None:  # forgotten between ranking and hydration
+                continue
+            stored, tier = found
+            m = stored.memory
+            out.append(
+                Recollection(
+                    id=m.id,
+                    text=m.text,
+                    score=score,
+                    similarity=sim,
+                    metadata=m.metadata,
+                    tier=tier,  # type: ignore[arg-type]
+                    created_at=m.created_at,
+                    source=m.source,
+                    timestamp=m.timestamp,
+                    thread_id=m.thread_id,
+                    position=m.position,
+                    speaker=m.speaker,
+                )
+            )
+        return out
+
+    def _admit(
+        self,
+        ranked: Ranking,
+        records: dict[str, tuple[StoredMemory, str]],
+        generation: int,
+    ) -> None:
+        """Put recalled records into L1, unless a write came in since they were read."""
+        with self.lock:
+            if generation != self.generation:
+                return
+            for memory_id, _, _ in ranked:
+                found = records.get(memory_id)
+                if found is not None:
+                    self.cache.touch(memory_id, found[0])
+
+    # ------------------------------------------------------------------ hits and L1
+
+    def record_hits(self, ids: Sequence[str], model_id: str) -> None:
+        with self.lock:
+            self.pending_hits.update(ids)
+            # a flush is a write transaction: batch them (hit counts are statistics; a
+            # crash loses at most the last 30 s of them, never a memory)
+            due = time.monotonic() - self.last_hit_flush > 30.0
+            if len(self.pending_hits) >= 512 or due:
+                self.flush(model_id, wait=False)  # not on this recall's latency
+
+    def flush(self, model_id: str, *, wait: bool = True) -> None:
+        """Persist batched hit counts and new query embeddings (one transaction each)."""
+        hits, self.pending_hits = self.pending_hits, Counter()
+        vectors, self.pending_query_vectors = self.pending_query_vectors, {}
+        self.last_hit_flush = time.monotonic()
+        if hits:
+            self.backend.record_hits(self.namespace, dict(hits), time.time(), wait=wait)
+        if vectors:
+            self.backend.cache_embeddings(self.namespace, model_id, vectors, wait=wait)
+
+    def warm(self) -> None:
+        """Fill L1 from the most recalled memories (protected from PROTECTED_HITS on)."""
+        hot = self.backend.most_hit(self.namespace, self.cache.capacity)
+        for stored in reversed(hot):  # least hit first, so the most hit end up most recent
+            self.cache.admit(
+                stored.memory.id, stored, protected=stored.memory.hit_count >= PROTECTED_HITS
+            )
+
+    def state(self) -> dict[str, list[dict[str, Any]]]:
+        """The L1 tiers, most recently used first: ``{"protected": [...], "probation": [...]}``."""
+        snap = self.cache.snapshot()
+        return {
+            tier: [
+                {"id": key, "text": value.memory.text, "hit_count": value.memory.hit_count}
+                for key, value in entries
+            ]
+            for tier, entries in snap.items()
+        }
