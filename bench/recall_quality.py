@@ -201,7 +201,7 @@ class CachingEmbedder(Embedder):
 
 @dataclass(frozen=True)
 class Variant:
-    """One retriever to score: a library mode, or a fusion recipe swapped into ``_rank``."""
+    """One retriever to score: a library mode, or a fusion recipe swapped into ``ranking.rank``."""
 
     name: str
     mode: str = "hybrid"

@@ -10,6 +10,12 @@ the SmartCache is returned from RAM (``tier="L1"``) when the full index ranks it
 among the results, so the cache can never hide a better L2 answer. Repeating a
 query while the store is unchanged is answered from a small result cache without
 touching the index at all (same results: the store has not changed since).
+
+This class is the public face and the write path; its parts live beside it:
+``ranking.py`` ranks one query over the full store, ``tiers.py`` holds what is kept in
+RAM (L1, result and query-vector caches, pending hit counts), ``writing.py`` prepares
+what a write stores, ``ingestion.py`` stores documents, ``lifecycle.py`` opens and
+closes the store and embedder, ``validation.py`` checks every input.
 """
 
 from __future__ import annotations
@@ -23,12 +29,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
-from .backends.base import (
-    AddResult,
-    ListQuery,
-    NewMemory,
-    StorageBackend,
-)
+from .backends.base import AddResult, ListQuery, NewMemory, StorageBackend
 from .config import Settings, resolve_settings
 from .embedders.base import Embedder
 from .errors import NotFoundError, ValidationError
@@ -36,7 +37,7 @@ from .expansion import QueryExpander
 from .hashing import text_hash
 from .ingestion import INGEST_SLICE as INGEST_SLICE  # where tests and callers look for it
 from .ingestion import DocumentTurns
-from .lifecycle import close_at_exit, closed
+from .lifecycle import close_at_exit, closed, open_parts
 from .ranking import RecallMode
 from .retrieval import FusionConfig
 from .tiers import PROTECTED_HITS, Tiers
@@ -58,7 +59,6 @@ if TYPE_CHECKING:
     from .transfer import ImportReport
 
 __all__ = ["PROTECTED_HITS", "RecallMode", "SemanticMemory"]
-
 
 MAX_RECALL_LIMIT = 1000
 
@@ -111,26 +111,7 @@ class SemanticMemory:
         self.settings = settings
         self.namespace = settings.namespace
         self._owns_backend = backend is None
-        if backend is None:
-            from .backends.factory import open_backend
-
-            backend = open_backend(settings)
-        self.backend = backend
-        try:
-            if isinstance(embedder, Embedder):
-                self.embedder = embedder
-            else:
-                from .embedders.factory import create_embedder
-
-                space = self.backend.embedding_space()
-                self.embedder = create_embedder(
-                    settings, recorded_model=space[0] if space else None
-                )
-            self.backend.bind_embedding_space(self.embedder.model_id, self.embedder.dimensions)
-        except BaseException:
-            if self._owns_backend:
-                self.backend.close()
-            raise
+        self.backend, self.embedder = open_parts(settings, backend, embedder)
         # a ChatModel object given by the caller, else built on first use from settings
         self._chat_model = chat_model if not isinstance(chat_model, str) else None
         self._lock = threading.RLock()
@@ -141,6 +122,7 @@ class SemanticMemory:
         self.fusion = FusionConfig()
         #: query expansion: its cached answers and the small model (see expansion.py)
         self.expander = QueryExpander(settings.expansion_model)
+        # the result cache: the tiers' own object (benchmarks clear it to time the L2 path)
         self._results = self._tiers.results
         # one ingest of a document at a time (see ingestion.py)
         self._document_turns = DocumentTurns(self._lock)
