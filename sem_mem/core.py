@@ -528,7 +528,7 @@ class SemanticMemory:
         )
         results = self._tiers.hydrate(ranked, fetched, generation, touch=record_hits)
         if record_hits:
-            self._tiers.record_hits([r.id for r in results], self.embedder.model_id)
+            self._record_hits([r.id for r in results])
         if logs is not None:
             l1 = sum(r.tier == "L1" for r in results)
             logs.append(f"recall ({mode}): {l1} from L1, {len(results) - l1} from L2")
@@ -543,7 +543,13 @@ class SemanticMemory:
         """Pick up commits from other processes and drop what they changed from L1."""
         self._tiers.sync()
 
-    # ------------------------------------------------------------------ L1
+    # ------------------------------------------------------------------ hits and L1
+
+    def _record_hits(self, ids: Sequence[str]) -> None:
+        with self._lock:
+            if self._tiers.count_hits(ids):  # due: flushed not on this recall's latency,
+                # with the embedder read under the lock (reembed swaps it under the lock)
+                self._tiers.flush(self.embedder.model_id, wait=False)
 
     def cache_state(self) -> dict[str, builtins.list[dict[str, Any]]]:
         """The L1 tiers, most recently used first: ``{"protected": [...], "probation": [...]}``."""

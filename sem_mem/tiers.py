@@ -251,14 +251,15 @@ class Tiers:
 
     # ------------------------------------------------------------------ hits and L1
 
-    def record_hits(self, ids: Sequence[str], model_id: str) -> None:
+    def count_hits(self, ids: Sequence[str]) -> bool:
+        """Count recall hits; True when the pending ones are due to be flushed (the
+        caller holds the lock and flushes)."""
         with self.lock:
             self.pending_hits.update(ids)
             # a flush is a write transaction: batch them (hit counts are statistics; a
             # crash loses at most the last 30 s of them, never a memory)
             due = time.monotonic() - self.last_hit_flush > 30.0
-            if len(self.pending_hits) >= 512 or due:
-                self.flush(model_id, wait=False)  # not on this recall's latency
+            return len(self.pending_hits) >= 512 or due
 
     def flush(self, model_id: str, *, wait: bool = True) -> None:
         """Persist batched hit counts and new query embeddings (one transaction each)."""
