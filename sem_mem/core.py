@@ -2,7 +2,8 @@
 
 Data path of a ``recall``: embed the query (RAM cache, then the store's embedding
 cache, then the embedder) → pick up other processes' commits → vector and lexical
-candidates from the backend (L2) → reciprocal-rank fusion → hydrate the winners
+candidates from the backend (L2) → fusion and thread/speaker/date signals
+(``ranking.py``; convex fusion by default) → hydrate the winners
 from L1 (RAM) where they are hot, else from the store → record hits.
 
 The L1 rule: **L2 always decides the ranking; L1 only serves records.** A memory in
