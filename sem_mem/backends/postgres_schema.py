@@ -316,7 +316,7 @@ def namespace_index_statement(
     """``CREATE INDEX`` of ``namespace``'s partial HNSW index over its active memories.
 
     The namespace is a literal in the predicate: the planner matches a partial index only
-    against a query that names the same constant (see ``PostgresBackend._vector_sql``).
+    against a query that names the same constant (see ``postgres_sql.vector_sql``).
     """
     literal = "'" + namespace.replace("'", "''") + "'"
     return (
