@@ -36,7 +36,6 @@ Design notes (``docs/storage.md`` has the tables):
 from __future__ import annotations
 
 import builtins
-import json
 import logging
 import re
 import time
@@ -55,6 +54,7 @@ from ..errors import (
     StorageError,
 )
 from ..types import HistoryEvent, Memory
+from . import postgres_reads as reads
 from .base import (
     AddResult,
     ListQuery,
@@ -75,11 +75,8 @@ from .postgres_schema import (
 )
 from .postgres_sessions import PostgresSessionsMixin
 from .postgres_sql import (
-    MEMORIES,
-    MEMORY_COLUMNS,
     PAIRS_MIN_MEMORIES,
     Lexicon,
-    as_vector,
     filter_sql,
     lexical_args,
     lexical_sql,
@@ -87,19 +84,20 @@ from .postgres_sql import (
     tsquery_text,
     vector_sql,
 )
-from .postgres_writes import check_storable, insert_memories
+from .postgres_writes import (
+    check_storable,
+    delete_memories,
+    insert_memories,
+    stage_embeddings,
+    supersede_memory,
+    update_memory,
+)
 from .rows import (
     EMBEDDING_AT,
     EXACT_SEARCH_MAX,
-    canonical_json,
     content_words,
     history_from_row,
-    memory_from_row,
-    scoped_hash,
     transaction_size,
-)
-from .rows import (
-    now as utc_now,
 )
 from .vector_index import HNSWParams
 
@@ -411,33 +409,16 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         event: str = "updated",
     ) -> Memory:
         with self._write(check_space=True) as (conn, seq, _model):
-            row = conn.execute(
-                "SELECT text, metadata FROM memories WHERE id = %s AND namespace = %s FOR UPDATE",
-                (memory_id, namespace),
-            ).fetchone()
-            if row is None:
-                raise NotFoundError(f"no memory {memory_id!r} in namespace {namespace!r}")
-            now = utc_now()
-            meta_json = canonical_json(metadata if metadata is not None else row[1])
-            check_storable(text or "", meta_json)
-            sets: list[str] = ["updated_at = %s", "seq = %s"]
-            args: list[Any] = [now, seq]
-            if text is not None:
-                if embedding is None or content_hash is None:
-                    raise StorageError("a new text needs its embedding and content hash")
-                sets += ["text = %s", "embedding = %s", "content_hash = %s"]
-                args += [text, np.ascontiguousarray(embedding, dtype=np.float32), content_hash]
-            if metadata is not None:
-                sets.append("metadata = %s::jsonb")
-                args.append(meta_json)
-            conn.execute(
-                f"UPDATE memories SET {', '.join(sets)} WHERE namespace = %s AND id = %s",
-                (*args, namespace, memory_id),
-            )
-            conn.execute(
-                "INSERT INTO history (memory_id, namespace, event, text, metadata, at) "
-                "VALUES (%s, %s, %s, %s, %s::jsonb, %s)",
-                (memory_id, namespace, event, text if text is not None else row[0], meta_json, now),
+            update_memory(
+                conn,
+                seq,
+                namespace,
+                memory_id,
+                text=text,
+                metadata=metadata,
+                embedding=embedding,
+                content_hash=content_hash,
+                event=event,
             )
         return self.get_many(namespace, [memory_id])[memory_id].memory
 
@@ -445,49 +426,11 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         if not memory_ids:
             return 0
         with self._write() as (conn, seq, _model):
-            now = utc_now()
-            found = [
-                r[0]
-                for r in conn.execute(
-                    "DELETE FROM memories WHERE namespace = %s AND id = ANY(%s) RETURNING id",
-                    (namespace, list(memory_ids)),
-                ).fetchall()
-            ]
-            if found:
-                conn.execute(
-                    "INSERT INTO tombstones (id, namespace, deleted_at, seq) "
-                    "SELECT i, %s, %s, %s FROM unnest(%s::text[]) AS i "
-                    "ON CONFLICT (namespace, id) DO UPDATE SET "
-                    "deleted_at = excluded.deleted_at, seq = excluded.seq",
-                    (namespace, now, seq, found),
-                )
-                # Forgetting erases the text everywhere, history included.
-                conn.execute(
-                    "DELETE FROM history WHERE namespace = %s AND memory_id = ANY(%s)",
-                    (namespace, found),
-                )
-                conn.execute(
-                    "INSERT INTO history (memory_id, namespace, event, at) "
-                    "SELECT i, %s, 'forgotten', %s FROM unnest(%s::text[]) AS i",
-                    (namespace, now, found),
-                )
-        return len(found)
+            return delete_memories(conn, seq, namespace, memory_ids)
 
     def supersede(self, namespace: str, old_id: str, new_id: str, reason: str = "") -> None:
         with self._write() as (conn, seq, _model):
-            now = utc_now()
-            cur = conn.execute(
-                "UPDATE memories SET status = 'superseded', superseded_by = %s, updated_at = %s, "
-                "seq = %s WHERE id = %s AND namespace = %s AND status = 'active'",
-                (new_id, now, seq, old_id, namespace),
-            )
-            if cur.rowcount == 0:
-                raise NotFoundError(f"no active memory {old_id!r} in namespace {namespace!r}")
-            conn.execute(
-                "INSERT INTO history (memory_id, namespace, event, at, detail) "
-                "VALUES (%s, %s, 'superseded', %s, %s)",
-                (old_id, namespace, now, json.dumps({"by": new_id, "reason": reason})),
-            )
+            supersede_memory(conn, seq, namespace, old_id, new_id, reason)
 
     def record_hits(
         self, namespace: str, hits: Mapping[str, int], at: float, *, wait: bool = True
@@ -522,13 +465,8 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
     def get_many(self, namespace: str, memory_ids: Sequence[str]) -> dict[str, StoredMemory]:
         if not memory_ids:
             return {}
-        with self._conn() as conn, conn.cursor(binary=True) as cur:
-            cur.execute(
-                f"SELECT {MEMORY_COLUMNS}, m.embedding FROM {MEMORIES} "
-                "WHERE m.namespace = %s AND m.id = ANY(%s)",
-                (namespace, list(memory_ids)),
-            )
-            return {row[0]: stored(row) for row in cur.fetchall()}
+        with self._conn() as conn:
+            return reads.get_many(conn, namespace, memory_ids)
 
     def vector_search(
         self,
@@ -677,48 +615,14 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         *,
         filters: MemoryFilter | None = None,
     ) -> dict[str, ThreadPlace]:
-        """One statement: the places of ``ids``, then their threads' neighbours (index
-        ``memories_thread``) within ``window`` positions that match ``filters``."""
         if not ids:
             return {}
-        where, args = filter_sql(filters, "n.")
         with self._conn() as conn:
-            rows = conn.execute(
-                "WITH seeds AS (SELECT m.id, m.thread_id, m.position, m.timestamp, m.speaker "
-                "FROM memories AS m WHERE m.id = ANY(%(ids)s) AND m.namespace = %(ns)s) "
-                "SELECT id, thread_id, position, timestamp, speaker, 0 FROM seeds UNION ALL "
-                "SELECT n.id, n.thread_id, n.position, n.timestamp, n.speaker, 1 FROM "
-                "(SELECT DISTINCT thread_id, position FROM seeds "
-                "WHERE thread_id IS NOT NULL) AS s "
-                "JOIN memories AS n ON n.namespace = %(ns)s AND n.thread_id = s.thread_id "
-                "AND n.position BETWEEN s.position - %(w)s AND s.position + %(w)s "
-                f"AND n.status = 'active'{where} WHERE %(w)s > 0 ORDER BY 6",
-                {"ids": list(ids), "ns": namespace, "w": int(window), **args},
-            ).fetchall()
-        out: dict[str, ThreadPlace] = {}
-        for memory_id, thread_id, position, ts, speaker, _ in rows:
-            out.setdefault(
-                memory_id,
-                ThreadPlace(thread_id, None if position is None else int(position), ts, speaker),
-            )
-        return out
+            return reads.thread_places(conn, namespace, ids, window, filters)
 
     def list(self, namespace: str, query: ListQuery) -> list[Memory]:
-        where, args = filter_sql(query.filter)
-        status = "" if query.include_superseded else " AND m.status = 'active'"
-        order = "DESC" if query.newest_first else "ASC"
-        # a thread's turns come in their order; other memories by when they happened
-        by = "m.position" if query.filter.thread_id is not None else "m.timestamp"
-        sql = (
-            f"SELECT {MEMORY_COLUMNS} FROM {MEMORIES} WHERE m.namespace = %(ns)s"
-            f"{status}{where} ORDER BY {by} {order}, m.label {order} "
-            "LIMIT %(limit)s OFFSET %(offset)s"
-        )
         with self._conn() as conn:
-            rows = conn.execute(
-                sql, {"ns": namespace, "limit": query.limit, "offset": query.offset, **args}
-            ).fetchall()
-        return [memory_from_row(row) for row in rows]
+            return reads.list_memories(conn, namespace, query)
 
     def count(self, namespace: str) -> int:
         with self._conn() as conn:
@@ -729,25 +633,17 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
 
     def history(self, namespace: str, memory_id: str) -> builtins.list[HistoryEvent]:
         with self._conn() as conn:
-            rows = conn.execute(
-                "SELECT memory_id, event, text, metadata, at, detail FROM history "
-                "WHERE memory_id = %s AND namespace = %s ORDER BY event_id",
-                (memory_id, namespace),
-            ).fetchall()
-        if not rows:
+            events = reads.history(conn, namespace, memory_id)
+        if not events:
             raise NotFoundError(f"no memory {memory_id!r} in namespace {namespace!r}")
-        return [history_from_row(r) for r in rows]
+        return events
 
     def iter_history(self, namespace: str, *, batch: int = 5000) -> Iterator[HistoryEvent]:
         """Every history event of the namespace, oldest first (used by ``copy_store``)."""
         last = 0
         while True:
             with self._conn() as conn:
-                rows = conn.execute(
-                    "SELECT memory_id, event, text, metadata, at, detail, event_id FROM history "
-                    "WHERE namespace = %s AND event_id > %s ORDER BY event_id LIMIT %s",
-                    (namespace, last, batch),
-                ).fetchall()
+                rows = reads.history_page(conn, namespace, last, batch)
             if not rows:
                 return
             for r in rows:
@@ -758,51 +654,22 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         """Append history events as they are (used by ``copy_store``; does not bump seq)."""
         if not events:
             return
-        with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO history (memory_id, namespace, event, text, metadata, at, detail) "
-                "VALUES (%s, %s, %s, %s, %s::jsonb, %s, %s)",
-                [
-                    (
-                        e.memory_id,
-                        namespace,
-                        e.event,
-                        e.text,
-                        canonical_json(e.metadata) if e.metadata is not None else None,
-                        round(e.at.timestamp(), 6),
-                        e.detail,
-                    )
-                    for e in events
-                ],
-            )
+        with self._conn() as conn:
+            reads.add_history(conn, namespace, events)
 
     def most_hit(self, namespace: str, n: int) -> builtins.list[StoredMemory]:
         if n <= 0:
             return []
-        with self._conn() as conn, conn.cursor(binary=True) as cur:
-            cur.execute(
-                f"SELECT {MEMORY_COLUMNS}, m.embedding "
-                "FROM memory_hits AS h JOIN memories AS m "
-                "ON m.namespace = h.namespace AND m.id = h.id "
-                "WHERE h.namespace = %s AND h.hit_count > 0 AND m.status = 'active' "
-                "ORDER BY h.hit_count DESC, m.label LIMIT %s",
-                (namespace, n),
-            )
-            return [stored(r) for r in cur.fetchall()]
+        with self._conn() as conn:
+            return reads.most_hit(conn, namespace, n)
 
     def iter_memories(
         self, namespace: str, *, batch: int = 1000, include_superseded: bool = True
     ) -> Iterator[StoredMemory]:
-        status = "" if include_superseded else "AND m.status = 'active'"
         last = 0
         while True:
-            with self._conn() as conn, conn.cursor(binary=True) as cur:
-                cur.execute(
-                    f"SELECT {MEMORY_COLUMNS}, m.embedding, m.label FROM {MEMORIES} "
-                    f"WHERE m.namespace = %s AND m.label > %s {status} ORDER BY m.label LIMIT %s",
-                    (namespace, last, batch),
-                )
-                rows = cur.fetchall()
+            with self._conn() as conn:
+                rows = reads.memories_page(conn, namespace, last, batch, include_superseded)
             if not rows:
                 return
             for r in rows:
@@ -852,50 +719,16 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
     ) -> dict[str, np.ndarray]:
         if not text_hashes:
             return {}
-        wanted = list(dict.fromkeys(text_hashes))
-        scoped = {scoped_hash(namespace, h): h for h in wanted}
-        out: dict[str, np.ndarray] = {}
-        with self._conn() as conn, conn.cursor(binary=True) as cur:
-            cur.execute(
-                "SELECT text_hash, vector FROM embedding_cache "
-                "WHERE model = %s AND text_hash = ANY(%s)",
-                (model_id, list(scoped)),
-            )
-            for key, vec in cur.fetchall():
-                out[scoped[key]] = as_vector(vec)
-            missing = [h for h in wanted if h not in out]
-            if missing:
-                cur.execute(
-                    "SELECT DISTINCT ON (content_hash) content_hash, embedding FROM memories "
-                    "WHERE embedding_model = %s AND namespace = %s AND content_hash = ANY(%s)",
-                    (model_id, namespace, missing),
-                )
-                for h, vec in cur.fetchall():
-                    out.setdefault(h, as_vector(vec))
-        return out
+        with self._conn() as conn:
+            return reads.cached_embeddings(conn, namespace, model_id, text_hashes)
 
     def cache_embeddings(
         self, namespace: str, model_id: str, items: Mapping[str, np.ndarray], *, wait: bool = True
     ) -> None:
         if not items:
             return
-        now = time.time()
-        keys = sorted(items)  # one lock order for concurrent upserts
-        with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO embedding_cache (model, text_hash, vector, used_at) "
-                "VALUES (%s, %s, %s, %s) ON CONFLICT (model, text_hash) "
-                "DO UPDATE SET vector = excluded.vector, used_at = excluded.used_at",
-                [
-                    (
-                        model_id,
-                        scoped_hash(namespace, h),
-                        np.ascontiguousarray(items[h], dtype=np.float32),
-                        now,
-                    )
-                    for h in keys
-                ],
-            )
+        with self._conn() as conn:
+            reads.cache_embeddings(conn, namespace, model_id, items)
 
     # ------------------------------------------------------------------ instructions
 
@@ -936,34 +769,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         with self._conn() as conn, conn.transaction():
             seq = conn.execute("UPDATE store_seq SET seq = seq + 1 RETURNING seq").fetchone()[0]
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-            conn.execute(
-                "CREATE TEMPORARY TABLE reembed_staging (label bigint PRIMARY KEY, "
-                "vector vector NOT NULL) ON COMMIT DROP"
-            )
-            total = conn.execute("SELECT count(*) FROM memories").fetchone()[0]
-            done, last = 0, 0
-            while True:
-                rows = conn.execute(
-                    "SELECT label, text, speaker FROM memories WHERE label > %s "
-                    "ORDER BY label LIMIT %s",
-                    (last, batch),
-                ).fetchall()
-                if not rows:
-                    break
-                vectors = embed([r[1] for r in rows], [r[2] for r in rows])
-                with (
-                    conn.cursor() as cur,
-                    cur.copy(
-                        "COPY reembed_staging (label, vector) FROM STDIN (FORMAT BINARY)"
-                    ) as copy,
-                ):
-                    copy.set_types(["int8", "vector"])
-                    for r, v in zip(rows, vectors, strict=True):
-                        copy.write_row((r[0], np.ascontiguousarray(v, dtype=np.float32)))
-                done += len(rows)
-                last = rows[-1][0]
-                if progress is not None:
-                    progress(done, total)
+            done = stage_embeddings(conn, embed, batch, progress)
             drop_indexes(conn, None)
             conn.execute("ALTER TABLE memories ALTER COLUMN embedding TYPE vector")
             conn.execute(

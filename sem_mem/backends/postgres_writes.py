@@ -1,21 +1,32 @@
-"""Adding memories to the PostgreSQL store: one chunk inside the caller's write
-transaction (dedupe, thread places, ``COPY`` of rows and history)."""
+"""The write statements of the PostgreSQL store, each run inside the caller's write
+transaction (which holds the ``seq`` row lock and numbers the change ``seq``): adding a
+chunk (dedupe, thread places, ``COPY`` of rows and history), updating, forgetting,
+superseding, and staging the vectors of a re-embed."""
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from ..errors import StorageError, ValidationError
+from ..errors import NotFoundError, StorageError, ValidationError
 from .base import AddResult, NewMemory
 from .postgres_pool import psycopg_module
 from .rows import canonical_json, place_after_end
 from .rows import now as utc_now
 
-__all__ = ["check_storable", "insert_memories", "thread_ends"]
+__all__ = [
+    "check_storable",
+    "delete_memories",
+    "insert_memories",
+    "stage_embeddings",
+    "supersede_memory",
+    "thread_ends",
+    "update_memory",
+]
 
 INSERT_COLUMNS = (
     "id",
@@ -203,3 +214,131 @@ def thread_ends(conn: Any, namespace: str, threads: Sequence[str]) -> dict[str, 
         if row[0] is not None:
             ends[thread_id] = int(row[0])
     return ends
+
+
+def update_memory(
+    conn: Any,
+    seq: int,
+    namespace: str,
+    memory_id: str,
+    *,
+    text: str | None,
+    metadata: dict[str, Any] | None,
+    embedding: np.ndarray | None,
+    content_hash: str | None,
+    event: str,
+) -> None:
+    """Change a memory's text (with its embedding and hash) and/or metadata."""
+    row = conn.execute(
+        "SELECT text, metadata FROM memories WHERE id = %s AND namespace = %s FOR UPDATE",
+        (memory_id, namespace),
+    ).fetchone()
+    if row is None:
+        raise NotFoundError(f"no memory {memory_id!r} in namespace {namespace!r}")
+    now = utc_now()
+    meta_json = canonical_json(metadata if metadata is not None else row[1])
+    check_storable(text or "", meta_json)
+    sets: list[str] = ["updated_at = %s", "seq = %s"]
+    args: list[Any] = [now, seq]
+    if text is not None:
+        if embedding is None or content_hash is None:
+            raise StorageError("a new text needs its embedding and content hash")
+        sets += ["text = %s", "embedding = %s", "content_hash = %s"]
+        args += [text, np.ascontiguousarray(embedding, dtype=np.float32), content_hash]
+    if metadata is not None:
+        sets.append("metadata = %s::jsonb")
+        args.append(meta_json)
+    conn.execute(
+        f"UPDATE memories SET {', '.join(sets)} WHERE namespace = %s AND id = %s",
+        (*args, namespace, memory_id),
+    )
+    conn.execute(
+        "INSERT INTO history (memory_id, namespace, event, text, metadata, at) "
+        "VALUES (%s, %s, %s, %s, %s::jsonb, %s)",
+        (memory_id, namespace, event, text if text is not None else row[0], meta_json, now),
+    )
+
+
+def delete_memories(conn: Any, seq: int, namespace: str, memory_ids: Sequence[str]) -> int:
+    """Forget memories (a tombstone each, history erased but for the event); how many."""
+    now = utc_now()
+    found = [
+        r[0]
+        for r in conn.execute(
+            "DELETE FROM memories WHERE namespace = %s AND id = ANY(%s) RETURNING id",
+            (namespace, list(memory_ids)),
+        ).fetchall()
+    ]
+    if found:
+        conn.execute(
+            "INSERT INTO tombstones (id, namespace, deleted_at, seq) "
+            "SELECT i, %s, %s, %s FROM unnest(%s::text[]) AS i "
+            "ON CONFLICT (namespace, id) DO UPDATE SET "
+            "deleted_at = excluded.deleted_at, seq = excluded.seq",
+            (namespace, now, seq, found),
+        )
+        # Forgetting erases the text everywhere, history included.
+        conn.execute(
+            "DELETE FROM history WHERE namespace = %s AND memory_id = ANY(%s)",
+            (namespace, found),
+        )
+        conn.execute(
+            "INSERT INTO history (memory_id, namespace, event, at) "
+            "SELECT i, %s, 'forgotten', %s FROM unnest(%s::text[]) AS i",
+            (namespace, now, found),
+        )
+    return len(found)
+
+
+def supersede_memory(
+    conn: Any, seq: int, namespace: str, old_id: str, new_id: str, reason: str
+) -> None:
+    now = utc_now()
+    cur = conn.execute(
+        "UPDATE memories SET status = 'superseded', superseded_by = %s, updated_at = %s, "
+        "seq = %s WHERE id = %s AND namespace = %s AND status = 'active'",
+        (new_id, now, seq, old_id, namespace),
+    )
+    if cur.rowcount == 0:
+        raise NotFoundError(f"no active memory {old_id!r} in namespace {namespace!r}")
+    conn.execute(
+        "INSERT INTO history (memory_id, namespace, event, at, detail) "
+        "VALUES (%s, %s, 'superseded', %s, %s)",
+        (old_id, namespace, now, json.dumps({"by": new_id, "reason": reason})),
+    )
+
+
+def stage_embeddings(
+    conn: Any,
+    embed: Callable[[list[str], list[str | None]], np.ndarray],
+    batch: int,
+    progress: Callable[[int, int], None] | None,
+) -> int:
+    """Embed every memory anew into the temporary table ``reembed_staging`` (dropped at
+    commit), ``batch`` memories at a time in label order; how many."""
+    conn.execute(
+        "CREATE TEMPORARY TABLE reembed_staging (label bigint PRIMARY KEY, "
+        "vector vector NOT NULL) ON COMMIT DROP"
+    )
+    total = conn.execute("SELECT count(*) FROM memories").fetchone()[0]
+    done, last = 0, 0
+    while True:
+        rows = conn.execute(
+            "SELECT label, text, speaker FROM memories WHERE label > %s ORDER BY label LIMIT %s",
+            (last, batch),
+        ).fetchall()
+        if not rows:
+            break
+        vectors = embed([r[1] for r in rows], [r[2] for r in rows])
+        with (
+            conn.cursor() as cur,
+            cur.copy("COPY reembed_staging (label, vector) FROM STDIN (FORMAT BINARY)") as copy,
+        ):
+            copy.set_types(["int8", "vector"])
+            for r, v in zip(rows, vectors, strict=True):
+                copy.write_row((r[0], np.ascontiguousarray(v, dtype=np.float32)))
+        done += len(rows)
+        last = rows[-1][0]
+        if progress is not None:
+            progress(done, total)
+    return done
