@@ -40,7 +40,6 @@ import logging
 import re
 import time
 import uuid
-import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -64,27 +63,25 @@ from .base import (
     StoredMemory,
     ThreadPlace,
 )
-from .postgres_index import build_missing_indexes, drop_indexes
+from .postgres_index import build_missing_indexes, drop_indexes, index_params, set_space
 from .postgres_pool import Pool, connect, psycopg_module, redact_url
+from .postgres_reads import stats_counts
 from .postgres_schema import (
     HNSW_MAX_DIMENSIONS,
     MIGRATION_LOCK,
     apply_migrations,
-    column_type_statements,
-    namespace_index_name,
+    read_meta,
+    read_space,
 )
+from .postgres_search import Search
 from .postgres_sessions import PostgresSessionsMixin
 from .postgres_sql import (
     PAIRS_MIN_MEMORIES,
-    Lexicon,
-    filter_sql,
-    lexical_args,
-    lexical_sql,
     stored,
     tsquery_text,
-    vector_sql,
 )
 from .postgres_writes import (
+    add_hits,
     check_storable,
     delete_memories,
     insert_memories,
@@ -95,7 +92,6 @@ from .postgres_writes import (
 from .rows import (
     EMBEDDING_AT,
     EXACT_SEARCH_MAX,
-    content_words,
     history_from_row,
     transaction_size,
 )
@@ -105,10 +101,6 @@ __all__ = ["BULK_LOAD_MIN", "EXACT_SEARCH_MAX", "PostgresBackend", "redact_url",
 
 log = logging.getLogger("sem_mem.store")
 
-#: pgvector's upper bound for hnsw.ef_search
-_EF_SEARCH_LIMIT = 1000
-#: hnsw.ef_search is at least this many times the results a search must return well
-EF_PER_RESULT = 20
 #: an ``add`` of at least this many memories, and at least as many as the store holds,
 #: loads without the HNSW index and builds it once at the end (see ``bulk_load``)
 BULK_LOAD_MIN = 10_000
@@ -169,7 +161,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
                     "ON CONFLICT (key) DO NOTHING",
                     (uuid.uuid4().hex, repr(time.time())),
                 )
-            self.store_id = self._meta(first, "store_id")
+            self.store_id = read_meta(first, "store_id")
         except psycopg.Error as exc:
             first.close()
             raise StorageError(f"cannot open the store at {redact_url(self.url)}: {exc}") from exc
@@ -177,12 +169,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
             first.close()
             raise
         self._bulk_depth = 0
-        self._ef_by_conn: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
-        #: namespaces that have their own HNSW index, and the version of that list seen
-        self._indexed: frozenset[str] = frozenset()
-        self._indexes_version: tuple[int, float] | None = None
-        #: full-text helpers: the query words' lexemes and the common ones (pg_stats)
-        self._lexicon = Lexicon()
+        self._search = Search(self._conn)
         self._pool = Pool(self._new_connection, pool_size, timeout=60.0)
         self._pool.add(first)
         self._ensure_indexes()
@@ -191,11 +178,6 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
 
     def _new_connection(self) -> Any:
         return connect(self.url, self._connect_timeout, self._register_vector)
-
-    @staticmethod
-    def _meta(conn: Any, key: str) -> str | None:
-        row = conn.execute("SELECT value FROM meta WHERE key = %s", (key,)).fetchone()
-        return row[0] if row else None
 
     @contextmanager
     def _conn(self) -> Iterator[Any]:
@@ -241,27 +223,19 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
 
     def embedding_space(self) -> tuple[str, int] | None:
         with self._conn() as conn:
-            return self._space(conn)
-
-    @staticmethod
-    def _space(conn: Any) -> tuple[str, int] | None:
-        rows = dict(
-            conn.execute(
-                "SELECT key, value FROM meta WHERE key IN ('embedding_model', 'embedding_dim')"
-            ).fetchall()
-        )
-        model, dim = rows.get("embedding_model"), rows.get("embedding_dim")
-        return (model, int(dim)) if model and dim else None
+            return read_space(conn)
 
     def bind_embedding_space(self, model_id: str, dimensions: int) -> None:
         with self._conn() as conn:
-            current = self._space(conn)
+            current = read_space(conn)
             if current is None:
                 with conn.transaction():
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-                    current = self._space(conn)
+                    current = read_space(conn)
                     if current is None:
-                        self._set_space(conn, model_id, dimensions)
+                        set_space(
+                            conn, model_id, dimensions, self.hnsw_m, self.hnsw_ef_construction
+                        )
                         current = (model_id, dimensions)
         if current == (model_id, dimensions):
             self._bound = current
@@ -272,21 +246,6 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
                 f"({dimensions} dimensions). Open it with the original embedder, or convert it "
                 f"with memory.reembed(new_embedder) (CLI: sem-mem reembed)."
             )
-
-    def _set_space(self, conn: Any, model_id: str, dimensions: int) -> None:
-        """Record the space and type the vector column, dropping the vector indexes.
-
-        The caller runs :meth:`_ensure_indexes` after committing, which builds them anew.
-        """
-        drop_indexes(conn, None)
-        for statement in column_type_statements(dimensions):
-            conn.execute(statement)
-        conn.execute(
-            "INSERT INTO meta (key, value) VALUES ('embedding_model', %s), ('embedding_dim', %s), "
-            "('hnsw_m', %s), ('hnsw_ef_construction', %s) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (model_id, str(dimensions), str(self.hnsw_m), str(self.hnsw_ef_construction)),
-        )
 
     @contextmanager
     def bulk_load(self) -> Iterator[None]:
@@ -309,7 +268,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
                     # would otherwise scan one by one until autovacuum runs
                     conn.execute("SELECT gin_clean_pending_list('memories_tsv'::regclass)")
                 self._ensure_indexes(analyze=True)
-                self._lexicon.forget_stats()
+                self._search.lexicon.forget_stats()
 
     def _ensure_indexes(
         self, namespaces: Sequence[str] | None = None, *, analyze: bool = False
@@ -323,7 +282,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         others skip it; a build that failed halfway (an invalid index) is dropped first.
         """
         with self._conn() as conn:
-            space = self._space(conn)
+            space = read_space(conn)
             if space is None or space[1] > HNSW_MAX_DIMENSIONS:
                 return
             wanted = build_missing_indexes(
@@ -338,14 +297,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
             # tiny), and full text prunes words by them
             if wanted or analyze:
                 conn.execute("ANALYZE memories")
-            self._load_indexes(conn)
-
-    def _load_indexes(self, conn: Any, version: tuple[int, float] | None = None) -> None:
-        """Learn which namespaces have their own HNSW index (a stale answer only costs
-        speed: a namespace searched without its index is scanned exactly)."""
-        rows = conn.execute("SELECT namespace, built_at FROM vector_indexes").fetchall()
-        self._indexed = frozenset(r[0] for r in rows)
-        self._indexes_version = version or (len(rows), max((r[1] for r in rows), default=0.0))
+            self._search.load_indexes(conn)
 
     # ------------------------------------------------------------------ writes
 
@@ -360,7 +312,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
     ) -> list[AddResult]:
         if len(items) >= self.bulk_load_min and not self._bulk_depth:
             with self._conn() as conn:
-                if len(items) >= self._active(conn, namespace):
+                if len(items) >= reads.active_count(conn, namespace):
                     # maintaining the graph row by row is an order of magnitude slower
                     # than building it once: this namespace is searched exactly meanwhile
                     with conn.transaction():
@@ -383,19 +335,12 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
                 results.extend(insert_memories(conn, namespace, chunk, seq, model, dedupe))
             if on_commit is not None:
                 on_commit(len(results))
-        if not self._bulk_depth and namespace not in self._indexed:
+        if not self._bulk_depth and namespace not in self._search.indexed:
             with self._conn() as conn:
-                big = self._active(conn, namespace) > self.exact_search_max
+                big = reads.active_count(conn, namespace) > self.exact_search_max
             if big:
                 self._ensure_indexes([namespace])
         return results
-
-    @staticmethod
-    def _active(conn: Any, namespace: str) -> int:
-        row = conn.execute(
-            "SELECT active FROM namespace_stats WHERE namespace = %s", (namespace,)
-        ).fetchone()
-        return int(row[0]) if row else 0
 
     def update(
         self,
@@ -435,30 +380,13 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
     def record_hits(
         self, namespace: str, hits: Mapping[str, int], at: float, *, wait: bool = True
     ) -> None:
-        """Add hit counts (in ``memory_hits``: not a content change, ``seq`` stays).
-
-        Always written before returning (``wait`` is accepted for the interface): the
-        narrow ``memory_hits`` table keeps this cheap.
-
-        A share lock on the ``seq`` row orders this after any running write (writers lock
-        that row first too), and counters are upserted in id order, so hit recorders and
-        writers in other processes can never deadlock.
-        """
+        """Add hit counts (see :func:`~.postgres_writes.add_hits`). Always written before
+        returning (``wait`` is accepted for the interface): the narrow ``memory_hits``
+        table keeps this cheap."""
         if not hits:
             return
-        ids = sorted(hits)
-        with self._conn() as conn, conn.transaction():
-            conn.execute("SELECT 1 FROM store_seq FOR SHARE")
-            conn.execute(
-                "INSERT INTO memory_hits AS t (id, namespace, hit_count, last_accessed) "
-                "SELECT m.id, m.namespace, h.n, %s "
-                "FROM unnest(%s::text[], %s::bigint[]) AS h(id, n) "
-                "JOIN memories AS m ON m.id = h.id AND m.namespace = %s ORDER BY m.id "
-                "ON CONFLICT (namespace, id) DO UPDATE SET "
-                "hit_count = t.hit_count + excluded.hit_count, "
-                "last_accessed = excluded.last_accessed",
-                (at, ids, [int(hits[i]) for i in ids], namespace),
-            )
+        with self._conn() as conn:
+            add_hits(conn, namespace, hits, at)
 
     # ------------------------------------------------------------------ reads
 
@@ -502,33 +430,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         """
         if k <= 0:
             return [], {}
-        query = np.ascontiguousarray(vector, dtype=np.float32)
-        where, args = filter_sql(filters)
-        indexed = namespace in self._indexed and k <= _EF_SEARCH_LIMIT and not where
-        with self._conn() as conn:
-            if indexed:
-                # pgvector's graph needs a wider beam than hnswlib's for the same recall:
-                # recall@10 0.90 at 64, 0.953-0.968 at 160 (over four builds), 0.983 at
-                # 200 on 10^5 conversation turns
-                wanted = min(rows or k, k, 10)
-                ef_search = min(
-                    max(ef or self.hnsw_ef, k, EF_PER_RESULT * wanted), _EF_SEARCH_LIMIT
-                )
-                # a session setting, remembered per pooled connection: no extra round trips
-                if self._ef_by_conn.get(conn) != ef_search:
-                    conn.execute(
-                        "SELECT set_config('hnsw.ef_search', %s, false)", (str(ef_search),)
-                    )
-                    self._ef_by_conn[conn] = ef_search
-            with conn.cursor(binary=True) as cur:
-                cur.execute(
-                    vector_sql(namespace, k, indexed, where, full=rows >= k),
-                    {"v": query, "ns": namespace, "rows": rows, **args},
-                    prepare=True,
-                )
-                found = cur.fetchall()
-        hits = [(r[0], 1.0 - float(r[EMBEDDING_AT + 1])) for r in found]
-        return hits, {r[0]: stored(r) for r in found[:rows]}
+        return self._search.vector(namespace, vector, k, ef or self.hnsw_ef, rows, filters)
 
     def lexical_search(
         self, namespace: str, query: str, k: int, *, filters: MemoryFilter | None = None
@@ -553,26 +455,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         ``LEXICAL_CANDIDATES``. The namespace is a lexeme of the query, so one GIN scan
         finds the namespace's matches without touching other namespaces'.
         """
-        words = content_words(query)
-        if not words or k <= 0:
-            return [], {}
-        where, args = filter_sql(filters)
-        with self._conn() as conn:
-            lexemes = self._lexicon.query_lexemes(conn, words)
-            if not lexemes:
-                return [], {}
-            with conn.cursor(binary=True) as cur:
-                cur.execute(
-                    lexical_sql(where),
-                    {
-                        **lexical_args(namespace, lexemes, k, rows, self.pairs_min_memories),
-                        **args,
-                    },
-                    prepare=True,
-                )
-                found = cur.fetchall()
-        hits = [(r[0], float(r[EMBEDDING_AT + 1])) for r in found]
-        return hits, {r[0]: stored(r) for r in found[:rows]}
+        return self._search.lexical(namespace, query, k, rows, filters, self.pairs_min_memories)
 
     def explain(
         self, namespace: str, query: str, vector: np.ndarray, k: int = 50
@@ -581,31 +464,9 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         ``namespace``: (what, plan) for the vector search of a vector recall (10 rows),
         the vector and the full-text search of a hybrid one (``k`` candidates, the rows
         of 10). For operators and the closing notes."""
-        out: builtins.list[tuple[str, str]] = []
-        indexed = namespace in self._indexed
-        with self._conn() as conn:
-            if indexed:
-                ef_search = max(self.hnsw_ef, k, EF_PER_RESULT * min(10, k))
-                conn.execute(
-                    "SELECT set_config('hnsw.ef_search', %s, false)",
-                    (str(min(ef_search, _EF_SEARCH_LIMIT)),),
-                )
-                self._ef_by_conn.pop(conn, None)
-            args = {"v": np.ascontiguousarray(vector, dtype=np.float32), "ns": namespace}
-            for what, sql in (
-                ("vector recall: vector search", vector_sql(namespace, 10, indexed, full=True)),
-                ("hybrid recall: vector search", vector_sql(namespace, k, indexed)),
-            ):
-                plan = conn.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", {**args, "rows": 10})
-                out.append((what, "\n".join(r[0] for r in plan.fetchall())))
-            lexemes = self._lexicon.query_lexemes(conn, content_words(query))
-            if lexemes:
-                plan = conn.execute(
-                    f"EXPLAIN (ANALYZE, BUFFERS) {lexical_sql()}",
-                    lexical_args(namespace, lexemes, k, 10, self.pairs_min_memories),
-                ).fetchall()
-                out.append(("hybrid recall: full-text search", "\n".join(r[0] for r in plan)))
-        return out
+        return self._search.explain(
+            namespace, query, vector, k, self.hnsw_ef, self.pairs_min_memories
+        )
 
     def thread_places(
         self,
@@ -626,10 +487,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
 
     def count(self, namespace: str) -> int:
         with self._conn() as conn:
-            row = conn.execute(
-                "SELECT active FROM namespace_stats WHERE namespace = %s", (namespace,)
-            ).fetchone()
-        return int(row[0]) if row else 0
+            return reads.active_count(conn, namespace)
 
     def history(self, namespace: str, memory_id: str) -> builtins.list[HistoryEvent]:
         with self._conn() as conn:
@@ -697,8 +555,8 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
                 "(SELECT value FROM meta WHERE key = 'embedding_model') FROM vector_indexes",
                 prepare=True,
             ).fetchone()
-            if (int(count), float(built)) != self._indexes_version:
-                self._load_indexes(conn, (int(count), float(built)))
+            if (int(count), float(built)) != self._search.indexes_version:
+                self._search.load_indexes(conn, (int(count), float(built)))
         self._check_space(model)
         self._seq = int(seq)
         return self._seq
@@ -777,11 +635,11 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
                 "FROM reembed_staging AS s WHERE m.label = s.label",
                 (model_id, seq),
             )
-            self._set_space(conn, model_id, dimensions)
+            set_space(conn, model_id, dimensions, self.hnsw_m, self.hnsw_ef_construction)
         # the vector column changed type: statements prepared before would fail with
         # "cached plan must not change result type"
         self._pool.discard_idle()
-        self._ef_by_conn = weakref.WeakKeyDictionary()
+        self._search.forget_connections()
         self._bound = (model_id, dimensions)
         self._seq = seq
         self._ensure_indexes()
@@ -789,51 +647,30 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
 
     def stats(self, namespace: str) -> dict[str, Any]:
         with self._conn() as conn:
-            space = self._space(conn)
-            by_source = dict(
-                conn.execute(
-                    "SELECT source, count(*) FROM memories WHERE namespace = %s "
-                    "AND status = 'active' GROUP BY source",
-                    (namespace,),
-                ).fetchall()
-            )
-            superseded = conn.execute(
-                "SELECT count(*) FROM memories WHERE namespace = %s AND status = 'superseded'",
-                (namespace,),
-            ).fetchone()[0]
-            meta = dict(
-                conn.execute(
-                    "SELECT key, value FROM meta WHERE key IN ('hnsw_m', 'hnsw_ef_construction')"
-                ).fetchall()
-            )
-            index_bytes, db_bytes, seq, active = conn.execute(
-                "SELECT coalesce(pg_relation_size(to_regclass(%s)), 0), "
-                "pg_database_size(current_database()), "
-                "(SELECT seq FROM store_seq), "
-                "(SELECT coalesce(max(active), 0) FROM namespace_stats WHERE namespace = %s)",
-                (namespace_index_name(namespace), namespace),
-            ).fetchone()
-        indexed = bool(index_bytes)
+            space = read_space(conn)
+            m, ef_construction = index_params(conn, self.hnsw_m, self.hnsw_ef_construction)
+            counts = stats_counts(conn, namespace)
+        indexed = bool(counts["index_bytes"])
         return {
             "backend": self.name,
             "database": redact_url(self.url),
-            "total_memories": int(active),
-            "by_source": by_source,
-            "superseded": superseded,
+            "total_memories": counts["active"],
+            "by_source": counts["by_source"],
+            "superseded": counts["superseded"],
             "embedding_model": space[0] if space else None,
             "dimensions": space[1] if space else None,
             "index": {
                 "type": "hnsw (pgvector, per namespace)" if indexed else "exact",
-                "M": int(meta.get("hnsw_m", self.hnsw_m)),
-                "ef_construction": int(meta.get("hnsw_ef_construction", self.hnsw_ef_construction)),
+                "M": m,
+                "ef_construction": ef_construction,
                 "ef": self.hnsw_ef,
                 "loaded": indexed,
-                "elements": int(active),  # searchable memories of this namespace
-                "file_bytes": int(index_bytes),
+                "elements": counts["active"],  # searchable memories of this namespace
+                "file_bytes": counts["index_bytes"],
                 "exact_search_max": self.exact_search_max,
             },
-            "db_bytes": int(db_bytes),
-            "seq": int(seq),
+            "db_bytes": counts["db_bytes"],
+            "seq": counts["seq"],
         }
 
     @property

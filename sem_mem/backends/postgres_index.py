@@ -15,11 +15,18 @@ from typing import Any
 from .postgres_schema import (
     NAMESPACE_INDEX_PREFIX,
     build_memory_mb,
+    column_type_statements,
     namespace_index_name,
     namespace_index_statement,
 )
 
-__all__ = ["build_index", "build_missing_indexes", "drop_indexes", "index_params"]
+__all__ = [
+    "build_index",
+    "build_missing_indexes",
+    "drop_indexes",
+    "index_params",
+    "set_space",
+]
 
 log = logging.getLogger("sem_mem.store")
 
@@ -41,6 +48,24 @@ def drop_indexes(conn: Any, namespace: str | None) -> None:
         conn.execute("DELETE FROM vector_indexes WHERE namespace = %s", (namespace,))
     for name in names:
         conn.execute(f"DROP INDEX IF EXISTS {name}")
+
+
+def set_space(conn: Any, model_id: str, dimensions: int, m: int, ef_construction: int) -> None:
+    """Record the space (and the graph parameters) and type the vector column, dropping
+    the vector indexes.
+
+    The caller runs ``PostgresBackend._ensure_indexes`` after committing, which builds
+    them anew.
+    """
+    drop_indexes(conn, None)
+    for statement in column_type_statements(dimensions):
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('embedding_model', %s), ('embedding_dim', %s), "
+        "('hnsw_m', %s), ('hnsw_ef_construction', %s) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (model_id, str(dimensions), str(m), str(ef_construction)),
+    )
 
 
 def build_missing_indexes(

@@ -12,10 +12,12 @@ import numpy as np
 
 from ..types import HistoryEvent, Memory
 from .base import ListQuery, MemoryFilter, StoredMemory, ThreadPlace
+from .postgres_schema import namespace_index_name
 from .postgres_sql import MEMORIES, MEMORY_COLUMNS, as_vector, filter_sql, stored
 from .rows import canonical_json, history_from_row, memory_from_row, scoped_hash
 
 __all__ = [
+    "active_count",
     "add_history",
     "cache_embeddings",
     "cached_embeddings",
@@ -25,8 +27,16 @@ __all__ = [
     "list_memories",
     "memories_page",
     "most_hit",
+    "stats_counts",
     "thread_places",
 ]
+
+
+def active_count(conn: Any, namespace: str) -> int:
+    row = conn.execute(
+        "SELECT active FROM namespace_stats WHERE namespace = %s", (namespace,)
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def get_many(conn: Any, namespace: str, memory_ids: Sequence[str]) -> dict[str, StoredMemory]:
@@ -199,3 +209,35 @@ def cache_embeddings(
                 for h in keys
             ],
         )
+
+
+def stats_counts(conn: Any, namespace: str) -> dict[str, Any]:
+    """What ``stats`` reports of a namespace and the server: ``by_source`` (active
+    memories), ``superseded``, ``index_bytes`` (its HNSW index, 0 if none), ``db_bytes``,
+    ``seq`` and ``active``."""
+    by_source = dict(
+        conn.execute(
+            "SELECT source, count(*) FROM memories WHERE namespace = %s "
+            "AND status = 'active' GROUP BY source",
+            (namespace,),
+        ).fetchall()
+    )
+    superseded = conn.execute(
+        "SELECT count(*) FROM memories WHERE namespace = %s AND status = 'superseded'",
+        (namespace,),
+    ).fetchone()[0]
+    index_bytes, db_bytes, seq, active = conn.execute(
+        "SELECT coalesce(pg_relation_size(to_regclass(%s)), 0), "
+        "pg_database_size(current_database()), "
+        "(SELECT seq FROM store_seq), "
+        "(SELECT coalesce(max(active), 0) FROM namespace_stats WHERE namespace = %s)",
+        (namespace_index_name(namespace), namespace),
+    ).fetchone()
+    return {
+        "by_source": by_source,
+        "superseded": superseded,
+        "index_bytes": int(index_bytes),
+        "db_bytes": int(db_bytes),
+        "seq": int(seq),
+        "active": int(active),
+    }

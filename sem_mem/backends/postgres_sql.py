@@ -1,14 +1,9 @@
-"""The search statements of the PostgreSQL backend, and the query words they are given.
-
-Pure text builders (the statements are prepared per connection, keyed by their text) and
-:class:`Lexicon`, which turns a query's words into the lexemes full text searches for,
-leaving out those too common to rank by (PostgreSQL's own statistics of ``tsv``).
-"""
+"""The statements of the PostgreSQL backend's searches, as text (each is prepared per
+connection, keyed by its text), their filters and arguments, and the rows they return."""
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,14 +20,11 @@ from .rows import (
 )
 
 __all__ = [
-    "FTS_COMMON_MIN",
-    "FTS_COMMON_SHARE",
     "LEXICAL_CANDIDATES",
     "MEMORIES",
     "MEMORY_COLUMNS",
     "PAIRS_MAX",
     "PAIRS_MIN_MEMORIES",
-    "Lexicon",
     "as_vector",
     "filter_sql",
     "lexical_args",
@@ -50,12 +42,6 @@ LEXICAL_CANDIDATES = 1000
 #: PAIRS_MIN_MEMORIES (in a smaller one ranking every match costs less than that scan)
 PAIRS_MAX = 12
 PAIRS_MIN_MEMORIES = 10_000
-#: a word in more than this share of memories (and more than FTS_COMMON_MIN of them) is
-#: left out of full-text queries, as in the embedded backend: it barely ranks, costs much
-FTS_COMMON_SHARE = 0.01
-FTS_COMMON_MIN = 5_000
-#: how long word statistics (``pg_stats``, refreshed by ANALYZE) are reused, seconds
-STATS_TTL = 300.0
 MEMORY_COLUMNS = (
     "m.id, m.text, m.metadata, m.namespace, m.source, m.created_at, m.updated_at, "
     "coalesce(h.hit_count, 0), h.last_accessed, m.status, m.superseded_by, m.embedding_model, "
@@ -271,59 +257,3 @@ def lexical_args(
         "rows": rows,
         "pairs_min": pairs_min,
     }
-
-
-class Lexicon:
-    """Word -> lexemes (from PostgreSQL's own stemmer), and the store-wide share of
-    memories holding each common lexeme (from ``pg_stats``), both kept between queries."""
-
-    def __init__(self) -> None:
-        self._lexemes: dict[str, tuple[str, ...]] = {}
-        self._common: tuple[float, dict[str, float]] = (-STATS_TTL, {})
-
-    def forget_stats(self) -> None:
-        """Read the word statistics again on the next query (after ``ANALYZE``)."""
-        self._common = (-STATS_TTL, {})
-
-    def query_lexemes(self, conn: Any, words: list[str]) -> list[str]:
-        """The query's lexemes (quoted for tsquery) without the too common ones."""
-        unknown = [w for w in words if w not in self._lexemes]
-        if unknown:
-            for word, lexemes in conn.execute(
-                "SELECT w, tsvector_to_array(to_tsvector('english', w)) "
-                "FROM unnest(%s::text[]) AS w",
-                (unknown,),
-            ).fetchall():
-                if len(self._lexemes) > 100_000:
-                    self._lexemes.clear()
-                self._lexemes[word] = tuple(lexemes)
-        lexemes = list(dict.fromkeys(x for w in words for x in self._lexemes.get(w, ())))
-        common = self.common_lexemes(conn)
-        rare = [x for x in lexemes if x not in common]
-        if not rare:  # every word is common: rank by the two rarest
-            rare = sorted(lexemes, key=lambda x: common.get(x, 0.0))[:2]
-        return [tsquery_lexeme(x) for x in rare]
-
-    def common_lexemes(self, conn: Any) -> dict[str, float]:
-        """Lexemes in too many memories to rank by, with their share (from pg_stats)."""
-        loaded, common = self._common
-        if time.monotonic() - loaded < STATS_TTL:
-            return common
-        row = conn.execute(
-            "SELECT s.most_common_elems::text::text[], s.most_common_elem_freqs, c.reltuples "
-            "FROM pg_stats AS s JOIN pg_class AS c ON c.relname = s.tablename "
-            "AND c.relnamespace = to_regnamespace(s.schemaname) "
-            "WHERE s.schemaname = current_schema() AND s.tablename = 'memories' "
-            "AND s.attname = 'tsv'"
-        ).fetchone()
-        common = {}
-        if row is not None and row[0] is not None:
-            total = max(float(row[2]), 0.0)
-            floor = max(FTS_COMMON_SHARE, FTS_COMMON_MIN / total) if total > 0 else 1.0
-            common = {
-                lexeme: float(freq)
-                for lexeme, freq in zip(row[0], row[1], strict=False)
-                if float(freq) > floor
-            }
-        self._common = (time.monotonic(), common)
-        return common

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ from .rows import canonical_json, place_after_end
 from .rows import now as utc_now
 
 __all__ = [
+    "add_hits",
     "check_storable",
     "delete_memories",
     "insert_memories",
@@ -342,3 +343,25 @@ def stage_embeddings(
         if progress is not None:
             progress(done, total)
     return done
+
+
+def add_hits(conn: Any, namespace: str, hits: Mapping[str, int], at: float) -> None:
+    """Add hit counts (in ``memory_hits``: not a content change, ``seq`` stays).
+
+    A share lock on the ``seq`` row orders this after any running write (writers lock
+    that row first too), and counters are upserted in id order, so hit recorders and
+    writers in other processes can never deadlock.
+    """
+    ids = sorted(hits)
+    with conn.transaction():
+        conn.execute("SELECT 1 FROM store_seq FOR SHARE")
+        conn.execute(
+            "INSERT INTO memory_hits AS t (id, namespace, hit_count, last_accessed) "
+            "SELECT m.id, m.namespace, h.n, %s "
+            "FROM unnest(%s::text[], %s::bigint[]) AS h(id, n) "
+            "JOIN memories AS m ON m.id = h.id AND m.namespace = %s ORDER BY m.id "
+            "ON CONFLICT (namespace, id) DO UPDATE SET "
+            "hit_count = t.hit_count + excluded.hit_count, "
+            "last_accessed = excluded.last_accessed",
+            (at, ids, [int(hits[i]) for i in ids], namespace),
+        )
