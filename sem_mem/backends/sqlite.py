@@ -13,7 +13,6 @@ searching. See ``docs/storage.md`` for the on-disk format.
 from __future__ import annotations
 
 import builtins
-import json
 import logging
 import os
 import sqlite3
@@ -42,7 +41,7 @@ from .base import (
     StoredMemory,
     ThreadPlace,
 )
-from .rows import history_from_row, place_after_end, transaction_size
+from .rows import history_from_row, transaction_size
 from .sqlite_index import StoreIndexes
 from .sqlite_light import LightWriter
 from .sqlite_rows import (
@@ -56,11 +55,15 @@ from .sqlite_rows import (
     row_to_memory,
     scoped_hash,
 )
-from .sqlite_rows import (
-    now as utc_now,
-)
 from .sqlite_schema import apply_migrations, pending_migrations, read_meta, read_seq, read_space
 from .sqlite_sessions import SQLiteSessionsMixin
+from .sqlite_writes import (
+    delete_memories,
+    insert_memories,
+    stage_embeddings,
+    supersede_memory,
+    update_memory,
+)
 from .store_lock import StoreLock
 from .text_index import TextIndex
 from .vector_index import HNSWIndex, HNSWParams
@@ -353,7 +356,11 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
             for start in range(0, len(items), chunk_size):
                 chunk = items[start : start + chunk_size]
                 with self._write(namespace, background=background) as seq:
-                    results.extend(self._insert(namespace, chunk, seq, dedupe))
+                    self._check_space()
+                    model = self._model_id()
+                    results.extend(
+                        insert_memories(self._conn, namespace, chunk, seq, model, dedupe)
+                    )
                 if on_commit is not None:
                     on_commit(len(results))
         finally:
@@ -361,130 +368,6 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
                 with self._lock:
                     self._derived.wait()
         return results
-
-    def _insert(
-        self, namespace: str, items: Sequence[NewMemory], seq: int, dedupe: bool
-    ) -> list[AddResult]:
-        now = utc_now()
-        self._check_space()
-        model = self._model_id()
-        # inside BEGIN IMMEDIATE: no other process writes until this one commits
-        items = place_after_end(items, lambda threads: self._thread_ends(namespace, threads))
-        out: list[AddResult] = []
-        rows: list[tuple[Any, ...]] = []
-        history: list[tuple[Any, ...]] = []
-        taken = self._taken_ids(namespace, [item.id for item in items if item.id])
-        for item in items:
-            meta_json = canonical_json(item.metadata)
-            if dedupe:
-                # the same text and metadata (and, for a conversation turn, the same place
-                # in the same thread) is the same memory
-                existing = self._conn.execute(
-                    "SELECT id FROM memories WHERE content_hash = ? AND +namespace = ? "
-                    "AND status = 'active' AND metadata = ? AND thread_id IS ? "
-                    "AND position IS ? LIMIT 1",
-                    (item.content_hash, namespace, meta_json, item.thread_id, item.position),
-                ).fetchone()
-                if existing is None and rows:
-                    existing = next(
-                        (
-                            (r[0],)
-                            for r in rows
-                            if r[7] == item.content_hash
-                            and r[3] == meta_json
-                            and r[15] == item.thread_id
-                            and r[16] == item.position
-                        ),
-                        None,
-                    )
-                if existing is not None:
-                    self._conn.execute(
-                        "UPDATE memories SET updated_at = ? WHERE id = ? AND namespace = ?",
-                        (now, existing[0], namespace),
-                    )
-                    history.append((existing[0], namespace, "refreshed", None, None, now, None))
-                    out.append(AddResult(existing[0], False))
-                    continue
-            # an imported id already used in this namespace gets a fresh one (ids are
-            # unique per namespace: whether another tenant has it must not matter)
-            memory_id = item.id if item.id and item.id not in taken else str(uuid.uuid4())
-            taken.add(memory_id)
-            created = item.created_at if item.created_at is not None else now
-            updated = item.updated_at if item.updated_at is not None else created
-            rows.append(
-                (
-                    memory_id,
-                    namespace,
-                    item.text,
-                    meta_json,
-                    item.source,
-                    item.status,
-                    item.superseded_by,
-                    item.content_hash,
-                    encode_vector(item.embedding),
-                    model,
-                    created,
-                    updated,
-                    item.hit_count,
-                    seq,
-                    item.timestamp if item.timestamp is not None else created,
-                    item.thread_id,
-                    item.position,
-                    item.speaker,
-                )
-            )
-            event = "imported" if item.id else "created"
-            history.append((memory_id, namespace, event, item.text, meta_json, now, item.source))
-            out.append(AddResult(memory_id, True))
-        try:
-            self._conn.executemany(
-                "INSERT INTO memories (id, namespace, text, metadata, source, status, "
-                "superseded_by, content_hash, embedding, embedding_model, created_at, updated_at, "
-                "hit_count, seq, timestamp, thread_id, position, speaker) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-        except sqlite3.IntegrityError as exc:
-            raise StorageError(f"could not add memories: {exc}") from exc
-        if rows:
-            self._conn.execute(
-                "INSERT INTO namespace_stats (namespace, active) VALUES (?, ?) "
-                "ON CONFLICT (namespace) DO UPDATE SET active = active + excluded.active",
-                (namespace, sum(row[5] == "active" for row in rows)),
-            )
-        self._conn.executemany(
-            "INSERT INTO history (memory_id, namespace, event, text, metadata, at, detail) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            history,
-        )
-        return out
-
-    def _thread_ends(self, namespace: str, threads: Sequence[str]) -> dict[str, int]:
-        """The highest position of each thread that has one (any status), read by the
-        writer connection in its transaction (``memories_thread`` index)."""
-        ends: dict[str, int] = {}
-        for thread_id in threads:
-            row = self._conn.execute(
-                "SELECT MAX(position) FROM memories WHERE namespace = ? AND thread_id = ?",
-                (namespace, thread_id),
-            ).fetchone()
-            if row[0] is not None:
-                ends[thread_id] = int(row[0])
-        return ends
-
-    def _taken_ids(self, namespace: str, ids: Sequence[str]) -> set[str]:
-        taken: set[str] = set()
-        for start in range(0, len(ids), 500):
-            part = ids[start : start + 500]
-            taken.update(
-                r[0]
-                for r in self._conn.execute(
-                    f"SELECT id FROM memories WHERE id IN ({','.join('?' * len(part))}) "
-                    "AND +namespace = ?",
-                    (*part, namespace),
-                )
-            )
-        return taken
 
     def _model_id(self) -> str:
         model = self._meta("embedding_model")
@@ -504,34 +387,17 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
         event: str = "updated",
     ) -> Memory:
         with self._write(namespace) as seq:
-            row = self._conn.execute(
-                "SELECT text, metadata FROM memories WHERE id = ? AND namespace = ?",
-                (memory_id, namespace),
-            ).fetchone()
-            if row is None:
-                raise NotFoundError(f"no memory {memory_id!r} in namespace {namespace!r}")
-            if text is not None:
-                self._check_space()
-            now = utc_now()
-            sets: list[str] = ["updated_at = ?", "seq = ?"]
-            args: list[Any] = [now, seq]
-            if text is not None:
-                if embedding is None or content_hash is None:
-                    raise StorageError("a new text needs its embedding and content hash")
-                sets += ["text = ?", "embedding = ?", "content_hash = ?"]
-                args += [text, encode_vector(embedding), content_hash]
-            meta_json = canonical_json(metadata) if metadata is not None else row[1]
-            if metadata is not None:
-                sets.append("metadata = ?")
-                args.append(meta_json)
-            self._conn.execute(
-                f"UPDATE memories SET {', '.join(sets)} WHERE id = ? AND namespace = ?",
-                (*args, memory_id, namespace),
-            )
-            self._conn.execute(
-                "INSERT INTO history (memory_id, namespace, event, text, metadata, at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (memory_id, namespace, event, text if text is not None else row[0], meta_json, now),
+            update_memory(
+                self._conn,
+                seq,
+                namespace,
+                memory_id,
+                text=text,
+                metadata=metadata,
+                embedding=embedding,
+                content_hash=content_hash,
+                event=event,
+                check_space=self._check_space,
             )
         return self.get_many(namespace, [memory_id])[memory_id].memory
 
@@ -539,46 +405,11 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
         if not memory_ids:
             return 0
         with self._write(namespace) as seq:
-            now = utc_now()
-            found = self._conn.execute(
-                f"SELECT label, id FROM memories WHERE +namespace = ? AND id IN "
-                f"({','.join('?' * len(memory_ids))})",
-                (namespace, *memory_ids),
-            ).fetchall()
-            for label, memory_id in found:
-                self._conn.execute("DELETE FROM memories WHERE label = ?", (label,))
-                self._conn.execute(
-                    "INSERT OR REPLACE INTO tombstones (label, id, namespace, deleted_at, seq) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (label, memory_id, namespace, now, seq),
-                )
-                # Forgetting erases the text everywhere, history included.
-                self._conn.execute(
-                    "DELETE FROM history WHERE memory_id = ? AND namespace = ?",
-                    (memory_id, namespace),
-                )
-                self._conn.execute(
-                    "INSERT INTO history (memory_id, namespace, event, at) "
-                    "VALUES (?, ?, 'forgotten', ?)",
-                    (memory_id, namespace, now),
-                )
-        return len(found)
+            return delete_memories(self._conn, seq, namespace, memory_ids)
 
     def supersede(self, namespace: str, old_id: str, new_id: str, reason: str = "") -> None:
         with self._write(namespace) as seq:
-            now = utc_now()
-            cur = self._conn.execute(
-                "UPDATE memories SET status = 'superseded', superseded_by = ?, updated_at = ?, "
-                "seq = ? WHERE id = ? AND namespace = ? AND status = 'active'",
-                (new_id, now, seq, old_id, namespace),
-            )
-            if cur.rowcount == 0:
-                raise NotFoundError(f"no active memory {old_id!r} in namespace {namespace!r}")
-            self._conn.execute(
-                "INSERT INTO history (memory_id, namespace, event, at, detail) "
-                "VALUES (?, ?, 'superseded', ?, ?)",
-                (old_id, namespace, now, json.dumps({"by": new_id, "reason": reason})),
-            )
+            supersede_memory(self._conn, seq, namespace, old_id, new_id, reason)
 
     def record_hits(
         self, namespace: str, hits: Mapping[str, int], at: float, *, wait: bool = True
@@ -957,29 +788,7 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
         with self._lock, self._file_lock.holding("reembed"):
             self._check_open()
             conn = self._conn
-            conn.execute("DROP TABLE IF EXISTS reembed_staging")
-            conn.execute("CREATE TABLE reembed_staging (label INTEGER PRIMARY KEY, vector BLOB)")
-            total = conn.execute("SELECT COUNT(*) FROM memories").fetchone()[0]
-            done, last = 0, 0
-            while True:
-                rows = conn.execute(
-                    "SELECT label, text, speaker FROM memories WHERE label > ? "
-                    "ORDER BY label LIMIT ?",
-                    (last, batch),
-                ).fetchall()
-                if not rows:
-                    break
-                vectors = embed([r[1] for r in rows], [r[2] for r in rows])
-                conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(
-                    "INSERT INTO reembed_staging (label, vector) VALUES (?, ?)",
-                    [(r[0], encode_vector(v)) for r, v in zip(rows, vectors, strict=True)],
-                )
-                conn.execute("COMMIT")
-                done += len(rows)
-                last = rows[-1][0]
-                if progress is not None:
-                    progress(done, total)
+            done = stage_embeddings(conn, embed, batch, progress)
             conn.execute("BEGIN IMMEDIATE")
             try:
                 seq = self._read_seq() + 1
