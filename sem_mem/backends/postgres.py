@@ -77,6 +77,7 @@ from .postgres_search import Search
 from .postgres_sessions import PostgresSessionsMixin
 from .postgres_sql import (
     PAIRS_MIN_MEMORIES,
+    filter_sql,
     stored,
     tsquery_text,
 )
@@ -478,12 +479,14 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
     ) -> dict[str, ThreadPlace]:
         if not ids:
             return {}
+        where, args = filter_sql(filters, "n.")
         with self._conn() as conn:
-            return reads.thread_places(conn, namespace, ids, window, filters)
+            return reads.thread_places(conn, namespace, ids, window, where, args)
 
     def list(self, namespace: str, query: ListQuery) -> list[Memory]:
+        where, args = filter_sql(query.filter)
         with self._conn() as conn:
-            return reads.list_memories(conn, namespace, query)
+            return reads.list_memories(conn, namespace, query, where, args)
 
     def count(self, namespace: str) -> int:
         with self._conn() as conn:

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 
 from ..types import HistoryEvent, Memory
-from .base import ListQuery, MemoryFilter, StoredMemory, ThreadPlace
+from .base import ListQuery, StoredMemory, ThreadPlace
 from .postgres_schema import namespace_index_name
-from .postgres_sql import MEMORIES, MEMORY_COLUMNS, as_vector, filter_sql, stored
+from .postgres_sql import MEMORIES, MEMORY_COLUMNS, as_vector, stored
 from .rows import canonical_json, history_from_row, memory_from_row, scoped_hash
 
 __all__ = [
@@ -50,11 +50,11 @@ def get_many(conn: Any, namespace: str, memory_ids: Sequence[str]) -> dict[str, 
 
 
 def thread_places(
-    conn: Any, namespace: str, ids: Sequence[str], window: int, filters: MemoryFilter | None
+    conn: Any, namespace: str, ids: Sequence[str], window: int, where: str, args: dict[str, Any]
 ) -> dict[str, ThreadPlace]:
     """One statement: the places of ``ids``, then their threads' neighbours (index
-    ``memories_thread``) within ``window`` positions that match ``filters``."""
-    where, args = filter_sql(filters, "n.")
+    ``memories_thread``) within ``window`` positions that match the filter (``where``,
+    ``args``: of :func:`~.postgres_sql.filter_sql` with prefix ``n.``)."""
     rows = conn.execute(
         "WITH seeds AS (SELECT m.id, m.thread_id, m.position, m.timestamp, m.speaker "
         "FROM memories AS m WHERE m.id = ANY(%(ids)s) AND m.namespace = %(ns)s) "
@@ -76,8 +76,10 @@ def thread_places(
     return out
 
 
-def list_memories(conn: Any, namespace: str, query: ListQuery) -> list[Memory]:
-    where, args = filter_sql(query.filter)
+def list_memories(
+    conn: Any, namespace: str, query: ListQuery, where: str, args: dict[str, Any]
+) -> list[Memory]:
+    """A page of ``list`` (``where``, ``args``: of ``query.filter``, by ``filter_sql``)."""
     status = "" if query.include_superseded else " AND m.status = 'active'"
     order = "DESC" if query.newest_first else "ASC"
     # a thread's turns come in their order; other memories by when they happened
