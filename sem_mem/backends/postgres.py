@@ -36,7 +36,6 @@ Design notes (``docs/storage.md`` has the tables):
 from __future__ import annotations
 
 import builtins
-import logging
 import re
 import time
 import uuid
@@ -65,7 +64,6 @@ from .base import (
 )
 from .postgres_index import build_missing_indexes, drop_indexes, index_params, set_space
 from .postgres_pool import Pool, connect, psycopg_module, redact_url
-from .postgres_reads import stats_counts
 from .postgres_schema import (
     HNSW_MAX_DIMENSIONS,
     MIGRATION_LOCK,
@@ -100,8 +98,6 @@ from .vector_index import HNSWParams
 
 __all__ = ["BULK_LOAD_MIN", "EXACT_SEARCH_MAX", "PostgresBackend", "redact_url", "tsquery_text"]
 
-log = logging.getLogger("sem_mem.store")
-
 #: an ``add`` of at least this many memories, and at least as many as the store holds,
 #: loads without the HNSW index and builds it once at the end (see ``bulk_load``)
 BULK_LOAD_MIN = 10_000
@@ -127,7 +123,8 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
     ) -> None:
         """``hnsw``: the graph parameters (as for the embedded store; ``threads`` is not
         used: PostgreSQL builds with its own workers). ``exact_search_max``,
-        ``bulk_load_min``, ``pairs_min_memories``: see the module constants."""
+        ``bulk_load_min``, ``pairs_min_memories``: see ``EXACT_SEARCH_MAX`` (rows),
+        ``BULK_LOAD_MIN`` (here) and ``PAIRS_MIN_MEMORIES`` (postgres_sql)."""
         psycopg = psycopg_module()
         try:
             from pgvector.psycopg import register_vector
@@ -652,7 +649,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         with self._conn() as conn:
             space = read_space(conn)
             m, ef_construction = index_params(conn, self.hnsw_m, self.hnsw_ef_construction)
-            counts = stats_counts(conn, namespace)
+            counts = reads.stats_counts(conn, namespace)
         indexed = bool(counts["index_bytes"])
         return {
             "backend": self.name,

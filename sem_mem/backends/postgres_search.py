@@ -23,7 +23,15 @@ from .postgres_sql import (
 )
 from .rows import EMBEDDING_AT, content_words
 
-__all__ = ["EF_PER_RESULT", "Lexicon", "Search"]
+__all__ = [
+    "EF_PER_RESULT",
+    "EF_SEARCH_LIMIT",
+    "FTS_COMMON_MIN",
+    "FTS_COMMON_SHARE",
+    "STATS_TTL",
+    "Lexicon",
+    "Search",
+]
 
 #: pgvector's upper bound for hnsw.ef_search
 EF_SEARCH_LIMIT = 1000
