@@ -268,11 +268,10 @@ def run(
     # ANALYZE as autovacuum eventually would, so that raw SQL gets fair plans too
     # raw SQL searches with the hnsw.ef_search Sem-Mem sets for limit 10 (64 before it
     # set one per query): the same recall, so latencies compare like for like
-    from sem_mem.backends import postgres as pg_backend
+    from sem_mem.backends.postgres_search import EF_PER_RESULT
 
-    per_result = getattr(pg_backend, "EF_PER_RESULT", 0)
-    raw = Raw(url, ef_search=max(settings.hnsw_ef, per_result * 10))
-    out["raw_ef_search"] = max(settings.hnsw_ef, per_result * 10)
+    raw = Raw(url, ef_search=max(settings.hnsw_ef, EF_PER_RESULT * 10))
+    out["raw_ef_search"] = max(settings.hnsw_ef, EF_PER_RESULT * 10)
     raw.conn.execute("ANALYZE memories")
     out["load_average_queries_start"] = list(os.getloadavg())
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from bench.backends import Corpus, PrecomputedEmbedder, _open, postgres_url
 from sem_mem import SemanticMemory
+from sem_mem.backends.postgres_index import drop_indexes
 from sem_mem.backends.postgres_schema import namespace_index_name
 from sem_mem.config import Settings
 
@@ -94,7 +95,7 @@ def _insert_cost(url: str, corpus: Corpus, settings: Settings, rows: int) -> dic
         memory.remember_batch(texts[:20_000], chunk_size=1000)
         if not indexed:
             with backend._conn() as conn:  # type: ignore[attr-defined]
-                backend._drop_indexes(conn, namespace)  # type: ignore[attr-defined]
+                drop_indexes(conn, namespace)
         # below bulk_load_min per call: with the index, rows go into the graph one by one;
         # without it (inside bulk_load, which builds it only when the block ends) they do not
         with backend.bulk_load() if not indexed else nullcontext():

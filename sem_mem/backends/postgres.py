@@ -36,13 +36,9 @@ Design notes (``docs/storage.md`` has the tables):
 from __future__ import annotations
 
 import builtins
-import json
-import logging
 import re
-import threading
 import time
 import uuid
-import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -54,9 +50,9 @@ from ..errors import (
     EmbeddingMismatchError,
     NotFoundError,
     StorageError,
-    ValidationError,
 )
 from ..types import HistoryEvent, Memory
+from . import postgres_reads as reads
 from .base import (
     AddResult,
     ListQuery,
@@ -66,414 +62,45 @@ from .base import (
     StoredMemory,
     ThreadPlace,
 )
+from .postgres_index import build_missing_indexes, drop_indexes, index_params, set_space
+from .postgres_pool import Pool, connect, psycopg_module, redact_url
 from .postgres_schema import (
     HNSW_MAX_DIMENSIONS,
     MIGRATION_LOCK,
-    NAMESPACE_INDEX_PREFIX,
     apply_migrations,
-    build_memory_mb,
-    column_type_statements,
-    namespace_index_name,
-    namespace_index_statement,
-    namespace_lexeme,
+    read_meta,
+    read_space,
 )
+from .postgres_search import Search
 from .postgres_sessions import PostgresSessionsMixin
+from .postgres_sql import (
+    PAIRS_MIN_MEMORIES,
+    filter_sql,
+    stored,
+    tsquery_text,
+)
+from .postgres_writes import (
+    add_hits,
+    check_storable,
+    delete_memories,
+    insert_memories,
+    stage_embeddings,
+    supersede_memory,
+    update_memory,
+)
 from .rows import (
     EMBEDDING_AT,
     EXACT_SEARCH_MAX,
-    TIME_EPSILON,
-    canonical_json,
-    check_filter,
-    content_words,
     history_from_row,
-    memory_from_row,
-    place_after_end,
-    scoped_hash,
     transaction_size,
-)
-from .rows import (
-    now as utc_now,
 )
 from .vector_index import HNSWParams
 
 __all__ = ["BULK_LOAD_MIN", "EXACT_SEARCH_MAX", "PostgresBackend", "redact_url", "tsquery_text"]
 
-log = logging.getLogger("sem_mem.store")
-
-#: pgvector's upper bound for hnsw.ef_search
-_EF_SEARCH_LIMIT = 1000
-#: hnsw.ef_search is at least this many times the results a search must return well
-EF_PER_RESULT = 20
-#: full text ranks at most this many matches of the AND query, then of the OR query
-LEXICAL_CANDIDATES = 1000
-#: full text looks for memories holding two of the query's words when it has at most
-#: this many (after the common ones are left out), in a namespace of more than
-#: PAIRS_MIN_MEMORIES (in a smaller one ranking every match costs less than that scan)
-PAIRS_MAX = 12
-PAIRS_MIN_MEMORIES = 10_000
-#: a word in more than this share of memories (and more than FTS_COMMON_MIN of them) is
-#: left out of full-text queries, as in the embedded backend: it barely ranks, costs much
-FTS_COMMON_SHARE = 0.01
-FTS_COMMON_MIN = 5_000
-#: how long word statistics (``pg_stats``, refreshed by ANALYZE) are reused, seconds
-_STATS_TTL = 300.0
 #: an ``add`` of at least this many memories, and at least as many as the store holds,
 #: loads without the HNSW index and builds it once at the end (see ``bulk_load``)
 BULK_LOAD_MIN = 10_000
-_MEMORY_COLUMNS = (
-    "m.id, m.text, m.metadata, m.namespace, m.source, m.created_at, m.updated_at, "
-    "coalesce(h.hit_count, 0), h.last_accessed, m.status, m.superseded_by, m.embedding_model, "
-    "m.timestamp, m.thread_id, m.position, m.speaker"
-)
-#: the same, each column named (for a subquery)
-_HIT_COLUMNS = _MEMORY_COLUMNS.replace(
-    "coalesce(h.hit_count, 0)", "coalesce(h.hit_count, 0) AS hits"
-)
-
-#: memories with their hit counters (alias m and h)
-_MEMORIES = "memories AS m LEFT JOIN memory_hits AS h ON h.namespace = m.namespace AND h.id = m.id"
-_INSERT_COLUMNS = (
-    "id",
-    "namespace",
-    "text",
-    "metadata",
-    "source",
-    "status",
-    "superseded_by",
-    "content_hash",
-    "embedding",
-    "embedding_model",
-    "created_at",
-    "updated_at",
-    "seq",
-    "timestamp",
-    "thread_id",
-    "position",
-    "speaker",
-)
-_INSERT_TYPES = [
-    "text",
-    "text",
-    "text",
-    "jsonb",
-    "text",
-    "text",
-    "text",
-    "text",
-    "vector",
-    "text",
-    "float8",
-    "float8",
-    "int8",
-    "float8",
-    "text",
-    "int4",
-    "text",
-]
-
-
-def redact_url(url: str) -> str:
-    """The connection string without its password (for messages and stats)."""
-    url = re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
-    return re.sub(r"(password\s*=\s*)\S+", r"\1***", url)
-
-
-def tsquery_text(text: str) -> str | None:
-    """A ``to_tsquery`` OR-query of the distinct content words of ``text`` (None if none).
-
-    The words are those the embedded backend searches (``\\w+`` minus stopwords), quoted
-    as lexemes; ``\\w`` never matches a quote or a backslash, so no escaping is needed.
-    """
-    words = content_words(text)
-    if not words:
-        return None
-    return " | ".join(f"'{w}'" for w in words)
-
-
-def _psycopg() -> Any:
-    try:
-        import psycopg
-    except ImportError as exc:
-        raise ConfigurationError(
-            "the PostgreSQL backend needs psycopg and pgvector: pip install 'sem-mem[pg]'"
-        ) from exc
-    return psycopg
-
-
-def _log_build_notice(diagnostic: Any) -> None:
-    """Log what PostgreSQL says while it builds an index (pgvector: memory running out)."""
-    log.warning(
-        "PostgreSQL, building an HNSW index: %s %s %s",
-        diagnostic.message_primary,
-        diagnostic.message_detail or "",
-        diagnostic.message_hint or "",
-    )
-
-
-def _vector(value: Any) -> np.ndarray:
-    """A pgvector value (``Vector`` or ndarray) as a float32 numpy array."""
-    if isinstance(value, np.ndarray):
-        return value.astype(np.float32, copy=False)
-    return np.asarray(value.to_numpy(), dtype=np.float32)
-
-
-def _stored(row: Sequence[Any]) -> StoredMemory:
-    return StoredMemory(memory_from_row(row), _vector(row[EMBEDDING_AT]))
-
-
-def _filter_sql(filters: MemoryFilter | None, prefix: str = "m.") -> tuple[str, dict[str, Any]]:
-    """`` AND ...`` clauses (named placeholders ``f_*``) and their arguments for a filter.
-
-    The same rules as the embedded backend: timestamps with microsecond slack, metadata
-    keys plain strings and values scalars, compared as JSON (``@>`` on top-level keys,
-    which the GIN index on ``metadata`` serves).
-    """
-    if filters is None or filters.empty:
-        return "", {}
-    where: list[str] = []
-    args: dict[str, Any] = {}
-    if filters.source:
-        where.append(f"{prefix}source = %(f_source)s")
-        args["f_source"] = filters.source
-    if filters.since is not None:
-        where.append(f"{prefix}timestamp >= %(f_since)s")
-        args["f_since"] = filters.since - TIME_EPSILON
-    if filters.until is not None:
-        where.append(f"{prefix}timestamp < %(f_until)s")
-        args["f_until"] = filters.until - TIME_EPSILON
-    if filters.thread_id is not None:
-        where.append(f"{prefix}thread_id = %(f_thread)s")
-        args["f_thread"] = filters.thread_id
-    if filters.metadata:
-        check_filter(filters)  # the same key and value rules as the embedded backend
-        where.append(f"{prefix}metadata @> %(f_metadata)s::jsonb")
-        args["f_metadata"] = json.dumps(dict(filters.metadata))
-    return "".join(f" AND {clause}" for clause in where), args
-
-
-def _tsquery_lexeme(lexeme: str) -> str:
-    """A lexeme quoted for tsquery input (``'`` doubled, ``\\`` escaped)."""
-    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
-
-
-def _vector_sql(
-    namespace: str, k: int, indexed: bool, where: str = "", *, full: bool = False
-) -> str:
-    """The vector search of :meth:`PostgresBackend.vector_search_stored`.
-
-    Result columns: as :data:`_ROWS_OF_BEST`, the cosine distance last. Through the
-    namespace's own index, with ``full`` (every candidate's row wanted), the rows come
-    from the heap fetch the index scan makes anyway, and only hit counters are probed.
-    Otherwise the scan reads only (id, label, distance) of the ``k`` candidates, so an
-    exact scan sorts narrow tuples and carries no candidate's row, and the rows of the
-    best ``%(rows)s`` are read by primary key in the same statement. Through the index
-    the namespace is a literal (the partial index's predicate must be implied by
-    constants); the exact scan takes it as a parameter and orders by (distance,
-    insertion order), which no HNSW index can serve, so filters (``where``) apply to
-    every candidate, never after.
-    """
-    if indexed:
-        ns = "m.namespace = '" + namespace.replace("'", "''") + "'"
-        order = "d"
-    else:
-        ns = "m.namespace = %(ns)s"
-        order = "d, m.label"
-    scan = f"FROM memories AS m WHERE {ns} AND m.status = 'active'{where} ORDER BY {order}"
-    if full and indexed:
-        return (
-            "SELECT s.id, s.text, s.metadata, s.namespace, s.source, s.created_at, "
-            "s.updated_at, coalesce(h.hit_count, 0), h.last_accessed, s.status, "
-            "s.superseded_by, s.embedding_model, s.timestamp, s.thread_id, s.position, "
-            "s.speaker, s.embedding, s.d FROM (SELECT m.id, m.text, m.metadata, m.namespace, "
-            "m.source, m.created_at, m.updated_at, m.status, m.superseded_by, "
-            "m.embedding_model, m.timestamp, m.thread_id, m.position, m.speaker, m.embedding, "
-            f"m.label, m.embedding <=> %(v)s AS d {scan} LIMIT {int(k)}) AS s "
-            f"LEFT JOIN LATERAL ({_HITS_OF.format(id='s.id', when='')}) AS h ON true "
-            "ORDER BY s.d, s.label"
-        )
-    return _ROWS_OF_BEST.format(
-        candidates=(
-            "SELECT s.id, s.d AS score, row_number() OVER (ORDER BY s.d, s.label) AS rn FROM ("
-            f"SELECT m.id, m.label, m.embedding <=> %(v)s AS d {scan} LIMIT {int(k)}) AS s"
-        )
-    )
-
-
-#: the hit counters of one memory, by primary key (a lateral subquery with LIMIT is
-#: never pulled up into a join the planner could run as a scan of memory_hits)
-_HITS_OF = (
-    "SELECT h.hit_count, h.last_accessed FROM memory_hits AS h "
-    "WHERE {when}h.namespace = %(ns)s AND h.id = {id} LIMIT 1"
-)
-
-
-#: the columns of ``_stored`` (0-16) of a candidate ``c`` read by primary key (alias
-#: ``x``, hit counters ``h``) when its rank ``c.rn`` is among the best ``%(rows)s``, NULL
-#: otherwise, then the candidate's score. Lateral subqueries with LIMIT are not pulled
-#: up into joins: each is one primary-key probe per candidate (none past the best
-#: rows), whatever the statistics say (a join planned on them scanned memory_hits).
-_ROWS_OF_BEST = (
-    "SELECT c.id, x.text, x.metadata, x.namespace, x.source, x.created_at, x.updated_at, "
-    "coalesce(h.hit_count, 0), h.last_accessed, x.status, x.superseded_by, "
-    "x.embedding_model, x.timestamp, x.thread_id, x.position, x.speaker, x.embedding, "
-    "c.score FROM ({candidates}) AS c "
-    "LEFT JOIN LATERAL (SELECT x.text, x.metadata, x.namespace, x.source, x.created_at, "
-    "x.updated_at, x.status, x.superseded_by, x.embedding_model, x.timestamp, x.thread_id, "
-    "x.position, x.speaker, x.embedding FROM memories AS x WHERE c.rn <= %(rows)s "
-    "AND x.namespace = %(ns)s AND x.id = c.id LIMIT 1) AS x ON true "
-    "LEFT JOIN LATERAL ("
-    + _HITS_OF.format(id="c.id", when="c.rn <= %(rows)s AND ")
-    + ") AS h ON true ORDER BY c.rn"
-)
-
-
-#: full text: memories holding every word first, then (only if fewer than k do) those
-#: holding at least two of them, then (only if still fewer) those holding any: one-time
-#: filters, so a later set's scan does not run unless needed. Each set is bounded; all
-#: are ranked by the sum over the query's words of idf(word) * ts_rank(memory, word),
-#: BM25's weighting of rare words (ts_rank alone has none: "Caroline", in every other
-#: turn, counted as much as "adoption"). On LoCoMo that took lexical R@10 from 0.613 /
-#: 0.585 to 0.659 / 0.626 (tuning / checking half), hybrid from 0.773 / 0.749 to 0.822 /
-#: 0.783, for +0.4 ms p50 at 10^5; ts_rank's length normalisation 1 was worse on the
-#: tuning half, ts_rank_cd 3-4x slower and no better. A memory with one word of the
-#: query rarely outranks one with two, and the two-word set is what keeps a 10^5
-#: namespace from ranking a thousand memories that share one word with the query
-#: (LoCoMo questions at 10^5: p50 5.4 -> 3.3 ms).
-#: Result columns: as :data:`_ROWS_OF_BEST`.
-def _lexical_sql(where: str = "") -> str:
-    def matches(query: str, fewer_than_k: str) -> str:
-        return (
-            "SELECT m.id, m.label, m.tsv FROM memories AS m "
-            f"WHERE {fewer_than_k}m.tsv @@ {query}::tsquery AND m.status = 'active' "
-            f"AND m.namespace = %(ns)s{where} LIMIT %(bound)s"
-        )
-
-    candidates = (
-        f"WITH a AS MATERIALIZED ({matches('%(all)s', '')}), "
-        "b AS MATERIALIZED ("
-        + matches(
-            "%(pairs)s",
-            "%(pairs)s::text IS NOT NULL AND (SELECT count(*) FROM a) < %(k)s AND "
-            "(SELECT s.active FROM namespace_stats AS s WHERE s.namespace = %(ns)s) "
-            "> %(pairs_min)s AND ",
-        )
-        + "), o AS MATERIALIZED ("
-        + matches(
-            "%(any)s",
-            "(SELECT count(*) FROM a) < %(k)s AND (SELECT count(*) FROM b) < %(k)s AND ",
-        )
-        + "), u AS MATERIALIZED (SELECT DISTINCT ON (id) id, label, tsv FROM ("
-        "SELECT * FROM a UNION ALL SELECT * FROM b UNION ALL SELECT * FROM o) AS x), "
-        # each word weighs its BM25 idf: log(1 + (N - df + 0.5) / (df + 0.5)), N the
-        # namespace's memories and df those of the candidates holding it (every memory
-        # holding a word is a candidate unless a set hit its bound)
-        "w AS MATERIALIZED (SELECT l.q, ln(1 + (n.total - d.df + 0.5) / (d.df + 0.5)) AS idf "
-        "FROM unnest(%(lexemes)s::tsquery[]) AS l(q) "
-        "CROSS JOIN LATERAL (SELECT count(*) AS df FROM u WHERE u.tsv @@ l.q) AS d "
-        "CROSS JOIN (SELECT greatest(coalesce(max(s.active), 0), "
-        "(SELECT count(*) FROM u))::float8 AS total "
-        "FROM namespace_stats AS s WHERE s.namespace = %(ns)s) AS n) "
-        "SELECT id, r AS score, row_number() OVER (ORDER BY r DESC, label) AS rn FROM ("
-        "SELECT u.id, u.label, (SELECT sum(w.idf * ts_rank(u.tsv, w.q)) FROM w) AS r "
-        "FROM u) AS s ORDER BY r DESC, label LIMIT %(k)s"
-    )
-    return _ROWS_OF_BEST.format(candidates=candidates)
-
-
-def _lexical_args(
-    namespace: str, lexemes: list[str], k: int, rows: int, pairs_min: int = PAIRS_MIN_MEMORIES
-) -> dict[str, Any]:
-    """The parameters of :func:`_lexical_sql` for the (quoted) query lexemes."""
-    ns = _tsquery_lexeme(namespace_lexeme(namespace))
-    any_of = " | ".join(lexemes)
-    # with two words or fewer "at least two" is "every"; past PAIRS_MAX words the
-    # pairs would make a query GIN evaluates slowly for every candidate
-    pairs = None
-    if 2 < len(lexemes) <= PAIRS_MAX:
-        pairs = " | ".join(f"({x} & {y})" for i, x in enumerate(lexemes) for y in lexemes[i + 1 :])
-        pairs = f"{ns} & ({pairs})"
-    return {
-        "all": f"{ns} & {' & '.join(lexemes)}",
-        "pairs": pairs,
-        "any": f"{ns} & ({any_of})",
-        "lexemes": lexemes,
-        "ns": namespace,
-        "k": k,
-        "bound": LEXICAL_CANDIDATES,
-        "rows": rows,
-        "pairs_min": pairs_min,
-    }
-
-
-def _check_storable(text: str, meta_json: str, field: str = "text") -> None:
-    """PostgreSQL text and jsonb cannot hold NUL characters: refuse them clearly."""
-    if "\x00" in text:
-        raise ValidationError(f"{field} contains a NUL character, which PostgreSQL cannot store")
-    if "\\u0000" in meta_json:
-        raise ValidationError("metadata contains a NUL character, which PostgreSQL cannot store")
-
-
-class _Pool:
-    """A small thread-safe pool of autocommit connections, created on demand.
-
-    A connection that comes back broken, or inside a transaction, is closed rather
-    than reused, so a restarted server costs one failed call, not a dead process.
-    """
-
-    def __init__(self, connect: Callable[[], Any], size: int, timeout: float) -> None:
-        self._connect = connect
-        self._idle: list[Any] = []
-        self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(size)
-        self._timeout = timeout
-        self._closed = False
-
-    def add(self, conn: Any) -> None:
-        with self._lock:
-            self._idle.append(conn)
-
-    @contextmanager
-    def connection(self) -> Iterator[Any]:
-        if not self._slots.acquire(timeout=self._timeout):
-            raise StorageError(f"no free PostgreSQL connection after {self._timeout:.0f} s")
-        try:
-            with self._lock:
-                if self._closed:
-                    raise StorageError("this memory store is closed")
-                conn = self._idle.pop() if self._idle else None
-            if conn is None or conn.closed:
-                conn = self._connect()
-            try:
-                yield conn
-            finally:
-                # reuse it only when it is idle: an error inside a transaction block has
-                # already rolled back; a broken or mid-query connection is dropped
-                from psycopg import pq
-
-                idle = pq.TransactionStatus.IDLE
-                if not conn.closed and conn.info.transaction_status == idle:
-                    with self._lock:
-                        if not self._closed:
-                            self._idle.append(conn)
-                            conn = None
-                if conn is not None:
-                    conn.close()
-        finally:
-            self._slots.release()
-
-    def discard_idle(self) -> None:
-        """Close the idle connections (their prepared statements may name dropped types)."""
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
 
 
 class PostgresBackend(PostgresSessionsMixin, StorageBackend):
@@ -496,8 +123,9 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
     ) -> None:
         """``hnsw``: the graph parameters (as for the embedded store; ``threads`` is not
         used: PostgreSQL builds with its own workers). ``exact_search_max``,
-        ``bulk_load_min``, ``pairs_min_memories``: see the module constants."""
-        psycopg = _psycopg()
+        ``bulk_load_min``, ``pairs_min_memories``: see ``EXACT_SEARCH_MAX`` (rows),
+        ``BULK_LOAD_MIN`` (here) and ``PAIRS_MIN_MEMORIES`` (postgres_sql)."""
+        psycopg = psycopg_module()
         try:
             from pgvector.psycopg import register_vector
         except ImportError as exc:
@@ -521,17 +149,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         self._closed = False
         self._seq = 0
         self._bound: tuple[str, int] | None = None  # the embedding space this object uses
-        try:
-            first = psycopg.connect(
-                self.url,
-                autocommit=True,
-                connect_timeout=max(1, int(connect_timeout)),
-                application_name="sem-mem",
-            )
-        except psycopg.Error as exc:
-            raise StorageError(
-                f"cannot connect to PostgreSQL at {redact_url(self.url)}: {exc}"
-            ) from exc
+        first = connect(self.url, connect_timeout)
         try:
             apply_migrations(first)
             register_vector(first)
@@ -541,7 +159,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
                     "ON CONFLICT (key) DO NOTHING",
                     (uuid.uuid4().hex, repr(time.time())),
                 )
-            self.store_id = self._meta(first, "store_id")
+            self.store_id = read_meta(first, "store_id")
         except psycopg.Error as exc:
             first.close()
             raise StorageError(f"cannot open the store at {redact_url(self.url)}: {exc}") from exc
@@ -549,40 +167,15 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
             first.close()
             raise
         self._bulk_depth = 0
-        self._ef_by_conn: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
-        #: namespaces that have their own HNSW index, and the version of that list seen
-        self._indexed: frozenset[str] = frozenset()
-        self._indexes_version: tuple[int, float] | None = None
-        #: full-text helpers: word -> lexemes (from PostgreSQL's own stemmer), and the
-        #: store-wide share of memories holding each common lexeme (from pg_stats)
-        self._lexemes: dict[str, tuple[str, ...]] = {}
-        self._common: tuple[float, dict[str, float]] = (-_STATS_TTL, {})
-        self._pool = _Pool(self._new_connection, pool_size, timeout=60.0)
+        self._search = Search(self._conn)
+        self._pool = Pool(self._new_connection, pool_size, timeout=60.0)
         self._pool.add(first)
         self._ensure_indexes()
 
     # ------------------------------------------------------------------ plumbing
 
     def _new_connection(self) -> Any:
-        psycopg = _psycopg()
-        try:
-            conn = psycopg.connect(
-                self.url,
-                autocommit=True,
-                connect_timeout=max(1, int(self._connect_timeout)),
-                application_name="sem-mem",
-            )
-            self._register_vector(conn)
-        except psycopg.Error as exc:
-            raise StorageError(
-                f"cannot connect to PostgreSQL at {redact_url(self.url)}: {exc}"
-            ) from exc
-        return conn
-
-    @staticmethod
-    def _meta(conn: Any, key: str) -> str | None:
-        row = conn.execute("SELECT value FROM meta WHERE key = %s", (key,)).fetchone()
-        return row[0] if row else None
+        return connect(self.url, self._connect_timeout, self._register_vector)
 
     @contextmanager
     def _conn(self) -> Iterator[Any]:
@@ -628,27 +221,19 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
 
     def embedding_space(self) -> tuple[str, int] | None:
         with self._conn() as conn:
-            return self._space(conn)
-
-    @staticmethod
-    def _space(conn: Any) -> tuple[str, int] | None:
-        rows = dict(
-            conn.execute(
-                "SELECT key, value FROM meta WHERE key IN ('embedding_model', 'embedding_dim')"
-            ).fetchall()
-        )
-        model, dim = rows.get("embedding_model"), rows.get("embedding_dim")
-        return (model, int(dim)) if model and dim else None
+            return read_space(conn)
 
     def bind_embedding_space(self, model_id: str, dimensions: int) -> None:
         with self._conn() as conn:
-            current = self._space(conn)
+            current = read_space(conn)
             if current is None:
                 with conn.transaction():
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-                    current = self._space(conn)
+                    current = read_space(conn)
                     if current is None:
-                        self._set_space(conn, model_id, dimensions)
+                        set_space(
+                            conn, model_id, dimensions, self.hnsw_m, self.hnsw_ef_construction
+                        )
                         current = (model_id, dimensions)
         if current == (model_id, dimensions):
             self._bound = current
@@ -659,21 +244,6 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
                 f"({dimensions} dimensions). Open it with the original embedder, or convert it "
                 f"with memory.reembed(new_embedder) (CLI: sem-mem reembed)."
             )
-
-    def _set_space(self, conn: Any, model_id: str, dimensions: int) -> None:
-        """Record the space and type the vector column, dropping the vector indexes.
-
-        The caller runs :meth:`_ensure_indexes` after committing, which builds them anew.
-        """
-        self._drop_indexes(conn, None)
-        for statement in column_type_statements(dimensions):
-            conn.execute(statement)
-        conn.execute(
-            "INSERT INTO meta (key, value) VALUES ('embedding_model', %s), ('embedding_dim', %s), "
-            "('hnsw_m', %s), ('hnsw_ef_construction', %s) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (model_id, str(dimensions), str(self.hnsw_m), str(self.hnsw_ef_construction)),
-        )
 
     @contextmanager
     def bulk_load(self) -> Iterator[None]:
@@ -696,25 +266,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
                     # would otherwise scan one by one until autovacuum runs
                     conn.execute("SELECT gin_clean_pending_list('memories_tsv'::regclass)")
                 self._ensure_indexes(analyze=True)
-                self._common = (-_STATS_TTL, {})
-
-    def _drop_indexes(self, conn: Any, namespace: str | None) -> None:
-        """Drop the HNSW index of ``namespace`` (None: of every namespace)."""
-        if namespace is None:
-            names = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT indexname FROM pg_indexes WHERE tablename = 'memories' "
-                    "AND indexname LIKE %s",
-                    (NAMESPACE_INDEX_PREFIX + "%",),
-                ).fetchall()
-            ]
-            conn.execute("DELETE FROM vector_indexes")
-        else:
-            names = [namespace_index_name(namespace)]
-            conn.execute("DELETE FROM vector_indexes WHERE namespace = %s", (namespace,))
-        for name in names:
-            conn.execute(f"DROP INDEX IF EXISTS {name}")
+                self._search.lexicon.forget_stats()
 
     def _ensure_indexes(
         self, namespaces: Sequence[str] | None = None, *, analyze: bool = False
@@ -728,95 +280,22 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         others skip it; a build that failed halfway (an invalid index) is dropped first.
         """
         with self._conn() as conn:
-            space = self._space(conn)
+            space = read_space(conn)
             if space is None or space[1] > HNSW_MAX_DIMENSIONS:
                 return
-            rows = conn.execute(
-                "SELECT s.namespace, s.active FROM namespace_stats AS s "
-                "LEFT JOIN vector_indexes AS v ON v.namespace = s.namespace "
-                "WHERE s.active > %s AND v.namespace IS NULL "
-                "AND (%s::text[] IS NULL OR s.namespace = ANY(%s::text[]))",
-                (self.exact_search_max, namespaces, namespaces),
-            ).fetchall()
-            if rows:
-                m, ef_construction = self._index_params(conn)
-                for namespace, active in rows:
-                    memory = build_memory_mb(int(active), space[1], m)
-                    self._build_index(conn, namespace, m, ef_construction, memory)
+            wanted = build_missing_indexes(
+                conn,
+                space[1],
+                self.exact_search_max,
+                namespaces,
+                (self.hnsw_m, self.hnsw_ef_construction),
+            )
             # fresh statistics: the planner matches a namespace's new index only when it
             # knows the namespace is large (else it keeps an exact scan it thinks is
             # tiny), and full text prunes words by them
-            if rows or analyze:
+            if wanted or analyze:
                 conn.execute("ANALYZE memories")
-            self._load_indexes(conn)
-
-    def _build_index(
-        self, conn: Any, namespace: str, m: int, ef_construction: int, memory_mb: int
-    ) -> None:
-        name = namespace_index_name(namespace)
-        key = int(name[len(NAMESPACE_INDEX_PREFIX) :][:15], 16)
-        if not conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
-            return  # another process is building it
-        try:
-            valid = conn.execute(
-                "SELECT i.indisvalid FROM pg_index AS i WHERE i.indexrelid = to_regclass(%s)",
-                (name,),
-            ).fetchone()
-            if valid is not None and not valid[0]:
-                conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
-            started = time.perf_counter()
-            # the graph is built in memory while it fits (see build_memory_mb); pgvector
-            # builds it in parallel with the server's max_parallel_maintenance_workers (2
-            # by default; at 10^5 on 2 shared cores 0 workers took 70 s, 1 took 58 s, 2 took
-            # 29-43 s: bench/results/backends_profile.md)
-            # (never below what the server or its operator set: pg_settings is in kB)
-            configured = conn.execute(
-                "SELECT setting::bigint / 1024 FROM pg_settings WHERE name = 'maintenance_work_mem'"
-            ).fetchone()
-            memory_mb = max(int(memory_mb), int(configured[0]) if configured else 0)
-            conn.execute(f"SET maintenance_work_mem = '{memory_mb}MB'")
-            # pgvector says so (a NOTICE) when the graph outgrows that memory and the build
-            # slows down several times: an operator must see it
-            conn.add_notice_handler(_log_build_notice)
-            try:
-                conn.execute(
-                    namespace_index_statement(namespace, m, ef_construction, concurrently=True)
-                )
-            finally:
-                conn.remove_notice_handler(_log_build_notice)
-                conn.execute("RESET maintenance_work_mem")
-            conn.execute(
-                "INSERT INTO vector_indexes (namespace, index_name, built_at) VALUES (%s, %s, %s) "
-                "ON CONFLICT (namespace) DO UPDATE SET index_name = excluded.index_name, "
-                "built_at = excluded.built_at",
-                (namespace, name, time.time()),
-            )
-            log.info(
-                "built the HNSW index of namespace %r in %.1f s",
-                namespace,
-                time.perf_counter() - started,
-            )
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
-
-    def _load_indexes(self, conn: Any, version: tuple[int, float] | None = None) -> None:
-        """Learn which namespaces have their own HNSW index (a stale answer only costs
-        speed: a namespace searched without its index is scanned exactly)."""
-        rows = conn.execute("SELECT namespace, built_at FROM vector_indexes").fetchall()
-        self._indexed = frozenset(r[0] for r in rows)
-        self._indexes_version = version or (len(rows), max((r[1] for r in rows), default=0.0))
-
-    def _index_params(self, conn: Any) -> tuple[int, int]:
-        """(M, ef_construction) recorded when the space was bound (else this object's)."""
-        meta = dict(
-            conn.execute(
-                "SELECT key, value FROM meta WHERE key IN ('hnsw_m', 'hnsw_ef_construction')"
-            ).fetchall()
-        )
-        return (
-            int(meta.get("hnsw_m", self.hnsw_m)),
-            int(meta.get("hnsw_ef_construction", self.hnsw_ef_construction)),
-        )
+            self._search.load_indexes(conn)
 
     # ------------------------------------------------------------------ writes
 
@@ -831,11 +310,11 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
     ) -> list[AddResult]:
         if len(items) >= self.bulk_load_min and not self._bulk_depth:
             with self._conn() as conn:
-                if len(items) >= self._active(conn, namespace):
+                if len(items) >= reads.active_count(conn, namespace):
                     # maintaining the graph row by row is an order of magnitude slower
                     # than building it once: this namespace is searched exactly meanwhile
                     with conn.transaction():
-                        self._drop_indexes(conn, namespace)
+                        drop_indexes(conn, namespace)
                     big = True
                 else:
                     big = False
@@ -851,149 +330,15 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
             with self._write(check_space=True) as (conn, seq, model):
                 if not model:
                     raise StorageError("bind_embedding_space must be called before adding memories")
-                results.extend(self._insert(conn, namespace, chunk, seq, model, dedupe))
+                results.extend(insert_memories(conn, namespace, chunk, seq, model, dedupe))
             if on_commit is not None:
                 on_commit(len(results))
-        if not self._bulk_depth and namespace not in self._indexed:
+        if not self._bulk_depth and namespace not in self._search.indexed:
             with self._conn() as conn:
-                big = self._active(conn, namespace) > self.exact_search_max
+                big = reads.active_count(conn, namespace) > self.exact_search_max
             if big:
                 self._ensure_indexes([namespace])
         return results
-
-    @staticmethod
-    def _active(conn: Any, namespace: str) -> int:
-        row = conn.execute(
-            "SELECT active FROM namespace_stats WHERE namespace = %s", (namespace,)
-        ).fetchone()
-        return int(row[0]) if row else 0
-
-    def _insert(
-        self,
-        conn: Any,
-        namespace: str,
-        items: Sequence[NewMemory],
-        seq: int,
-        model: str,
-        dedupe: bool,
-    ) -> list[AddResult]:
-        now = utc_now()
-        # the seq row lock (_write) serialises every writer of the store: the ends read
-        # here (a statement of its own, a fresh snapshot) stay the ends until commit
-        items = place_after_end(items, lambda threads: self._thread_ends(conn, namespace, threads))
-        metas = [canonical_json(item.metadata) for item in items]
-        for item, meta_json in zip(items, metas, strict=True):
-            _check_storable(item.text, meta_json)
-        existing: dict[int, str] = {}
-        if dedupe:
-            # One index probe per item (a lateral join, kept lateral by OFFSET 0) by the
-            # item's hash, whatever the statistics say: the namespace is only named inside
-            # the expression of memories_dedupe (``ns:hash`` with the same hash names one
-            # namespace), so no (namespace, ...) index can be scanned for it; the planner
-            # probes memories_dedupe or memories_hash (content_hash). A conversation turn
-            # is the same memory only at the same place in its thread.
-            hashes = [item.content_hash for item in items]
-            existing = dict(
-                conn.execute(
-                    "SELECT DISTINCT ON (q.i) q.i, m.id "
-                    "FROM unnest(%(h)s::text[], %(md)s::text[], %(t)s::text[], %(p)s::int[]) "
-                    "WITH ORDINALITY AS q(h, md, t, p, i) "
-                    "CROSS JOIN LATERAL (SELECT m.id, m.label FROM memories AS m "
-                    "WHERE m.namespace || ':' || m.content_hash = %(ns)s || ':' || q.h "
-                    "AND m.content_hash = q.h AND m.status = 'active' "
-                    "AND m.metadata = q.md::jsonb AND m.thread_id IS NOT DISTINCT FROM q.t "
-                    "AND m.position IS NOT DISTINCT FROM q.p OFFSET 0) AS m "
-                    "ORDER BY q.i, m.label",
-                    {
-                        "h": hashes,
-                        "md": metas,
-                        "t": [item.thread_id for item in items],
-                        "p": [item.position for item in items],
-                        "ns": namespace,
-                    },
-                    prepare=False,
-                ).fetchall()
-            )
-        out: list[AddResult] = []
-        rows: list[tuple[Any, ...]] = []
-        history: list[tuple[Any, ...]] = []
-        # (hash, metadata, thread, position) -> id, within this chunk
-        fresh: dict[tuple[str, str, str | None, int | None], str] = {}
-        refreshed: list[str] = []
-        hits: list[tuple[str, str, int]] = []  # imported hit counts
-        for i, (item, meta_json) in enumerate(zip(items, metas, strict=True), start=1):
-            if dedupe:
-                key = (item.content_hash, meta_json, item.thread_id, item.position)
-                same = existing.get(i) or fresh.get(key)
-                if same is not None:
-                    refreshed.append(same)
-                    history.append((same, namespace, "refreshed", None, None, now, None))
-                    out.append(AddResult(same, False))
-                    continue
-            memory_id = item.id or str(uuid.uuid4())
-            created = item.created_at if item.created_at is not None else now
-            updated = item.updated_at if item.updated_at is not None else created
-            embedding = np.ascontiguousarray(item.embedding, dtype=np.float32)
-            rows.append(
-                (
-                    memory_id,
-                    namespace,
-                    item.text,
-                    item.metadata,
-                    item.source,
-                    item.status,
-                    item.superseded_by,
-                    item.content_hash,
-                    embedding,
-                    model,
-                    created,
-                    updated,
-                    seq,
-                    item.timestamp if item.timestamp is not None else created,
-                    item.thread_id,
-                    item.position,
-                    item.speaker,
-                )
-            )
-            if item.hit_count:
-                hits.append((memory_id, namespace, item.hit_count))
-            fresh.setdefault(
-                (item.content_hash, meta_json, item.thread_id, item.position), memory_id
-            )
-            event = "imported" if item.id else "created"
-            history.append(
-                (memory_id, namespace, event, item.text, item.metadata, now, item.source)
-            )
-            out.append(AddResult(memory_id, True))
-        if refreshed:
-            conn.execute(
-                "UPDATE memories SET updated_at = %s WHERE namespace = %s AND id = ANY(%s)",
-                (now, namespace, refreshed),
-            )
-        if rows:
-            with conn.cursor() as cur:
-                try:
-                    with cur.copy(
-                        f"COPY memories ({', '.join(_INSERT_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
-                    ) as copy:
-                        copy.set_types(_INSERT_TYPES)
-                        for row in rows:
-                            copy.write_row(row)
-                except self._error as exc:
-                    raise StorageError(f"could not add memories: {exc}") from exc
-        with conn.cursor() as cur:
-            with cur.copy(
-                "COPY history (memory_id, namespace, event, text, metadata, at, detail) "
-                "FROM STDIN (FORMAT BINARY)"
-            ) as copy:
-                copy.set_types(["text", "text", "text", "text", "jsonb", "float8", "text"])
-                for entry in history:
-                    copy.write_row(entry)
-            if hits:
-                cur.executemany(
-                    "INSERT INTO memory_hits (id, namespace, hit_count) VALUES (%s, %s, %s)", hits
-                )
-        return out
 
     def update(
         self,
@@ -1007,33 +352,16 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         event: str = "updated",
     ) -> Memory:
         with self._write(check_space=True) as (conn, seq, _model):
-            row = conn.execute(
-                "SELECT text, metadata FROM memories WHERE id = %s AND namespace = %s FOR UPDATE",
-                (memory_id, namespace),
-            ).fetchone()
-            if row is None:
-                raise NotFoundError(f"no memory {memory_id!r} in namespace {namespace!r}")
-            now = utc_now()
-            meta_json = canonical_json(metadata if metadata is not None else row[1])
-            _check_storable(text or "", meta_json)
-            sets: list[str] = ["updated_at = %s", "seq = %s"]
-            args: list[Any] = [now, seq]
-            if text is not None:
-                if embedding is None or content_hash is None:
-                    raise StorageError("a new text needs its embedding and content hash")
-                sets += ["text = %s", "embedding = %s", "content_hash = %s"]
-                args += [text, np.ascontiguousarray(embedding, dtype=np.float32), content_hash]
-            if metadata is not None:
-                sets.append("metadata = %s::jsonb")
-                args.append(meta_json)
-            conn.execute(
-                f"UPDATE memories SET {', '.join(sets)} WHERE namespace = %s AND id = %s",
-                (*args, namespace, memory_id),
-            )
-            conn.execute(
-                "INSERT INTO history (memory_id, namespace, event, text, metadata, at) "
-                "VALUES (%s, %s, %s, %s, %s::jsonb, %s)",
-                (memory_id, namespace, event, text if text is not None else row[0], meta_json, now),
+            update_memory(
+                conn,
+                seq,
+                namespace,
+                memory_id,
+                text=text,
+                metadata=metadata,
+                embedding=embedding,
+                content_hash=content_hash,
+                event=event,
             )
         return self.get_many(namespace, [memory_id])[memory_id].memory
 
@@ -1041,90 +369,30 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         if not memory_ids:
             return 0
         with self._write() as (conn, seq, _model):
-            now = utc_now()
-            found = [
-                r[0]
-                for r in conn.execute(
-                    "DELETE FROM memories WHERE namespace = %s AND id = ANY(%s) RETURNING id",
-                    (namespace, list(memory_ids)),
-                ).fetchall()
-            ]
-            if found:
-                conn.execute(
-                    "INSERT INTO tombstones (id, namespace, deleted_at, seq) "
-                    "SELECT i, %s, %s, %s FROM unnest(%s::text[]) AS i "
-                    "ON CONFLICT (namespace, id) DO UPDATE SET "
-                    "deleted_at = excluded.deleted_at, seq = excluded.seq",
-                    (namespace, now, seq, found),
-                )
-                # Forgetting erases the text everywhere, history included.
-                conn.execute(
-                    "DELETE FROM history WHERE namespace = %s AND memory_id = ANY(%s)",
-                    (namespace, found),
-                )
-                conn.execute(
-                    "INSERT INTO history (memory_id, namespace, event, at) "
-                    "SELECT i, %s, 'forgotten', %s FROM unnest(%s::text[]) AS i",
-                    (namespace, now, found),
-                )
-        return len(found)
+            return delete_memories(conn, seq, namespace, memory_ids)
 
     def supersede(self, namespace: str, old_id: str, new_id: str, reason: str = "") -> None:
         with self._write() as (conn, seq, _model):
-            now = utc_now()
-            cur = conn.execute(
-                "UPDATE memories SET status = 'superseded', superseded_by = %s, updated_at = %s, "
-                "seq = %s WHERE id = %s AND namespace = %s AND status = 'active'",
-                (new_id, now, seq, old_id, namespace),
-            )
-            if cur.rowcount == 0:
-                raise NotFoundError(f"no active memory {old_id!r} in namespace {namespace!r}")
-            conn.execute(
-                "INSERT INTO history (memory_id, namespace, event, at, detail) "
-                "VALUES (%s, %s, 'superseded', %s, %s)",
-                (old_id, namespace, now, json.dumps({"by": new_id, "reason": reason})),
-            )
+            supersede_memory(conn, seq, namespace, old_id, new_id, reason)
 
     def record_hits(
         self, namespace: str, hits: Mapping[str, int], at: float, *, wait: bool = True
     ) -> None:
-        """Add hit counts (in ``memory_hits``: not a content change, ``seq`` stays).
-
-        Always written before returning (``wait`` is accepted for the interface): the
-        narrow ``memory_hits`` table keeps this cheap.
-
-        A share lock on the ``seq`` row orders this after any running write (writers lock
-        that row first too), and counters are upserted in id order, so hit recorders and
-        writers in other processes can never deadlock.
-        """
+        """Add hit counts (see :func:`~.postgres_writes.add_hits`). Always written before
+        returning (``wait`` is accepted for the interface): the narrow ``memory_hits``
+        table keeps this cheap."""
         if not hits:
             return
-        ids = sorted(hits)
-        with self._conn() as conn, conn.transaction():
-            conn.execute("SELECT 1 FROM store_seq FOR SHARE")
-            conn.execute(
-                "INSERT INTO memory_hits AS t (id, namespace, hit_count, last_accessed) "
-                "SELECT m.id, m.namespace, h.n, %s "
-                "FROM unnest(%s::text[], %s::bigint[]) AS h(id, n) "
-                "JOIN memories AS m ON m.id = h.id AND m.namespace = %s ORDER BY m.id "
-                "ON CONFLICT (namespace, id) DO UPDATE SET "
-                "hit_count = t.hit_count + excluded.hit_count, "
-                "last_accessed = excluded.last_accessed",
-                (at, ids, [int(hits[i]) for i in ids], namespace),
-            )
+        with self._conn() as conn:
+            add_hits(conn, namespace, hits, at)
 
     # ------------------------------------------------------------------ reads
 
     def get_many(self, namespace: str, memory_ids: Sequence[str]) -> dict[str, StoredMemory]:
         if not memory_ids:
             return {}
-        with self._conn() as conn, conn.cursor(binary=True) as cur:
-            cur.execute(
-                f"SELECT {_MEMORY_COLUMNS}, m.embedding FROM {_MEMORIES} "
-                "WHERE m.namespace = %s AND m.id = ANY(%s)",
-                (namespace, list(memory_ids)),
-            )
-            return {row[0]: _stored(row) for row in cur.fetchall()}
+        with self._conn() as conn:
+            return reads.get_many(conn, namespace, memory_ids)
 
     def vector_search(
         self,
@@ -1160,33 +428,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         """
         if k <= 0:
             return [], {}
-        query = np.ascontiguousarray(vector, dtype=np.float32)
-        where, args = _filter_sql(filters)
-        indexed = namespace in self._indexed and k <= _EF_SEARCH_LIMIT and not where
-        with self._conn() as conn:
-            if indexed:
-                # pgvector's graph needs a wider beam than hnswlib's for the same recall:
-                # recall@10 0.90 at 64, 0.953-0.968 at 160 (over four builds), 0.983 at
-                # 200 on 10^5 conversation turns
-                wanted = min(rows or k, k, 10)
-                ef_search = min(
-                    max(ef or self.hnsw_ef, k, EF_PER_RESULT * wanted), _EF_SEARCH_LIMIT
-                )
-                # a session setting, remembered per pooled connection: no extra round trips
-                if self._ef_by_conn.get(conn) != ef_search:
-                    conn.execute(
-                        "SELECT set_config('hnsw.ef_search', %s, false)", (str(ef_search),)
-                    )
-                    self._ef_by_conn[conn] = ef_search
-            with conn.cursor(binary=True) as cur:
-                cur.execute(
-                    _vector_sql(namespace, k, indexed, where, full=rows >= k),
-                    {"v": query, "ns": namespace, "rows": rows, **args},
-                    prepare=True,
-                )
-                found = cur.fetchall()
-        hits = [(r[0], 1.0 - float(r[EMBEDDING_AT + 1])) for r in found]
-        return hits, {r[0]: _stored(r) for r in found[:rows]}
+        return self._search.vector(namespace, vector, k, ef or self.hnsw_ef, rows, filters)
 
     def lexical_search(
         self, namespace: str, query: str, k: int, *, filters: MemoryFilter | None = None
@@ -1202,7 +444,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         rows: int = 0,
         filters: MemoryFilter | None = None,
     ) -> tuple[list[tuple[str, float]], dict[str, StoredMemory]]:
-        """Full-text candidates ranked by idf-weighted ``ts_rank`` (:func:`_lexical_sql`), and
+        """Full-text candidates ranked by idf-weighted ``ts_rank`` (:func:`lexical_sql`), and
         the rows of the best ``rows`` of them, in one statement.
 
         Words too common to rank by are left out, using PostgreSQL's own statistics of
@@ -1211,69 +453,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         ``LEXICAL_CANDIDATES``. The namespace is a lexeme of the query, so one GIN scan
         finds the namespace's matches without touching other namespaces'.
         """
-        words = content_words(query)
-        if not words or k <= 0:
-            return [], {}
-        where, args = _filter_sql(filters)
-        with self._conn() as conn:
-            lexemes = self._query_lexemes(conn, words)
-            if not lexemes:
-                return [], {}
-            with conn.cursor(binary=True) as cur:
-                cur.execute(
-                    _lexical_sql(where),
-                    {
-                        **_lexical_args(namespace, lexemes, k, rows, self.pairs_min_memories),
-                        **args,
-                    },
-                    prepare=True,
-                )
-                found = cur.fetchall()
-        hits = [(r[0], float(r[EMBEDDING_AT + 1])) for r in found]
-        return hits, {r[0]: _stored(r) for r in found[:rows]}
-
-    def _query_lexemes(self, conn: Any, words: list[str]) -> list[str]:
-        """The query's lexemes (quoted for tsquery) without the too common ones."""
-        unknown = [w for w in words if w not in self._lexemes]
-        if unknown:
-            for word, lexemes in conn.execute(
-                "SELECT w, tsvector_to_array(to_tsvector('english', w)) "
-                "FROM unnest(%s::text[]) AS w",
-                (unknown,),
-            ).fetchall():
-                if len(self._lexemes) > 100_000:
-                    self._lexemes.clear()
-                self._lexemes[word] = tuple(lexemes)
-        lexemes = list(dict.fromkeys(x for w in words for x in self._lexemes.get(w, ())))
-        common = self._common_lexemes(conn)
-        rare = [x for x in lexemes if x not in common]
-        if not rare:  # every word is common: rank by the two rarest
-            rare = sorted(lexemes, key=lambda x: common.get(x, 0.0))[:2]
-        return [_tsquery_lexeme(x) for x in rare]
-
-    def _common_lexemes(self, conn: Any) -> dict[str, float]:
-        """Lexemes in too many memories to rank by, with their share (from pg_stats)."""
-        loaded, common = self._common
-        if time.monotonic() - loaded < _STATS_TTL:
-            return common
-        row = conn.execute(
-            "SELECT s.most_common_elems::text::text[], s.most_common_elem_freqs, c.reltuples "
-            "FROM pg_stats AS s JOIN pg_class AS c ON c.relname = s.tablename "
-            "AND c.relnamespace = to_regnamespace(s.schemaname) "
-            "WHERE s.schemaname = current_schema() AND s.tablename = 'memories' "
-            "AND s.attname = 'tsv'"
-        ).fetchone()
-        common = {}
-        if row is not None and row[0] is not None:
-            total = max(float(row[2]), 0.0)
-            floor = max(FTS_COMMON_SHARE, FTS_COMMON_MIN / total) if total > 0 else 1.0
-            common = {
-                lexeme: float(freq)
-                for lexeme, freq in zip(row[0], row[1], strict=False)
-                if float(freq) > floor
-            }
-        self._common = (time.monotonic(), common)
-        return common
+        return self._search.lexical(namespace, query, k, rows, filters, self.pairs_min_memories)
 
     def explain(
         self, namespace: str, query: str, vector: np.ndarray, k: int = 50
@@ -1282,31 +462,9 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         ``namespace``: (what, plan) for the vector search of a vector recall (10 rows),
         the vector and the full-text search of a hybrid one (``k`` candidates, the rows
         of 10). For operators and the closing notes."""
-        out: builtins.list[tuple[str, str]] = []
-        indexed = namespace in self._indexed
-        with self._conn() as conn:
-            if indexed:
-                ef_search = max(self.hnsw_ef, k, EF_PER_RESULT * min(10, k))
-                conn.execute(
-                    "SELECT set_config('hnsw.ef_search', %s, false)",
-                    (str(min(ef_search, _EF_SEARCH_LIMIT)),),
-                )
-                self._ef_by_conn.pop(conn, None)
-            args = {"v": np.ascontiguousarray(vector, dtype=np.float32), "ns": namespace}
-            for what, sql in (
-                ("vector recall: vector search", _vector_sql(namespace, 10, indexed, full=True)),
-                ("hybrid recall: vector search", _vector_sql(namespace, k, indexed)),
-            ):
-                plan = conn.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", {**args, "rows": 10})
-                out.append((what, "\n".join(r[0] for r in plan.fetchall())))
-            lexemes = self._query_lexemes(conn, content_words(query))
-            if lexemes:
-                plan = conn.execute(
-                    f"EXPLAIN (ANALYZE, BUFFERS) {_lexical_sql()}",
-                    _lexical_args(namespace, lexemes, k, 10, self.pairs_min_memories),
-                ).fetchall()
-                out.append(("hybrid recall: full-text search", "\n".join(r[0] for r in plan)))
-        return out
+        return self._search.explain(
+            namespace, query, vector, k, self.hnsw_ef, self.pairs_min_memories
+        )
 
     def thread_places(
         self,
@@ -1316,92 +474,34 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         *,
         filters: MemoryFilter | None = None,
     ) -> dict[str, ThreadPlace]:
-        """One statement: the places of ``ids``, then their threads' neighbours (index
-        ``memories_thread``) within ``window`` positions that match ``filters``."""
         if not ids:
             return {}
-        where, args = _filter_sql(filters, "n.")
+        where, args = filter_sql(filters, "n.")
         with self._conn() as conn:
-            rows = conn.execute(
-                "WITH seeds AS (SELECT m.id, m.thread_id, m.position, m.timestamp, m.speaker "
-                "FROM memories AS m WHERE m.id = ANY(%(ids)s) AND m.namespace = %(ns)s) "
-                "SELECT id, thread_id, position, timestamp, speaker, 0 FROM seeds UNION ALL "
-                "SELECT n.id, n.thread_id, n.position, n.timestamp, n.speaker, 1 FROM "
-                "(SELECT DISTINCT thread_id, position FROM seeds "
-                "WHERE thread_id IS NOT NULL) AS s "
-                "JOIN memories AS n ON n.namespace = %(ns)s AND n.thread_id = s.thread_id "
-                "AND n.position BETWEEN s.position - %(w)s AND s.position + %(w)s "
-                f"AND n.status = 'active'{where} WHERE %(w)s > 0 ORDER BY 6",
-                {"ids": list(ids), "ns": namespace, "w": int(window), **args},
-            ).fetchall()
-        out: dict[str, ThreadPlace] = {}
-        for memory_id, thread_id, position, ts, speaker, _ in rows:
-            out.setdefault(
-                memory_id,
-                ThreadPlace(thread_id, None if position is None else int(position), ts, speaker),
-            )
-        return out
-
-    @staticmethod
-    def _thread_ends(conn: Any, namespace: str, threads: Sequence[str]) -> dict[str, int]:
-        """The highest position of each thread that has one (any status): one index
-        probe of ``memories_thread`` per thread (a call appends to one thread)."""
-        ends: dict[str, int] = {}
-        for thread_id in threads:
-            row = conn.execute(
-                "SELECT max(position) FROM memories WHERE namespace = %s AND thread_id = %s",
-                (namespace, thread_id),
-                prepare=True,
-            ).fetchone()
-            if row[0] is not None:
-                ends[thread_id] = int(row[0])
-        return ends
+            return reads.thread_places(conn, namespace, ids, window, where, args)
 
     def list(self, namespace: str, query: ListQuery) -> list[Memory]:
-        where, args = _filter_sql(query.filter)
-        status = "" if query.include_superseded else " AND m.status = 'active'"
-        order = "DESC" if query.newest_first else "ASC"
-        # a thread's turns come in their order; other memories by when they happened
-        by = "m.position" if query.filter.thread_id is not None else "m.timestamp"
-        sql = (
-            f"SELECT {_MEMORY_COLUMNS} FROM {_MEMORIES} WHERE m.namespace = %(ns)s"
-            f"{status}{where} ORDER BY {by} {order}, m.label {order} "
-            "LIMIT %(limit)s OFFSET %(offset)s"
-        )
+        where, args = filter_sql(query.filter)
         with self._conn() as conn:
-            rows = conn.execute(
-                sql, {"ns": namespace, "limit": query.limit, "offset": query.offset, **args}
-            ).fetchall()
-        return [memory_from_row(row) for row in rows]
+            return reads.list_memories(conn, namespace, query, where, args)
 
     def count(self, namespace: str) -> int:
         with self._conn() as conn:
-            row = conn.execute(
-                "SELECT active FROM namespace_stats WHERE namespace = %s", (namespace,)
-            ).fetchone()
-        return int(row[0]) if row else 0
+            return reads.active_count(conn, namespace)
 
     def history(self, namespace: str, memory_id: str) -> builtins.list[HistoryEvent]:
         with self._conn() as conn:
-            rows = conn.execute(
-                "SELECT memory_id, event, text, metadata, at, detail FROM history "
-                "WHERE memory_id = %s AND namespace = %s ORDER BY event_id",
-                (memory_id, namespace),
-            ).fetchall()
-        if not rows:
+            events = reads.history(conn, namespace, memory_id)
+        if not events:
             raise NotFoundError(f"no memory {memory_id!r} in namespace {namespace!r}")
-        return [history_from_row(r) for r in rows]
+        return events
 
     def iter_history(self, namespace: str, *, batch: int = 5000) -> Iterator[HistoryEvent]:
         """Every history event of the namespace, oldest first (used by ``copy_store``)."""
         last = 0
         while True:
             with self._conn() as conn:
-                rows = conn.execute(
-                    "SELECT memory_id, event, text, metadata, at, detail, event_id FROM history "
-                    "WHERE namespace = %s AND event_id > %s ORDER BY event_id LIMIT %s",
-                    (namespace, last, batch),
-                ).fetchall()
+                rows = reads.history_page(conn, namespace, last, batch)
             if not rows:
                 return
             for r in rows:
@@ -1412,55 +512,26 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         """Append history events as they are (used by ``copy_store``; does not bump seq)."""
         if not events:
             return
-        with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO history (memory_id, namespace, event, text, metadata, at, detail) "
-                "VALUES (%s, %s, %s, %s, %s::jsonb, %s, %s)",
-                [
-                    (
-                        e.memory_id,
-                        namespace,
-                        e.event,
-                        e.text,
-                        canonical_json(e.metadata) if e.metadata is not None else None,
-                        round(e.at.timestamp(), 6),
-                        e.detail,
-                    )
-                    for e in events
-                ],
-            )
+        with self._conn() as conn:
+            reads.add_history(conn, namespace, events)
 
     def most_hit(self, namespace: str, n: int) -> builtins.list[StoredMemory]:
         if n <= 0:
             return []
-        with self._conn() as conn, conn.cursor(binary=True) as cur:
-            cur.execute(
-                f"SELECT {_MEMORY_COLUMNS}, m.embedding "
-                "FROM memory_hits AS h JOIN memories AS m "
-                "ON m.namespace = h.namespace AND m.id = h.id "
-                "WHERE h.namespace = %s AND h.hit_count > 0 AND m.status = 'active' "
-                "ORDER BY h.hit_count DESC, m.label LIMIT %s",
-                (namespace, n),
-            )
-            return [_stored(r) for r in cur.fetchall()]
+        with self._conn() as conn:
+            return reads.most_hit(conn, namespace, n)
 
     def iter_memories(
         self, namespace: str, *, batch: int = 1000, include_superseded: bool = True
     ) -> Iterator[StoredMemory]:
-        status = "" if include_superseded else "AND m.status = 'active'"
         last = 0
         while True:
-            with self._conn() as conn, conn.cursor(binary=True) as cur:
-                cur.execute(
-                    f"SELECT {_MEMORY_COLUMNS}, m.embedding, m.label FROM {_MEMORIES} "
-                    f"WHERE m.namespace = %s AND m.label > %s {status} ORDER BY m.label LIMIT %s",
-                    (namespace, last, batch),
-                )
-                rows = cur.fetchall()
+            with self._conn() as conn:
+                rows = reads.memories_page(conn, namespace, last, batch, include_superseded)
             if not rows:
                 return
             for r in rows:
-                yield _stored(r)
+                yield stored(r)
             last = rows[-1][EMBEDDING_AT + 1]
 
     def namespaces(self) -> builtins.list[str]:
@@ -1484,8 +555,8 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
                 "(SELECT value FROM meta WHERE key = 'embedding_model') FROM vector_indexes",
                 prepare=True,
             ).fetchone()
-            if (int(count), float(built)) != self._indexes_version:
-                self._load_indexes(conn, (int(count), float(built)))
+            if (int(count), float(built)) != self._search.indexes_version:
+                self._search.load_indexes(conn, (int(count), float(built)))
         self._check_space(model)
         self._seq = int(seq)
         return self._seq
@@ -1506,50 +577,16 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
     ) -> dict[str, np.ndarray]:
         if not text_hashes:
             return {}
-        wanted = list(dict.fromkeys(text_hashes))
-        scoped = {scoped_hash(namespace, h): h for h in wanted}
-        out: dict[str, np.ndarray] = {}
-        with self._conn() as conn, conn.cursor(binary=True) as cur:
-            cur.execute(
-                "SELECT text_hash, vector FROM embedding_cache "
-                "WHERE model = %s AND text_hash = ANY(%s)",
-                (model_id, list(scoped)),
-            )
-            for key, vec in cur.fetchall():
-                out[scoped[key]] = _vector(vec)
-            missing = [h for h in wanted if h not in out]
-            if missing:
-                cur.execute(
-                    "SELECT DISTINCT ON (content_hash) content_hash, embedding FROM memories "
-                    "WHERE embedding_model = %s AND namespace = %s AND content_hash = ANY(%s)",
-                    (model_id, namespace, missing),
-                )
-                for h, vec in cur.fetchall():
-                    out.setdefault(h, _vector(vec))
-        return out
+        with self._conn() as conn:
+            return reads.cached_embeddings(conn, namespace, model_id, text_hashes)
 
     def cache_embeddings(
         self, namespace: str, model_id: str, items: Mapping[str, np.ndarray], *, wait: bool = True
     ) -> None:
         if not items:
             return
-        now = time.time()
-        keys = sorted(items)  # one lock order for concurrent upserts
-        with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO embedding_cache (model, text_hash, vector, used_at) "
-                "VALUES (%s, %s, %s, %s) ON CONFLICT (model, text_hash) "
-                "DO UPDATE SET vector = excluded.vector, used_at = excluded.used_at",
-                [
-                    (
-                        model_id,
-                        scoped_hash(namespace, h),
-                        np.ascontiguousarray(items[h], dtype=np.float32),
-                        now,
-                    )
-                    for h in keys
-                ],
-            )
+        with self._conn() as conn:
+            reads.cache_embeddings(conn, namespace, model_id, items)
 
     # ------------------------------------------------------------------ instructions
 
@@ -1561,7 +598,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         return row[0] if row else ""
 
     def set_instructions(self, namespace: str, text: str) -> None:
-        _check_storable(text, "", "instructions")
+        check_storable(text, "", "instructions")
         with self._conn() as conn:
             conn.execute(
                 "INSERT INTO instructions (namespace, text, updated_at) VALUES (%s, %s, %s) "
@@ -1590,46 +627,19 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         with self._conn() as conn, conn.transaction():
             seq = conn.execute("UPDATE store_seq SET seq = seq + 1 RETURNING seq").fetchone()[0]
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-            conn.execute(
-                "CREATE TEMPORARY TABLE reembed_staging (label bigint PRIMARY KEY, "
-                "vector vector NOT NULL) ON COMMIT DROP"
-            )
-            total = conn.execute("SELECT count(*) FROM memories").fetchone()[0]
-            done, last = 0, 0
-            while True:
-                rows = conn.execute(
-                    "SELECT label, text, speaker FROM memories WHERE label > %s "
-                    "ORDER BY label LIMIT %s",
-                    (last, batch),
-                ).fetchall()
-                if not rows:
-                    break
-                vectors = embed([r[1] for r in rows], [r[2] for r in rows])
-                with (
-                    conn.cursor() as cur,
-                    cur.copy(
-                        "COPY reembed_staging (label, vector) FROM STDIN (FORMAT BINARY)"
-                    ) as copy,
-                ):
-                    copy.set_types(["int8", "vector"])
-                    for r, v in zip(rows, vectors, strict=True):
-                        copy.write_row((r[0], np.ascontiguousarray(v, dtype=np.float32)))
-                done += len(rows)
-                last = rows[-1][0]
-                if progress is not None:
-                    progress(done, total)
-            self._drop_indexes(conn, None)
+            done = stage_embeddings(conn, embed, batch, progress)
+            drop_indexes(conn, None)
             conn.execute("ALTER TABLE memories ALTER COLUMN embedding TYPE vector")
             conn.execute(
                 "UPDATE memories AS m SET embedding = s.vector, embedding_model = %s, seq = %s "
                 "FROM reembed_staging AS s WHERE m.label = s.label",
                 (model_id, seq),
             )
-            self._set_space(conn, model_id, dimensions)
+            set_space(conn, model_id, dimensions, self.hnsw_m, self.hnsw_ef_construction)
         # the vector column changed type: statements prepared before would fail with
         # "cached plan must not change result type"
         self._pool.discard_idle()
-        self._ef_by_conn = weakref.WeakKeyDictionary()
+        self._search.forget_connections()
         self._bound = (model_id, dimensions)
         self._seq = seq
         self._ensure_indexes()
@@ -1637,51 +647,30 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
 
     def stats(self, namespace: str) -> dict[str, Any]:
         with self._conn() as conn:
-            space = self._space(conn)
-            by_source = dict(
-                conn.execute(
-                    "SELECT source, count(*) FROM memories WHERE namespace = %s "
-                    "AND status = 'active' GROUP BY source",
-                    (namespace,),
-                ).fetchall()
-            )
-            superseded = conn.execute(
-                "SELECT count(*) FROM memories WHERE namespace = %s AND status = 'superseded'",
-                (namespace,),
-            ).fetchone()[0]
-            meta = dict(
-                conn.execute(
-                    "SELECT key, value FROM meta WHERE key IN ('hnsw_m', 'hnsw_ef_construction')"
-                ).fetchall()
-            )
-            index_bytes, db_bytes, seq, active = conn.execute(
-                "SELECT coalesce(pg_relation_size(to_regclass(%s)), 0), "
-                "pg_database_size(current_database()), "
-                "(SELECT seq FROM store_seq), "
-                "(SELECT coalesce(max(active), 0) FROM namespace_stats WHERE namespace = %s)",
-                (namespace_index_name(namespace), namespace),
-            ).fetchone()
-        indexed = bool(index_bytes)
+            space = read_space(conn)
+            m, ef_construction = index_params(conn, self.hnsw_m, self.hnsw_ef_construction)
+            counts = reads.stats_counts(conn, namespace)
+        indexed = bool(counts["index_bytes"])
         return {
             "backend": self.name,
             "database": redact_url(self.url),
-            "total_memories": int(active),
-            "by_source": by_source,
-            "superseded": superseded,
+            "total_memories": counts["active"],
+            "by_source": counts["by_source"],
+            "superseded": counts["superseded"],
             "embedding_model": space[0] if space else None,
             "dimensions": space[1] if space else None,
             "index": {
                 "type": "hnsw (pgvector, per namespace)" if indexed else "exact",
-                "M": int(meta.get("hnsw_m", self.hnsw_m)),
-                "ef_construction": int(meta.get("hnsw_ef_construction", self.hnsw_ef_construction)),
+                "M": m,
+                "ef_construction": ef_construction,
                 "ef": self.hnsw_ef,
                 "loaded": indexed,
-                "elements": int(active),  # searchable memories of this namespace
-                "file_bytes": int(index_bytes),
+                "elements": counts["active"],  # searchable memories of this namespace
+                "file_bytes": counts["index_bytes"],
                 "exact_search_max": self.exact_search_max,
             },
-            "db_bytes": int(db_bytes),
-            "seq": int(seq),
+            "db_bytes": counts["db_bytes"],
+            "seq": counts["seq"],
         }
 
     @property

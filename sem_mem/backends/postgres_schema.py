@@ -29,6 +29,8 @@ __all__ = [
     "namespace_index_name",
     "namespace_index_statement",
     "namespace_lexeme",
+    "read_meta",
+    "read_space",
 ]
 
 #: advisory-lock key under which migrations and embedding-space changes run ("semmem" in hex)
@@ -316,7 +318,7 @@ def namespace_index_statement(
     """``CREATE INDEX`` of ``namespace``'s partial HNSW index over its active memories.
 
     The namespace is a literal in the predicate: the planner matches a partial index only
-    against a query that names the same constant (see ``PostgresBackend._vector_sql``).
+    against a query that names the same constant (see ``postgres_sql.vector_sql``).
     """
     literal = "'" + namespace.replace("'", "''") + "'"
     return (
@@ -358,6 +360,22 @@ def column_type_statements(dimensions: int) -> list[str]:
         # a new type brings its own storage (EXTERNAL for vector): keep vectors in the row
         "ALTER TABLE memories ALTER COLUMN embedding SET STORAGE MAIN",
     ]
+
+
+def read_meta(conn: Any, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = %s", (key,)).fetchone()
+    return row[0] if row else None
+
+
+def read_space(conn: Any) -> tuple[str, int] | None:
+    """The recorded embedding space (model id, dimensions), None before the first bind."""
+    rows = dict(
+        conn.execute(
+            "SELECT key, value FROM meta WHERE key IN ('embedding_model', 'embedding_dim')"
+        ).fetchall()
+    )
+    model, dim = rows.get("embedding_model"), rows.get("embedding_dim")
+    return (model, int(dim)) if model and dim else None
 
 
 def _all_applied(conn: Any) -> bool:

@@ -13,7 +13,6 @@ searching. See ``docs/storage.md`` for the on-disk format.
 from __future__ import annotations
 
 import builtins
-import json
 import logging
 import os
 import sqlite3
@@ -33,6 +32,7 @@ from ..errors import (
     StorageError,
 )
 from ..types import HistoryEvent, Memory
+from . import sqlite_reads as reads
 from .base import (
     AddResult,
     ListQuery,
@@ -42,12 +42,12 @@ from .base import (
     StoredMemory,
     ThreadPlace,
 )
-from .rows import history_from_row, place_after_end, transaction_size
+from .rows import transaction_size
 from .sqlite_index import StoreIndexes
 from .sqlite_light import LightWriter
+from .sqlite_reads import ReadConnections
 from .sqlite_rows import (
     EMBEDDING_AT,
-    MEMORY_COLUMNS,
     canonical_json,
     decode_vector,
     encode_vector,
@@ -56,11 +56,16 @@ from .sqlite_rows import (
     row_to_memory,
     scoped_hash,
 )
-from .sqlite_rows import (
-    now as utc_now,
-)
 from .sqlite_schema import apply_migrations, pending_migrations, read_meta, read_seq, read_space
+from .sqlite_search import LabelIds, filtered_vector_hits
 from .sqlite_sessions import SQLiteSessionsMixin
+from .sqlite_writes import (
+    delete_memories,
+    insert_memories,
+    stage_embeddings,
+    supersede_memory,
+    update_memory,
+)
 from .store_lock import StoreLock
 from .text_index import TextIndex
 from .vector_index import HNSWIndex, HNSWParams
@@ -71,11 +76,6 @@ __all__ = ["SQLiteBackend", "canonical_json", "decode_vector", "encode_vector"]
 log = logging.getLogger("sem_mem.store")
 
 DB_NAME = "memory.sqlite3"
-LABEL_CACHE_MAX = 200_000  # ~60 MB of label <-> id entries
-#: filtered vector search ranks up to this many matching memories exactly
-# (reading 20,000 vectors back from hnswlib took ~30 ms; its filtered graph search
-# keeps recall once a couple of thousand labels match)
-FILTER_EXACT_MAX = 2_048
 
 
 class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
@@ -106,16 +106,14 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
         self.save_every = save_every
         self.save_interval = save_interval
         self._lock = StoreLock()
-        # each reading thread's own connection (see _reader), closed by close()
-        self._local = threading.local()
-        self._readers: dict[threading.Thread, sqlite3.Connection] = {}
-        self._readers_guard = threading.Lock()
+        # each reading thread's own connection, closed by close()
+        self._readers = ReadConnections(self.root / DB_NAME)
+        self._local = threading.local()  # what this thread last saw (see refresh)
         self._file_lock = WriterLock(self.root / "write.lock", lock_timeout)
         self._bound: tuple[str, int] | None = None  # the embedding space this object uses
         # hit counts and the query-embedding cache (see sqlite_light)
         self._light = LightWriter(self.root / DB_NAME, self._file_lock)
-        self._label_ids: dict[int, str] = {}  # HNSW label -> memory id (see vector_search)
-        self._id_labels: dict[str, int] = {}  # and back (see get_many)
+        self._labels = LabelIds()  # HNSW label <-> memory id (see vector_search)
         self._closed = False
         try:
             self._conn = sqlite3.connect(
@@ -250,28 +248,7 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
             return
         with self._lock.shared():
             self._check_open()
-            yield self._reader()
-
-    def _reader(self) -> sqlite3.Connection:
-        """This thread's read-only connection, opened on first use."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None:
-            return conn
-        try:
-            # check_same_thread=False only so that close() may close it from its thread
-            conn = sqlite3.connect(
-                self.root / DB_NAME, check_same_thread=False, isolation_level=None, timeout=30.0
-            )
-            conn.execute("PRAGMA query_only=ON")
-            conn.execute("PRAGMA mmap_size=2147418112")  # pages shared with the other readers
-        except sqlite3.DatabaseError as exc:
-            raise StorageError(f"cannot open the store at {self.root / DB_NAME}: {exc}") from exc
-        with self._readers_guard:
-            for thread in [t for t in self._readers if not t.is_alive()]:
-                self._readers.pop(thread).close()  # threads that ended
-            self._readers[threading.current_thread()] = conn
-        self._local.conn = conn
-        return conn
+            yield self._readers.connection()
 
     @contextmanager
     def _searching(self, namespace: str) -> Iterator[tuple[sqlite3.Connection, HNSWIndex]]:
@@ -353,7 +330,11 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
             for start in range(0, len(items), chunk_size):
                 chunk = items[start : start + chunk_size]
                 with self._write(namespace, background=background) as seq:
-                    results.extend(self._insert(namespace, chunk, seq, dedupe))
+                    self._check_space()
+                    model = self._model_id()
+                    results.extend(
+                        insert_memories(self._conn, namespace, chunk, seq, model, dedupe)
+                    )
                 if on_commit is not None:
                     on_commit(len(results))
         finally:
@@ -361,130 +342,6 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
                 with self._lock:
                     self._derived.wait()
         return results
-
-    def _insert(
-        self, namespace: str, items: Sequence[NewMemory], seq: int, dedupe: bool
-    ) -> list[AddResult]:
-        now = utc_now()
-        self._check_space()
-        model = self._model_id()
-        # inside BEGIN IMMEDIATE: no other process writes until this one commits
-        items = place_after_end(items, lambda threads: self._thread_ends(namespace, threads))
-        out: list[AddResult] = []
-        rows: list[tuple[Any, ...]] = []
-        history: list[tuple[Any, ...]] = []
-        taken = self._taken_ids(namespace, [item.id for item in items if item.id])
-        for item in items:
-            meta_json = canonical_json(item.metadata)
-            if dedupe:
-                # the same text and metadata (and, for a conversation turn, the same place
-                # in the same thread) is the same memory
-                existing = self._conn.execute(
-                    "SELECT id FROM memories WHERE content_hash = ? AND +namespace = ? "
-                    "AND status = 'active' AND metadata = ? AND thread_id IS ? "
-                    "AND position IS ? LIMIT 1",
-                    (item.content_hash, namespace, meta_json, item.thread_id, item.position),
-                ).fetchone()
-                if existing is None and rows:
-                    existing = next(
-                        (
-                            (r[0],)
-                            for r in rows
-                            if r[7] == item.content_hash
-                            and r[3] == meta_json
-                            and r[15] == item.thread_id
-                            and r[16] == item.position
-                        ),
-                        None,
-                    )
-                if existing is not None:
-                    self._conn.execute(
-                        "UPDATE memories SET updated_at = ? WHERE id = ? AND namespace = ?",
-                        (now, existing[0], namespace),
-                    )
-                    history.append((existing[0], namespace, "refreshed", None, None, now, None))
-                    out.append(AddResult(existing[0], False))
-                    continue
-            # an imported id already used in this namespace gets a fresh one (ids are
-            # unique per namespace: whether another tenant has it must not matter)
-            memory_id = item.id if item.id and item.id not in taken else str(uuid.uuid4())
-            taken.add(memory_id)
-            created = item.created_at if item.created_at is not None else now
-            updated = item.updated_at if item.updated_at is not None else created
-            rows.append(
-                (
-                    memory_id,
-                    namespace,
-                    item.text,
-                    meta_json,
-                    item.source,
-                    item.status,
-                    item.superseded_by,
-                    item.content_hash,
-                    encode_vector(item.embedding),
-                    model,
-                    created,
-                    updated,
-                    item.hit_count,
-                    seq,
-                    item.timestamp if item.timestamp is not None else created,
-                    item.thread_id,
-                    item.position,
-                    item.speaker,
-                )
-            )
-            event = "imported" if item.id else "created"
-            history.append((memory_id, namespace, event, item.text, meta_json, now, item.source))
-            out.append(AddResult(memory_id, True))
-        try:
-            self._conn.executemany(
-                "INSERT INTO memories (id, namespace, text, metadata, source, status, "
-                "superseded_by, content_hash, embedding, embedding_model, created_at, updated_at, "
-                "hit_count, seq, timestamp, thread_id, position, speaker) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-        except sqlite3.IntegrityError as exc:
-            raise StorageError(f"could not add memories: {exc}") from exc
-        if rows:
-            self._conn.execute(
-                "INSERT INTO namespace_stats (namespace, active) VALUES (?, ?) "
-                "ON CONFLICT (namespace) DO UPDATE SET active = active + excluded.active",
-                (namespace, sum(row[5] == "active" for row in rows)),
-            )
-        self._conn.executemany(
-            "INSERT INTO history (memory_id, namespace, event, text, metadata, at, detail) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            history,
-        )
-        return out
-
-    def _thread_ends(self, namespace: str, threads: Sequence[str]) -> dict[str, int]:
-        """The highest position of each thread that has one (any status), read by the
-        writer connection in its transaction (``memories_thread`` index)."""
-        ends: dict[str, int] = {}
-        for thread_id in threads:
-            row = self._conn.execute(
-                "SELECT MAX(position) FROM memories WHERE namespace = ? AND thread_id = ?",
-                (namespace, thread_id),
-            ).fetchone()
-            if row[0] is not None:
-                ends[thread_id] = int(row[0])
-        return ends
-
-    def _taken_ids(self, namespace: str, ids: Sequence[str]) -> set[str]:
-        taken: set[str] = set()
-        for start in range(0, len(ids), 500):
-            part = ids[start : start + 500]
-            taken.update(
-                r[0]
-                for r in self._conn.execute(
-                    f"SELECT id FROM memories WHERE id IN ({','.join('?' * len(part))}) "
-                    "AND +namespace = ?",
-                    (*part, namespace),
-                )
-            )
-        return taken
 
     def _model_id(self) -> str:
         model = self._meta("embedding_model")
@@ -504,34 +361,17 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
         event: str = "updated",
     ) -> Memory:
         with self._write(namespace) as seq:
-            row = self._conn.execute(
-                "SELECT text, metadata FROM memories WHERE id = ? AND namespace = ?",
-                (memory_id, namespace),
-            ).fetchone()
-            if row is None:
-                raise NotFoundError(f"no memory {memory_id!r} in namespace {namespace!r}")
-            if text is not None:
-                self._check_space()
-            now = utc_now()
-            sets: list[str] = ["updated_at = ?", "seq = ?"]
-            args: list[Any] = [now, seq]
-            if text is not None:
-                if embedding is None or content_hash is None:
-                    raise StorageError("a new text needs its embedding and content hash")
-                sets += ["text = ?", "embedding = ?", "content_hash = ?"]
-                args += [text, encode_vector(embedding), content_hash]
-            meta_json = canonical_json(metadata) if metadata is not None else row[1]
-            if metadata is not None:
-                sets.append("metadata = ?")
-                args.append(meta_json)
-            self._conn.execute(
-                f"UPDATE memories SET {', '.join(sets)} WHERE id = ? AND namespace = ?",
-                (*args, memory_id, namespace),
-            )
-            self._conn.execute(
-                "INSERT INTO history (memory_id, namespace, event, text, metadata, at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (memory_id, namespace, event, text if text is not None else row[0], meta_json, now),
+            update_memory(
+                self._conn,
+                seq,
+                namespace,
+                memory_id,
+                text=text,
+                metadata=metadata,
+                embedding=embedding,
+                content_hash=content_hash,
+                event=event,
+                check_space=self._check_space,
             )
         return self.get_many(namespace, [memory_id])[memory_id].memory
 
@@ -539,46 +379,11 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
         if not memory_ids:
             return 0
         with self._write(namespace) as seq:
-            now = utc_now()
-            found = self._conn.execute(
-                f"SELECT label, id FROM memories WHERE +namespace = ? AND id IN "
-                f"({','.join('?' * len(memory_ids))})",
-                (namespace, *memory_ids),
-            ).fetchall()
-            for label, memory_id in found:
-                self._conn.execute("DELETE FROM memories WHERE label = ?", (label,))
-                self._conn.execute(
-                    "INSERT OR REPLACE INTO tombstones (label, id, namespace, deleted_at, seq) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (label, memory_id, namespace, now, seq),
-                )
-                # Forgetting erases the text everywhere, history included.
-                self._conn.execute(
-                    "DELETE FROM history WHERE memory_id = ? AND namespace = ?",
-                    (memory_id, namespace),
-                )
-                self._conn.execute(
-                    "INSERT INTO history (memory_id, namespace, event, at) "
-                    "VALUES (?, ?, 'forgotten', ?)",
-                    (memory_id, namespace, now),
-                )
-        return len(found)
+            return delete_memories(self._conn, seq, namespace, memory_ids)
 
     def supersede(self, namespace: str, old_id: str, new_id: str, reason: str = "") -> None:
         with self._write(namespace) as seq:
-            now = utc_now()
-            cur = self._conn.execute(
-                "UPDATE memories SET status = 'superseded', superseded_by = ?, updated_at = ?, "
-                "seq = ? WHERE id = ? AND namespace = ? AND status = 'active'",
-                (new_id, now, seq, old_id, namespace),
-            )
-            if cur.rowcount == 0:
-                raise NotFoundError(f"no active memory {old_id!r} in namespace {namespace!r}")
-            self._conn.execute(
-                "INSERT INTO history (memory_id, namespace, event, at, detail) "
-                "VALUES (?, ?, 'superseded', ?, ?)",
-                (old_id, namespace, now, json.dumps({"by": new_id, "reason": reason})),
-            )
+            supersede_memory(self._conn, seq, namespace, old_id, new_id, reason)
 
     def record_hits(
         self, namespace: str, hits: Mapping[str, int], at: float, *, wait: bool = True
@@ -599,29 +404,8 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
     def get_many(self, namespace: str, memory_ids: Sequence[str]) -> dict[str, StoredMemory]:
         if not memory_ids:
             return {}
-        out: dict[str, StoredMemory] = {}
         with self._read() as conn:
-            # Ids that vector search just returned have a known label, the rowid: a rowid
-            # lookup is ~2x cheaper than one through the id index (it matters on the
-            # recall path). A label whose row is gone simply returns nothing, and those
-            # ids are looked up by id below.
-            known = self._id_labels  # (other readers may add to it meanwhile: .get only)
-
-            def fetch(column: str, keys: Sequence[Any]) -> None:
-                for start in range(0, len(keys), 500):
-                    part = keys[start : start + 500]
-                    for row in conn.execute(
-                        f"SELECT {MEMORY_COLUMNS}, embedding FROM memories "
-                        f"WHERE {column} IN ({','.join('?' * len(part))}) AND +namespace = ?",
-                        (*part, namespace),
-                    ):
-                        out[row[0]] = StoredMemory(
-                            row_to_memory(row), decode_vector(row[EMBEDDING_AT])
-                        )
-
-            fetch("label", [label for i in memory_ids if (label := known.get(i)) is not None])
-            fetch("id", [i for i in memory_ids if i not in out])
-        return out
+            return reads.get_many(conn, namespace, memory_ids, self._labels)
 
     def vector_search(
         self,
@@ -634,78 +418,13 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
     ) -> list[tuple[str, float]]:
         with self._searching(namespace) as (conn, index):
             if filters is not None and not filters.empty:
-                hits = self._filtered_vector_hits(conn, index, namespace, vector, k, ef, filters)
+                hits = filtered_vector_hits(conn, index, namespace, vector, k, ef, filters)
             else:
                 hits = index.search(vector, k, ef=ef)
             if not hits:
                 return []
-            ids = self._ids_of(conn, [label for label, _ in hits])
+            ids = self._labels.ids_of(conn, [label for label, _ in hits])
         return [(ids[label], sim) for label, sim in hits if label in ids]
-
-    def _ids_of(self, conn: sqlite3.Connection, labels: Sequence[int]) -> dict[int, str]:
-        """Memory ids of index labels (active rows only).
-
-        Labels are never reused and a memory's id never changes, so the mapping is
-        cached; the indexes no longer return forgotten or superseded labels (they are
-        removed when the change is replayed).
-        """
-        # Readers run this side by side: they only get, add to and clear the caches
-        # (each a single dict operation) and answer from their own dict.
-        cache = self._label_ids
-        out: dict[int, str] = {}
-        missing = []
-        for label in labels:
-            memory_id = cache.get(label)
-            if memory_id is None:
-                missing.append(label)
-            else:
-                out[label] = memory_id
-        if missing:
-            if len(cache) > LABEL_CACHE_MAX:
-                cache.clear()
-                self._id_labels.clear()
-            found = conn.execute(
-                f"SELECT label, id FROM memories WHERE status = 'active' AND label IN "
-                f"({','.join('?' * len(missing))})",
-                missing,
-            ).fetchall()
-            out.update(found)
-            cache.update(found)
-            self._id_labels.update((memory_id, label) for label, memory_id in found)
-        return out
-
-    def _filtered_vector_hits(
-        self,
-        conn: sqlite3.Connection,
-        index: HNSWIndex,
-        namespace: str,
-        vector: np.ndarray,
-        k: int,
-        ef: int | None,
-        filters: MemoryFilter,
-    ) -> list[tuple[int, float]]:
-        """The ``k`` nearest among the memories matching ``filters``.
-
-        The matching labels come from SQLite (an index on namespace, status and
-        timestamp serves time ranges). Up to ``FILTER_EXACT_MAX`` of them are ranked
-        exactly from the vectors the HNSW index holds in RAM; more are searched in the
-        graph restricted to them (hnswlib's filtered search), which stays accurate when
-        a good share of the namespace matches.
-        """
-        where, args = filter_sql(filters)
-        labels = [
-            r[0]
-            for r in conn.execute(
-                "SELECT label FROM memories WHERE namespace = ? AND status = 'active' "
-                f"AND seq <= ? AND {' AND '.join(where)}",
-                (namespace, index.applied_seq, *args),
-            )
-        ]
-        if not labels:
-            return []
-        if len(labels) <= FILTER_EXACT_MAX:
-            return index.search_among(np.asarray(labels, dtype=np.int64), vector, k)
-        return index.search(vector, k, ef=ef, allowed=frozenset(labels))
 
     def lexical_search(
         self, namespace: str, query: str, k: int, *, filters: MemoryFilter | None = None
@@ -716,7 +435,7 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
             hits = text.search(query, k, filters)
             if not hits:
                 return []
-            ids = self._ids_of(conn, [label for label, _ in hits])
+            ids = self._labels.ids_of(conn, [label for label, _ in hits])
         return [(ids[label], score) for label, score in hits if label in ids]
 
     def thread_places(
@@ -730,51 +449,13 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
         if not ids:
             return {}
         where, args = filter_sql(filters, "m.")
-        extra = "".join(f" AND {clause}" for clause in where)
-        out: dict[str, ThreadPlace] = {}
         with self._read() as conn:
-            spans: list[tuple[str, int, int]] = []
-            for start in range(0, len(ids), 500):
-                part = ids[start : start + 500]
-                for memory_id, thread_id, position, ts, speaker in conn.execute(
-                    "SELECT id, thread_id, position, timestamp, speaker FROM memories "
-                    f"WHERE id IN ({','.join('?' * len(part))}) AND +namespace = ?",
-                    (*part, namespace),
-                ):
-                    out[memory_id] = ThreadPlace(thread_id, position, ts, speaker)
-                    if thread_id is not None:
-                        spans.append((thread_id, position - window, position + window))
-            # every neighbourhood in one statement (one index range scan per seed)
-            for start in range(0, len(spans) if window > 0 else 0, 300):
-                part_spans = spans[start : start + 300]
-                values = ",".join("(?, ?, ?)" for _ in part_spans)
-                for memory_id, thread_id, pos, ts, speaker in conn.execute(
-                    f"WITH s(t, lo, hi) AS (VALUES {values}) "
-                    "SELECT DISTINCT m.id, m.thread_id, m.position, m.timestamp, m.speaker "
-                    "FROM s JOIN memories m ON m.namespace = ? AND m.thread_id = s.t "
-                    "AND m.position BETWEEN s.lo AND s.hi "
-                    f"WHERE m.status = 'active'{extra}",
-                    (*(v for span in part_spans for v in span), namespace, *args),
-                ):
-                    out.setdefault(memory_id, ThreadPlace(thread_id, pos, ts, speaker))
-        return out
+            return reads.thread_places(conn, namespace, ids, window, where, args)
 
     def list(self, namespace: str, query: ListQuery) -> list[Memory]:
         where, args = filter_sql(query.filter)
-        where.insert(0, "namespace = ?")
-        args.insert(0, namespace)
-        if not query.include_superseded:
-            where.append("status = 'active'")
-        order = "DESC" if query.newest_first else "ASC"
-        # a thread's turns come in their order; other memories by when they happened
-        by = "position" if query.filter.thread_id is not None else "timestamp"
-        sql = (
-            f"SELECT {MEMORY_COLUMNS} FROM memories WHERE {' AND '.join(where)} "
-            f"ORDER BY {by} {order}, label {order} LIMIT ? OFFSET ?"
-        )
         with self._read() as conn:
-            rows = conn.execute(sql, (*args, query.limit, query.offset)).fetchall()
-        return [row_to_memory(row) for row in rows]
+            return reads.list_memories(conn, namespace, query, where, args)
 
     def count(self, namespace: str) -> int:
         with self._read() as conn:
@@ -785,39 +466,24 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
 
     def history(self, namespace: str, memory_id: str) -> builtins.list[HistoryEvent]:
         with self._read() as conn:
-            rows = conn.execute(
-                "SELECT memory_id, event, text, metadata, at, detail FROM history "
-                "WHERE memory_id = ? AND namespace = ? ORDER BY event_id",
-                (memory_id, namespace),
-            ).fetchall()
-        if not rows:
+            events = reads.history(conn, namespace, memory_id)
+        if not events:
             raise NotFoundError(f"no memory {memory_id!r} in namespace {namespace!r}")
-        return [history_from_row(r) for r in rows]
+        return events
 
     def most_hit(self, namespace: str, n: int) -> builtins.list[StoredMemory]:
         if n <= 0:
             return []
         with self._read() as conn:
-            rows = conn.execute(
-                f"SELECT {MEMORY_COLUMNS}, embedding FROM memories "
-                "WHERE namespace = ? AND hit_count > 0 AND status = 'active' "
-                "ORDER BY hit_count DESC LIMIT ?",
-                (namespace, n),
-            ).fetchall()
-        return [StoredMemory(row_to_memory(r), decode_vector(r[EMBEDDING_AT])) for r in rows]
+            return reads.most_hit(conn, namespace, n)
 
     def iter_memories(
         self, namespace: str, *, batch: int = 1000, include_superseded: bool = True
     ) -> Iterator[StoredMemory]:
-        status = "" if include_superseded else "AND status = 'active'"
         last = 0
         while True:
             with self._read() as conn:
-                rows = conn.execute(
-                    f"SELECT {MEMORY_COLUMNS}, embedding, label FROM memories "
-                    f"WHERE label > ? AND +namespace = ? {status} ORDER BY label LIMIT ?",
-                    (last, namespace, batch),
-                ).fetchall()
+                rows = reads.memories_page(conn, namespace, last, batch, include_superseded)
             if not rows:
                 return
             for r in rows:
@@ -871,27 +537,8 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
     ) -> dict[str, np.ndarray]:
         if not text_hashes:
             return {}
-        out: dict[str, np.ndarray] = {}
         with self._read() as conn:
-            for start in range(0, len(text_hashes), 500):
-                part = list(text_hashes[start : start + 500])
-                scoped = {scoped_hash(namespace, h): h for h in part}
-                marks = ",".join("?" * len(part))
-                for key, blob in conn.execute(
-                    f"SELECT text_hash, vector FROM embedding_cache WHERE model = ? "
-                    f"AND text_hash IN ({marks})",
-                    (model_id, *scoped),
-                ):
-                    out[scoped[key]] = decode_vector(blob)
-                missing = [h for h in part if h not in out]
-                if missing:
-                    for h, blob in conn.execute(
-                        f"SELECT content_hash, embedding FROM memories WHERE embedding_model = ? "
-                        f"AND +namespace = ? AND content_hash IN ({','.join('?' * len(missing))})",
-                        (model_id, namespace, *missing),
-                    ):
-                        out.setdefault(h, decode_vector(blob))
-        return out
+            return reads.cached_embeddings(conn, namespace, model_id, text_hashes)
 
     def cache_embeddings(
         self, namespace: str, model_id: str, items: Mapping[str, np.ndarray], *, wait: bool = True
@@ -957,29 +604,7 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
         with self._lock, self._file_lock.holding("reembed"):
             self._check_open()
             conn = self._conn
-            conn.execute("DROP TABLE IF EXISTS reembed_staging")
-            conn.execute("CREATE TABLE reembed_staging (label INTEGER PRIMARY KEY, vector BLOB)")
-            total = conn.execute("SELECT COUNT(*) FROM memories").fetchone()[0]
-            done, last = 0, 0
-            while True:
-                rows = conn.execute(
-                    "SELECT label, text, speaker FROM memories WHERE label > ? "
-                    "ORDER BY label LIMIT ?",
-                    (last, batch),
-                ).fetchall()
-                if not rows:
-                    break
-                vectors = embed([r[1] for r in rows], [r[2] for r in rows])
-                conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(
-                    "INSERT INTO reembed_staging (label, vector) VALUES (?, ?)",
-                    [(r[0], encode_vector(v)) for r, v in zip(rows, vectors, strict=True)],
-                )
-                conn.execute("COMMIT")
-                done += len(rows)
-                last = rows[-1][0]
-                if progress is not None:
-                    progress(done, total)
+            done = stage_embeddings(conn, embed, batch, progress)
             conn.execute("BEGIN IMMEDIATE")
             try:
                 seq = self._read_seq() + 1
@@ -1077,7 +702,4 @@ class SQLiteBackend(SQLiteSessionsMixin, StorageBackend):
                 self._closed = True
                 self._derived.close()
                 self._conn.close()
-                with self._readers_guard:
-                    for conn in self._readers.values():
-                        conn.close()
-                    self._readers.clear()
+                self._readers.close()

@@ -173,7 +173,7 @@ END;
         2,
         "full text and namespace counts of new rows written per chunk, not per row",
         # The per-row trigger made every insert run two statements of its own; one
-        # INSERT ... SELECT per chunk (SQLiteBackend._insert) does the same work ~5x
+        # INSERT ... SELECT per chunk (sqlite_writes.insert_memories) does the same work ~5x
         # cheaper, and SQLite writes were most of remember_batch's time.
         """
 DROP TRIGGER memories_after_insert;
