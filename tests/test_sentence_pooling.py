@@ -134,6 +134,10 @@ def test_progress_counts_texts_and_ends_at_the_total() -> None:
     done = [d for d, _ in seen]
     assert done == sorted(done) and done[-1] == len(texts)
     assert {t for _, t in seen} == {len(texts)}
+    # a text counts as done only once every one of its sentences is embedded
+    owner = [i for i, text in enumerate(texts) for _ in memory_pieces(text, "A")]
+    complete = [owner[n] if n < len(owner) else len(texts) for n in range(2, len(owner) + 2, 2)]
+    assert done[: len(complete)] == complete
 
 
 def test_one_speaker_per_text_is_required() -> None:

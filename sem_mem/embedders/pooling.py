@@ -111,8 +111,8 @@ def pooled_vectors(
     n_pieces = len(pieces)
 
     def scaled(done: int, _all: int) -> None:
-        if progress is not None:  # texts whose pieces are all embedded
-            progress(min(total, owner[min(done, n_pieces) - 1] + 1 if done else 0), total)
+        if progress is not None:  # the texts before the next piece's owner are complete
+            progress(owner[done] if done < n_pieces else total, total)
 
     vectors = encode(pieces + names, progress=scaled if progress else None)
     out = np.zeros((total, vectors.shape[1]), dtype=np.float32)
