@@ -379,30 +379,32 @@ def evaluate(
     out = {v.name: Scores() for v in variants}
     remember_s = float("nan")
     pooling = embedder.sentence_pooling
-    for storage in dict.fromkeys(v.storage for v in variants):
-        embedder.sentence_pooling = pooling and storage != "whole"
-        with _fresh_store() as where:
-            memory = (
-                SemanticMemory(database_url=where, embedder=embedder)
-                if where.startswith("postgresql://")
-                else SemanticMemory(where, embedder=embedder)
-            )
-            try:
-                start = time.perf_counter()
-                dia_of = store_turns(memory, conv, storage)
-                if storage == "conversation":
-                    remember_s = time.perf_counter() - start
-                for variant in (v for v in variants if v.storage == storage):
-                    memory.fusion = variant.config or FusionConfig()
-                    memory._results.clear()  # the result cache must not serve another variant
-                    for q in conv.questions:
-                        start = time.perf_counter()
-                        hits = memory.recall(q.text, limit=25, mode=variant.mode)  # type: ignore[arg-type]
-                        out[variant.name].latencies.append(time.perf_counter() - start)
-                        out[variant.name].add(q.category, q.gold, [dia_of[h.id] for h in hits])
-            finally:
-                memory.close()
-    embedder.sentence_pooling = pooling
+    try:
+        for storage in dict.fromkeys(v.storage for v in variants):
+            embedder.sentence_pooling = pooling and storage != "whole"
+            with _fresh_store() as where:
+                memory = (
+                    SemanticMemory(database_url=where, embedder=embedder)
+                    if where.startswith("postgresql://")
+                    else SemanticMemory(where, embedder=embedder)
+                )
+                try:
+                    start = time.perf_counter()
+                    dia_of = store_turns(memory, conv, storage)
+                    if storage == "conversation":
+                        remember_s = time.perf_counter() - start
+                    for variant in (v for v in variants if v.storage == storage):
+                        memory.fusion = variant.config or FusionConfig()
+                        memory._results.clear()  # the result cache must not serve another variant
+                        for q in conv.questions:
+                            start = time.perf_counter()
+                            hits = memory.recall(q.text, limit=25, mode=variant.mode)  # type: ignore[arg-type]
+                            out[variant.name].latencies.append(time.perf_counter() - start)
+                            out[variant.name].add(q.category, q.gold, [dia_of[h.id] for h in hits])
+                finally:
+                    memory.close()
+    finally:  # the next conversation starts from the embedder's own setting
+        embedder.sentence_pooling = pooling
     return out, remember_s
 
 
