@@ -209,8 +209,9 @@ class Variant:
     note: str = ""
     #: how the turns are stored: "conversation" (remember_conversation, one thread per
     #: session, with its date), "whole" (the same, each turn embedded whole instead of
-    #: sentence by sentence plus its speaker) or "batch" (remember_batch of
-    #: "Speaker: text" strings)
+    #: sentence by sentence plus its speaker), "batch" (remember_batch of "Speaker: text"
+    #: strings with ``source="thread"``: one thread per conversation) or "plain batch"
+    #: (the same strings with remember_batch's default source: no thread)
     storage: str = "conversation"
 
 
@@ -225,7 +226,7 @@ VARIANTS: tuple[Variant, ...] = (
         "batch: vector",
         "vector",
         storage="batch",
-        note="remember_batch of 'Speaker: text' strings (no threads): HNSW cosine",
+        note="remember_batch of 'Speaker: text' strings, source='thread': HNSW cosine",
     ),
     Variant(
         "whole turns: vector",
@@ -240,7 +241,18 @@ VARIANTS: tuple[Variant, ...] = (
         note="remember_conversation, whole-turn vectors, library default ranking",
     ),
     Variant("batch: lexical", "lexical", storage="batch", note="remember_batch, full text"),
-    Variant("batch: hybrid", "hybrid", storage="batch", note="remember_batch, library default"),
+    Variant(
+        "batch: hybrid",
+        "hybrid",
+        storage="batch",
+        note="remember_batch, source='thread' (turns in order, speakers): library default",
+    ),
+    Variant(
+        "plain batch: hybrid",
+        "hybrid",
+        storage="plain batch",
+        note="remember_batch with the default source (no thread, no speaker): library default",
+    ),
     Variant("rrf", config=_RRF, note="reciprocal-rank fusion k=60 (the first release)"),
     Variant(
         "convex",
@@ -312,14 +324,11 @@ class Scores:
 
 def store_turns(memory: SemanticMemory, conv: Conversation, storage: str) -> dict[str, str]:
     """Store every turn of ``conv``; returns memory id -> dia_id."""
-    if storage == "batch":
+    if storage in ("batch", "plain batch"):
         ids = memory.remember_batch(
             [t.text for t in conv.turns],
-            [
-                {"dia_id": t.dia_id, "session": t.session, "date": t.date, "speaker": t.speaker}
-                for t in conv.turns
-            ],
-            source="thread",
+            [{"dia_id": t.dia_id, "session": t.session, "date": t.date} for t in conv.turns],
+            source="thread" if storage == "batch" else "manual",
             dedupe=False,
         )
         return dict(zip(ids, (t.dia_id for t in conv.turns), strict=True))

@@ -53,7 +53,7 @@ from .validation import (
     clean_timestamp,
     clean_turns,
 )
-from .writing import conversation_rows, embed_texts
+from .writing import batch_thread, conversation_rows, embed_texts
 
 if TYPE_CHECKING:
     from .llm.base import ChatModel
@@ -249,10 +249,20 @@ class SemanticMemory:
         midway, every chunk committed before is kept. ``progress(done, total)`` is
         called as texts are embedded and then as they are committed. ``timestamp``: as
         in :meth:`remember`, for all of them.
+
+        With ``source="thread"`` the texts are read as the consecutive turns of one
+        conversation (``"Speaker: text"`` lines, or a ``"speaker"``/``"role"`` in each
+        one's metadata): they are stored as a thread, in order, with their speakers, so
+        recall lifts the turns around a hit and weighs who said what, as it does for
+        :meth:`remember_conversation` (use that one to append to a thread across calls).
         """
         self._check_open()
         cleaned, metas = self.validate_batch(texts, metadata, source)
         when = clean_timestamp(timestamp, "timestamp")
+        thread: dict[str, Any] = {}
+        if source == "thread" and cleaned:
+            thread_id, positions, speakers = batch_thread(cleaned, metas)
+            thread = {"thread_id": thread_id, "positions": positions, "speakers": speakers}
         results = self._store(
             cleaned,
             metas,
@@ -261,6 +271,7 @@ class SemanticMemory:
             progress=progress,
             chunk_size=chunk_size,
             timestamps=[when] * len(cleaned),
+            **thread,
         )
         return [r.id for r in results]
 

@@ -7,6 +7,8 @@ store already has for the same text, so a text is embedded once per embedding sp
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -14,10 +16,11 @@ import numpy as np
 
 from .backends.base import StorageBackend
 from .embedders.base import Embedder
+from .embedders.pooling import speaker_label
 from .hashing import text_hash
-from .validation import Turn
+from .validation import MAX_SPEAKER_CHARS, Turn
 
-__all__ = ["conversation_rows", "embed_texts"]
+__all__ = ["batch_thread", "conversation_rows", "embed_texts"]
 
 
 def embed_texts(
@@ -70,3 +73,29 @@ def conversation_rows(
         positions.append(turn.position if turn.position is not None else offset)
         speakers.append(turn.speaker)
     return texts, metas, times, positions, speakers
+
+
+def batch_thread(
+    texts: Sequence[str], metas: Sequence[Mapping[str, Any]]
+) -> tuple[str, list[int], list[str | None]]:
+    """Thread id, positions and speakers of a ``remember_batch(source="thread")``: the
+    texts are the consecutive turns of one conversation, as the first release read them.
+
+    A turn's speaker is its metadata's ``"speaker"`` (or ``"role"``) when that is a short
+    string, else the ``"Name: "`` label the text opens with, else unknown. The thread id
+    is derived from the batch's content, so storing the same batch again with ``dedupe``
+    refreshes its turns instead of copying them (``dedupe`` matches a memory by text,
+    metadata, thread and place).
+    """
+    speakers: list[str | None] = []
+    for text, meta in zip(texts, metas, strict=True):
+        named = meta.get("speaker", meta.get("role"))
+        if isinstance(named, str) and 0 < len(named.strip()) <= MAX_SPEAKER_CHARS:
+            speakers.append(named.strip())
+        else:
+            speakers.append(speaker_label(text))
+    digest = hashlib.sha256()
+    for text, meta in zip(texts, metas, strict=True):
+        digest.update(text_hash(text).encode())
+        digest.update(json.dumps(meta, sort_keys=True, default=str).encode())
+    return f"batch-{digest.hexdigest()[:32]}", list(range(len(texts))), speakers

@@ -817,6 +817,39 @@ def test_remember_conversation_records_thread_order_and_speakers(store: Store) -
     assert (seen.thread_id, seen.position, seen.speaker) == ("s1", 2, "Caroline")
 
 
+def test_remember_batch_of_thread_turns_stores_a_thread_with_speakers(store: Store) -> None:
+    """``remember_batch(source="thread")`` reads its texts as the turns of one
+    conversation, as the first release did: in order, each with its speaker."""
+    memory = store.memory()
+    lines = [f"{t.get('speaker', t.get('role'))}: {t.get('text', t.get('content'))}" for t in CHAT]
+    metas: list[dict[str, Any] | None] = [None] * len(lines)
+    lines.append("Glad to help with the paperwork")  # no label: the metadata names the role
+    metas.append({"role": "assistant"})
+    ids = memory.remember_batch(lines, metas, source="thread")
+    turns = [memory.get(i) for i in ids]
+    assert [t.position for t in turns] == list(range(len(lines)))
+    assert len({t.thread_id for t in turns}) == 1 and turns[0].thread_id
+    speakers = [t.speaker for t in turns]
+    assert speakers == ["Caroline", "Melanie", "Caroline", "Melanie", "assistant"]
+    assert [t.text for t in turns] == lines  # stored as given
+    assert memory.remember_batch(lines, metas, source="thread") == ids  # dedupe still holds
+    assert len(memory) == len(lines)
+    # other sources are not conversations: no thread, no speaker read from the text
+    plain = memory.get(memory.remember_batch(["Note: the lake was cold"])[0])
+    assert (plain.thread_id, plain.speaker) == (None, None)
+    # the speakers count in recall, as for remember_conversation
+    memory.remember_batch(
+        [
+            "Melanie: I finished a painting of the lake at sunset",
+            "Caroline: I finished a painting of the lake last week",
+        ],
+        source="thread",
+    )
+    for speaker in ("Caroline", "Melanie"):
+        top = memory.recall(f"What did {speaker} say about her painting of the lake?", limit=2)
+        assert top[0].speaker == speaker
+
+
 @pytest.mark.slow  # two spawned processes
 def test_two_processes_appending_to_one_thread_at_once_keep_every_turn(
     store: Store, tmp_path: Path

@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["SPEAKER_WEIGHT", "memory_pieces", "pooled_vectors"]
+__all__ = ["SPEAKER_WEIGHT", "memory_pieces", "pooled_vectors", "speaker_label"]
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 #: "Name: " at the start of a text: up to 40 characters, no colon or line break
@@ -51,6 +51,13 @@ SPEAKER_WEIGHT = 0.5
 EncodeFn = Callable[..., np.ndarray]
 
 
+def speaker_label(text: str) -> str | None:
+    """The name a transcript line opens with (``"Caroline: ..."`` -> ``"Caroline"``):
+    a label of at most four words before ``": "``; None if the text has none."""
+    label = _LABEL.match(text)
+    return label[1] if label and len(label[1].split()) <= 4 else None
+
+
 def memory_pieces(text: str, speaker: str | None = None) -> list[str]:
     """The sentences a memory's vector is averaged over (the whole text if none qualifies).
 
@@ -62,8 +69,8 @@ def memory_pieces(text: str, speaker: str | None = None) -> list[str]:
     prefix = ""
     if speaker and text.startswith(f"{speaker}: "):
         text = text[len(speaker) + 2 :]
-    elif not speaker and (label := _LABEL.match(text)) and len(label[1].split()) <= 4:
-        prefix, text = label[0], text[label.end() :]
+    elif not speaker and (label := speaker_label(text)):
+        prefix, text = f"{label}: ", text[len(label) + 2 :]
     turn = bool(speaker or prefix)  # someone said it: short fragments are chit-chat
     pieces: list[str] = []
     short = ""  # elsewhere fragments too short to stand alone wait for the next sentence
