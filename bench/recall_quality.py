@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -210,8 +210,10 @@ class Variant:
     #: how the turns are stored: "conversation" (remember_conversation, one thread per
     #: session, with its date), "whole" (the same, each turn embedded whole instead of
     #: sentence by sentence plus its speaker), "batch" (remember_batch of "Speaker: text"
-    #: strings with ``source="thread"``: one thread per conversation) or "plain batch"
-    #: (the same strings with remember_batch's default source: no thread)
+    #: strings with ``source="thread"``: one thread per conversation), "plain batch"
+    #: (the same strings with remember_batch's default source: no thread) or "messages"
+    #: (remember_conversation with each sentence of a turn sent as a message of its own,
+    #: as in a messaging app; a turn counts as found when one of its messages is)
     storage: str = "conversation"
 
 
@@ -252,6 +254,18 @@ VARIANTS: tuple[Variant, ...] = (
         "hybrid",
         storage="plain batch",
         note="remember_batch with the default source (no thread, no speaker): library default",
+    ),
+    Variant(
+        "messages: hybrid",
+        "hybrid",
+        storage="messages",
+        note="each sentence of a turn stored as its own message (3.2 per turn): library default",
+    ),
+    Variant(
+        "messages: neighbours by place",
+        config=_DEFAULT.but(neighbour_span=2),
+        storage="messages",
+        note="the same, neighbours ±2 places away instead of ±2 speaker turns",
     ),
     Variant("rrf", config=_RRF, note="reciprocal-rank fusion k=60 (the first release)"),
     Variant(
@@ -322,6 +336,10 @@ class Scores:
         return ([float(x) for x in total / n] if n else [float("nan")] * len(KS)), n
 
 
+#: where the "messages" storage splits a turn: after a sentence's end
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+
 def store_turns(memory: SemanticMemory, conv: Conversation, storage: str) -> dict[str, str]:
     """Store every turn of ``conv``; returns memory id -> dia_id."""
     if storage in ("batch", "plain batch"):
@@ -335,6 +353,13 @@ def store_turns(memory: SemanticMemory, conv: Conversation, storage: str) -> dic
     out: dict[str, str] = {}  # "conversation" and "whole" store the same way
     for session in sorted({t.session for t in conv.turns}):
         turns = [t for t in conv.turns if t.session == session]
+        if storage == "messages":
+            turns = [
+                replace(t, said=sentence)
+                for t in turns
+                for sentence in _SENTENCE.split(t.said.strip())
+                if sentence
+            ]
         ids = memory.remember_conversation(
             [
                 {

@@ -143,7 +143,8 @@ def _hybrid(
     places = backend.thread_places(namespace, [i for i, _ in fused], 0)
     if config.uses_neighbours:
         seeds = [i for i, _ in fused[: config.neighbour_seeds]]
-        places.update(backend.thread_places(namespace, seeds, config.neighbour_window, **extra))
+        reach = max(config.neighbour_window, config.neighbour_span)
+        places.update(backend.thread_places(namespace, seeds, reach, **extra))
     if windows and config.date_weight:
         bonus = {}
         for i, p in places.items():
@@ -155,11 +156,13 @@ def _hybrid(
     if config.uses_neighbours:
         neighbours = thread_neighbours(
             {
-                i: (p.thread_id, p.position)
+                i: (p.thread_id, p.position, p.speaker)
                 for i, p in places.items()
                 if p.thread_id and p.position is not None
             },
             config.neighbour_window,
+            config.neighbour_span,
+            of=[i for i, _ in fused],  # only candidates lend their score
         )
         fused = spread_to_neighbours(fused, neighbours, config.neighbour_weight)
     if config.speaker_weight:

@@ -136,23 +136,44 @@ def spread_to_neighbours(
     return sorted(scores.items(), key=lambda kv: (-kv[1], order[kv[0]]))
 
 
-def thread_neighbours(places: Mapping[str, tuple[str, int]], window: int) -> dict[str, list[str]]:
-    """For each id, the other ids of the same thread at most ``window`` positions away,
-    nearest first (ties: the earlier one first). ``places`` maps an id to its
-    ``(thread_id, position)``; gaps (forgotten turns) leave fewer neighbours."""
+def thread_neighbours(
+    places: Mapping[str, tuple[str, int, str | None]],
+    window: int,
+    span: int | None = None,
+    of: Iterable[str] | None = None,
+) -> dict[str, list[str]]:
+    """For each id, the other ids of the same thread at most ``window`` speaker turns
+    and ``span`` positions (default: ``window``) away, nearest first (ties: the earlier
+    one first). ``places`` maps an id to its ``(thread_id, position, speaker)``.
+
+    A run of messages by one speaker is one turn, so a chat where people send three
+    short messages where a transcript has one turn gets the same context; a memory
+    with no speaker (a document chunk) is a turn of its own, and so is a place not in
+    ``places`` (a forgotten or filtered-out turn): gaps leave fewer neighbours.
+    ``of``: only these ids' neighbours (default: every id's).
+    """
     if window <= 0:
         return {}
-    at = {place: item for item, place in places.items()}
+    span = window if span is None else max(span, window)
+    at = {(thread, pos): (item, speaker) for item, (thread, pos, speaker) in places.items()}
     out: dict[str, list[str]] = {}
-    for item, (thread, pos) in places.items():
-        near = []
-        for distance in range(1, window + 1):
-            for other_pos in (pos - distance, pos + distance):
-                other = at.get((thread, other_pos))
-                if other is not None and other != item:
-                    near.append(other)
-        if near:
-            out[item] = near
+    for item in places if of is None else (i for i in of if i in places):
+        thread, pos, speaker = places[item]
+        found: list[tuple[int, str]] = []
+        for step in (-1, 1):
+            turns, last = 0, speaker
+            for distance in range(1, span + 1):
+                other = at.get((thread, pos + step * distance))
+                said_by = other[1] if other is not None else None
+                if said_by is None or said_by != last:
+                    turns, last = turns + 1, said_by
+                if turns > window:
+                    break
+                if other is not None:
+                    found.append((distance, other[0]))
+        if found:
+            found.sort(key=lambda near: near[0])  # stable: the earlier first on ties
+            out[item] = [other for _, other in found]
     return out
 
 
@@ -163,7 +184,7 @@ def neighbours_within(positions: Mapping[str, int], window: int) -> dict[str, li
     row label); gaps (deleted memories, other namespaces) simply leave fewer neighbours.
     Ties in distance list the earlier memory first, so the result is deterministic.
     """
-    return thread_neighbours({item: ("", pos) for item, pos in positions.items()}, window)
+    return thread_neighbours({item: ("", pos, None) for item, pos in positions.items()}, window)
 
 
 @dataclass(frozen=True)
@@ -176,7 +197,7 @@ class FusionConfig:
     ``"rrf"`` (plain reciprocal-rank fusion with constant ``k``) or ``"weighted_rrf"``
     (RRF with ``lexical_weight`` on the full-text list and 1 on the vector list).
     ``neighbour_weight`` > 0 spreads scores to memories stored within
-    ``neighbour_window`` places of a candidate (:func:`spread_to_neighbours`)
+    ``neighbour_window`` speaker turns of a candidate (:func:`spread_to_neighbours`)
     in the same thread (the turns of a conversation, the chunks of a document).
 
     The defaults were chosen on three LoCoMo conversations and checked on two held-out
@@ -188,7 +209,13 @@ class FusionConfig:
     k: int = RRF_K
     lexical_weight: float = 0.6
     neighbour_weight: float = 0.5
+    #: in speaker turns (a run of messages by one speaker is one turn)
     neighbour_window: int = 2
+    #: ... and at most this many places away (so a long monologue is not all context).
+    #: Turns rather than places: LoCoMo with each sentence sent as its own message
+    #: (3.2 messages per turn) R@10 0.747 / 0.699 -> 0.774 / 0.724 (tuning / checking);
+    #: the turns as they are: unchanged (0.831 / 0.787). A span of 8: 0.773 / 0.730.
+    neighbour_span: int = 6
     #: how many of the best candidates lend score to their thread neighbours
     neighbour_seeds: int = 20
     #: a query that names exactly one speaker of the candidate turns ("what did Caroline
@@ -216,6 +243,7 @@ class FusionConfig:
                 self.lexical_weight,
                 self.neighbour_weight,
                 self.neighbour_window,
+                self.neighbour_span,
                 self.speaker_weight,
                 self.date_weight,
                 self.date_candidates,
@@ -224,7 +252,8 @@ class FusionConfig:
             < 0
         ):
             raise ValueError(
-                "weights, the neighbour window, date_candidates and date_lookback_days must be >= 0"
+                "weights, the neighbour window and span, date_candidates and "
+                "date_lookback_days must be >= 0"
             )
 
     @classmethod

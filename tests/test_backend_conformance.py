@@ -988,6 +988,37 @@ def test_recall_weighs_the_speaker_and_the_date_a_query_names(store: Store) -> N
         assert top[0].happened_at.month == month
 
 
+def test_recall_lifts_the_context_of_a_burst_of_short_messages(store: Store) -> None:
+    """In a messaging app one thought is several messages in a row: the turns around a
+    hit are counted in speaker turns, so a burst is context as a whole turn would be."""
+    memory = store.memory()
+    memory.remember_conversation(
+        [
+            {"speaker": "Ana", "text": "Guess what happened at my pottery class today"},
+            {"speaker": "Ana", "text": "The teacher came over"},
+            {"speaker": "Ana", "text": "She looked at everything"},
+            {"speaker": "Ana", "text": "Three of my bowls go to the June exhibition"},
+            {"speaker": "Ben", "text": "Congratulations!"},
+        ],
+        thread_id="chat",
+    )
+    memory.remember_batch([f"Grocery list item {n}: oat milk and rye bread" for n in range(8)])
+    memory.remember_batch(
+        [
+            "Ben had news about his pottery class trip",
+            "What news? Ana asked about the class",
+            "The pottery shop sells bowls",
+            "Ana had a cold today",
+        ]
+    )
+    question = "What news did Ana have about her pottery class?"
+    answer = "Ana: Three of my bowls go to the June exhibition"
+    assert answer in [h.text for h in memory.recall(question, limit=5)]
+    memory.fusion = memory.fusion.but(neighbour_span=2)  # neighbours by place only
+    memory._results.clear()
+    assert answer not in [h.text for h in memory.recall(question, limit=5)]
+
+
 def test_recall_looks_a_few_days_past_a_date_the_query_names(store: Store) -> None:
     """ "Yesterday I sold ..." said on 9 May answers a question about 8 May: memories
     from the week after a named date share its bonus (at half weight)."""

@@ -13,6 +13,7 @@ from sem_mem.retrieval import (
     neighbours_within,
     reciprocal_rank_fusion,
     spread_to_neighbours,
+    thread_neighbours,
 )
 
 ids = st.lists(st.sampled_from([f"m{i}" for i in range(12)]), unique=True, max_size=12)
@@ -137,6 +138,22 @@ def test_neighbours_within_window_nearest_first() -> None:
     assert near["c"] == ["b", "a", "d"]
     assert "far" not in near
     assert neighbours_within(positions, 0) == {}
+
+
+def test_a_run_of_messages_by_one_speaker_counts_as_one_turn() -> None:
+    """Ana sends three short messages where a transcript would hold one turn: the turn
+    window reaches past them to Ben's reply, as it does in a transcript."""
+    said = ["ana", "ana", "ana", "ben", "ana", "ana", "cy", "dee"]
+    places = {f"m{n}": ("t", n, who) for n, who in enumerate(said)}
+    near = thread_neighbours(places, 1, span=6)
+    assert near["m0"] == ["m1", "m2", "m3"]  # her own run, then one turn: Ben
+    assert near["m3"] == ["m2", "m4", "m1", "m5", "m0"]  # Ben's neighbours: both runs
+    assert near["m5"] == ["m4", "m6", "m3"]  # her run, Cy after it, Ben before it
+    assert thread_neighbours(places, 1, span=2)["m0"] == ["m1", "m2"]  # the span caps it
+    # chunks (no speaker) and other threads: places, as before
+    chunks = {f"c{n}": ("doc", n, None) for n in range(5)} | {"x": ("other", 1, None)}
+    assert thread_neighbours(chunks, 1, span=6)["c2"] == ["c1", "c3"]
+    assert "x" not in thread_neighbours(chunks, 2, span=6)
 
 
 def test_spread_lifts_the_neighbour_of_a_strong_hit() -> None:

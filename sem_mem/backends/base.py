@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -87,10 +87,12 @@ class NewMemory:
     after_end: bool = False
 
 
-@dataclass(frozen=True)
-class ThreadPlace:
+class ThreadPlace(NamedTuple):
     """What ranking needs to know of a candidate: its thread and place in it (None for a
-    memory stored on its own), when it happened, and who said it (conversation turns)."""
+    memory stored on its own), when it happened, and who said it (conversation turns).
+
+    A named tuple: a hybrid recall reads a few hundred of them, and a tuple is built in
+    a third of a frozen dataclass's time."""
 
     thread_id: str | None
     position: int | None

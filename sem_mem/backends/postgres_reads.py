@@ -69,10 +69,9 @@ def thread_places(
     ).fetchall()
     out: dict[str, ThreadPlace] = {}
     for memory_id, thread_id, position, ts, speaker, _ in rows:
-        out.setdefault(
-            memory_id,
-            ThreadPlace(thread_id, None if position is None else int(position), ts, speaker),
-        )
+        if memory_id not in out:
+            place = None if position is None else int(position)
+            out[memory_id] = ThreadPlace(thread_id, place, ts, speaker)
     return out
 
 

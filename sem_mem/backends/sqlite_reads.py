@@ -136,7 +136,8 @@ def thread_places(
             f"WHERE m.status = 'active'{extra}",
             (*(v for span in part_spans for v in span), namespace, *args),
         ):
-            out.setdefault(memory_id, ThreadPlace(thread_id, pos, ts, speaker))
+            if memory_id not in out:
+                out[memory_id] = ThreadPlace(thread_id, pos, ts, speaker)
     return out
 
 
