@@ -83,8 +83,9 @@ def batch_thread(
 
     A turn's speaker is its metadata's ``"speaker"`` (or ``"role"``) when that is a short
     string, else the ``"Name: "`` label the text opens with, else unknown. The thread id
-    is derived from the batch's content, so storing the same batch again with ``dedupe``
-    refreshes its turns instead of copying them (``dedupe`` matches a memory by text,
+    is derived from the first turn (its text and metadata), so storing the same batch
+    again, or the same transcript grown longer, with ``dedupe`` refreshes the turns
+    already stored and adds only the new ones (``dedupe`` matches a memory by text,
     metadata, thread and place).
     """
     speakers: list[str | None] = []
@@ -94,8 +95,6 @@ def batch_thread(
             speakers.append(named.strip())
         else:
             speakers.append(speaker_label(text))
-    digest = hashlib.sha256()
-    for text, meta in zip(texts, metas, strict=True):
-        digest.update(text_hash(text).encode())
-        digest.update(json.dumps(meta, sort_keys=True, default=str).encode())
+    digest = hashlib.sha256(text_hash(texts[0]).encode())
+    digest.update(json.dumps(metas[0], sort_keys=True, default=str).encode())
     return f"batch-{digest.hexdigest()[:32]}", list(range(len(texts))), speakers

@@ -833,7 +833,10 @@ def test_remember_batch_of_thread_turns_stores_a_thread_with_speakers(store: Sto
     assert speakers == ["Caroline", "Melanie", "Caroline", "Melanie", "assistant"]
     assert [t.text for t in turns] == lines  # stored as given
     assert memory.remember_batch(lines, metas, source="thread") == ids  # dedupe still holds
-    assert len(memory) == len(lines)
+    # the transcript stored again, grown: only the new turn is added, after the others
+    grown = memory.remember_batch([*lines, "Caroline: Thanks!"], [*metas, None], source="thread")
+    assert grown[:-1] == ids and len(memory) == len(lines) + 1
+    assert memory.get(grown[-1]).position == len(lines)
     # other sources are not conversations: no thread, no speaker read from the text
     plain = memory.get(memory.remember_batch(["Note: the lake was cold"])[0])
     assert (plain.thread_id, plain.speaker) == (None, None)
