@@ -166,8 +166,11 @@ def _hybrid(
         )
         fused = spread_to_neighbours(fused, neighbours, config.neighbour_weight)
     if config.speaker_weight:
-        named = named_speakers(query, (p.speaker for p in places.values() if p.speaker))
-        if len(named) == 1:
+        speakers = {p.speaker for p in places.values() if p.speaker}
+        named = named_speakers(query, speakers)
+        # one, or some but not all: naming both people of a two-person chat singles no
+        # one out, naming two of a group chat's five does
+        if len(named) == 1 or 1 < len(named) < len(speakers):
             lift = 1.0 + config.speaker_weight
             fused = boost(fused, {i: lift for i, p in places.items() if p.speaker in named})
     # back to [0, 1]: divide by the best score a memory could reach

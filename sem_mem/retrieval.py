@@ -218,8 +218,9 @@ class FusionConfig:
     neighbour_span: int = 6
     #: how many of the best candidates lend score to their thread neighbours
     neighbour_seeds: int = 20
-    #: a query that names exactly one speaker of the candidate turns ("what did Caroline
-    #: say about ...") multiplies that speaker's turns by ``1 + speaker_weight``
+    #: a query that names one speaker of the candidate turns ("what did Caroline say
+    #: about ..."), or some but not all of them, multiplies their turns by
+    #: ``1 + speaker_weight``
     speaker_weight: float = 1.0
     #: a query that names an absolute date ("on 8 May, 2023", "in December 2023") also
     #: searches that window (``date_candidates`` per retriever) and adds ``date_weight``

@@ -991,6 +991,17 @@ def test_recall_weighs_the_speaker_and_the_date_a_query_names(store: Store) -> N
         assert top[0].happened_at.month == month
 
 
+def test_recall_lifts_the_speakers_a_query_names_in_a_group_chat(store: Store) -> None:
+    memory = store.memory()
+    said = "I finished a painting of the lake at sunset"
+    people = ("Ana", "Ben", "Cy", "Dee")
+    memory.remember_conversation([{"speaker": p, "text": said} for p in people], thread_id="g")
+    top = memory.recall("What did Cy and Dee say about their painting of the lake?", limit=4)
+    assert {h.speaker for h in top[:2]} == {"Cy", "Dee"}
+    everyone = memory.recall("What did Ana, Ben, Cy and Dee paint at the lake?", limit=4)
+    assert len({round(h.score, 6) for h in everyone}) == 1  # naming all singles no one out
+
+
 def test_recall_lifts_the_context_of_a_burst_of_short_messages(store: Store) -> None:
     """In a messaging app one thought is several messages in a row: the turns around a
     hit are counted in speaker turns, so a burst is context as a whole turn would be."""
