@@ -156,6 +156,31 @@ def test_a_run_of_messages_by_one_speaker_counts_as_one_turn() -> None:
     assert "x" not in thread_neighbours(chunks, 2, span=6)
 
 
+@given(
+    st.sets(st.integers(min_value=0, max_value=30), max_size=20),
+    st.integers(min_value=1, max_value=3),
+    st.integers(min_value=0, max_value=8),
+)
+def test_a_transcript_whose_speakers_alternate_keeps_the_place_window(
+    stored: set[int], window: int, span: int
+) -> None:
+    """Where no one speaks twice in a row (or nobody speaks: document chunks), counting
+    speaker turns is counting places, so transcripts and documents rank as before."""
+    for speaker_at in (lambda n: "ab"[n % 2], lambda n: None):
+        places = {f"m{n}": ("t", n, speaker_at(n)) for n in stored}
+        by_turns = thread_neighbours(places, window, span)
+        by_place = {
+            item: [
+                f"m{pos + step * d}"
+                for d in range(1, window + 1)
+                for step in (-1, 1)
+                if pos + step * d in stored
+            ]
+            for item, (_, pos, _) in places.items()
+        }
+        assert by_turns == {item: near for item, near in by_place.items() if near}
+
+
 def test_spread_lifts_the_neighbour_of_a_strong_hit() -> None:
     fused = [("hit", 1.0), ("weak", 0.30), ("context", 0.25)]
     spread = spread_to_neighbours(fused, {"hit": ["context"], "context": ["hit"]}, 0.5)
