@@ -192,7 +192,8 @@ class AsyncSemanticMemory:
         ``chunk_size`` that are embedded and committed concurrently, at most
         ``max_concurrency`` at a time, each through ``SemanticMemory.remember_batch``.
         Every slice is validated before any of them is stored. Otherwise (local
-        embedders are CPU-bound: threads would not help) this simply delegates.
+        embedders are CPU-bound: threads would not help), and for the turns of one
+        conversation (``source="thread"``), this simply delegates.
         """
         call = functools.partial(
             self.sync.remember_batch,
@@ -208,6 +209,7 @@ class AsyncSemanticMemory:
             or self.max_concurrency == 1
             or len(slices) <= 1
             or isinstance(texts, str)
+            or source == "thread"  # one conversation: its turns are placed in one call
         ):
             return await asyncio.to_thread(call, texts, metadata, progress=progress)
         metas: Any = list(metadata) if per_text else metadata  # type: ignore[arg-type]

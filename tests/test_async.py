@@ -200,6 +200,25 @@ def test_remember_batch_embeds_slices_concurrently_in_order(tmp_path: Path) -> N
     assert progress[-1] == (40, 40)
 
 
+def test_a_large_transcript_batch_stays_one_thread_with_a_remote_embedder(
+    tmp_path: Path,
+) -> None:
+    """Slicing a batch for concurrent embedding must not cut a conversation in pieces."""
+    embedder = RemoteHashing()
+    embedder.gate = threading.Barrier(1)
+    lines = [f"{'Ana' if i % 2 else 'Ben'}: message number {i}" for i in range(45)]
+
+    async def scenario() -> list[Any]:
+        async with AsyncSemanticMemory(str(tmp_path / "s"), embedder=embedder) as memory:
+            ids = await memory.remember_batch(lines, source="thread", chunk_size=10)
+            return [await memory.get(i) for i in ids]
+
+    turns = asyncio.run(scenario())
+    assert len({t.thread_id for t in turns}) == 1
+    assert [t.position for t in turns] == list(range(len(lines)))
+    assert [t.text for t in turns] == lines
+
+
 def test_remember_batch_validates_every_slice_before_storing(tmp_path: Path) -> None:
     embedder = RemoteHashing()
     embedder.gate = threading.Barrier(1)
