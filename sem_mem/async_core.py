@@ -35,11 +35,11 @@ from collections.abc import (
     Iterable,
     Iterator,
 )
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from .core import SemanticMemory
 from .errors import ValidationError
+from .validation import Timestamp, clean_timestamps
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -184,7 +184,7 @@ class AsyncSemanticMemory:
         dedupe: bool = True,
         progress: Callable[[int, int], None] | None = None,
         chunk_size: int = 1000,
-        timestamp: datetime | str | float | None = None,
+        timestamp: Timestamp | Sequence[Timestamp] = None,
     ) -> builtins.list[str]:  # ``list`` is the operation above
         """Store many memories; returns their ids in order (see ``SemanticMemory``).
 
@@ -196,12 +196,9 @@ class AsyncSemanticMemory:
         conversation (``source="thread"``), this simply delegates.
         """
         call = functools.partial(
-            self.sync.remember_batch,
-            source=source,
-            dedupe=dedupe,
-            chunk_size=chunk_size,
-            timestamp=timestamp,
+            self.sync.remember_batch, source=source, dedupe=dedupe, chunk_size=chunk_size
         )
+        per_time = isinstance(timestamp, (list, tuple))
         per_text = isinstance(metadata, Iterable) and not isinstance(metadata, (str, bytes, dict))
         slices = range(0, len(texts), max(1, chunk_size))
         if (
@@ -211,13 +208,20 @@ class AsyncSemanticMemory:
             or isinstance(texts, str)
             or source == "thread"  # one conversation: its turns are placed in one call
         ):
-            return await asyncio.to_thread(call, texts, metadata, progress=progress)
+            return await asyncio.to_thread(
+                call, texts, metadata, progress=progress, timestamp=timestamp
+            )
         metas: Any = list(metadata) if per_text else metadata  # type: ignore[arg-type]
-        if per_text and len(metas) != len(texts):
+        if (per_text and len(metas) != len(texts)) or (
+            per_time and len(timestamp) != len(texts)  # type: ignore[arg-type]
+        ):
             # let the engine raise its usual ValidationError
-            return await asyncio.to_thread(call, texts, metadata, progress=progress)
+            return await asyncio.to_thread(
+                call, texts, metadata, progress=progress, timestamp=timestamp
+            )
         # validate everything first, so a bad text in a late slice stores nothing at all
         await asyncio.to_thread(self.sync.validate_batch, texts, metas, source)
+        clean_timestamps(timestamp, len(texts))
         semaphore = asyncio.Semaphore(self.max_concurrency)
         done = [0] * len(slices)
         total = len(texts)
@@ -225,6 +229,7 @@ class AsyncSemanticMemory:
         async def one(index: int, start: int) -> list[str]:
             part = texts[start : start + chunk_size]
             part_meta = metas[start : start + chunk_size] if per_text else metas
+            part_time = timestamp[start : start + chunk_size] if per_time else timestamp  # type: ignore[index]
 
             def report(n: int, _total: int) -> None:
                 done[index] = min(n, len(part))
@@ -232,7 +237,9 @@ class AsyncSemanticMemory:
                     progress(sum(done), total)
 
             async with semaphore:
-                return await asyncio.to_thread(call, part, part_meta, progress=report)
+                return await asyncio.to_thread(
+                    call, part, part_meta, progress=report, timestamp=part_time
+                )
 
         parts = await asyncio.gather(*(one(i, s) for i, s in enumerate(slices)))
         return [memory_id for part in parts for memory_id in part]

@@ -44,6 +44,7 @@ from .retrieval import FusionConfig
 from .tiers import PROTECTED_HITS, Tiers
 from .types import HistoryEvent, IngestResult, Memory, Recollection
 from .validation import (
+    Timestamp,
     clean_batch,
     clean_filter,
     clean_instructions,
@@ -51,6 +52,7 @@ from .validation import (
     clean_source,
     clean_text,
     clean_timestamp,
+    clean_timestamps,
     clean_turns,
 )
 from .writing import batch_thread, conversation_rows, embed_texts
@@ -240,7 +242,7 @@ class SemanticMemory:
         dedupe: bool = True,
         progress: Callable[[int, int], None] | None = None,
         chunk_size: int = 1000,
-        timestamp: datetime | str | float | None = None,
+        timestamp: Timestamp | Sequence[Timestamp] = None,
     ) -> list[str]:
         """Store many memories, embedding them in batches; returns their ids in order.
 
@@ -248,7 +250,8 @@ class SemanticMemory:
         Memories are committed in transactions of ``chunk_size``: if the process dies
         midway, every chunk committed before is kept. ``progress(done, total)`` is
         called as texts are embedded and then as they are committed. ``timestamp``: as
-        in :meth:`remember`, for all of them.
+        in :meth:`remember`, one for all of them, or a list with one (or None: now) per
+        text.
 
         With ``source="thread"`` the texts are read as the consecutive turns of one
         conversation (``"Speaker: text"`` lines, or a ``"speaker"``/``"role"`` in each
@@ -258,7 +261,7 @@ class SemanticMemory:
         """
         self._check_open()
         cleaned, metas = self.validate_batch(texts, metadata, source)
-        when = clean_timestamp(timestamp, "timestamp")
+        times = clean_timestamps(timestamp, len(cleaned))
         thread: dict[str, Any] = {}
         if source == "thread" and cleaned:
             thread_id, positions, speakers = batch_thread(cleaned, metas)
@@ -270,7 +273,7 @@ class SemanticMemory:
             dedupe=dedupe,
             progress=progress,
             chunk_size=chunk_size,
-            timestamps=[when] * len(cleaned),
+            timestamps=times,
             **thread,
         )
         return [r.id for r in results]

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_INT",
     "MAX_METADATA_DEPTH",
+    "Timestamp",
     "Turn",
     "check_int",
     "check_unicode",
@@ -31,9 +32,14 @@ __all__ = [
     "clean_source",
     "clean_text",
     "clean_timestamp",
+    "clean_timestamps",
     "clean_turns",
     "parse_json_object",
 ]
+
+#: when something happened: a datetime (naive means UTC), an ISO 8601 string, unix
+#: seconds, or None (now)
+Timestamp = datetime | str | float | None
 
 #: timestamps must lie in years 1..9999 (what a datetime can hold, on every backend)
 _MIN_TS = datetime(1, 1, 2, tzinfo=UTC).timestamp()
@@ -212,6 +218,19 @@ def clean_timestamp(value: object, field: str = "timestamp") -> float | None:
     if not math.isfinite(seconds) or not _MIN_TS <= seconds <= _MAX_TS:
         raise ValidationError(f"{field} must be a finite time in years 1-9999, got {value!r}")
     return round(seconds, 6)
+
+
+def clean_timestamps(value: object, count: int) -> list[float | None]:
+    """One time per text of a batch: ``value`` is one time for all of them (see
+    :func:`clean_timestamp`) or a list or tuple with one (or None) per text."""
+    if not isinstance(value, (list, tuple)):
+        return [clean_timestamp(value, "timestamp")] * count
+    if len(value) != count:
+        raise ValidationError(
+            f"timestamp has {len(value)} entries for {count} texts: "
+            "give one time for all of them or one (or None) per text"
+        )
+    return [clean_timestamp(v, f"timestamp[{i}]") for i, v in enumerate(value)]
 
 
 def clean_filter(

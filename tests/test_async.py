@@ -219,6 +219,23 @@ def test_a_large_transcript_batch_stays_one_thread_with_a_remote_embedder(
     assert [t.text for t in turns] == lines
 
 
+def test_sliced_batches_keep_each_text_s_own_time(tmp_path: Path) -> None:
+    embedder = RemoteHashing()
+    embedder.gate = threading.Barrier(1)
+    texts = [f"event number {i}" for i in range(25)]
+    times = [1.5e9 + 86_400 * i for i in range(25)]
+
+    async def scenario() -> list[float]:
+        async with AsyncSemanticMemory(str(tmp_path / "s"), embedder=embedder) as memory:
+            ids = await memory.remember_batch(texts, chunk_size=10, timestamp=times)
+            with pytest.raises(ValidationError, match=r"timestamp\[24\]"):
+                await memory.remember_batch(texts, chunk_size=10, timestamp=[*times[:24], "x"])
+            assert await memory.count() == 25  # nothing of the refused batch
+            return [(await memory.get(i)).happened_at.timestamp() for i in ids]
+
+    assert asyncio.run(scenario()) == times
+
+
 def test_remember_batch_validates_every_slice_before_storing(tmp_path: Path) -> None:
     embedder = RemoteHashing()
     embedder.gate = threading.Barrier(1)

@@ -817,6 +817,24 @@ def test_remember_conversation_records_thread_order_and_speakers(store: Store) -
     assert (seen.thread_id, seen.position, seen.speaker) == ("s1", 2, "Caroline")
 
 
+def test_remember_batch_takes_one_time_per_text(store: Store) -> None:
+    memory = store.memory()
+    times = ["2023-05-08T13:56:00", None, 1.6e9]
+    ids = memory.remember_batch(["the lake trip", "the party", "the move"], timestamp=times)
+    got = [memory.get(i).happened_at for i in ids]
+    assert got[0].isoformat() == "2023-05-08T13:56:00+00:00"
+    assert got[2].timestamp() == 1.6e9 and got[1] > got[0]  # None: now
+    hits = memory.recall("the lake trip, the party and the move", until="2021-01-01")
+    assert [h.text for h in hits] == ["the move"]
+    for bad, message in (
+        (times[:2], "2 entries for 3 texts"),
+        ([None, "last may", None], r"timestamp\[1\]"),
+    ):
+        with pytest.raises(ValidationError, match=message):
+            memory.remember_batch(["a", "b", "c"], timestamp=bad)
+    assert len(memory) == 3  # nothing of a refused batch was stored
+
+
 def test_remember_batch_of_thread_turns_stores_a_thread_with_speakers(store: Store) -> None:
     """``remember_batch(source="thread")`` reads its texts as the turns of one
     conversation, as the first release did: in order, each with its speaker."""

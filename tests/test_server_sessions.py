@@ -147,6 +147,12 @@ def test_conversations_timestamps_and_recall_filters(tmp_path: Path) -> None:
         assert bad.status_code == 422
         missing = http.post("/conversations", json={"turns": [{"text": "who said it?"}]})
         assert missing.status_code == 422 and "speaker" in missing.json()["detail"]
+        # a batch with one time per text
+        batch = {"texts": ["The choir met", "The choir sang"], "timestamp": [1.5e9, None]}
+        assert http.post("/remember/batch", json=batch).status_code == 200
+        assert recall(until="2018-01-01") == ["The choir met"]
+        short = http.post("/remember/batch", json={**batch, "timestamp": [1.5e9]})
+        assert short.status_code == 422 and "1 entries for 2 texts" in short.json()["detail"]
 
 
 _CHAT_SERVER = """

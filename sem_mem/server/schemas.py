@@ -111,7 +111,9 @@ class BatchIn(_In):
     metadata: dict[str, Any] | list[dict[str, Any] | None] | None = Field(
         default=None, description="One dict for all texts, or one (or null) per text"
     )
-    timestamp: Timestamp = Field(default=None, description=_TIMESTAMP)
+    timestamp: Timestamp | list[Timestamp] = Field(
+        default=None, description=_TIMESTAMP + "; one for all texts, or one (or null) per text"
+    )
 
 
 class BatchOut(BaseModel):
