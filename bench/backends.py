@@ -266,12 +266,14 @@ def run(
         out[f"{namespace}_remember_seconds"] = time.perf_counter() - started
         tenants[namespace] = (tenant, sids, svecs)
     # ANALYZE as autovacuum eventually would, so that raw SQL gets fair plans too
-    # raw SQL searches with the hnsw.ef_search Sem-Mem sets for limit 10 (64 before it
-    # set one per query): the same recall, so latencies compare like for like
-    from sem_mem.backends.postgres_search import EF_PER_RESULT
+    # raw SQL searches with the hnsw.ef_search Sem-Mem sets for limit 10 in the big
+    # namespace (64 before it set one per query, 200 before it grew with the namespace):
+    # the same beam, so latencies compare like for like
+    from sem_mem.backends.postgres_search import beam
 
-    raw = Raw(url, ef_search=max(settings.hnsw_ef, EF_PER_RESULT * 10))
-    out["raw_ef_search"] = max(settings.hnsw_ef, EF_PER_RESULT * 10)
+    raw_ef = beam(len(ids), 10, settings.hnsw_ef, 10)
+    raw = Raw(url, ef_search=raw_ef)
+    out["raw_ef_search"] = raw_ef
     raw.conn.execute("ANALYZE memories")
     out["load_average_queries_start"] = list(os.getloadavg())
 

@@ -12,17 +12,14 @@ Design notes (``docs/storage.md`` has the tables):
   would let writers run in parallel, but a later number could commit before an earlier
   one, and a reader could skip the earlier change for good. One writer at a time is also
   what the embedded backend does (and makes dedupe race-free); reads never wait.
-* **Vector search.** One HNSW index (``vector_cosine_ops``, partial on active rows) over
-  every namespace. pgvector 0.6 filters *after* the index scan, so a selective
-  namespace filter can leave fewer than ``k`` rows. A namespace with at most
-  ``EXACT_SEARCH_MAX`` active memories is scanned exactly (cheap through the
-  ``(namespace, status)`` index, and exact); a larger one uses the index with
-  ``hnsw.ef_search`` raised in proportion to how small a share of the store it is, and
-  falls back to an exact scan when the index still returns fewer than ``k`` rows (or
-  the share is so small that ``ef_search`` would exceed pgvector's limit of 1,000).
+* **Vector search.** A namespace of more than ``EXACT_SEARCH_MAX`` active memories has
+  its own partial HNSW index (``vector_cosine_ops``, on its active rows), searched with
+  the ``hnsw.ef_search`` of :func:`~sem_mem.backends.postgres_search.beam` (wider for
+  more results and for a larger namespace). A smaller namespace, and any filtered
+  search, is scanned exactly (cheap through the ``(namespace, status)`` index).
 * **Full text.** A stored ``tsvector`` column (``english``) with a GIN index, queried
-  with an OR of the query's content words (like FTS5 in the embedded backend) and ranked
-  with ``ts_rank_cd``.
+  with an OR of the query's content words (the too common ones left out, as in the
+  embedded backend) and ranked by idf-weighted ``ts_rank`` (:func:`lexical_sql`).
 * **Bulk loads.** pgvector inserts into an HNSW graph one row at a time (each insert
   searches the graph with ``ef_construction``), which is an order of magnitude slower
   than building the graph once. A large ``add`` (and ``copy_store``) therefore runs in
@@ -418,7 +415,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         """Candidates and the rows of the best ``rows`` of them in one statement.
 
         A namespace with its own HNSW index (above ``EXACT_SEARCH_MAX`` active memories)
-        is searched through it with ``hnsw.ef_search = max(ef, k)``: the index holds
+        is searched through it (``hnsw.ef_search``: :func:`beam`): the index holds
         exactly the namespace's active memories, so nothing is filtered away after the
         scan. Any other namespace, and any filtered search (pgvector 0.6 could only
         filter the graph's results afterwards), is an exact scan of the matching

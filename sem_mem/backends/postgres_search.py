@@ -4,6 +4,7 @@ set to, and the lexemes of query words (with the common ones to leave out)."""
 
 from __future__ import annotations
 
+import math
 import time
 import weakref
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from .postgres_sql import (
 from .rows import EMBEDDING_AT, content_words
 
 __all__ = [
+    "EF_BASE_SIZE",
     "EF_PER_RESULT",
     "EF_SEARCH_LIMIT",
     "FTS_COMMON_MIN",
@@ -31,12 +33,32 @@ __all__ = [
     "STATS_TTL",
     "Lexicon",
     "Search",
+    "beam",
 ]
 
 #: pgvector's upper bound for hnsw.ef_search
 EF_SEARCH_LIMIT = 1000
 #: hnsw.ef_search is at least this many times the results a search must return well
 EF_PER_RESULT = 20
+#: ... in a namespace of up to this many memories (recall@10 0.975-0.983 at 10^5 with
+#: 200 for 10 results); a larger graph needs a wider beam for the same results: the
+#: beam grows with the square root of the size beyond it
+EF_BASE_SIZE = 100_000
+
+
+def beam(size: int, k: int, ef: int, wanted: int) -> int:
+    """``hnsw.ef_search`` for ``wanted`` good results of ``k`` from a namespace of
+    ``size`` memories, at least ``ef`` (the backend's setting), at most pgvector's limit.
+
+    At 10^6 memories recall@10 against an exact search was 0.61 with 200, the 10^5
+    beam (``bench/results/backends_1m.md``): the square-root rule gives 633 there.
+    """
+    width = max(ef, k, EF_PER_RESULT * wanted)
+    if size > EF_BASE_SIZE:
+        width = max(width, math.ceil(EF_PER_RESULT * wanted * math.sqrt(size / EF_BASE_SIZE)))
+    return min(width, EF_SEARCH_LIMIT)
+
+
 #: a word in more than this share of memories (and more than FTS_COMMON_MIN of them) is
 #: left out of full-text queries, as in the embedded backend: it barely ranks, costs much
 FTS_COMMON_SHARE = 0.01
@@ -108,6 +130,8 @@ class Search:
     def __init__(self, connection: Callable[[], AbstractContextManager[Any]]) -> None:
         self._conn = connection
         self._ef_by_conn: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+        #: namespace -> (when read, active memories), for the HNSW beam (STATS_TTL)
+        self._sizes: dict[str, tuple[float, int]] = {}
         #: namespaces that have their own HNSW index, and the version of that list seen
         self.indexed: frozenset[str] = frozenset()
         self.indexes_version: tuple[int, float] | None = None
@@ -120,6 +144,20 @@ class Search:
         rows = conn.execute("SELECT namespace, built_at FROM vector_indexes").fetchall()
         self.indexed = frozenset(r[0] for r in rows)
         self.indexes_version = version or (len(rows), max((r[1] for r in rows), default=0.0))
+
+    def size(self, conn: Any, namespace: str) -> int:
+        """Active memories in ``namespace``, read again after ``STATS_TTL`` seconds (a
+        stale size only makes the beam a little narrower or wider)."""
+        read_at, size = self._sizes.get(namespace, (-STATS_TTL, 0))
+        if time.monotonic() - read_at >= STATS_TTL:
+            row = conn.execute(
+                "SELECT active FROM namespace_stats WHERE namespace = %s", (namespace,)
+            ).fetchone()
+            size = int(row[0]) if row else 0
+            if len(self._sizes) > 10_000:
+                self._sizes.clear()
+            self._sizes[namespace] = (time.monotonic(), size)
+        return size
 
     def forget_connections(self) -> None:
         """Set ``hnsw.ef_search`` anew on every connection (the pool's were replaced)."""
@@ -143,9 +181,9 @@ class Search:
             if indexed:
                 # pgvector's graph needs a wider beam than hnswlib's for the same recall:
                 # recall@10 0.90 at 64, 0.953-0.968 at 160 (over four builds), 0.983 at
-                # 200 on 10^5 conversation turns
+                # 200 on 10^5 conversation turns; wider still in a larger namespace
                 wanted = min(rows or k, k, 10)
-                ef_search = min(max(ef, k, EF_PER_RESULT * wanted), EF_SEARCH_LIMIT)
+                ef_search = beam(self.size(conn, namespace), k, ef, wanted)
                 # a session setting, remembered per pooled connection: no extra round trips
                 if self._ef_by_conn.get(conn) != ef_search:
                     conn.execute(
@@ -198,11 +236,8 @@ class Search:
         indexed = namespace in self.indexed
         with self._conn() as conn:
             if indexed:
-                ef_search = max(ef, k, EF_PER_RESULT * min(10, k))
-                conn.execute(
-                    "SELECT set_config('hnsw.ef_search', %s, false)",
-                    (str(min(ef_search, EF_SEARCH_LIMIT)),),
-                )
+                ef_search = beam(self.size(conn, namespace), k, ef, min(10, k))
+                conn.execute("SELECT set_config('hnsw.ef_search', %s, false)", (str(ef_search),))
                 self._ef_by_conn.pop(conn, None)
             args = {"v": np.ascontiguousarray(vector, dtype=np.float32), "ns": namespace}
             for what, sql in (
