@@ -91,8 +91,8 @@ class ThreadPlace(NamedTuple):
     """What ranking needs to know of a candidate: its thread and place in it (None for a
     memory stored on its own), when it happened, and who said it (conversation turns).
 
-    A named tuple: a hybrid recall reads a few hundred of them, and a tuple is built in
-    a third of a frozen dataclass's time."""
+    A named tuple: a hybrid recall reads a few hundred of them, and one is built in less
+    than half a frozen dataclass's time (0.16 against 0.40 microseconds here)."""
 
     thread_id: str | None
     position: int | None
