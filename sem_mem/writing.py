@@ -8,13 +8,13 @@ store already has for the same text, so a text is embedded once per embedding sp
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from .backends.base import StorageBackend
+from .backends.rows import canonical_json
 from .embedders.base import Embedder
 from .embedders.pooling import speaker_label
 from .hashing import text_hash
@@ -96,5 +96,5 @@ def batch_thread(
         else:
             speakers.append(speaker_label(text))
     digest = hashlib.sha256(text_hash(texts[0]).encode())
-    digest.update(json.dumps(metas[0], sort_keys=True, default=str).encode())
+    digest.update(canonical_json(metas[0]).encode())  # as dedupe compares metadata
     return f"batch-{digest.hexdigest()[:32]}", list(range(len(texts))), speakers
