@@ -198,7 +198,6 @@ class AsyncSemanticMemory:
         call = functools.partial(
             self.sync.remember_batch, source=source, dedupe=dedupe, chunk_size=chunk_size
         )
-        per_time = isinstance(timestamp, (list, tuple))
         per_text = isinstance(metadata, Iterable) and not isinstance(metadata, (str, bytes, dict))
         slices = range(0, len(texts), max(1, chunk_size))
         if (
@@ -212,16 +211,14 @@ class AsyncSemanticMemory:
                 call, texts, metadata, progress=progress, timestamp=timestamp
             )
         metas: Any = list(metadata) if per_text else metadata  # type: ignore[arg-type]
-        if (per_text and len(metas) != len(texts)) or (
-            per_time and len(timestamp) != len(texts)  # type: ignore[arg-type]
-        ):
+        if per_text and len(metas) != len(texts):
             # let the engine raise its usual ValidationError
             return await asyncio.to_thread(
                 call, texts, metadata, progress=progress, timestamp=timestamp
             )
         # validate everything first, so a bad text in a late slice stores nothing at all
         await asyncio.to_thread(self.sync.validate_batch, texts, metas, source)
-        clean_timestamps(timestamp, len(texts))
+        times = clean_timestamps(timestamp, len(texts))
         semaphore = asyncio.Semaphore(self.max_concurrency)
         done = [0] * len(slices)
         total = len(texts)
@@ -229,7 +226,7 @@ class AsyncSemanticMemory:
         async def one(index: int, start: int) -> list[str]:
             part = texts[start : start + chunk_size]
             part_meta = metas[start : start + chunk_size] if per_text else metas
-            part_time = timestamp[start : start + chunk_size] if per_time else timestamp  # type: ignore[index]
+            part_time = times[start : start + chunk_size]
 
             def report(n: int, _total: int) -> None:
                 done[index] = min(n, len(part))
