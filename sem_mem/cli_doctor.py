@@ -31,7 +31,8 @@ def doctor(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
-    """Check the store: SQLite integrity, full text, counts, index files, temp files."""
+    """Check the store: SQLite integrity, full text, counts, index files, temp files
+    (PostgreSQL: each namespace's HNSW index)."""
     from .cli_common import _errors, _json, _memory, _out
     from .config import resolve_settings
 

@@ -33,6 +33,7 @@ Design notes (``docs/storage.md`` has the tables):
 from __future__ import annotations
 
 import builtins
+import logging
 import re
 import time
 import uuid
@@ -59,7 +60,14 @@ from .base import (
     StoredMemory,
     ThreadPlace,
 )
-from .postgres_index import build_missing_indexes, drop_indexes, index_params, set_space
+from .postgres_index import (
+    build_missing_indexes,
+    check_indexes,
+    drop_indexes,
+    index_options,
+    index_params,
+    set_space,
+)
 from .postgres_pool import Pool, connect, psycopg_module, redact_url
 from .postgres_schema import (
     HNSW_MAX_DIMENSIONS,
@@ -94,6 +102,8 @@ from .rows import (
 from .vector_index import HNSWParams
 
 __all__ = ["BULK_LOAD_MIN", "EXACT_SEARCH_MAX", "PostgresBackend", "redact_url", "tsquery_text"]
+
+log = logging.getLogger("sem_mem.store")
 
 #: an ``add`` of at least this many memories, and at least as many as the store holds,
 #: loads without the HNSW index and builds it once at the end (see ``bulk_load``)
@@ -293,6 +303,15 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
             if wanted or analyze:
                 conn.execute("ANALYZE memories")
             self._search.load_indexes(conn)
+            if namespaces is None:  # a graph the namespace outgrew is the operator's to rebuild
+                for problem in check_indexes(
+                    conn,
+                    space[1],
+                    self.exact_search_max,
+                    (self.hnsw_m, self.hnsw_ef_construction),
+                    repair=False,
+                ):
+                    log.warning("%s; `sem-mem doctor --repair` fixes it", problem["detail"])
 
     # ------------------------------------------------------------------ writes
 
@@ -647,6 +666,8 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
             space = read_space(conn)
             m, ef_construction = index_params(conn, self.hnsw_m, self.hnsw_ef_construction)
             counts = reads.stats_counts(conn, namespace)
+            built = index_options(conn, namespace)  # this namespace's graph, if it has one
+        m, ef_construction = built.get("m", m), built.get("ef_construction", ef_construction)
         indexed = bool(counts["index_bytes"])
         return {
             "backend": self.name,
@@ -668,6 +689,29 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
             },
             "db_bytes": counts["db_bytes"],
             "seq": counts["seq"],
+        }
+
+    def check(self, *, repair: bool = False) -> dict[str, Any]:
+        """The namespaces' HNSW indexes (see :func:`~.postgres_index.check_indexes`); the
+        rows themselves are PostgreSQL's to keep consistent."""
+        with self._conn() as conn:
+            space = read_space(conn)
+            problems = []
+            if space is not None and space[1] <= HNSW_MAX_DIMENSIONS:
+                problems = check_indexes(
+                    conn,
+                    space[1],
+                    self.exact_search_max,
+                    (self.hnsw_m, self.hnsw_ef_construction),
+                    repair=repair,
+                )
+            if any(p["repaired"] for p in problems):
+                conn.execute("ANALYZE memories")  # the planner must see the new graphs
+            self._search.load_indexes(conn)
+        return {
+            "ok": all(p["repaired"] for p in problems),
+            "checks": ["vector indexes"],
+            "problems": problems,
         }
 
     @property

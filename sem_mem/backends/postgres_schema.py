@@ -313,9 +313,10 @@ def namespace_index_name(namespace: str) -> str:
 
 
 def namespace_index_statement(
-    namespace: str, m: int, ef_construction: int, *, concurrently: bool
+    namespace: str, m: int, ef_construction: int, *, concurrently: bool, name: str | None = None
 ) -> str:
-    """``CREATE INDEX`` of ``namespace``'s partial HNSW index over its active memories.
+    """``CREATE INDEX`` of ``namespace``'s partial HNSW index over its active memories
+    (named ``name``, default :func:`namespace_index_name`).
 
     The namespace is a literal in the predicate: the planner matches a partial index only
     against a query that names the same constant (see ``postgres_sql.vector_sql``).
@@ -323,7 +324,7 @@ def namespace_index_statement(
     literal = "'" + namespace.replace("'", "''") + "'"
     return (
         f"CREATE INDEX {'CONCURRENTLY ' if concurrently else ''}IF NOT EXISTS "
-        f"{namespace_index_name(namespace)} ON memories "
+        f"{name or namespace_index_name(namespace)} ON memories "
         "USING hnsw (embedding vector_cosine_ops) "
         f"WITH (m = {int(m)}, ef_construction = {int(ef_construction)}) "
         f"WHERE namespace = {literal} AND status = 'active'"
