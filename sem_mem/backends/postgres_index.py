@@ -131,8 +131,8 @@ def build_index(
     target = name + REBUILD_SUFFIX if replace else name
     m, ef_construction = build_params(active, *index_params(conn, *default_params))
     memory_mb = build_memory_mb(active, dimensions, m)
-    key = int(name[len(NAMESPACE_INDEX_PREFIX) :][:15], 16)
-    if not conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
+    key = _build_lock(conn, name)
+    if key is None:
         return False  # another process is building it
     try:
         valid = conn.execute(
@@ -186,6 +186,14 @@ def build_index(
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
     return True
+
+
+def _build_lock(conn: Any, name: str) -> int | None:
+    """Take the session advisory lock that guards building index ``name`` (and its
+    rebuild); None if another process holds it."""
+    key = int(name[len(NAMESPACE_INDEX_PREFIX) :][:15], 16)
+    taken = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]
+    return key if taken else None
 
 
 def _options(reloptions: Sequence[str] | None) -> dict[str, int]:
@@ -274,8 +282,14 @@ def check_indexes(
         (NAMESPACE_INDEX_PREFIX, len(REBUILD_SUFFIX), REBUILD_SUFFIX),
     ).fetchall()
     for (leftover,) in leftovers:
-        if repair:
-            conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {leftover}")
+        key = _build_lock(conn, leftover[: -len(REBUILD_SUFFIX)])
+        if key is None:
+            continue  # a rebuild in progress, not a leftover
+        try:
+            if repair:
+                conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {leftover}")
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
         problems.append(
             {
                 "check": "vector index",
