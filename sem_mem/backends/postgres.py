@@ -238,9 +238,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
                     current = read_space(conn)
                     if current is None:
-                        set_space(
-                            conn, model_id, dimensions, self.hnsw_m, self.hnsw_ef_construction
-                        )
+                        set_space(conn, model_id, dimensions, *self._graph_params)
                         current = (model_id, dimensions)
         if current == (model_id, dimensions):
             self._bound = current
@@ -275,6 +273,18 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
                 self._ensure_indexes(analyze=True)
                 self._search.lexicon.forget_stats()
 
+    @property
+    def _graph_params(self) -> tuple[int, int]:
+        """(M, ef_construction) of a namespace graph the store has no record for."""
+        return (self.hnsw_m, self.hnsw_ef_construction)
+
+    @staticmethod
+    def _graph_dimensions(conn: Any) -> int | None:
+        """The store's vector dimensions if its namespaces can have HNSW graphs: None for
+        a store with no vectors yet, or vectors wider than pgvector indexes."""
+        space = read_space(conn)
+        return None if space is None or space[1] > HNSW_MAX_DIMENSIONS else space[1]
+
     def _ensure_indexes(
         self, namespaces: Sequence[str] | None = None, *, analyze: bool = False
     ) -> None:
@@ -287,15 +297,11 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         others skip it; a build that failed halfway (an invalid index) is dropped first.
         """
         with self._conn() as conn:
-            space = read_space(conn)
-            if space is None or space[1] > HNSW_MAX_DIMENSIONS:
+            dimensions = self._graph_dimensions(conn)
+            if dimensions is None:
                 return
             wanted = build_missing_indexes(
-                conn,
-                space[1],
-                self.exact_search_max,
-                namespaces,
-                (self.hnsw_m, self.hnsw_ef_construction),
+                conn, dimensions, self.exact_search_max, namespaces, self._graph_params
             )
             # fresh statistics: the planner matches a namespace's new index only when it
             # knows the namespace is large (else it keeps an exact scan it thinks is
@@ -305,11 +311,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
             self._search.load_indexes(conn)
             if namespaces is None:  # a graph the namespace outgrew is the operator's to rebuild
                 for problem in check_indexes(
-                    conn,
-                    space[1],
-                    self.exact_search_max,
-                    (self.hnsw_m, self.hnsw_ef_construction),
-                    repair=False,
+                    conn, dimensions, self.exact_search_max, self._graph_params, repair=False
                 ):
                     log.warning("%s; `sem-mem doctor --repair` fixes it", problem["detail"])
 
@@ -651,7 +653,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
                 "FROM reembed_staging AS s WHERE m.label = s.label",
                 (model_id, seq),
             )
-            set_space(conn, model_id, dimensions, self.hnsw_m, self.hnsw_ef_construction)
+            set_space(conn, model_id, dimensions, *self._graph_params)
         # the vector column changed type: statements prepared before would fail with
         # "cached plan must not change result type"
         self._pool.discard_idle()
@@ -664,7 +666,7 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
     def stats(self, namespace: str) -> dict[str, Any]:
         with self._conn() as conn:
             space = read_space(conn)
-            m, ef_construction = index_params(conn, self.hnsw_m, self.hnsw_ef_construction)
+            m, ef_construction = index_params(conn, *self._graph_params)
             counts = reads.stats_counts(conn, namespace)
             built = index_options(conn, namespace)  # this namespace's graph, if it has one
         m, ef_construction = built.get("m", m), built.get("ef_construction", ef_construction)
@@ -695,15 +697,11 @@ class PostgresBackend(PostgresSessionsMixin, StorageBackend):
         """The namespaces' HNSW indexes (see :func:`~.postgres_index.check_indexes`); the
         rows themselves are PostgreSQL's to keep consistent."""
         with self._conn() as conn:
-            space = read_space(conn)
+            dimensions = self._graph_dimensions(conn)
             problems = []
-            if space is not None and space[1] <= HNSW_MAX_DIMENSIONS:
+            if dimensions is not None:
                 problems = check_indexes(
-                    conn,
-                    space[1],
-                    self.exact_search_max,
-                    (self.hnsw_m, self.hnsw_ef_construction),
-                    repair=repair,
+                    conn, dimensions, self.exact_search_max, self._graph_params, repair=repair
                 )
             if any(p["repaired"] for p in problems):
                 conn.execute("ANALYZE memories")  # the planner must see the new graphs
