@@ -26,6 +26,7 @@ from .rows import EMBEDDING_AT, content_words
 
 __all__ = [
     "EF_BASE_SIZE",
+    "EF_GROWTH",
     "EF_PER_RESULT",
     "EF_SEARCH_LIMIT",
     "FTS_COMMON_MIN",
@@ -42,8 +43,14 @@ EF_SEARCH_LIMIT = 1000
 EF_PER_RESULT = 20
 #: ... in a namespace of up to this many memories (recall@10 0.975-0.983 at 10^5 with
 #: 200 for 10 results); a larger graph needs a wider beam for the same results: the
-#: beam grows with the square root of the size beyond it
+#: beam grows with the size beyond it to the power EF_GROWTH
 EF_BASE_SIZE = 100_000
+#: at 10^6 (``bench/backends.py``'s vectors, a graph of M 16 and ef_construction 200,
+#: raw pgvector) recall@10 against an exact search was 0.903 / 0.945 / 0.973 with a beam
+#: of 400 / 633 / 1,000 (p50 4.8 / 6.7 / 10.1 ms); the square root (0.5, 633 there)
+#: left it below 0.95. A denser graph bought no better trade: ef_construction 400 gave
+#: 0.957 at 400 (8.0 ms) for a build 2.2 times as long, M 24 0.942 at 633 (6.3 ms).
+EF_GROWTH = 0.7
 
 
 def beam(size: int, k: int, ef: int, wanted: int) -> int:
@@ -51,11 +58,13 @@ def beam(size: int, k: int, ef: int, wanted: int) -> int:
     ``size`` memories, at least ``ef`` (the backend's setting), at most pgvector's limit.
 
     At 10^6 memories recall@10 against an exact search was 0.61 with 200, the 10^5
-    beam (``bench/results/backends_1m.md``): the square-root rule gives 633 there.
+    beam (``bench/results/backends_1m.md``), 0.937 with 633 and 0.968 with 1,000, the
+    width this rule gives there (``bench/results/backends_1m_beam1000.md``).
     """
     width = max(ef, k, EF_PER_RESULT * wanted)
     if size > EF_BASE_SIZE:
-        width = max(width, math.ceil(EF_PER_RESULT * wanted * math.sqrt(size / EF_BASE_SIZE)))
+        grown = EF_PER_RESULT * wanted * (size / EF_BASE_SIZE) ** EF_GROWTH
+        width = max(width, math.ceil(grown))
     return min(width, EF_SEARCH_LIMIT)
 
 
