@@ -95,3 +95,17 @@ class PooledHashingEmbedder(HashingEmbedder):
     as the local embedder does (``sentence_pooling``)."""
 
     sentence_pooling = True
+
+
+class TableEmbedder(Embedder):
+    """Serves vectors given in advance, by text (a store of chosen geometry)."""
+
+    batch_size = 1024
+
+    def __init__(self, vectors: dict[str, np.ndarray], *, name: str = "table") -> None:
+        self.vectors = vectors
+        self.dimensions = len(next(iter(vectors.values())))
+        self.model_id = f"test:{name}-{self.dimensions}"
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        return np.stack([self.vectors[t] for t in texts])

@@ -4,7 +4,6 @@ set to, and the lexemes of query words (with the common ones to leave out)."""
 
 from __future__ import annotations
 
-import math
 import time
 import weakref
 from collections.abc import Callable
@@ -14,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .base import MemoryFilter, StoredMemory
+from .beam import search_beam
 from .postgres_sql import (
     filter_sql,
     lexical_args,
@@ -25,9 +25,6 @@ from .postgres_sql import (
 from .rows import EMBEDDING_AT, content_words
 
 __all__ = [
-    "EF_BASE_SIZE",
-    "EF_GROWTH",
-    "EF_PER_RESULT",
     "EF_SEARCH_LIMIT",
     "FTS_COMMON_MIN",
     "FTS_COMMON_SHARE",
@@ -39,33 +36,19 @@ __all__ = [
 
 #: pgvector's upper bound for hnsw.ef_search
 EF_SEARCH_LIMIT = 1000
-#: hnsw.ef_search is at least this many times the results a search must return well
-EF_PER_RESULT = 20
-#: ... in a namespace of up to this many memories (recall@10 0.975-0.983 at 10^5 with
-#: 200 for 10 results); a larger graph needs a wider beam for the same results: the
-#: beam grows with the size beyond it to the power EF_GROWTH
-EF_BASE_SIZE = 100_000
-#: at 10^6 (``bench/backends.py``'s vectors, a graph of M 16 and ef_construction 200,
-#: raw pgvector) recall@10 against an exact search was 0.903 / 0.945 / 0.973 with a beam
-#: of 400 / 633 / 1,000 (p50 4.8 / 6.7 / 10.1 ms); the square root (0.5, 633 there)
-#: left it below 0.95. A denser graph bought no better trade: ef_construction 400 gave
-#: 0.957 at 400 (8.0 ms) for a build 2.2 times as long, M 24 0.942 at 633 (6.3 ms).
-EF_GROWTH = 0.7
 
 
 def beam(size: int, k: int, ef: int, wanted: int) -> int:
     """``hnsw.ef_search`` for ``wanted`` good results of ``k`` from a namespace of
-    ``size`` memories, at least ``ef`` (the backend's setting), at most pgvector's limit.
+    ``size`` memories: :func:`~.beam.search_beam` within pgvector's limit.
 
     At 10^6 memories recall@10 against an exact search was 0.61 with 200, the 10^5
-    beam (``bench/results/backends_1m.md``), 0.937 with 633 and 0.968 with 1,000, the
-    width this rule gives there (``bench/results/backends_1m_beam1000.md``).
+    beam (``bench/results/backends_1m.md``), 0.937 with 633 and 0.968-0.977 with
+    1,000, the width the rule gives there (``bench/results/backends_1m_beam1000.md``).
+    A denser graph bought no better trade: ef_construction 400 gave 0.957 at 400 (8.0
+    ms against 6.7 at 633) for a build 2.2 times as long, M 24 0.942 at 633 (6.3 ms).
     """
-    width = max(ef, k, EF_PER_RESULT * wanted)
-    if size > EF_BASE_SIZE:
-        grown = EF_PER_RESULT * wanted * (size / EF_BASE_SIZE) ** EF_GROWTH
-        width = max(width, math.ceil(grown))
-    return min(width, EF_SEARCH_LIMIT)
+    return search_beam(size, k, ef, wanted, EF_SEARCH_LIMIT)
 
 
 #: a word in more than this share of memories (and more than FTS_COMMON_MIN of them) is
