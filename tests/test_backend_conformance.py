@@ -677,7 +677,7 @@ def test_pg_uses_the_hnsw_index_and_refuses_nul(pg_url: str) -> None:
 _API_SERVER = """
 import socket, sys
 import uvicorn
-from embedders import HashingEmbedder, PooledHashingEmbedder, TableEmbedder
+from embedders import HashingEmbedder, PooledHashingEmbedder
 from sem_mem.config import resolve_settings
 from sem_mem.server import ServerConfig, create_app
 

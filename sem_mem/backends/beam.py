@@ -14,8 +14,9 @@ case: neighbourhoods are crowded), recall@10 against an exact search, M 16:
 | 1,000 | 1.000 | 0.953 (1.00 ms) | 0.973 (10.1 ms) |
 
 (pgvector at 10^5 with ef_construction 100: 0.975-0.983 at 200.) Hence 20 per result
-wanted up to 10^5 memories, growing with the size beyond to the power 0.7 (1,000 for ten
-results at 10^6); the square root (633 there) left both engines below 0.95.
+wanted up to 10^5 memories, growing with the size beyond to the power 0.7 (1,003 for
+ten results at 10^6, pgvector's limit of 1,000 there); the square root (633) left both
+engines below 0.95. Filtered hnswlib searches do not use it (see ``HNSWIndex.search``).
 """
 
 from __future__ import annotations

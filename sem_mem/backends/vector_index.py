@@ -167,12 +167,17 @@ class HNSWIndex:
             if allowed is not None:
                 return self.search_among(np.fromiter(allowed, dtype=np.int64), vector, k)
             return self._search_exact(vector, k)
-        # a larger graph needs a wider beam for the same results (see beam.py: recall@10
-        # of real turn vectors at ef 64 was 0.93 at 10^5 and 0.63 at 10^6)
-        ef = search_beam(self.active, k, ef or self.params.ef, min(k, 10))
-        if allowed is not None:
+        ef = max(ef or self.params.ef, k)
+        if allowed is None:
+            # a larger graph needs a wider beam for the same results (see beam.py:
+            # recall@10 of real turn vectors at ef 64 was 0.92 at 10^5, 0.61 at 10^6)
+            ef = search_beam(self.active, k, ef, min(k, 10))
+        else:
             # the beam must reach past the non-matching neighbours: widen it by the
-            # inverse share of allowed labels (bounded)
+            # inverse share of allowed labels (bounded). Not by the size rule on top:
+            # hnswlib counts only allowed labels into the beam, so a beam wider than
+            # them walks the whole graph through a Python filter (a 3-16x slower
+            # search at 10^5-10^6 in review)
             share = len(allowed) / max(self.active, 1)
             ef = min(max(ef, int(ef / max(share, 1e-3))), max(self.active, ef))
         if ef != self._ef:  # skip the call (and its lock) when unchanged
