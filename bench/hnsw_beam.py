@@ -23,7 +23,6 @@ numpy search.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from bench._common import RESULTS_DIR, Table, fmt, machine, percentiles_ms, ratio, write_results
-from bench.backends import Corpus, PrecomputedEmbedder
+from bench.backends import Corpus, PrecomputedEmbedder, _recall_at_10
 from sem_mem import SemanticMemory
 from sem_mem.backends import vector_index
 from sem_mem.backends.beam import search_beam
@@ -45,10 +44,6 @@ SEARCHES = ("vector", "hybrid", "vector64", "hybrid64", "old", "new")
 def _fixed_beam(size: int, k: int, ef: int, wanted: int, limit: int | None = None) -> int:
     """The beam before ``beam.py``: the store's ef (64), or k if larger."""
     return max(ef, k)
-
-
-def _recall(found: list[list[int]], exact: np.ndarray) -> float:
-    return float(np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact, strict=True)]))
 
 
 def run(n: int, repeat: int) -> tuple[list[Table], dict[str, object]]:
@@ -111,7 +106,7 @@ def run(n: int, repeat: int) -> tuple[list[Table], dict[str, object]]:
         f"Vector recall at {n:,} crowded memories (beam for 10 results: {new_ef})",
         ["search", "p50 / p99 (ms)", "recall@10 vs exact", "p50 vs raw hnswlib, same beam"],
     )
-    new_p50 = statistics.median(times["new"])
+    new_p50 = percentiles_ms(times["new"])[0]
     for what, label in (
         ("old", f"raw hnswlib, ef {OLD_EF} (Sem-Mem's beam before)"),
         ("new", f"raw hnswlib, ef {new_ef} (the beam rule)"),
@@ -124,7 +119,7 @@ def run(n: int, repeat: int) -> tuple[list[Table], dict[str, object]]:
         table.add(
             label,
             f"{fmt(p50)} / {fmt(p99)}",
-            "–" if what.startswith("hybrid") else f"{_recall(found[what], exact):.3f}",
+            "–" if what.startswith("hybrid") else f"{_recall_at_10(found[what], exact):.3f}",
             ratio(p50, new_p50),
         )
     table.notes += [
