@@ -215,6 +215,8 @@ class Variant:
     #: (remember_conversation with each sentence of a turn sent as a message of its own,
     #: as in a messaging app; a turn counts as found when one of its messages is)
     storage: str = "conversation"
+    #: recall(rerank=True): the cross-encoder reorders the best 25 (see sem_mem.rerankers)
+    rerank: bool = False
 
 
 _RRF = FusionConfig.plain_rrf()
@@ -224,6 +226,12 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("vector", "vector", note="library mode: HNSW cosine"),
     Variant("lexical", "lexical", note="library mode: tantivy BM25"),
     Variant("hybrid", "hybrid", note="library default, turns stored with remember_conversation"),
+    Variant(
+        "hybrid + rerank",
+        "hybrid",
+        rerank=True,
+        note="recall(rerank=True): the local cross-encoder reorders the fused ranking's best 25",
+    ),
     Variant(
         "batch: vector",
         "vector",
@@ -260,6 +268,13 @@ VARIANTS: tuple[Variant, ...] = (
         "hybrid",
         storage="messages",
         note="each sentence of a turn stored as its own message (3.2 per turn): library default",
+    ),
+    Variant(
+        "messages: hybrid + rerank",
+        "hybrid",
+        storage="messages",
+        rerank=True,
+        note="the same messages, recall(rerank=True)",
     ),
     Variant(
         "messages: neighbours by place",
@@ -432,7 +447,12 @@ def evaluate(
                         memory._results.clear()  # the result cache must not serve another variant
                         for q in conv.questions:
                             start = time.perf_counter()
-                            hits = memory.recall(q.text, limit=25, mode=variant.mode)  # type: ignore[arg-type]
+                            hits = memory.recall(
+                                q.text,
+                                limit=25,
+                                mode=variant.mode,  # type: ignore[arg-type]
+                                rerank=variant.rerank,
+                            )
                             out[variant.name].latencies.append(time.perf_counter() - start)
                             out[variant.name].add(q.category, q.gold, [dia_of[h.id] for h in hits])
                 finally:
@@ -654,6 +674,7 @@ def _main(args: argparse.Namespace, suffix: str) -> int:
             "variants": {
                 v.name: {
                     "mode": v.mode,
+                    "rerank": v.rerank,
                     "note": v.note,
                     "config": v.config.as_dict() if v.config else None,
                 }

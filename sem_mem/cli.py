@@ -103,6 +103,13 @@ def recall(
     until: Annotated[
         str | None, typer.Option(help="Only what happened before this (ISO 8601)")
     ] = None,
+    rerank: Annotated[
+        bool | None,
+        typer.Option(
+            "--rerank/--no-rerank",
+            help="Reorder the best 25 with the cross-encoder (default: SEMMEM_RERANKER)",
+        ),
+    ] = None,
     storage_dir: StorageDir = None,
     namespace: Namespace = None,
     as_json: JsonFlag = False,
@@ -118,6 +125,7 @@ def recall(
             metadata=_parse_metadata(metadata),
             since=_when(since, "--since"),
             until=_when(until, "--until"),
+            rerank=rerank,
         )
     if as_json:
         _json([r.to_dict() for r in results])

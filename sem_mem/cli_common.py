@@ -88,6 +88,7 @@ def _memory(ctx: typer.Context, storage_dir: str | None, namespace: str | None) 
             namespace=namespace,
             embedder=obj.get("embedder"),
             chat_api=obj.get("chat_api"),
+            reranker=obj.get("reranker"),
         )
         try:
             yield memory

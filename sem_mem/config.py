@@ -53,6 +53,8 @@ class Settings:
     api_key: str | None = None  # the bearer key a client (the UI) sends to ``api_url``
     api_keys: str | None = None
     model_cache: str | None = None  # where local ONNX graphs are cached (None: ~/.cache)
+    # recall's reranker (see rerankers/): None/"none", "local" or a cross-encoder folder
+    reranker: str | None = None
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
     def with_overrides(self, **changes: Any) -> Settings:
@@ -87,6 +89,7 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "api_key": ("SEMMEM_API_KEY",),
     "api_keys": ("SEMMEM_API_KEYS",),
     "model_cache": ("SEMMEM_MODEL_CACHE",),
+    "reranker": ("SEMMEM_RERANKER",),
 }
 
 _CHOICES = {

@@ -16,6 +16,7 @@ import numpy as np
 
 from .backends.base import MemoryFilter, StorageBackend, StoredMemory
 from .dates import query_windows
+from .rerankers.base import Reranker, apply_reranker
 from .retrieval import (
     FusionConfig,
     boost,
@@ -27,7 +28,7 @@ from .retrieval import (
     thread_neighbours,
 )
 
-__all__ = ["RecallMode", "filter_key", "fuse_rankings", "rank"]
+__all__ = ["RecallMode", "filter_key", "fuse_rankings", "rank", "rerank_ranking"]
 
 RecallMode = Literal["hybrid", "vector", "lexical"]
 
@@ -176,6 +177,36 @@ def _hybrid(
     # back to [0, 1]: divide by the best score a memory could reach
     top = (1.0 + (config.date_weight if windows else 0.0)) * (1.0 + config.speaker_weight)
     return [(i, score / top) for i, score in fused]
+
+
+def rerank_ranking(
+    reranker: Reranker,
+    query: str,
+    ranked: list[tuple[str, float, float]],
+    fetched: dict[str, StoredMemory],
+    backend: StorageBackend,
+    namespace: str,
+    depth: int,
+) -> list[tuple[str, float, float]]:
+    """``ranked`` with its best ``depth`` reordered by ``reranker`` (see
+    :func:`~sem_mem.rerankers.base.apply_reranker`). A turn is read as
+    ``"Speaker: text"`` (as conversation turns are stored), so that a question naming
+    a speaker can match."""
+    head = ranked[:depth]
+    if len(head) < 2:
+        return ranked
+    missing = [i for i, _, _ in head if i not in fetched]
+    if missing:
+        fetched.update(backend.get_many(namespace, missing))
+    head = [r for r in head if r[0] in fetched]  # (one deleted meanwhile is dropped)
+    documents = []
+    for memory_id, _, _ in head:
+        memory = fetched[memory_id].memory
+        said = memory.text
+        if memory.speaker and not said.startswith(f"{memory.speaker}:"):
+            said = f"{memory.speaker}: {said}"
+        documents.append(said)
+    return apply_reranker(head + ranked[depth:], reranker.score(query, documents))
 
 
 def fuse_rankings(

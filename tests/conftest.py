@@ -44,6 +44,7 @@ for _name in (
     "SEMMEM_API_URL",
     "SEMMEM_DATABASE_URL",
     "CHAT_MODEL",
+    "SEMMEM_RERANKER",
 ):
     os.environ.pop(_name, None)
 

@@ -420,3 +420,19 @@ def test_the_module_runs_as_a_script() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "--storage-dir" in proc.stdout
+
+
+async def test_recall_rerank(client: Client) -> None:
+    from test_rerank import ANSWERS, CHATS
+
+    for n, turns in enumerate(CHATS.values()):
+        data(
+            await client.call_tool(
+                "remember_conversation",
+                {"turns": [{"speaker": s, "text": t} for s, t in turns], "thread_id": f"rr-{n}"},
+            )
+        )
+    for question, answer in ANSWERS.items():
+        fused = await recall_texts(client, question, limit=3)
+        assert fused[0] != answer  # the fused ranking alone gets these wrong (MiniLM)
+        assert (await recall_texts(client, question, limit=3, rerank=True))[0] == answer

@@ -93,6 +93,7 @@ async def recall(body: RecallIn, memory: Memory) -> dict[str, Any]:
         source=body.source,
         since=body.since,
         until=body.until,
+        rerank=body.rerank,
     )
     return {"memories": [r.to_dict() for r in results], "logs": logs}
 

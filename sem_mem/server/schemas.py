@@ -133,6 +133,13 @@ class RecallIn(_In):
     source: str | None = Field(default=None, description="Only this source (manual, thread, …)")
     since: Timestamp = Field(default=None, description="Only what happened at or after this")
     until: Timestamp = Field(default=None, description="Only what happened before this")
+    rerank: bool | None = Field(
+        default=None,
+        description=(
+            "Reorder the best 25 candidates with the cross-encoder (~100 ms more); "
+            "null: as the server is configured (SEMMEM_RERANKER)"
+        ),
+    )
 
 
 class RecallOut(BaseModel):

