@@ -244,7 +244,7 @@ def _remember_exchange(
         logs.append(f"auto-memory: {verdict.kind}, but nothing durable to store")
         return None
     correction = verdict.kind == "correction" or is_correction(user_text)
-    neighbours = memory.recall(fact, limit=3, mode="vector", record_hits=False)
+    neighbours = memory.recall(fact, limit=3, mode="vector", record_hits=False, rerank=False)
     duplicate = _duplicate_of(fact, neighbours, near=not correction)
     if duplicate is not None:
         memory.remember(duplicate.text, duplicate.metadata, source=duplicate.source)
@@ -290,7 +290,7 @@ def _supersede_corrected(
     hint = verdict.supersedes_hint or correction_target(user_text)
     candidates = list(neighbours)
     if hint and _normalised(hint):
-        candidates += memory.recall(hint, limit=3, mode="vector", record_hits=False)
+        candidates += memory.recall(hint, limit=3, mode="vector", record_hits=False, rerank=False)
     best: Recollection | None = None
     for candidate in candidates:
         if candidate.id == new_id or candidate.source not in AUTO_SOURCES_SUPERSEDABLE:

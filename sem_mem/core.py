@@ -39,7 +39,7 @@ from .hashing import text_hash
 from .ingestion import INGEST_SLICE as INGEST_SLICE  # where tests and callers look for it
 from .ingestion import DocumentTurns
 from .lifecycle import close_at_exit, closed, open_parts
-from .ranking import RecallMode, rerank_ranking
+from .ranking import RecallMode
 from .rerankers.base import RERANK_DEPTH, Reranker, check_reranker
 from .rerankers.factory import create_reranker
 from .retrieval import FusionConfig
@@ -123,10 +123,12 @@ class SemanticMemory:
         self._chat_model = chat_model if not isinstance(chat_model, str) else None
         if reranker is not None and not isinstance(reranker, str):
             check_reranker(reranker)
-        # a Reranker given by the caller, else built on first use from settings.reranker
-        # (and the default cross-encoder for recall(rerank=True) when none is configured)
-        self._reranker: Reranker | None = None if isinstance(reranker, str) else reranker
-        self._on_demand_reranker: Reranker | None = None
+        # a Reranker given by the caller, else the one settings.reranker names, checked
+        # now (a bad setting fails here, not at the first recall; the model loads later)
+        self._reranker: Reranker | None = (
+            create_reranker(settings.reranker) if reranker is None or isinstance(reranker, str)
+            else reranker
+        )  # fmt: skip
         self._lock = threading.RLock()
         #: L1, the result and query-vector caches, pending hit counts (see tiers.py)
         self._tiers = Tiers(self.backend, self.namespace, self._lock, settings.cache_size)
@@ -529,9 +531,12 @@ class SemanticMemory:
         neither count as hits nor move memories into L1.
 
         ``rerank=True`` has a cross-encoder read the query beside each of the best
-        ``RERANK_DEPTH`` (25) candidates and reorder them (see :mod:`sem_mem.rerankers`:
-        better ordering, ~100 ms more on two cores). ``None`` (default) reranks when a
-        reranker is configured (``reranker=`` / ``SEMMEM_RERANKER``); ``False`` never.
+        ``RERANK_DEPTH`` (25) candidates (a conversation turn alone and with its neighbours)
+        and reorder them (see :mod:`sem_mem.rerankers`: better ordering, 0.2-0.4 s more on
+        two cores). ``None`` (default) reranks when a reranker is configured
+        (``reranker=`` / ``SEMMEM_RERANKER``), except in vector mode; ``False`` never.
+        A reranked result's ``score`` ranks it among this recall's candidates only: it
+        is not comparable across recalls (``similarity`` still is).
         """
         self._check_open()
         query = self._clean_text(query, "query")
@@ -554,18 +559,18 @@ class SemanticMemory:
                     f"query expansion: {len(alternatives)} alternative(s)"
                     + "".join(f"\n  - {q}" for q in alternatives)
                 )
-        reranker = self._reranker_for(rerank)
+        reranker = self._reranker_for(rerank, mode)
         depth = max(limit, RERANK_DEPTH) if reranker is not None else limit
         ranked, fetched = self._tiers.ranking(
             queries, mode, depth, max(pool, 2 * depth), threshold, where, generation,
             self.embedder, self.fusion,
         )  # fmt: skip
         if reranker is not None:
-            reranked = min(len(ranked), RERANK_DEPTH)
-            ranked = rerank_ranking(
-                reranker, query, ranked, fetched, self.backend, self.namespace, RERANK_DEPTH
-            )[:limit]
-            if logs is not None:
+            ranked, reranked = self._tiers.reranked(
+                reranker, query, ranked, fetched, where, generation
+            )
+            ranked = ranked[:limit]
+            if logs is not None and reranked:
                 logs.append(f"reranked the best {reranked} candidates")
         results = self._tiers.hydrate(ranked, fetched, generation, touch=record_hits)
         if record_hits:
@@ -578,24 +583,17 @@ class SemanticMemory:
     @property
     def reranker(self) -> Reranker | None:
         """The configured reranker (``reranker=`` / ``SEMMEM_RERANKER``), or None."""
-        if self._reranker is None and self.settings.reranker:
-            with self._lock:
-                if self._reranker is None:
-                    self._reranker = create_reranker(self.settings.reranker)
         return self._reranker
 
-    def _reranker_for(self, rerank: bool | None) -> Reranker | None:
-        if rerank is False:
+    def _reranker_for(self, rerank: bool | None, mode: RecallMode) -> Reranker | None:
+        """``rerank=None``: the configured reranker, except in vector mode (documented
+        as pure cosine order, and used so by duplicate checks); ``True``: it, or the
+        local cross-encoder when none is configured (shared, loaded once)."""
+        if rerank is None:
+            return self._reranker if mode != "vector" else None
+        if not rerank:
             return None
-        configured = self.reranker
-        if configured is not None or not rerank:
-            return configured
-        # rerank=True with none configured: the local cross-encoder, for this call only
-        # (kept loaded, but rerank=None still means off)
-        with self._lock:
-            if self._on_demand_reranker is None:
-                self._on_demand_reranker = create_reranker("local")
-            return self._on_demand_reranker
+        return self._reranker or create_reranker("local")
 
     def refresh(self) -> None:
         """Pick up commits made by other processes now (recall does this by itself)."""

@@ -10,13 +10,13 @@ functions over an explicit backend, namespace and fusion config, so they hold no
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
 
-from .backends.base import MemoryFilter, StorageBackend, StoredMemory
+from .backends.base import MemoryFilter, StorageBackend, StoredMemory, ThreadPlace
 from .dates import query_windows
-from .rerankers.base import Reranker, apply_reranker
 from .retrieval import (
     FusionConfig,
     boost,
@@ -27,8 +27,16 @@ from .retrieval import (
     spread_to_neighbours,
     thread_neighbours,
 )
+from .types import Memory
 
-__all__ = ["RecallMode", "filter_key", "fuse_rankings", "rank", "rerank_ranking"]
+__all__ = [
+    "RecallMode",
+    "adjacent_turns",
+    "filter_key",
+    "fuse_rankings",
+    "rank",
+    "rerank_text",
+]
 
 RecallMode = Literal["hybrid", "vector", "lexical"]
 
@@ -179,34 +187,68 @@ def _hybrid(
     return [(i, score / top) for i, score in fused]
 
 
-def rerank_ranking(
-    reranker: Reranker,
-    query: str,
-    ranked: list[tuple[str, float, float]],
-    fetched: dict[str, StoredMemory],
-    backend: StorageBackend,
-    namespace: str,
-    depth: int,
-) -> list[tuple[str, float, float]]:
-    """``ranked`` with its best ``depth`` reordered by ``reranker`` (see
-    :func:`~sem_mem.rerankers.base.apply_reranker`). A turn is read as
-    ``"Speaker: text"`` (as conversation turns are stored), so that a question naming
-    a speaker can match."""
-    head = ranked[:depth]
-    if len(head) < 2:
-        return ranked
-    missing = [i for i, _, _ in head if i not in fetched]
-    if missing:
-        fetched.update(backend.get_many(namespace, missing))
-    head = [r for r in head if r[0] in fetched]  # (one deleted meanwhile is dropped)
-    documents = []
-    for memory_id, _, _ in head:
-        memory = fetched[memory_id].memory
-        said = memory.text
-        if memory.speaker and not said.startswith(f"{memory.speaker}:"):
-            said = f"{memory.speaker}: {said}"
-        documents.append(said)
-    return apply_reranker(head + ranked[depth:], reranker.score(query, documents))
+def adjacent_turns(
+    places: dict[str, ThreadPlace], ids: Sequence[str]
+) -> dict[str, tuple[str | None, str | None]]:
+    """id -> the ids of the turns just before and just after it in its thread, among
+    ``places`` (None where there is none)."""
+    by_thread: dict[str, list[tuple[int, str]]] = {}
+    for memory_id, place in places.items():
+        if place.thread_id and place.position is not None:
+            by_thread.setdefault(place.thread_id, []).append((place.position, memory_id))
+    out: dict[str, tuple[str | None, str | None]] = {}
+    for memory_id in ids:
+        found = places.get(memory_id)
+        if found is None or not found.thread_id or found.position is None:
+            continue
+        here = found.position
+        turns = by_thread[found.thread_id]
+        before = max((p for p in turns if p[0] < here), default=None)
+        after = min((p for p in turns if p[0] > here), default=None)
+        out[memory_id] = (before[1] if before else None, after[1] if after else None)
+    return out
+
+
+#: how much of each turn around a candidate the reranker reads (the end of the one
+#: before, the start of the one after)
+RERANK_CONTEXT_CHARS = 300
+
+
+def rerank_text(memory: Memory, before: Memory | None, after: Memory | None) -> str:
+    """What the reranker reads of a candidate: ``"Speaker: text"`` (as conversation
+    turns are stored, so a question naming a speaker can match), between the end of the
+    turn before it and the start of the turn after it in its thread when those are given.
+
+    ``Tiers.reranked`` scores each candidate both ways, alone and in context, and takes
+    the mean. A reply ("Yes, last Saturday!") means something only after its question;
+    but read only in context, neighbours read much the same text, and a turn that merely
+    repeats the question's words lifts the turns around it too. R@5 / R@10 with the
+    reranker on LoCoMo's tuning half (checking half): the turn alone 0.767 / 0.833
+    (0.728 / 0.800); in context only 0.795 / 0.860 (0.751 / 0.817); the mean 0.789 /
+    0.855 (0.757 / 0.813). On nine hand-made chats where another turn repeats the
+    question's words, the turn alone put the answer first in six, in context only in
+    none, the mean in four; the mean keeps most of both for twice the model runs.
+    """
+    parts = []
+    if before is not None:
+        text = _with_speaker(before)
+        if len(text) > RERANK_CONTEXT_CHARS:
+            text = text[-RERANK_CONTEXT_CHARS:].partition(" ")[2]
+        parts.append(text)
+    parts.append(_with_speaker(memory))
+    if after is not None:
+        text = _with_speaker(after)
+        if len(text) > RERANK_CONTEXT_CHARS:
+            text = text[:RERANK_CONTEXT_CHARS].rpartition(" ")[0]
+        parts.append(text)
+    return " ".join(p for p in parts if p)
+
+
+def _with_speaker(memory: Memory) -> str:
+    said = memory.text
+    if memory.speaker and not said.startswith(f"{memory.speaker}:"):
+        said = f"{memory.speaker}: {said}"
+    return said
 
 
 def fuse_rankings(

@@ -25,7 +25,8 @@ from .backends.base import MemoryFilter, StorageBackend, StoredMemory
 from .cache import SmartCache
 from .embedders.base import Embedder
 from .hashing import text_hash
-from .ranking import RecallMode, filter_key, fuse_rankings, rank
+from .ranking import RecallMode, adjacent_turns, filter_key, fuse_rankings, rank, rerank_text
+from .rerankers.base import RERANK_DEPTH, Reranker, apply_reranker
 from .retrieval import FusionConfig
 from .types import Recollection
 
@@ -48,6 +49,10 @@ class Tiers:
         self.lock = lock
         self.cache: SmartCache[StoredMemory] = SmartCache(cache_size)
         self.results: OrderedDict[tuple[Any, ...], Ranking] = OrderedDict()
+        # the reranker's scores of a query's candidates (ids kept, scores), dropped with
+        # the rankings: a repeated reranked recall does not run the model again
+        self.rerank_scores: OrderedDict[tuple[Any, ...], tuple[tuple[str, ...], np.ndarray]]
+        self.rerank_scores = OrderedDict()
         # Bumped (under the lock) by every write and every change seen from another
         # process. A recall notes it before reading the store and puts what it read
         # into L1 or the result cache only if it is unchanged: a record read before a
@@ -66,6 +71,7 @@ class Tiers:
             self.generation += 1
             self.cache.discard_many(touched)
             self.results.clear()
+            self.rerank_scores.clear()
 
     def sync(self) -> None:
         """Pick up commits from other processes and drop what they changed from L1."""
@@ -77,6 +83,7 @@ class Tiers:
             self.generation += 1
             self.cache.discard_many(changed)
             self.results.clear()
+            self.rerank_scores.clear()
             self.seen_seq = seq
 
     def reset(self) -> None:
@@ -85,6 +92,7 @@ class Tiers:
             self.generation += 1
             self.cache.clear()
             self.results.clear()
+            self.rerank_scores.clear()
             self.query_vectors.clear()
             self.pending_query_vectors.clear()
             self.seen_seq = self.backend.refresh()
@@ -183,6 +191,85 @@ class Tiers:
                 while len(self.results) > 256:
                     self.results.popitem(last=False)
         return ranked
+
+    def reranked(
+        self,
+        reranker: Reranker,
+        query: str,
+        ranked: Ranking,
+        fetched: dict[str, StoredMemory],
+        where: MemoryFilter,
+        generation: int,
+    ) -> tuple[Ranking, int]:
+        """``ranked`` with its best ``RERANK_DEPTH`` reordered by ``reranker`` (see
+        :func:`~sem_mem.rerankers.base.apply_reranker`), and how many it read. Each
+        candidate is read between the turns around it in its thread
+        (:func:`~sem_mem.ranking.rerank_text`); records come from L1 where they are."""
+        head = ranked[:RERANK_DEPTH]
+        if len(head) < 2:
+            return ranked, 0
+        ids = [i for i, _, _ in head]
+        key = (reranker.model_id, text_hash(query), tuple(ids), filter_key(where))
+        with self.lock:
+            cached = self.rerank_scores.get(key)
+        if cached is None:
+            extra: dict[str, Any] = {} if where.empty else {"filters": where}
+            places = self.backend.thread_places(self.namespace, ids, 2, **extra)
+            around = adjacent_turns(places, ids)
+            context = [i for pair in around.values() for i in pair if i is not None]
+            records = self._records([*ids, *context], fetched)
+            kept = tuple(i for i in ids if i in records)  # (one forgotten meanwhile: dropped)
+            # each candidate twice: alone, and between the turns around it; the mean of
+            # the two scores counts (a turn with no neighbours is read once)
+            pairs = []
+            for memory_id in kept:
+                before, after = (
+                    records.get(i) if i is not None else None
+                    for i in around.get(memory_id, (None, None))
+                )
+                memory = records[memory_id].memory
+                pairs.append(
+                    (
+                        rerank_text(memory, None, None),
+                        rerank_text(
+                            memory,
+                            before.memory if before else None,
+                            after.memory if after else None,
+                        ),
+                    )
+                )
+            documents = list(dict.fromkeys(d for pair in pairs for d in pair))
+            scored = dict(zip(documents, reranker.score(query, documents), strict=True))
+            means = np.array([(scored[alone] + scored[window]) / 2 for alone, window in pairs])
+            cached = (kept, means)
+            with self.lock:
+                if generation == self.generation:
+                    self.rerank_scores[key] = cached
+                    while len(self.rerank_scores) > 256:
+                        self.rerank_scores.popitem(last=False)
+        kept, scores = cached
+        present = set(kept)
+        head = [r for r in head if r[0] in present]
+        return apply_reranker(head + ranked[RERANK_DEPTH:], scores), len(kept)
+
+    def _records(
+        self, ids: Sequence[str], fetched: dict[str, StoredMemory]
+    ) -> dict[str, StoredMemory]:
+        """Records of ``ids`` from L1 (not touched), those already read, then the store;
+        what is read from the store is left in ``fetched`` for hydration."""
+        out: dict[str, StoredMemory] = {}
+        missing = []
+        for memory_id in dict.fromkeys(ids):
+            found = self.cache.peek(memory_id) or fetched.get(memory_id)
+            if found is None:
+                missing.append(memory_id)
+            else:
+                out[memory_id] = found
+        if missing:
+            read = self.backend.get_many(self.namespace, missing)
+            fetched.update(read)
+            out.update(read)
+        return out
 
     # ------------------------------------------------------------------ serving
 

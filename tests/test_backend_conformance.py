@@ -978,6 +978,26 @@ def test_recall_filters_find_one_match_among_thousands_of_closer_memories(store:
         memory.recall(query, source="bogus")
 
 
+def test_rerank_reorders_the_best_candidates_within_the_filters(store: Store) -> None:
+    from test_rerank import FILLER, MarkedReranker
+
+    reranker = MarkedReranker()
+    memory = store.memory(reranker=reranker)
+    memory.remember_batch(FILLER, metadata={"team": "a"})
+    marked = memory.remember_conversation(
+        [{"speaker": "Ada", "text": "zebra zebra: the weekly report about budgets was approved"}],
+        metadata={"team": "a"},
+    )[0]
+    other = memory.remember("zebra zebra zebra zebra: budgets", {"team": "b"})
+    query = "weekly report about project budgets"
+    assert memory.recall(query, 3, rerank=False, metadata={"team": "a"})[0].id != marked
+    found = memory.recall(query, 3, metadata={"team": "a"})
+    assert found[0].id == marked and other not in [h.id for h in found]
+    assert "Ada: zebra zebra: the weekly report about budgets was approved" in reranker.seen[-1][1]
+    memory.forget(marked)  # gone from the store: never a reranked result
+    assert marked not in [h.id for h in memory.recall(query, 30, metadata={"team": "a"})]
+
+
 @pytest.mark.slow  # a namespace above the exact-search size
 def test_recall_filters_in_a_big_namespace_use_the_graph(store: Store) -> None:
     memory = store.memory()

@@ -425,7 +425,7 @@ def test_the_module_runs_as_a_script() -> None:
 async def test_recall_rerank(client: Client) -> None:
     from test_rerank import ANSWERS, CHATS
 
-    for n, turns in enumerate(CHATS.values()):
+    for n, turns in enumerate(CHATS):
         data(
             await client.call_tool(
                 "remember_conversation",

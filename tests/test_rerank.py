@@ -79,21 +79,59 @@ def test_rerank_never_reaches_outside_the_filters(
     make_memory: Callable[..., SemanticMemory],
 ) -> None:
     memory = _store(make_memory, reranker=MarkedReranker())
-    memory.remember("zebra zebra zebra zebra: budgets", {"team": "other"})
-    found = memory.recall("project budgets", 5, rerank=True, metadata={"team": "other"})
-    assert [r.metadata for r in found] == [{"team": "other"}]
-    found = memory.recall("project budgets", 5, rerank=True, source="manual")
-    assert found and all(r.metadata != {"team": "other"} for r in found[1:])
+    other = memory.remember("zebra zebra zebra zebra: budgets", {"team": "b"}, source="document")
+    found = memory.recall("project budgets", 5, rerank=True, metadata={"team": "b"})
+    assert [r.id for r in found] == [other]
+    found = memory.recall("weekly report about project budgets", 5, rerank=True, source="manual")
+    assert found[0].text.startswith("zebra zebra zebra:") and other not in [r.id for r in found]
 
 
-def test_a_turn_is_read_with_its_speaker_once(make_memory: Callable[..., SemanticMemory]) -> None:
+def test_a_turn_is_read_after_the_turn_before_it(
+    make_memory: Callable[..., SemanticMemory],
+) -> None:
     reranker = MarkedReranker()
     memory = make_memory(reranker=reranker)
     memory.remember_conversation(
         [{"speaker": "Ada", "text": "I adopted a zebra"}, {"speaker": "Bo", "text": "Nice!"}]
     )
-    memory.recall("what did Ada adopt?", 2, rerank=True)
-    assert sorted(reranker.seen[-1][1]) == ["Ada: I adopted a zebra", "Bo: Nice!"]
+    memory.remember_conversation([{"speaker": "Cy", "text": "Another thread about zebras"}])
+    memory.recall("what did Ada adopt?", 3, rerank=True)
+    # each turn alone and between its neighbours (the speaker once, in thread order);
+    # a turn alone in its thread is read once
+    assert sorted(reranker.seen[-1][1]) == [
+        "Ada: I adopted a zebra",
+        "Ada: I adopted a zebra Bo: Nice!",
+        "Bo: Nice!",
+        "Cy: Another thread about zebras",
+    ]
+
+
+def test_a_repeated_recall_reuses_the_scores_until_a_write(
+    make_memory: Callable[..., SemanticMemory],
+) -> None:
+    reranker = MarkedReranker()
+    memory = _store(make_memory, reranker=reranker)
+    first = memory.recall("weekly report about project budgets", 3)
+    assert [r.id for r in memory.recall("weekly report about project budgets", 3)] == [
+        r.id for r in first
+    ]
+    assert len(reranker.seen) == 1
+    memory.remember("zebra zebra zebra zebra zebra: the weekly report")
+    again = memory.recall("weekly report about project budgets", 3)
+    assert len(reranker.seen) == 2 and again[0].text.startswith("zebra zebra zebra zebra zebra")
+
+
+def test_configured_reranker_leaves_vector_mode_alone(
+    make_memory: Callable[..., SemanticMemory],
+) -> None:
+    reranker = MarkedReranker()
+    memory = _store(make_memory, reranker=reranker)
+    plain = memory.recall("weekly report about project budgets", 3, mode="vector")
+    assert not reranker.seen and not plain[0].text.startswith("zebra")
+    sims = [r.similarity for r in plain]
+    assert sims == sorted(sims, reverse=True)
+    lifted = memory.recall("weekly report about project budgets", 3, mode="vector", rerank=True)
+    assert lifted[0].text.startswith("zebra")
 
 
 def test_unset_reranker_is_never_loaded(
@@ -121,6 +159,9 @@ def test_missing_weights_name_the_install_command(
 def test_bad_reranker_settings_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="reranker model folder not found"):
         CrossEncoderReranker(tmp_path / "nowhere")
+    # a bad setting fails when the memory opens, naming what it takes, not at a recall
+    with pytest.raises(ConfigurationError, match="takes 'local', 'none' or a folder"):
+        SemanticMemory(str(tmp_path / "s"), reranker="yes")
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / "tokenizer.json").write_text("{}")
     with pytest.raises(ConfigurationError, match=r"missing model\.onnx"):
@@ -151,27 +192,34 @@ def test_cli_rerank_flag(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------ the real cross-encoder
 
-#: two short chats where the fused ranking puts a turn that repeats the question's words
-#: above the one that answers it (checked below), and the cross-encoder knows better
-CHATS = {
-    "What instrument does Priya play?": [
-        ("Priya", "I've been practising the violin every evening for a year now."),
-        ("Sam", "The play we saw had an instrument solo, Priya loved the play."),
-        ("Priya", "Do you play any sports on weekends?"),
-        ("Sam", "Work was long today."),
+#: chats where the fused ranking puts a turn of another thread that repeats the
+#: question's words above the one that answers it (checked below), and the
+#: cross-encoder knows better
+CHATS = [
+    [
+        ("Melanie", "How have you been?"),
+        ("Caroline", "I've been researching adoption agencies, I want to give a child a home."),
+        ("Melanie", "That's wonderful."),
     ],
-    "When is Omar's sister's wedding?": [
-        ("Omar", "My sister gets married on the 14th of June in Lisbon."),
-        ("Omar", "Weddings stress me out, my sister's friends keep asking about weddings."),
-        ("Lena", "Omar, your sister is so kind."),
-        ("Lena", "I baked bread yesterday."),
+    [
+        ("Melanie", "Caroline, what did you think of the research talk? It was long."),
+        ("Caroline", "It was okay."),
     ],
+    [
+        ("Joanna", "Big news lately?"),
+        ("Nate", "I finally moved to Seattle last month, the new apartment is great."),
+        ("Joanna", "Exciting!"),
+    ],
+    [("Joanna", "Nate, did you see the city lights? The city moved me."), ("Nate", "Not yet.")],
+]
+ANSWERS = {
+    "What did Caroline research?": "Caroline: " + CHATS[0][1][1],
+    "Which city did Nate move to?": "Nate: " + CHATS[2][1][1],
 }
-ANSWERS = {q: f"{turns[0][0]}: {turns[0][1]}" for q, turns in CHATS.items()}
 
 
 def store_chats(memory: SemanticMemory) -> None:
-    for n, turns in enumerate(CHATS.values()):
+    for n, turns in enumerate(CHATS):
         memory.remember_conversation(
             [{"speaker": s, "text": t} for s, t in turns], thread_id=f"chat-{n}"
         )
@@ -207,3 +255,25 @@ def test_rerank_true_once_does_not_switch_it_on(tmp_path: Path) -> None:
         assert memory.recall(question, 2, logs=logs)[0].text != ANSWERS[question]
         assert not any("reranked" in line for line in logs)
         assert memory.stats()["reranker"] is None
+
+
+def test_a_long_question_is_cut_not_refused(tmp_path: Path) -> None:
+    # a pasted message: longer than the model's 256 tokens on its own
+    question = "Which city did Nate move to? " + "I keep wondering about it. " * 120
+    with SemanticMemory(str(tmp_path / "s")) as memory:
+        store_chats(memory)
+        logs: list[str] = []
+        assert len(memory.recall(question, 3, rerank=True, logs=logs)) == 3
+        assert any("reranked the best" in line for line in logs)
+
+
+def test_scores_do_not_depend_on_the_other_candidates() -> None:
+    from sem_mem.rerankers import create_reranker
+
+    reranker = create_reranker("local")
+    assert reranker is not None and create_reranker("local") is reranker  # loaded once
+    question, answer = next(iter(ANSWERS.items()))
+    others = [f"{s}: {t}" for turns in CHATS for s, t in turns] + ["x " * 200]
+    alone = reranker.score(question, [answer])[0]
+    among = reranker.score(question, [*others, answer])[-1]
+    assert alone == among

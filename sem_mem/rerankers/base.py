@@ -1,9 +1,9 @@
 """The reranker interface, how its scores reorder a recall, and where it is chosen.
 
 A reranker reads the query and a candidate together (a cross-encoder), which a vector
-or a BM25 score never does; on LoCoMo it lifts R@5 by 0.02-0.04 and multi-hop R@10 by
-0.05-0.07 (``bench/results/recall_quality.md``). It costs ~100 ms for 25 candidates on
-two cores, so it is opt-in: ``recall(..., rerank=True)`` or ``SEMMEM_RERANKER=local``.
+or a BM25 score never does; on LoCoMo it lifts R@5 by 0.06 and multi-hop R@10 by
+0.04-0.07 (``bench/results/recall_quality.md``). It costs 0.2-0.4 s for 25 candidates
+on two cores, so it is opt-in: ``recall(..., rerank=True)`` or ``SEMMEM_RERANKER=local``.
 """
 
 from __future__ import annotations
@@ -40,9 +40,6 @@ class Reranker(ABC):
     @abstractmethod
     def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
         """One float per document, in the documents' order."""
-
-    def close(self) -> None:  # noqa: B027 - optional hook, most rerankers hold nothing
-        """Release what the reranker holds (sessions, connections)."""
 
 
 def apply_reranker(
