@@ -37,6 +37,11 @@ PROTECTED_HITS = 6
 
 Ranking = list[tuple[str, float, float]]
 
+#: how the reranker reads each candidate: "alone", and "context" (between the turns
+#: around it in its thread); its score is the mean over these. Both, by the LoCoMo
+#: tuning half and bench/rerank_chats.py (see ranking.rerank_text); the bench swaps it.
+RERANK_READINGS: tuple[str, ...] = ("alone", "context")
+
 
 class Tiers:
     """L1, the result and query-vector caches and pending hit counts of one memory."""
@@ -203,8 +208,9 @@ class Tiers:
     ) -> tuple[Ranking, int]:
         """``ranked`` with its best ``RERANK_DEPTH`` reordered by ``reranker`` (see
         :func:`~sem_mem.rerankers.base.apply_reranker`), and how many it read. Each
-        candidate is read between the turns around it in its thread
-        (:func:`~sem_mem.ranking.rerank_text`); records come from L1 where they are."""
+        candidate is read as ``RERANK_READINGS`` say, alone and between the turns around
+        it in its thread (:func:`~sem_mem.ranking.rerank_text`), and the mean of its
+        scores counts; records come from L1 where they are."""
         head = ranked[:RERANK_DEPTH]
         if len(head) < 2:
             return ranked, 0
@@ -215,32 +221,31 @@ class Tiers:
         if cached is None:
             extra: dict[str, Any] = {} if where.empty else {"filters": where}
             places = self.backend.thread_places(self.namespace, ids, 2, **extra)
-            around = adjacent_turns(places, ids)
+            around = adjacent_turns(places, ids, 2)
             context = [i for pair in around.values() for i in pair if i is not None]
             records = self._records([*ids, *context], fetched)
             kept = tuple(i for i in ids if i in records)  # (one forgotten meanwhile: dropped)
-            # each candidate twice: alone, and between the turns around it; the mean of
-            # the two scores counts (a turn with no neighbours is read once)
-            pairs = []
+            readings = []  # per candidate: its texts (a turn with no neighbours, one)
             for memory_id in kept:
                 before, after = (
                     records.get(i) if i is not None else None
                     for i in around.get(memory_id, (None, None))
                 )
                 memory = records[memory_id].memory
-                pairs.append(
-                    (
-                        rerank_text(memory, None, None),
-                        rerank_text(
-                            memory,
-                            before.memory if before else None,
-                            after.memory if after else None,
-                        ),
+                texts = {
+                    rerank_text(memory, None, None)
+                    if how == "alone"
+                    else rerank_text(
+                        memory,
+                        before.memory if before else None,
+                        after.memory if after else None,
                     )
-                )
-            documents = list(dict.fromkeys(d for pair in pairs for d in pair))
+                    for how in RERANK_READINGS
+                }
+                readings.append(texts)
+            documents = list(dict.fromkeys(d for texts in readings for d in texts))
             scored = dict(zip(documents, reranker.score(query, documents), strict=True))
-            means = np.array([(scored[alone] + scored[window]) / 2 for alone, window in pairs])
+            means = np.array([np.mean([scored[d] for d in texts]) for texts in readings])
             cached = (kept, means)
             with self.lock:
                 if generation == self.generation:

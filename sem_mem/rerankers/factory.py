@@ -10,7 +10,8 @@ from .base import Reranker
 __all__ = ["create_reranker"]
 
 # One instance per model folder in a process: the server opens an engine per namespace,
-# and each cross-encoder session holds ~50 MB.
+# and each cross-encoder session holds ~45 MB. (A folder's files are read once, on first
+# use: replacing the model needs a restart.)
 _SHARED: dict[str, Reranker] = {}
 _SHARED_LOCK = threading.Lock()
 
@@ -29,6 +30,6 @@ def create_reranker(name: str | None) -> Reranker | None:
     with _SHARED_LOCK:
         found = _SHARED.get(key)
         if found is None:
-            found = CrossEncoderReranker(None if key == "local" else text)
+            found = CrossEncoderReranker(None if key == "local" else key)
             _SHARED[key] = found
         return found
