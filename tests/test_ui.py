@@ -496,3 +496,18 @@ def test_the_chat_api_selector_switches_the_wire_format(tmp_path: Path) -> None:
         assert not at.sidebar.toggle(key="web_search").disabled
         say(at, "second")
         assert "input" in turn_bodies(fake)[-1]
+
+
+def test_search_can_rerank(make_app: Callable[..., AppTest], store: str) -> None:
+    from test_rerank import store_chats
+
+    store_chats(shared_memory(store))
+    at = show(make_app(), MEMORIES)
+    at.text_input(key="browser_query").set_value("What did Caroline research?").run()
+    first = next(e.label for e in at.expander if e.label.startswith("#1 "))
+    assert "adoption" not in first  # the fused ranking puts another turn first
+    at.toggle(key="browser_rerank").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    first = next(e.label for e in at.expander if e.label.startswith("#1 "))
+    assert "adoption" in first
+    assert any("reranked by the cross-encoder" in c.value for c in at.caption)

@@ -158,11 +158,16 @@ def render(client: MemoryClient, state: Any) -> None:
     if flash is not None:
         getattr(st, flash[0])(flash[1])
     query = st.text_input("Search", key="browser_query", placeholder="semantic + full-text search")
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4, c5 = st.columns(5)
     source = c1.selectbox("Source", ["all", *SOURCES], key="browser_source")
     since = c2.date_input("Happened from", value=None, key="browser_since")
     until = c3.date_input("Happened until", value=None, key="browser_until")
     size = c4.selectbox("Per page", PAGE_SIZES, key="browser_page_size")
+    rerank = c5.toggle(
+        "Rerank",
+        key="browser_rerank",
+        help="A cross-encoder reorders the best 25 results: better order, ~0.3 s slower",
+    )
     filters = _Filters(
         source=None if source == "all" else source,
         since=_day_start(since),
@@ -170,11 +175,13 @@ def render(client: MemoryClient, state: Any) -> None:
     )
     if query.strip():
         try:
-            results = client.recall(query, limit=size, **filters)
+            # off: as the memory is configured (SEMMEM_RERANKER), not "never"
+            results = client.recall(query, limit=size, rerank=rerank or None, **filters)
         except SemMemError as exc:
             st.error(str(exc))
             results = []
-        st.caption(f"{len(results)} result(s), most relevant first.")
+        reranked = ", reranked by the cross-encoder" if rerank else ""
+        st.caption(f"{len(results)} result(s), most relevant first{reranked}.")
         for rank, r in enumerate(results, start=1):
             _memory_card(
                 client,

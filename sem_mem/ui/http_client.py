@@ -157,6 +157,7 @@ class HttpClient(MemoryClient):
         source: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        rerank: bool | None = None,
     ) -> list[dict[str, Any]]:
         body = {
             "query": query,
@@ -165,6 +166,7 @@ class HttpClient(MemoryClient):
             "source": source,
             "since": since.isoformat() if since is not None else None,
             "until": until.isoformat() if until is not None else None,
+            "rerank": rerank,
         }
         return list(self._json("POST", "/recall", json=body)["memories"])
 

@@ -129,9 +129,11 @@ class MemoryClient(ABC):
         source: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        rerank: bool | None = None,
     ) -> list[dict[str, Any]]:
         """The most relevant memories, best first (``tier`` says L1 or L2), optionally
-        only those of one source or that happened in a time range."""
+        only those of one source or that happened in a time range; ``rerank`` as
+        ``SemanticMemory.recall``'s (None: as the memory is configured)."""
 
     @abstractmethod
     def instructions(self) -> str:

@@ -139,9 +139,16 @@ class LocalClient(MemoryClient):
         source: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        rerank: bool | None = None,
     ) -> list[dict[str, Any]]:
         found = self.memory.recall(
-            query, limit, threshold=threshold, source=source, since=since, until=until
+            query,
+            limit,
+            threshold=threshold,
+            source=source,
+            since=since,
+            until=until,
+            rerank=rerank,
         )
         return [r.to_dict() for r in found]
 
