@@ -532,7 +532,7 @@ class SemanticMemory:
 
         ``rerank=True`` has a cross-encoder read the query beside each of the best
         ``RERANK_DEPTH`` (25) candidates (a conversation turn alone and with its neighbours)
-        and reorder them (see :mod:`sem_mem.rerankers`: better ordering, 0.2-0.4 s more on
+        and reorder them (see :mod:`sem_mem.rerankers`: better ordering, ~0.25 s more on
         two cores). ``None`` (default) reranks when a reranker is configured
         (``reranker=`` / ``SEMMEM_RERANKER``), except in vector mode; ``False`` never.
         A reranked result's ``score`` ranks it among this recall's candidates only: it

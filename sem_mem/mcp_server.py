@@ -273,7 +273,7 @@ def build_server(memory: "SemanticMemory") -> "MCPServer":
             Field(
                 description=(
                     "Reorder the best 25 candidates with a cross-encoder: better ordering, "
-                    "~0.2-0.4 s slower. Omit to use the server's setting."
+                    "~0.25 s slower. Omit to use the server's setting."
                 )
             ),
         ] = None,

@@ -210,8 +210,10 @@ def adjacent_turns(
 
 
 #: how much of each turn around a candidate the reranker reads (the end of the one
-#: before, the start of the one after)
-RERANK_CONTEXT_CHARS = 300
+#: before, the start of the one after). 120 against 300 on LoCoMo's tuning half: R@5 /
+#: R@10 0.800 / 0.855 against 0.789 / 0.855 (checking 0.758 / 0.807 against 0.757 /
+#: 0.813), with a fifth less model time (305 against 380 ms for 25 candidates).
+RERANK_CONTEXT_CHARS = 120
 
 
 def rerank_text(memory: Memory, before: Memory | None, after: Memory | None) -> str:

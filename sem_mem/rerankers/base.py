@@ -1,8 +1,8 @@
 """The reranker interface, how its scores reorder a recall, and where it is chosen.
 
 A reranker reads the query and a candidate together (a cross-encoder), which a vector
-or a BM25 score never does; on LoCoMo it lifts R@5 by 0.06 and multi-hop R@10 by
-0.04-0.07 (``bench/results/recall_quality.md``). It costs 0.2-0.4 s for 25 candidates
+or a BM25 score never does; on LoCoMo it lifts R@5 by 0.06-0.07 and multi-hop R@10 by
+0.04-0.07 (``bench/results/recall_quality.md``). It costs ~0.25 s for 25 candidates
 on two cores, so it is opt-in: ``recall(..., rerank=True)`` or ``SEMMEM_RERANKER=local``.
 """
 

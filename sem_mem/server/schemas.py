@@ -136,7 +136,7 @@ class RecallIn(_In):
     rerank: bool | None = Field(
         default=None,
         description=(
-            "Reorder the best 25 candidates with the cross-encoder (~0.2-0.4 s more); "
+            "Reorder the best 25 candidates with the cross-encoder (~0.25 s more); "
             "null: as the server is configured (SEMMEM_RERANKER)"
         ),
     )

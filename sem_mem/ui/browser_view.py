@@ -166,7 +166,7 @@ def render(client: MemoryClient, state: Any) -> None:
     rerank = c5.toggle(
         "Rerank",
         key="browser_rerank",
-        help="A cross-encoder reorders the best 25 results: better order, ~0.3 s slower",
+        help="A cross-encoder reorders the best 25 results: better order, ~0.25 s slower",
     )
     filters = _Filters(
         source=None if source == "all" else source,
