@@ -220,8 +220,9 @@ class Tiers:
             cached = self.rerank_scores.get(key)
         if cached is None:
             extra: dict[str, Any] = {} if where.empty else {"filters": where}
-            places = self.backend.thread_places(self.namespace, ids, 2, **extra)
-            around = adjacent_turns(places, ids, 2)
+            reach = 2  # places each way a neighbour may be (past deleted or filtered turns)
+            places = self.backend.thread_places(self.namespace, ids, reach, **extra)
+            around = adjacent_turns(places, ids, reach)
             context = [i for pair in around.values() for i in pair if i is not None]
             records = self._records([*ids, *context], fetched)
             kept = tuple(i for i in ids if i in records)  # (one forgotten meanwhile: dropped)
@@ -232,17 +233,11 @@ class Tiers:
                     for i in around.get(memory_id, (None, None))
                 )
                 memory = records[memory_id].memory
-                texts = {
-                    rerank_text(memory, None, None)
-                    if how == "alone"
-                    else rerank_text(
-                        memory,
-                        before.memory if before else None,
-                        after.memory if after else None,
-                    )
-                    for how in RERANK_READINGS
-                }
-                readings.append(texts)
+                alone = rerank_text(memory, None, None)
+                window = rerank_text(
+                    memory, before.memory if before else None, after.memory if after else None
+                )
+                readings.append({alone if how == "alone" else window for how in RERANK_READINGS})
             documents = list(dict.fromkeys(d for texts in readings for d in texts))
             scored = dict(zip(documents, reranker.score(query, documents), strict=True))
             means = np.array([np.mean([scored[d] for d in texts]) for texts in readings])

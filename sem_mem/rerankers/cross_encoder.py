@@ -71,7 +71,7 @@ class CrossEncoderReranker(Reranker):
                     f"reranker model folder not found: {model_path} (the reranker setting "
                     "takes 'local', 'none' or a folder holding model.onnx and tokenizer.json)"
                 )
-            self.model_id = f"local:{self.model_dir.resolve().name}"
+            self.model_id = f"local:{self.model_dir.name}"
         missing = [n for n in _REQUIRED_FILES if not (self.model_dir / n).is_file()]
         if missing:
             raise ConfigurationError(
@@ -119,10 +119,8 @@ class CrossEncoderReranker(Reranker):
                 run(sessions[0], rows)
             else:
                 try:
-                    done = list(workers.map(run, sessions, shares))
+                    list(workers.map(run, sessions, shares))
                 except RuntimeError:  # the interpreter is shutting its executors down
-                    done = []
-                if len(done) != len(sessions):
                     run(sessions[0], rows)
         except Exception as exc:  # onnxruntime and tokenizers errors share no base class
             raise EmbeddingError(f"reranker {self.model_id!r} failed: {exc}") from exc
